@@ -220,11 +220,18 @@ class _Rows:
                                      pa.array(stamps, type=schema.field(name).type,
                                               from_pandas=True))
         table = table.cast(schema)
+        if not table.num_rows:
+            return table
         sort_key = "id" if "id" in schema.names else schema.names[0]
-        if table.num_rows:
-            table = table.sort_by([(sort_key, "ascending")] + [
-                (c, "ascending") for c in schema.names[1:3] if c != sort_key])
-        return table
+        order = pc.sort_indices(table, sort_keys=[(sort_key, "ascending")] + [
+            (c, "ascending") for c in schema.names[1:3] if c != sort_key])
+        # Reorder column by column, letting each unsorted column go as soon as it is copied:
+        # the peak is one table plus one column, not two tables.
+        columns = table.columns
+        del table
+        for index in range(len(columns)):
+            columns[index] = columns[index].take(order)
+        return pa.Table.from_arrays(columns, schema=schema)
 
 
 class _Normalizer:

@@ -159,7 +159,6 @@ def _version(t: _Tenant, d: int, n: int) -> dict:
 
 
 def _managed_image(t: _Tenant, i: int) -> dict:
-    rng = t.rng
     image_id = t.managed_images[i]
     os_disk = {"osType": "Windows" if i % 3 == 1 else "Linux",
                "osState": "Specialized" if i % 9 == 4 else "Generalized",

@@ -154,7 +154,9 @@ def loop_three_rules(rows: dict, rule_ids: list[str], params: dict) -> list[dict
         for machine in rows["machines"]:
             version = machine["image_version"]
             if machine["image_kind"] == "marketplace" and version and version.lower() == "latest":
-                findings.append({"rule_id": "PIN001", "resource_id": machine["id"]})
+                findings.append({"rule_id": "PIN001", "resource_id": machine["id"],
+                                 "message": f"{machine['name']} deploys Marketplace image "
+                                            f"{machine['image_offer']} version {version}"})
     if "TAG001" in rule_ids:
         required = [t.lower() for t in params["TAG001"]["required_tags"]]
         for table in ("galleries", "image_definitions", "image_versions", "managed_images"):
@@ -165,7 +167,8 @@ def loop_three_rules(rows: dict, rule_ids: list[str], params: dict) -> list[dict
                 missing = [t for t in required if not (present.get(t) or "").strip()]
                 if missing:
                     findings.append({"rule_id": "TAG001", "resource_id": item["id"],
-                                     "missing": ", ".join(sorted(missing))})
+                                     "message": f"{item['name']} lacks required tag(s): "
+                                                f"{', '.join(sorted(missing))}"})
     if "REP001" in rule_ids:
         regions: dict[str, set] = {}
         for target in rows["version_regions"]:
@@ -174,7 +177,8 @@ def loop_three_rules(rows: dict, rule_ids: list[str], params: dict) -> list[dict
             if machine["image_kind"] == "gallery" and machine["image_id"] in regions and \
                     machine["location"] not in regions[machine["image_id"]]:
                 findings.append({"rule_id": "REP001", "resource_id": machine["id"],
-                                 "region": machine["location"]})
+                                 "message": f"{machine['name']} runs {machine['image_id']}, "
+                                            f"not replicated to {machine['location']}"})
     return findings
 
 

@@ -80,6 +80,7 @@ class Normalized:
     """Snapshot tables plus what was left out and why (a coverage record, never silent)."""
 
     tables: dict[str, pa.Table]
+    read_types: Counter = field(default_factory=Counter)
     skipped_types: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
 
@@ -103,14 +104,15 @@ def _str(value) -> str | None:
 
 
 def _int(value) -> int | None:
+    """An int that fits the tables' int64 columns, or None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+        value = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and -2**63 <= value < 2**63:
+        return value
     return None
 
 
@@ -238,6 +240,7 @@ class _Normalizer:
     def __init__(self):
         self.rows = {name: _Rows(name) for name in TABLES}
         self.seen: set[str] = set()
+        self.read: Counter = Counter()
         self.skipped: Counter = Counter()
         self.problems: list[str] = []
         self.disk_versions: dict[str, str] = {}
@@ -263,6 +266,7 @@ class _Normalizer:
             self.problems.append(f"{where}: duplicate id {arm_id}")
             return
         self.seen.add(rid)
+        self.read[rtype] += 1
         if rtype == DISK:
             self._disk(resource)
             return
@@ -433,7 +437,8 @@ class _Normalizer:
                 pc.index_in(machines.column("id"), value_set=owners))
             index = machines.schema.get_field_index("running_version_id")
             tables["machines"] = machines.set_column(index, machines.schema.field(index), running)
-        return Normalized(tables=tables, skipped_types=self.skipped, problems=self.problems)
+        return Normalized(tables=tables, read_types=self.read, skipped_types=self.skipped,
+                          problems=self.problems)
 
 
 def _image_reference(ref: dict, vhd_uri: str | None) -> dict:

@@ -71,6 +71,11 @@ def _fold(value, ignore_case: bool):
     return value
 
 
+def _as_text(series: pd.Series) -> pd.Series:
+    """Typed string columns compare as they are; anything else as objects."""
+    return series if isinstance(series.dtype, pd.StringDtype) else series.astype("object")
+
+
 def _days_before(estate: Estate, days) -> pd.Timestamp:
     return estate.as_of - pd.Timedelta(days=float(days))
 
@@ -86,8 +91,8 @@ OPS: dict[str, Callable] = {
     "ge": lambda s, v, e: s >= v,
     "regex": lambda s, v, e: s.astype("object").map(
         lambda x, rx=re.compile(v): isinstance(x, str) and rx.search(x) is not None),
-    "missing": lambda s, v, e: s.isna() | (s.astype("object") == ""),
-    "present": lambda s, v, e: s.notna() & (s.astype("object") != ""),
+    "missing": lambda s, v, e: s.isna() | (_as_text(s) == ""),
+    "present": lambda s, v, e: s.notna() & (_as_text(s) != ""),
     "older-than-days": lambda s, v, e: s < _days_before(e, v),
     "due-within-days": lambda s, v, e: (s >= e.as_of) & (s < e.as_of + pd.Timedelta(days=v)),
 }

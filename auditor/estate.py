@@ -110,7 +110,7 @@ class Estate:
             kind.isin(["gallery", "shared", "community"]))
         running = machines["running_version_id"].astype("object")
         from_disk = gallery & unversioned & running.notna() & (
-            running.map(_definition_of, na_action="ignore") == definition)
+            _definition_of(running) == definition)
         out = pd.DataFrame({
             "machine_id": machines["id"], "name": machines["name"],
             "kind": machines["kind"], "region": machines["location"],
@@ -124,16 +124,15 @@ class Estate:
                         left_on=["definition_id", "region"], right_on=["_def", "region"])
         out.index = machines.index
         pinned_id = machines["image_id"].astype("object")
-        out["version_id"] = np.select(
+        out["version_id"] = _choose(
             [gallery & ~unversioned, from_disk, gallery & unversioned],
-            [pinned_id, running, out["_latest"]], default=None)
-        out["version_id"] = out["version_id"].where(out["version_id"].notna(), None)
-        out["resolved_from"] = np.select(
+            [pinned_id, running, out["_latest"]], out.index)
+        out["resolved_from"] = _choose(
             [gallery & ~unversioned, from_disk, gallery & unversioned & out["_latest"].notna(),
              kind.isin(["gallery", "shared", "community"])],
-            ["pinned", "disk", "latest", "unresolved"], default=None)
+            ["pinned", "disk", "latest", "unresolved"], out.index)
         versions = self.tables["image_versions"].set_index("id")
-        out["version_name"] = out["version_id"].map(versions["name"])
+        out["version_name"] = lookup(out["version_id"], versions["name"]).astype(object)
         out["version_known"] = out["version_id"].isin(versions.index)
         replicas = self.tables["version_regions"][["version_id", "region"]].drop_duplicates()
         replicated = out[["version_id", "region"]].merge(
@@ -153,15 +152,24 @@ class Estate:
         return pd.Index(ids.dropna().astype(str).unique())
 
 
-def _definition_of(version_id: str) -> str:
-    return version_id.rsplit("/versions/", 1)[0]
+def _choose(conditions, choices, index) -> pd.Series:
+    """np.select as an object Series (None where nothing applies), whatever the length."""
+    choices = [c.to_numpy(dtype=object) if isinstance(c, pd.Series) else c for c in choices]
+    chosen = np.select([np.asarray(c, dtype=bool) for c in conditions], choices, default=None)
+    series = pd.Series(chosen, index=index, dtype=object)
+    return series.where(series.notna(), None)
+
+
+def _definition_of(version_ids: pd.Series) -> pd.Series:
+    text = version_ids.astype(object).fillna("").astype(str)
+    return text.str.replace(r"/versions/[^/]+$", "", regex=True).astype(object)
 
 
 def _resolution_text(usage: pd.DataFrame) -> pd.Series:
     """How a machine's gallery version was found, in words for the Machines sheet:
     `latest` is what the machine would get today in its region, not what it may run."""
-    name = usage["version_name"].fillna("?").astype(str)
-    region = usage["region"].fillna("?").astype(str)
+    name = usage["version_name"].astype(object).fillna("?").astype(str)
+    region = usage["region"].astype(object).fillna("?").astype(str)
     text = pd.Series(
         np.select([usage["resolved_from"] == "pinned", usage["resolved_from"] == "disk",
                    usage["resolved_from"] == "latest", usage["resolved_from"] == "unresolved"],
@@ -175,17 +183,24 @@ def _resolution_text(usage: pd.DataFrame) -> pd.Series:
 
 def version_label(version_ids: pd.Series) -> pd.Series:
     """`definition/1.2.0` for a version id: a version's own name says too little."""
-    parts = version_ids.fillna("").astype(str).str.extract(r"/images/([^/]+)/versions/([^/]+)$")
+    text = version_ids.astype(object).fillna("").astype(str)
+    parts = text.str.extract(r"/images/([^/]+)/versions/([^/]+)$")
     return (parts[0] + "/" + parts[1]).where(parts[0].notna(), version_ids).astype(str)
 
 
 def lowered(series: pd.Series) -> pd.Series:
     """Lower-cased text with '' for missing values, so comparisons never meet NA (and an
     all-missing column still has string methods)."""
-    return series.fillna("").astype(str).str.lower().astype(object)
+    return series.astype(object).fillna("").astype(str).str.lower().astype(object)
 
 
 def last_segment(ids: pd.Series) -> pd.Series:
     """The last path segment of a resource id (its name as the id spells it)."""
-    segment = ids.fillna("").astype(str).str.rsplit("/", n=1).str[-1].astype(str)
+    segment = ids.astype(object).fillna("").astype(str).str.rsplit("/", n=1).str[-1].astype(str)
     return segment.where(ids.notna())
+
+
+def lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
+    """`values[key]` for each key (missing where absent), keeping the values' dtype even when
+    either side is empty (Series.map loses it, or fails, on empty datetime lookups)."""
+    return pd.Series(values.reindex(keys.to_numpy(dtype=object)).array, index=keys.index)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.errors import AuditError
-from auditor.estate import last_segment
+from auditor.estate import last_segment, lookup, lowered
 
 APPROVED_KEYS = ("marketplace", "galleries", "definitions", "managed_images")
 _GALLERY_PATH = r"/(?:shared|community)?galleries/([^/]+)/images/([^/]+)$"
@@ -26,7 +26,7 @@ def _matcher(patterns) -> re.Pattern | None:
 def _matches(values: pd.Series, matcher: re.Pattern | None) -> pd.Series:
     if matcher is None:
         return pd.Series(False, index=values.index)
-    return values.fillna("").astype(str).str.lower().str.match(matcher).fillna(False).astype(bool)
+    return lowered(values).str.match(matcher).astype(bool)
 
 
 def not_approved(estate, params) -> pd.DataFrame:
@@ -46,11 +46,11 @@ def not_approved(estate, params) -> pd.DataFrame:
     marketplace_id = (machines["image_publisher"].astype("object") + ":"
                       + machines["image_offer"].astype("object") + ":"
                       + machines["image_sku"].astype("object"))
-    path = machines["image_definition_id"].fillna("").astype(str).str.extract(_GALLERY_PATH)
+    path = lowered(machines["image_definition_id"]).str.extract(_GALLERY_PATH)
     gallery_name, definition_name = path[0], path[1]
     identifiers = estate.image_definitions.set_index("id")
-    definition_sku = machines["image_definition_id"].map(
-        identifiers["publisher"] + ":" + identifiers["offer"] + ":" + identifiers["sku"])
+    definition_sku = lookup(machines["image_definition_id"], identifiers["publisher"] + ":"
+                            + identifiers["offer"] + ":" + identifiers["sku"])
     image_name = last_segment(machines["image_id"])
     is_gallery = kind.isin(["gallery", "shared", "community"])
     ok = np.select(

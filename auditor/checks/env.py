@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from auditor.estate import last_segment
+from auditor.estate import last_segment, lookup
 
 
 def production_uses_non_production_image(estate, params) -> pd.DataFrame:
@@ -18,7 +18,7 @@ def production_uses_non_production_image(estate, params) -> pd.DataFrame:
         pd.DataFrame({"machine": usage.index, "image_id": usage["definition_id"].to_numpy(),
                       "what": "image definition"}),
         pd.DataFrame({"machine": usage.index,
-                      "image_id": usage["definition_id"].map(definitions).to_numpy(),
+                      "image_id": lookup(usage["definition_id"], definitions).to_numpy(),
                       "what": "gallery"}),
         pd.DataFrame({"machine": usage.index, "image_id": usage["managed_image_id"].to_numpy(),
                       "what": "managed image"}),

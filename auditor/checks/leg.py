@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from auditor.estate import last_segment
+from auditor.estate import last_segment, lookup
 
 
 def boots_from_vhd(estate, params) -> pd.DataFrame:
@@ -13,7 +13,7 @@ def boots_from_vhd(estate, params) -> pd.DataFrame:
     a blob URI (itself an unmanaged VHD)."""
     machines = estate.machines
     images = estate.managed_images.set_index("id")["blob_uri"]
-    image_blob = machines["image_id"].map(images).where(machines["image_kind"] == "managed")
+    image_blob = lookup(machines["image_id"], images).where(machines["image_kind"] == "managed")
     vhd = machines["image_kind"] == "vhd"
     hit = vhd | image_blob.notna()
     rows = machines.loc[hit, ["id", "name", "kind", "image_id", "vhd_uri"]]

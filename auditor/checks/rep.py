@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.checks.tag import resources
-from auditor.estate import lowered, version_label
+from auditor.estate import lookup, lowered, version_label
 
 ZONE_REDUNDANT = {"standard_zrs", "premium_zrs"}
 
@@ -32,7 +32,7 @@ def version_not_replicated_where_used(estate, params) -> pd.DataFrame:
         "id": missing["machine_id"], "name": missing["name"], "kind": missing["kind"],
         "location": missing["region"], "version": version_label(missing["version_id"]),
         "resolved_from": missing["resolved_from"],
-        "replica_regions": missing["version_id"].map(regions).fillna("(none)"),
+        "replica_regions": lookup(missing["version_id"], regions).fillna("(none)"),
     })
 
 

@@ -33,6 +33,8 @@ def versions_beyond_retention(estate, params) -> pd.DataFrame:
         & (versions["published_date"] < cutoff).fillna(False)
         & ~_is_retained(estate, "image_versions", params["retain_tag"]))
     flagged = versions[candidate]
+    if flagged.empty:
+        return resources(estate, ["image_versions"]).iloc[0:0]
     regions = estate.version_regions.groupby("version_id").agg(
         replica_regions=("region", "size"), replicas=("regional_replica_count", "sum"))
     sizes = flagged["os_disk_size_gb"].fillna(0) + flagged["data_disk_size_gb"].fillna(0)

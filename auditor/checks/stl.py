@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.checks.tag import resources
-from auditor.estate import last_segment, lowered, version_label
+from auditor.estate import last_segment, lookup, lowered, version_label
 
 
 def _machine_lifecycle(estate) -> pd.DataFrame:
@@ -19,8 +19,8 @@ def _machine_lifecycle(estate) -> pd.DataFrame:
     return frame.assign(
         version=version_label(frame["version_id"]),
         definition=last_segment(frame["definition_id"]),
-        version_eol=frame["version_id"].map(versions["end_of_life_date"]),
-        definition_eol=frame["definition_id"].map(definitions["end_of_life_date"]))
+        version_eol=lookup(frame["version_id"], versions["end_of_life_date"]),
+        definition_eol=lookup(frame["definition_id"], definitions["end_of_life_date"]))
 
 
 def _end_of_life(estate, when) -> pd.DataFrame:
@@ -77,10 +77,10 @@ def machine_version_stale(estate, params) -> pd.DataFrame:
     usage = usage[usage["version_known"]]
     versions = estate.image_versions.set_index("id")
     used = usage[["machine_id", "name", "kind", "version_id", "definition_id", "resolved_from"]]
-    used = used.assign(published_date=used["version_id"].map(versions["published_date"]),
-                       major=used["version_id"].map(versions["major"]),
-                       minor=used["version_id"].map(versions["minor"]),
-                       patch=used["version_id"].map(versions["patch"]))
+    used = used.assign(published_date=lookup(used["version_id"], versions["published_date"]),
+                       major=lookup(used["version_id"], versions["major"]),
+                       minor=lookup(used["version_id"], versions["minor"]),
+                       patch=lookup(used["version_id"], versions["patch"]))
     newer = used[["version_id", "definition_id", "major", "minor", "patch"]].drop_duplicates(
         "version_id").merge(estate.latest_candidates, on="definition_id", suffixes=("", "_c"))
     is_newer = (newer["major_c"] > newer["major"]) | (
@@ -88,8 +88,8 @@ def machine_version_stale(estate, params) -> pd.DataFrame:
             (newer["minor_c"] == newer["minor"]) & (newer["patch_c"] > newer["patch"]))))
     behind = newer[is_newer.fillna(False).astype(bool)].groupby("version_id").size()
     latest = estate.latest_by_definition.set_index("definition_id")["version_name"]
-    used = used.assign(versions_behind=used["version_id"].map(behind).fillna(0).astype("int64"),
-                       latest_version=used["definition_id"].map(latest),
+    used = used.assign(versions_behind=lookup(used["version_id"], behind).fillna(0).astype("int64"),
+                       latest_version=lookup(used["definition_id"], latest),
                        age_days=(estate.as_of - used["published_date"]).dt.days)
     too_old = (used["age_days"] > int(params["max_age_days"])).fillna(False)
     too_far = used["versions_behind"] >= int(params["max_versions_behind"])
@@ -108,3 +108,11 @@ def machine_version_stale(estate, params) -> pd.DataFrame:
         "published_date": stale["published_date"], "age_days": stale["age_days"],
         "versions_behind": stale["versions_behind"], "latest_version": stale["latest_version"],
         "resolved_from": stale["resolved_from"]})
+
+
+def version_without_end_of_life(estate, params) -> pd.DataFrame:
+    """Versions with no end-of-life date (named `definition/version`)."""
+    versions = estate.image_versions
+    missing = versions.loc[versions["end_of_life_date"].isna(), ["id", "published_date"]]
+    return resources(estate, ["image_versions"]).merge(
+        missing.assign(end_of_life_date=None), on="id")

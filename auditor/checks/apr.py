@@ -42,16 +42,31 @@ def not_approved(estate, params) -> pd.DataFrame:
                          "rules.APR001.params.approved in the config")
     match = {key: _matcher(approved.get(key)) for key in APPROVED_KEYS}
     machines = estate.machines
-    kind = machines["image_kind"].astype("object")
-    marketplace_id = (machines["image_publisher"].astype("object") + ":"
-                      + machines["image_offer"].astype("object") + ":"
-                      + machines["image_sku"].astype("object"))
-    path = lowered(machines["image_definition_id"]).str.extract(_GALLERY_PATH)
+    # Judge each distinct image once: an estate has many machines but few images.
+    images = machines[IMAGE_COLUMNS].drop_duplicates()
+    judged = _judge(images.reset_index(drop=True), match, estate)
+    rows = machines[["id", "name", "kind"] + IMAGE_COLUMNS].merge(
+        judged, how="left", on=IMAGE_COLUMNS)
+    rows = rows[~rows["approved"].fillna(False).astype(bool)]
+    return rows[["id", "name", "kind", "image", "image_kind", "image_id"]]
+
+
+IMAGE_COLUMNS = ["image_kind", "image_publisher", "image_offer", "image_sku",
+                 "image_definition_id", "image_id"]
+
+
+def _judge(images: pd.DataFrame, match: dict, estate) -> pd.DataFrame:
+    """For each distinct image: approved or not, and how to name it in a message."""
+    kind = images["image_kind"].astype("object")
+    marketplace_id = (images["image_publisher"].astype("object") + ":"
+                      + images["image_offer"].astype("object") + ":"
+                      + images["image_sku"].astype("object"))
+    path = lowered(images["image_definition_id"]).str.extract(_GALLERY_PATH)
     gallery_name, definition_name = path[0], path[1]
     identifiers = estate.image_definitions.set_index("id")
-    definition_sku = lookup(machines["image_definition_id"], identifiers["publisher"] + ":"
+    definition_sku = lookup(images["image_definition_id"], identifiers["publisher"] + ":"
                             + identifiers["offer"] + ":" + identifiers["sku"])
-    image_name = last_segment(machines["image_id"])
+    image_name = last_segment(images["image_id"])
     is_gallery = kind.isin(["gallery", "shared", "community"])
     ok = np.select(
         [kind == "marketplace", is_gallery, kind == "managed"],
@@ -60,13 +75,10 @@ def not_approved(estate, params) -> pd.DataFrame:
          | _matches(gallery_name + "/" + definition_name, match["definitions"])
          | _matches(definition_sku, match["marketplace"]),
          _matches(image_name, match["managed_images"])], default=False)
-    image = pd.Series(np.select(
+    image = np.select(
         [kind == "marketplace", is_gallery, kind == "managed", kind == "vhd"],
         ["Marketplace image " + marketplace_id.fillna("?"),
          kind + " gallery image " + gallery_name.fillna("?") + "/" + definition_name.fillna("?"),
          "managed image " + image_name.fillna("?"), "an unmanaged VHD"],
-        default="an image of unknown origin"), index=machines.index)
-    bad = ~pd.Series(ok, index=machines.index, dtype=bool)
-    return pd.DataFrame({"id": machines.loc[bad, "id"], "name": machines.loc[bad, "name"],
-                         "kind": machines.loc[bad, "kind"], "image": image[bad],
-                         "image_kind": kind[bad], "image_id": machines.loc[bad, "image_id"]})
+        default="an image of unknown origin")
+    return images.assign(approved=np.asarray(ok, dtype=bool), image=image)

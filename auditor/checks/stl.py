@@ -17,7 +17,6 @@ def _machine_lifecycle(estate) -> pd.DataFrame:
     definitions = estate.image_definitions.set_index("id")
     frame = usage[usage["definition_id"].notna()]
     return frame.assign(
-        version=version_label(frame["version_id"]),
         definition=last_segment(frame["definition_id"]),
         version_eol=lookup(frame["version_id"], versions["end_of_life_date"]),
         definition_eol=lookup(frame["definition_id"], definitions["end_of_life_date"]))
@@ -28,22 +27,20 @@ def _end_of_life(estate, when) -> pd.DataFrame:
     frame = _machine_lifecycle(estate)
     by_version = when(frame["version_eol"])
     by_definition = when(frame["definition_eol"])
-    date = lambda s: s.dt.strftime("%Y-%m-%d").astype("object")  # noqa: E731
-    version_text = ("version " + frame["version"].astype("object") + " ("
-                    + date(frame["version_eol"]) + ")")
-    definition_text = ("definition " + frame["definition"].astype("object") + " ("
-                       + date(frame["definition_eol"]) + ")")
-    reason = pd.Series(np.select(
-        [by_version & by_definition, by_version, by_definition],
-        [version_text + " and " + definition_text, version_text, definition_text],
-        default=""), index=frame.index)
-    hit = reason != ""
+    hit = by_version | by_definition
+    frame, by_version, by_definition = frame[hit], by_version[hit], by_definition[hit]
+    version_text = ("version " + version_label(frame["version_id"]).astype(object) + " ("
+                    + frame["version_eol"].dt.strftime("%Y-%m-%d").astype(object) + ")")
+    definition_text = ("definition " + frame["definition"].astype(object) + " ("
+                       + frame["definition_eol"].dt.strftime("%Y-%m-%d").astype(object) + ")")
+    reason = np.select(
+        [by_version & by_definition, by_version],
+        [version_text + " and " + definition_text, version_text], default=definition_text)
     return pd.DataFrame({
-        "id": frame.loc[hit, "machine_id"], "name": frame.loc[hit, "name"],
-        "kind": frame.loc[hit, "kind"], "end_of_life": reason[hit],
-        "version_end_of_life_date": frame.loc[hit, "version_eol"],
-        "definition_end_of_life_date": frame.loc[hit, "definition_eol"],
-        "resolved_from": frame.loc[hit, "resolved_from"]})
+        "id": frame["machine_id"], "name": frame["name"], "kind": frame["kind"],
+        "end_of_life": reason, "version_end_of_life_date": frame["version_eol"],
+        "definition_end_of_life_date": frame["definition_eol"],
+        "resolved_from": frame["resolved_from"]})
 
 
 def end_of_life_passed(estate, params) -> pd.DataFrame:

@@ -57,6 +57,8 @@ NO_VALUE_OPS = {"missing", "present"}
 
 
 def _text(series: pd.Series, ignore_case: bool) -> pd.Series:
+    if ignore_case and isinstance(series.dtype, pd.StringDtype):
+        return series.str.lower()  # vectorised in Arrow; missing values stay missing
     text = series.astype("object").where(series.notna(), None)
     return text.map(lambda v: v.lower() if isinstance(v, str) else v) if ignore_case else text
 
@@ -425,7 +427,10 @@ def render(template: str, frame: pd.DataFrame, params: dict) -> pd.Series:
             continue
         if name in frame.columns:
             column = frame[name]
-            text = column.astype("object").map(_display).astype(str)
+            if isinstance(column.dtype, pd.StringDtype):
+                text = column.fillna("(none)").astype("object")
+            else:
+                text = column.astype("object").map(_display).astype(str)
         elif name in params:
             text = _display(params[name])
         else:

@@ -11,12 +11,16 @@ IMAGE_TABLES = ["galleries", "image_definitions", "image_versions", "managed_ima
 _IDENTITY = ["id", "arm_id", "name", "subscription_id", "resource_group", "location"]
 
 
-def resources(estate, tables: list[str]) -> pd.DataFrame:
-    """The identity columns of several tables stacked, with each row's resource type.
-    A version is named `definition/version`: its own name (`1.2.0`) says too little."""
+def resources(estate, tables: list[str], ids: pd.Index | None = None) -> pd.DataFrame:
+    """The identity columns of several tables stacked (only rows whose id is in `ids`, when
+    given), with each row's resource type. A version is named `definition/version`: its own
+    name (`1.2.0`) says too little."""
     frames = []
     for table in tables:
-        frame = estate.tables[table][_IDENTITY].assign(resource_type=RESOURCE_TYPES[table])
+        frame = estate.tables[table][_IDENTITY]
+        if ids is not None:
+            frame = frame[frame["id"].isin(ids)]
+        frame = frame.assign(resource_type=RESOURCE_TYPES[table])
         if table == "image_versions":
             frame = frame.assign(name=frame["id"].str.extract(r"/images/([^/]+)/versions/")[0]
                                  .fillna("?") + "/" + frame["name"])
@@ -37,6 +41,7 @@ def missing_required_tags(estate, params) -> pd.DataFrame:
     if targets.empty or required.empty:
         return targets.iloc[0:0]
     tags = estate.tables["resource_tags"]
+    tags = tags[tags["key_lower"].isin(required) & tags["resource_id"].isin(targets["id"])]
     present = tags.loc[tags["value"].fillna("").str.strip() != "", ["resource_id", "key_lower"]]
     wanted = targets[["id"]].merge(required, how="cross")
     gaps = wanted.merge(present.drop_duplicates(), how="left", left_on=["id", "key_lower"],
@@ -60,7 +65,7 @@ def tag_value_not_allowed(estate, params) -> pd.DataFrame:
         return resources(estate, IMAGE_TABLES).iloc[0:0]
     bad = bad.assign(bad_tags=bad["key"] + "=" + bad["value"].fillna("").map(repr))
     listed = _listed(bad, "resource_id", "bad_tags")
-    targets = resources(estate, IMAGE_TABLES + ["machines"])
+    targets = resources(estate, IMAGE_TABLES + ["machines"], ids=listed.index)
     rows = targets.join(listed, on="id", how="inner")
     allowed_text = "; ".join(f"{key}: {', '.join(map(str, values))}"
                              for key, values in params["allowed_values"].items())

@@ -14,7 +14,7 @@ from auditor import __version__
 from auditor.engine import SEVERITIES, SEVERITY_RANK, apply_config, evaluate, load_config, load_rules
 from auditor.errors import AuditError
 from auditor.estate import Estate
-from auditor.importer import import_files, sample_snapshot
+from auditor.importer import import_files, sample_config, sample_snapshot
 from auditor.report import summary, write_reports
 from auditor.snapshot import Snapshot
 
@@ -60,8 +60,10 @@ def import_command(files, output, collected_at, force):
     click.echo(f"snapshot {output}: {counts}; {skipped} other resources skipped")
 
 
-def _rules_and_config(config_path: Path | None):
+def _rules_and_config(config_path: Path | None, base: dict | None = None):
     rules = load_rules()
+    if base:  # the sample's own policy; the user's config still applies on top
+        rules = apply_config(rules, base, where="sample config")
     if config_path is None and DEFAULT_CONFIG.is_file():
         config_path = DEFAULT_CONFIG
     return apply_config(rules, load_config(config_path), where=str(config_path or "config"))
@@ -83,7 +85,7 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats):
     """Evaluate the rule pack over a snapshot and write the reports."""
     if bool(snapshot) == bool(sample):
         raise click.UsageError("give a SNAPSHOT directory or --sample (one of them)")
-    rules = _rules_and_config(config_path)
+    rules = _rules_and_config(config_path, sample_config() if sample else None)
     loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
     estate = Estate(loaded, _parse_time(as_of, "--as-of"))
     findings = evaluate(estate, rules)

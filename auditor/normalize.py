@@ -12,7 +12,8 @@ import gc
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
 
@@ -192,9 +193,9 @@ class _Rows:
             row = tuple(values.get(col) for col in self.schema.names)
         self.pending.append(row)
         if len(self.pending) >= self.CHUNK_ROWS:
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         if not self.pending:
             return
         columns = zip(*self.pending, strict=True)
@@ -204,8 +205,13 @@ class _Rows:
         self.chunks.append(pa.Table.from_arrays(arrays, names=self.schema.names))
         self.pending = []
 
+    def extend(self, other: _Rows) -> None:
+        """Append another normaliser's rows (already flushed) after ours."""
+        self.flush()
+        self.chunks.extend(other.chunks)
+
     def table(self) -> pa.Table:
-        self._flush()
+        self.flush()
         schema = self.schema
         if self.chunks:
             table = pa.concat_tables(self.chunks)
@@ -283,6 +289,22 @@ class _Normalizer:
         tags = self._tags(resource.get("tags"), rid, handler[0])
         handler[1](self, common, _obj(resource.get("properties")), resource, tags)
 
+    def absorb(self, part: _Normalizer) -> bool:
+        """Take over what `part` made from the resources that follow ours, as if we had read
+        them; refused (False) when it holds an id we have too, so the caller redoes them."""
+        if not self.seen.isdisjoint(part.seen):
+            return False
+        for name, rows in self.rows.items():
+            rows.extend(part.rows[name])
+        self.seen |= part.seen
+        self.read.update(part.read)
+        self.skipped.update(part.skipped)
+        self.problems.extend(part.problems)
+        for owner, version_id in part.disk_versions.items():
+            current = self.disk_versions.get(owner)
+            self.disk_versions[owner] = min(current, version_id) if current else version_id
+        return True
+
     def _tags(self, raw, rid: str, table: str) -> str:
         if not raw or not isinstance(raw, dict):
             return "{}"
@@ -290,7 +312,7 @@ class _Normalizer:
         out = self.rows["resource_tags"]
         out.pending.extend((rid, table, key, key.lower(), value) for key, value in tags.items())
         if len(out.pending) >= out.CHUNK_ROWS:
-            out._flush()
+            out.flush()
         return _TAGS_JSON(tags)
 
     def _gallery(self, common, props, raw, tags):
@@ -472,24 +494,54 @@ def _image_reference(ref: dict, vhd_uri: str | None) -> dict:
     return out
 
 
-def normalize(resources: Iterable, scope: Iterable[dict] | None = None) -> Normalized:
-    """Turn raw resources (any mix of supported types, any casing) into snapshot tables.
+@dataclass
+class Part:
+    """A run of consecutive input resources normalised in another process (normalize_part),
+    with the way to read them again should they have to be normalised here, in order."""
 
-    Items are resource dicts, or `(where, resource)` pairs whose `where` (file and position)
-    names the item in problems reported about it.
-    """
+    normalizer: _Normalizer
+    again: Callable[[], Iterable]
+
+
+def normalize_part(resources: Iterable) -> _Normalizer:
+    """Normalise a run of resources, for a worker process: the result goes into a `Part`."""
     normalizer = _Normalizer()
-    # Bulk loading allocates millions of acyclic objects; the cyclic collector would rescan
-    # the growing heap again and again (3x slower), so it is paused for the load.
+    with _collector_paused():
+        for where, resource in resources:
+            normalizer.add(resource, where=where)
+    for rows in normalizer.rows.values():
+        rows.flush()
+    return normalizer
+
+
+@contextmanager
+def _collector_paused():
+    """Bulk loading allocates millions of acyclic objects; the cyclic collector would rescan
+    the growing heap again and again (3x slower), so it is paused for the load."""
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for index, item in enumerate(resources):
-            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
-                normalizer.add(item[1], where=item[0])
-            else:
-                normalizer.add(item, where=f"item {index}")
+        yield
     finally:
         if collecting:
             gc.enable()
+
+
+def normalize(resources: Iterable, scope: Iterable[dict] | None = None) -> Normalized:
+    """Turn raw resources (any mix of supported types, any casing) into snapshot tables.
+
+    Items are resource dicts, `(where, resource)` pairs whose `where` (file and position)
+    names the item in problems reported about it, or `Part`s normalised elsewhere.
+    """
+    normalizer = _Normalizer()
+    with _collector_paused():
+        for index, item in enumerate(resources):
+            if isinstance(item, Part):
+                if not normalizer.absorb(item.normalizer):
+                    for where, resource in item.again():
+                        normalizer.add(resource, where=where)
+            elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+                normalizer.add(item[1], where=item[0])
+            else:
+                normalizer.add(item, where=f"item {index}")
     return normalizer.finish(scope)

@@ -66,18 +66,20 @@ class _Tenant:
         self.subs = [f"{s[:8]}-{s[8:12]}-4{s[13:16]}-a{s[17:20]}-{s[20:32]}" for s in self.subs]
         self.regions = list(REGIONS)[:max(6, min(len(REGIONS), 6 + machines // 100_000))]
         galleries = max(2, len(self.subs) // 3)
+        # The last gallery holds no definitions: an empty gallery left behind.
         self.galleries = [(self.subs[i % len(self.subs)], f"rg-images-{i:02d}", f"gal_{i:02d}",
-                           self.regions[i % len(self.regions)]) for i in range(galleries)]
+                           self.regions[i % len(self.regions)]) for i in range(galleries + 1)]
         definitions = min(400, max(8, machines // 2500))
         self.definitions = []  # (gallery index, name, os type, os state, [(version, regions)])
         for d in range(definitions):
             os_type = "Windows" if d % 3 == 1 else "Linux"
             state = "Specialized" if d % 17 == 5 else "Generalized"
             home = self.galleries[d % galleries][3]
+            stale = 200 if d % 6 == 4 else 0  # an image line nobody rebuilds any more
             versions = []
             for n in range(rng.randint(5, 40)):
                 others = rng.sample([r for r in self.regions if r != home], rng.randint(0, 3))
-                versions.append((f"1.{n}.{rng.randint(0, 3)}", [home] + others))
+                versions.append((f"1.{n}.{rng.randint(0, 3)}", [home] + others, stale))
             self.definitions.append((d % galleries, f"img-{d:03d}-{os_type.lower()}", os_type,
                                      state, versions))
         images = min(500, max(4, machines // 2000))
@@ -132,15 +134,16 @@ def _version(t: _Tenant, d: int, n: int) -> dict:
     rng = t.rng
     g, _, os_type, _, versions = t.definitions[d]
     sub, rg, _, location = t.galleries[g]
-    name, regions = versions[n]
-    age = 20 + (len(versions) - 1 - n) * rng.randint(14, 45)
+    name, regions, stale = versions[n]
+    age = 20 + stale + (len(versions) - 1 - n) * rng.randint(14, 45)
     published = COLLECTED_AT - timedelta(days=age, hours=rng.randint(0, 23))
     storage_type = "Standard_ZRS" if rng.random() < 0.3 else "Standard_LRS"
     targets = [{"name": REGIONS[r], "regionalReplicaCount": rng.randint(1, 3),
                 "storageAccountType": storage_type, "excludeFromLatest": False} for r in regions]
     profile = {"targetRegions": targets, "replicaCount": 1,
                "publishedDate": _iso(published), "storageAccountType": storage_type,
-               "excludeFromLatest": rng.random() < 0.05, "replicationMode": "Full"}
+               "excludeFromLatest": rng.random() < 0.05,
+               "replicationMode": "Shallow" if d % 4 == 0 and n >= len(versions) - 2 else "Full"}
     if rng.random() < 0.85:
         profile["endOfLifeDate"] = _iso(published + timedelta(days=365))
     data_disks = [{"lun": 0, "sizeInGB": 128, "hostCaching": "None"}] if d % 7 == 2 else []
@@ -161,7 +164,7 @@ def _version(t: _Tenant, d: int, n: int) -> dict:
 def _managed_image(t: _Tenant, i: int) -> dict:
     image_id = t.managed_images[i]
     os_disk = {"osType": "Windows" if i % 3 == 1 else "Linux",
-               "osState": "Specialized" if i % 9 == 4 else "Generalized",
+               "osState": "Specialized" if i % 9 == 2 else "Generalized",
                "diskSizeGB": 127 if i % 3 == 1 else 30, "storageAccountType": "Standard_LRS"}
     if i % 10 == 7:
         os_disk["blobUri"] = f"https://legacyvhds{i}.blob.core.windows.net/vhds/legacy-{i}.vhd"
@@ -203,7 +206,8 @@ def _image_reference(t: _Tenant, roll: float, region: str) -> tuple[dict, str, s
         version = "/Versions/2.3.1" if rng.random() < 0.7 else ""
         return {kind: f"{prefix}/Images/hardened-base{version}"}, "Linux", None
     if roll < 0.975:
-        return {"id": rng.choice(t.managed_images)}, "Linux", None
+        # The last managed image is never used: one left behind after a migration.
+        return {"id": rng.choice(t.managed_images[:-1])}, "Linux", None
     return {}, "Windows", None
 
 

@@ -170,15 +170,43 @@ def loop_three_rules(rows: dict, rule_ids: list[str], params: dict) -> list[dict
                                      "message": f"{item['name']} lacks required tag(s): "
                                                 f"{', '.join(sorted(missing))}"})
     if "REP001" in rule_ids:
-        regions: dict[str, set] = {}
-        for target in rows["version_regions"]:
-            regions.setdefault(target["version_id"], set()).add(target["region"])
-        for machine in rows["machines"]:
-            if machine["image_kind"] == "gallery" and machine["image_id"] in regions and \
-                    machine["location"] not in regions[machine["image_id"]]:
-                findings.append({"rule_id": "REP001", "resource_id": machine["id"],
-                                 "message": f"{machine['name']} runs {machine['image_id']}, "
-                                            f"not replicated to {machine['location']}"})
+        findings += _loop_rep001(rows)
+    return findings
+
+
+def _loop_rep001(rows: dict) -> list[dict]:
+    """REP001 the per-resource way: resolve each gallery machine's version (pinned, from its
+    OS disk, or what `latest` gives in its region), then look its region up in the replicas."""
+    versions = {v["id"]: v for v in rows["image_versions"]}
+    replicas: dict[str, set] = {}
+    latest: dict[tuple, tuple] = {}
+    for target in rows["version_regions"]:
+        replicas.setdefault(target["version_id"], set()).add(target["region"])
+        version = versions.get(target["version_id"])
+        if version is None or target["exclude_from_latest"] or version["exclude_from_latest"] \
+                or (version["provisioning_state"] or "").lower() not in ("", "succeeded") \
+                or None in (version["major"], version["minor"], version["patch"]):
+            continue
+        key = (version["definition_id"], target["region"])
+        rank = (version["major"], version["minor"], version["patch"])
+        if key not in latest or rank > latest[key][0]:
+            latest[key] = (rank, version["id"])
+    findings = []
+    for machine in rows["machines"]:
+        if machine["image_kind"] != "gallery":
+            continue
+        region, definition = machine["location"], machine["image_definition_id"]
+        running = machine["running_version_id"]
+        if (machine["image_version"] or "").lower() not in ("", "latest"):
+            version_id = machine["image_id"]
+        elif running and running.rsplit("/versions/", 1)[0] == definition:
+            version_id = running
+        else:
+            version_id = latest.get((definition, region), (None, None))[1]
+        if version_id in versions and region not in replicas.get(version_id, ()):
+            findings.append({"rule_id": "REP001", "resource_id": machine["id"],
+                             "message": f"{machine['name']} runs {version_id}, which has no "
+                                        f"replica in {region}"})
     return findings
 
 

@@ -79,12 +79,19 @@ def test_some_machines_run_versions_not_replicated_to_their_region(estate_1000):
     assert set(on_versions["id"]) - covered
 
 
+# Rules whose input a JSON-lines import cannot carry: COV001 reads the scope table, which only
+# the collector (subscriptions it could not read) fills.
+NOT_FROM_IMPORTS = {"COV001"}
+
+
 def test_every_rule_of_the_pack_fires_at_1000_machines(estate_1000):
     rules = load_rules()
     everything = {"rules": {r.id: {"enabled": True} for r in rules if not r.retired}}
+    if "APR001" in everything["rules"]:  # off by default; it needs an approved list
+        everything["rules"]["APR001"]["params"] = {"approved": {"marketplace": ["Canonical:*"]}}
     rules = [r for r in apply_config(rules, everything) if not r.retired]
     fired = set(evaluate(estate_1000, rules)["rule_id"])
-    assert {r.id for r in rules} - fired == set()
+    assert {r.id for r in rules} - NOT_FROM_IMPORTS - fired == set()
 
 
 def test_resources_built_for_a_rule_are_flagged_by_it(estate_1000, rules):

@@ -27,7 +27,7 @@ from auditor.snapshot import Snapshot, build_snapshot
 MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
 # JSON lines files this big are parsed and normalised by worker processes, a block of whole
 # lines each, so that an export of a million machines uses every core.
-PARALLEL_MIN_BYTES = 32 * 2**20
+PARALLEL_MIN_BYTES = 256 * 2**20
 BLOCK_BYTES = 8 * 2**20
 WORKERS = min(4, os.cpu_count() or 1)
 

@@ -147,6 +147,14 @@ def _version(t: _Tenant, d: int, n: int) -> dict:
     if rng.random() < 0.85:
         profile["endOfLifeDate"] = _iso(published + timedelta(days=365))
     data_disks = [{"lun": 0, "sizeInGB": 128, "hostCaching": "None"}] if d % 7 == 2 else []
+    properties = {}
+    if d % 5 == 1 and n == len(versions) - 1 and len(regions) > 1:
+        # As a deep collection reads it: one region failed, the others done or still copying.
+        states = ["Failed"] + ["Replicating" if d % 2 else "Completed"] * (len(regions) - 1)
+        properties["replicationStatus"] = {"aggregatedState": "Failed", "summary": [
+            {"region": REGIONS[r], "state": state, "progress": 100 if state == "Completed" else 40,
+             "details": "Quota exceeded for the region" if state == "Failed" else ""}
+            for r, state in zip(regions, states, strict=True)]}
     return {"id": t.definition_id(d) + f"/versions/{name}", "name": name,
             "type": "microsoft.compute/galleries/images/versions", "location": location,
             "subscriptionId": sub, "resourceGroup": rg, "tags": t.tags(0.9),
@@ -158,7 +166,8 @@ def _version(t: _Tenant, d: int, n: int) -> dict:
                                     "hostCaching": "ReadWrite"},
                     "dataDiskImages": data_disks},
                 "safetyProfile": {"allowDeletionOfReplicatedLocations": False},
-                "provisioningState": "Failed" if rng.random() < 0.01 else "Succeeded"}}
+                "provisioningState": "Failed" if rng.random() < 0.01 else "Succeeded",
+                **properties}}
 
 
 def _managed_image(t: _Tenant, i: int) -> dict:

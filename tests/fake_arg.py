@@ -30,7 +30,7 @@ VERSION_PATH = re.compile(
 @dataclass
 class Fault:
     """A scripted answer: `kind` is one of 429, 429-bare (no Retry-After), 500, drop,
-    malformed, 401, 403; it applies to the next `times` requests that `when` accepts."""
+    malformed, truncated, 401, 403; it applies to the next `times` requests that `when` accepts."""
 
     kind: str
     times: int = 1
@@ -42,6 +42,7 @@ class Fault:
 class Request:
     method: str
     path: str
+    params: dict
     body: dict | None
     status: int = 0
 
@@ -75,6 +76,7 @@ class FakeArg:
     hidden: set = field(default_factory=set)
     forbidden_groups: set = field(default_factory=set)
     replication: dict = field(default_factory=dict)
+    api_version: str = "2024-04-01"
 
     def __post_init__(self):
         self.faults: list[Fault] = []
@@ -309,13 +311,15 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server_fake
         body = self._read_body()
         url = urlsplit(self.path)
-        record = Request(method, url.path, body)
+        record = Request(method, url.path, parse_qs(url.query), body)
         with fake._lock:
             fake.log.append(record)
         is_query = method == "POST" and url.path.lower() == ARG_PATH
         is_get = method == "GET" and bool(VERSION_PATH.match(url.path.lower()))
         if not (is_query or is_get):
             return self._send(record, 405, {"error": {"code": "MethodNotAllowed"}}, {})
+        if is_query and record.params.get("api-version") != [fake.api_version]:
+            return self._send(record, 400, {"error": {"code": "UnsupportedApiVersion"}}, {})
         allowed, remaining, resets = fake._take_quota()
         headers = {}
         if fake.quota_headers:
@@ -355,6 +359,9 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "403":
             error = {"error": {"code": "AuthorizationFailed", "message": "Denied by script."}}
             return self._send(record, 403, error, headers)
+        if kind == "truncated":
+            answer = {"totalRecords": 5000, "count": 0, "resultTruncated": "true", "data": []}
+            return self._send(record, 200, dict(answer, facets=[]), headers)
         if kind == "malformed":
             record.status = 200
             payload = b'{"totalRecords": 5, "count": 5, "data": [{"id": "/subscriptions/'
@@ -412,6 +419,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _version(self, record, url, headers):
         params = parse_qs(url.query)
+        if not params.get("api-version"):
+            return self._send(record, 400, {"error": {"code": "MissingApiVersion"}}, headers)
         body = self.server_fake.version(url.path)
         if body is None:
             return self._send(record, 404, {"error": {"code": "ResourceNotFound"}}, headers)

@@ -1,0 +1,331 @@
+"""The collector against a fake Resource Graph on loopback, through the real SDK."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError
+
+from auditor.collect import (
+    Scope,
+    check_endpoint,
+    collect_resources,
+    parse_timespan,
+    replication_table,
+)
+from auditor.errors import AuditError
+from tests.fake_arg import FakeArg, estate, subscription_id
+
+SUB1, SUB2, SUB3 = (subscription_id(i) for i in (1, 2, 3))
+VMS = "microsoft.compute/virtualmachines"
+VMQ = f"'{VMS}'"  # as the query text quotes it
+
+
+class FakeCredential:
+    """A TokenCredential that always signs in."""
+
+    def get_token(self, *scopes, **kwargs):
+        return AccessToken("fake", int(time.time()) + 24 * 3600)
+
+
+class NoCredential:
+    def get_token(self, *scopes, **kwargs):
+        raise ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token.\nmore")
+
+
+def make_fake(subscriptions=3, vms=20, **kwargs) -> FakeArg:
+    rows, names = estate(subscriptions=subscriptions, vms=vms)
+    kwargs.setdefault("window", 0.25)
+    return FakeArg(rows, subscriptions=names, **kwargs)
+
+
+def run(fake, scope=None, **kwargs):
+    kwargs.setdefault("page_size", 5)
+    kwargs.setdefault("backoff", 0.01)
+    return collect_resources(
+        scope or Scope(), credential=FakeCredential(), endpoint=fake.endpoint, **kwargs
+    )
+
+
+def ids(rows, kind=None):
+    return sorted(r["id"].lower() for r in rows if kind is None or r["type"].lower() == kind)
+
+
+def of_query(fragment):
+    return lambda body, path: fragment in body.get("query", "")
+
+
+def paging(fragment):
+    return lambda body, path: (
+        fragment in body.get("query", "") and bool(body.get("options", {}).get("$skipToken"))
+    )
+
+
+def test_every_row_once_over_many_pages_with_the_real_protocol():
+    with make_fake() as fake:
+        got = run(fake)
+    assert ids(got.rows) == ids(fake.resources)
+    assert got.stats["rows"]["virtual_machines"] == 60  # 12 pages of 5 rows
+    assert got.stats["requests"] == got.stats["pages"] == len(fake.log)
+    posts = [r for r in fake.log if r.method == "POST"]
+    assert all(r.params["api-version"] == ["2024-04-01"] for r in posts)
+    vm_pages = [r.body for r in posts if VMQ in r.body["query"]]
+    assert len(vm_pages) == 12
+    first, rest = vm_pages[0]["options"], [p["options"] for p in vm_pages[1:]]
+    assert first["$top"] == 5 and "$skipToken" not in first
+    assert all(o.get("$skipToken") and "$top" not in o for o in rest)
+    assert all("| project id," in p["query"] for p in vm_pages)
+    assert [s["status"] for s in got.scope] == ["ok"] * 3
+    assert {s["display_name"] for s in got.scope} == {"sub-0001", "sub-0002", "sub-0003"}
+    assert got.gaps == []
+
+
+def test_rows_keep_the_arm_shape_and_disks_are_trimmed():
+    with make_fake(subscriptions=1, vms=2) as fake:
+        got = run(fake)
+    vm = next(r for r in got.rows if r["type"] == VMS)
+    assert {"id", "name", "type", "location", "subscriptionId", "resourceGroup", "tags"} <= set(vm)
+    assert vm["properties"]["storageProfile"]["imageReference"]["id"].endswith("/versions/1.0.0")
+    disk = next(r for r in got.rows if r["type"] == "microsoft.compute/disks")
+    assert set(disk) == {"id", "type", "managedBy", "location", "properties"}
+    assert set(disk["properties"]) == {"creationData"}
+    assert "galleryImageReference" in disk["properties"]["creationData"]
+    assert set(got.queries) >= {"subscriptions", "virtual_machines", "os_disks"}
+
+
+def test_paces_by_the_quota_headers_and_never_meets_a_429():
+    with make_fake(quota=5, window=0.3) as fake:
+        started = time.monotonic()
+        got = run(fake, page_size=10)
+        elapsed = time.monotonic() - started
+    assert fake.throttled == 0
+    assert got.stats["throttled"] == 0 and got.stats["quota_waits"] > 0
+    assert got.stats["requests"] == got.stats["pages"] == len(fake.log)
+    windows = -(-len(fake.log) // 5)
+    assert elapsed >= (windows - 1) * 0.3 * 0.9
+
+
+def test_a_429_storm_is_survived_with_every_row_collected_once():
+    with make_fake() as fake:
+        fake.add_fault("429", times=4, retry_after="0.05")
+        fake.add_fault("429-bare", times=3)
+        fake.add_fault("429-bare", times=4, when=paging(VMQ))
+        got = run(fake)
+    assert ids(got.rows) == ids(fake.resources)
+    assert got.stats["throttled"] == 11
+    assert got.stats["requests"] == got.stats["pages"] + 11 == len(fake.log)
+    assert got.gaps == [] and {s["status"] for s in got.scope} == {"ok"}
+
+
+def test_retry_after_is_honoured():
+    with make_fake(subscriptions=1, vms=1) as fake:
+        fake.add_fault("429", retry_after="1")
+        started = time.monotonic()
+        got = run(fake)
+    assert time.monotonic() - started >= 1.0
+    assert got.stats["throttled"] == 1
+
+
+def test_faults_in_the_middle_of_paging_resume_from_the_same_page():
+    with make_fake() as fake:
+        fake.add_fault("500", times=2, when=paging(VMQ))
+        fake.add_fault("drop", when=paging(VMQ))
+        fake.add_fault("malformed", when=paging("microsoft.compute/disks"))
+        got = run(fake)
+        tokens = [
+            r.body["options"]["$skipToken"]
+            for r in fake.log
+            if r.body and VMQ in r.body["query"] and r.body["options"].get("$skipToken")
+        ]
+    assert ids(got.rows) == ids(fake.resources)
+    assert got.stats["retries"] == {"server_error": 2, "connection": 1, "malformed": 1}
+    assert got.stats["requests"] == got.stats["pages"] + 4 == len(fake.log)
+    assert len(tokens) == len(set(tokens)) + 3  # the failed pages were asked for again
+    assert got.gaps == []
+
+
+def test_a_table_that_keeps_failing_is_a_gap_not_a_silent_skip():
+    with make_fake() as fake:
+        fake.add_fault("500", times=1000, when=of_query(VMQ))
+        got = run(fake, max_retries=2)
+    assert ids(got.rows, VMS) == []
+    assert ids(got.rows, "microsoft.compute/galleries") != []
+    assert {s["status"] for s in got.scope} == {"failed"}
+    assert all("virtual_machines: 500" in s["detail"] for s in got.scope)
+    assert [g["table"] for g in got.gaps] == ["virtual_machines"]
+    assert got.gaps[0]["ids"] == [SUB1, SUB2, SUB3]
+
+
+def test_a_truncated_result_is_a_gap():
+    with make_fake(subscriptions=1) as fake:
+        fake.add_fault("truncated", when=of_query("microsoft.compute/images'"))
+        got = run(fake)
+    assert got.gaps[0]["table"] == "managed_images"
+    assert "truncated" in got.gaps[0]["detail"]
+    assert got.scope[0]["status"] == "failed"
+
+
+def test_a_forbidden_subscription_is_isolated_and_reported_denied():
+    with make_fake(forbidden={SUB2}) as fake:
+        got = run(fake, Scope(subscriptions=[SUB1, SUB2, SUB3.upper()]))
+    status = {s["subscription_id"]: s["status"] for s in got.scope}
+    assert status == {SUB1: "ok", SUB2: "denied", SUB3: "ok"}
+    assert "403" in next(s["detail"] for s in got.scope if s["status"] == "denied")
+    assert {r["subscriptionId"] for r in got.rows if "subscriptionId" in r} == {SUB1, SUB3}
+    assert any(g["status"] == "denied" and g["ids"] == [SUB2] for g in got.gaps)
+
+
+def test_an_invisible_subscription_is_reported_denied():
+    with make_fake(hidden={SUB3}) as fake:
+        got = run(fake, Scope(subscriptions=[SUB1, SUB3, "not-a-subscription"]))
+    status = {s["subscription_id"]: s["status"] for s in got.scope}
+    assert status == {SUB1: "ok", SUB3: "denied", "not-a-subscription": "denied"}
+    assert {len(g["ids"]) for g in got.gaps} == {1} and len(got.gaps) == 2
+
+
+def test_a_batch_denied_for_one_table_is_split_to_the_denied_subscription():
+    denied = lambda body, path: VMQ in body["query"] and SUB2 in body.get("subscriptions", [])  # noqa: E731
+    with make_fake() as fake:
+        fake.add_fault("403", times=1000, when=denied)
+        got = run(fake)
+    status = {s["subscription_id"]: (s["status"], s["detail"]) for s in got.scope}
+    assert status[SUB1] == status[SUB3] == ("ok", "")
+    assert status[SUB2][0] == "denied" and status[SUB2][1].startswith("virtual_machines: 403")
+    assert sorted({r["id"].split("/")[2] for r in got.rows if r["type"] == VMS}) == [SUB1, SUB3]
+
+
+def test_batches_of_subscriptions(monkeypatch):
+    with make_fake(subscriptions=5, vms=2) as fake:
+        got = run(fake, batch_size=2)
+    sizes = sorted(len(r.body["subscriptions"]) for r in fake.log if VMQ in r.body["query"])
+    assert sizes == [1, 2, 2]
+    assert len(got.scope) == 5
+
+
+def test_management_group_scope():
+    with make_fake(management_groups={"mg-prod": [SUB1, SUB3]}) as fake:
+        got = run(fake, Scope(management_groups=["mg-prod"]))
+        bodies = [r.body for r in fake.log]
+    assert all(b["managementGroups"] == ["mg-prod"] for b in bodies)
+    assert all("subscriptions" not in b for b in bodies)
+    assert sorted(s["subscription_id"] for s in got.scope) == [SUB1, SUB3]
+    assert {r["id"].split("/")[2] for r in got.rows} == {SUB1, SUB3}
+
+
+def test_a_denied_management_group_beside_a_good_one():
+    groups = {"mg-prod": [SUB1], "mg-secret": [SUB2]}
+    with make_fake(management_groups=groups, forbidden_groups={"mg-secret"}) as fake:
+        got = run(fake, Scope(management_groups=["mg-prod", "mg-secret"]))
+    status = {s["subscription_id"]: s["status"] for s in got.scope}
+    secret = "/providers/Microsoft.Management/managementGroups/mg-secret"
+    assert status == {SUB1: "ok", secret: "denied"}
+
+
+def test_nothing_collected_is_an_error():
+    with make_fake(management_groups={"mg": [SUB1]}, forbidden_groups={"mg"}) as fake:
+        with pytest.raises(AuditError, match="nothing could be collected: 403"):
+            run(fake, Scope(management_groups=["mg"]))
+    with make_fake() as fake:
+        fake.add_fault("401", times=1000)
+        with pytest.raises(AuditError, match="nothing could be collected: 401"):
+            run(fake)
+
+
+def test_the_same_estate_gives_the_same_rows_twice():
+    with make_fake() as fake:
+        first = run(fake, max_workers=1)
+        fake.add_fault("500", times=3)
+        second = run(fake, max_workers=8, page_size=3)
+    assert json.dumps(first.rows) == json.dumps(second.rows)
+    assert first.scope == second.scope
+
+
+def test_credential_failure_is_one_line():
+    with make_fake() as fake:
+        with pytest.raises(AuditError) as error:
+            collect_resources(Scope(), credential=NoCredential(), endpoint=fake.endpoint)
+        assert fake.log == []
+    message = str(error.value)
+    assert "\n" not in message and "az login" in message and "managed identity" in message
+
+
+def test_plain_http_only_to_loopback():
+    assert check_endpoint("http://127.0.0.1:8080/") == ("http://127.0.0.1:8080", True)
+    assert check_endpoint("https://management.azure.com") == ("https://management.azure.com", False)
+    for bad in ("http://management.azure.com", "http://10.0.0.1:80", "ftp://x"):
+        with pytest.raises(AuditError):
+            check_endpoint(bad)
+
+
+def test_only_posts_to_resource_graph_and_gets_to_arm():
+    """Fails if the collector ever sends anything but a query POST or an ARM GET."""
+    with make_fake() as fake:
+        run(fake, deep=True)
+        fake.add_fault("403", times=1000, when=of_query(VMQ))
+        run(fake, deep=True)
+        log = list(fake.log)
+    assert {r.method for r in log} == {"POST", "GET"}
+    for r in log:
+        if r.method == "POST":
+            assert r.path == "/providers/Microsoft.ResourceGraph/resources"
+        else:
+            assert "/providers/Microsoft.Compute/galleries/" in r.path
+
+
+def test_the_pipeline_refuses_writes():
+    from azure.core.rest import HttpRequest
+
+    from auditor.collect import _Collector, _Progress, _Settings
+
+    with make_fake() as fake:
+        collector = _Collector(FakeCredential(), fake.endpoint, True, _Settings(), _Progress(False))
+        try:
+            for method in ("PUT", "PATCH", "DELETE", "POST"):
+                with pytest.raises(AuditError, match="read-only"):
+                    collector.graph._send_request(
+                        HttpRequest(method, f"{fake.endpoint}/subscriptions/x?api-version=1"),
+                        enforce_https=False,
+                    )
+        finally:
+            collector.close()
+        assert fake.log == []
+
+
+def test_deep_reads_replication_status():
+    with make_fake(subscriptions=1, vms=1) as fake:
+        version = next(r["id"] for r in fake.resources if r["type"].endswith("/versions"))
+        fake.replication[version.lower()] = {
+            "aggregatedState": "Failed",
+            "summary": [
+                {"region": "East US", "state": "Completed", "details": "", "progress": 100},
+                {"region": "West Europe", "state": "Failed", "details": "disk", "progress": 40},
+            ],
+        }
+        fake.add_fault("500", when=lambda body, path: path.endswith("/versions/1.0.1"))
+        got = run(fake, deep=True)
+        gets = [r for r in fake.log if r.method == "GET"]
+    assert len(gets) == 6 + 1
+    assert all(r.params["$expand"] == ["ReplicationStatus"] for r in gets)
+    assert got.stats["arm_requests"] == 7
+    table = replication_table(got.replication).to_pandas()
+    assert len(table) == 12
+    failed = table[table["state"] == "Failed"]
+    assert failed.to_dict("records") == [
+        {
+            "version_id": version.lower(),
+            "region": "westeurope",
+            "state": "Failed",
+            "progress": 40,
+            "details": "disk",
+        }
+    ]
+
+
+def test_timespans():
+    assert parse_timespan("00:00:05") == 5
+    assert parse_timespan("00:01:02.5000000") == 62.5
+    assert parse_timespan("1.00:00:00") == 86400
+    assert parse_timespan("soon") is None

@@ -1,0 +1,176 @@
+"""The `image-audit` command line: it only wires the data-flow modules together."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from datetime import datetime
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from auditor import __version__
+from auditor.engine import SEVERITIES, SEVERITY_RANK, apply_config, evaluate, load_config, load_rules
+from auditor.errors import AuditError
+from auditor.estate import Estate
+from auditor.importer import import_files, sample_snapshot
+from auditor.report import summary, write_reports
+from auditor.snapshot import Snapshot
+
+FORMATS = ["json", "csv", "xlsx"]
+DEFAULT_CONFIG = Path("image-audit.yaml")
+
+
+def _parse_time(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except ValueError:
+        raise AuditError(f"{option}: cannot parse {value!r} as a date or time "
+                         "(use ISO 8601, like 2026-11-15 or 2026-11-15T06:00:00Z)") from None
+    if stamp is pd.NaT:
+        raise AuditError(f"{option}: cannot parse {value!r} as a date or time")
+    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).to_pydatetime()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="image-audit")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx, debug):
+    """Read-only policy, compliance and storage-cost auditor for Azure VM image estates."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Snapshot directory to create.")
+@click.option("--collected-at", help="Snapshot time (ISO 8601); default now.")
+@click.option("--force", is_flag=True, help="Replace an existing snapshot at OUTPUT.")
+def import_command(files, output, collected_at, force):
+    """Import JSON exports of raw Azure resources into a snapshot."""
+    snapshot = import_files(list(files), collected_at=_parse_time(collected_at, "--collected-at"))
+    snapshot.write(output, overwrite=force)
+    counts = ", ".join(f"{name} {table.num_rows}" for name, table in
+                       snapshot.arrow_tables.items() if name not in ("resource_tags", "scope"))
+    skipped = sum(snapshot.manifest["skipped_types"].values())
+    click.echo(f"snapshot {output}: {counts}; {skipped} other resources skipped")
+
+
+def _rules_and_config(config_path: Path | None):
+    rules = load_rules()
+    if config_path is None and DEFAULT_CONFIG.is_file():
+        config_path = DEFAULT_CONFIG
+    return apply_config(rules, load_config(config_path), where=str(config_path or "config"))
+
+
+@cli.command()
+@click.argument("snapshot", required=False, type=click.Path(path_type=Path))
+@click.option("--sample", is_flag=True, help="Audit the bundled sample estate.")
+@click.option("-o", "--output", "out_dir", default="reports", show_default=True,
+              type=click.Path(path_type=Path), help="Folder for the reports.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="Config file (default: image-audit.yaml if present).")
+@click.option("--fail-on", type=click.Choice(SEVERITIES),
+              help="Exit 1 when a non-exempt finding is at or above this severity.")
+@click.option("--as-of", help="The 'now' of time-based rules (default: the snapshot's time).")
+@click.option("--format", "formats", multiple=True, type=click.Choice(FORMATS),
+              help="Report formats to write (repeatable; default all).")
+def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats):
+    """Evaluate the rule pack over a snapshot and write the reports."""
+    if bool(snapshot) == bool(sample):
+        raise click.UsageError("give a SNAPSHOT directory or --sample (one of them)")
+    rules = _rules_and_config(config_path)
+    loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
+    estate = Estate(loaded, _parse_time(as_of, "--as-of"))
+    findings = evaluate(estate, rules)
+    context = {
+        "tool_version": __version__,
+        "snapshot": "sample estate" if sample else str(snapshot),
+        "snapshot_sha256": loaded.sha256,
+        "collected_at": loaded.manifest["collected_at"],
+        "as_of": estate.as_of.isoformat(),
+        "command": " ".join(["image-audit"] + sys.argv[1:]),
+    }
+    written = write_reports(out_dir, findings, estate.tables, context, list(formats) or FORMATS)
+    counts = summary(findings)
+    by_severity = ", ".join(f"{k} {v}" for k, v in counts["by_severity"].items() if v)
+    click.echo(f"{counts['total']} findings ({by_severity or 'none'}; "
+               f"{counts['exempted']} exempted)")
+    for rule_id, count in counts["by_rule"].items():
+        click.echo(f"  {rule_id}  {count}")
+    for path in written:
+        click.echo(f"wrote {path}")
+    if fail_on:
+        active = findings[~findings["exempted"].astype(bool)]
+        failing = active["severity"].map(SEVERITY_RANK) >= SEVERITY_RANK[fail_on]
+        if failing.any():
+            click.echo(f"{int(failing.sum())} findings at or above {fail_on}", err=True)
+            sys.exit(1)
+
+
+@cli.group()
+def rules():
+    """List and describe the rules of the pack."""
+
+
+@rules.command("list")
+def rules_list():
+    """One line per rule: id, severity, title."""
+    for rule in load_rules():
+        state = " (retired)" if rule.retired else "" if rule.enabled else " (off by default)"
+        click.echo(f"{rule.id}  {rule.severity:<8}  {rule.title}{state}")
+
+
+@rules.command("show")
+@click.argument("rule_id")
+def rules_show(rule_id):
+    """Everything about one rule, from its YAML."""
+    by_id = {rule.id: rule for rule in load_rules()}
+    rule = by_id.get(rule_id.upper())
+    if rule is None:
+        raise AuditError(f"unknown rule id {rule_id!r} (see `image-audit rules list`)")
+    click.echo(f"{rule.id}  {rule.name}\n{rule.title}\nseverity: {rule.severity}\n"
+               f"resource: {', '.join(rule.tables)}\n\nWhy it matters:\n  {rule.rationale}\n\n"
+               f"How to fix:\n  {rule.remediation}")
+    if rule.params:
+        click.echo("\nParams:")
+        for name, default in rule.params.items():
+            click.echo(f"  {name}: {default!r}")
+    click.echo("\nReferences:")
+    for reference in rule.references:
+        click.echo(f"  {reference}")
+
+
+def main(argv=None):
+    """Console entry point: errors become one line on stderr and exit code 2."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="image-audit", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("image-audit: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except AuditError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"image-audit: error: {exc}", err=True)
+        sys.exit(2)
+    except Exception as exc:  # an unexpected failure still ends in one line, not a traceback
+        if debug:
+            raise
+        click.echo(f"image-audit: internal error: {type(exc).__name__}: {exc} "
+                   "(run with --debug for the traceback)", err=True)
+        sys.exit(2)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

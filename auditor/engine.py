@@ -1,0 +1,512 @@
+"""The rules engine: load and validate the YAML rule pack and config, evaluate rules
+vectorised over the estate's DataFrames, and build findings (one row each).
+
+A rule is data. Most rules are a declarative condition over one table's columns; a rule that
+needs joins names a plain function `auditor.checks.<family>:<name>(estate, params)` returning
+the violating rows. Both end in the same code that builds findings.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import re
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from auditor.errors import AuditError
+from auditor.estate import Estate
+from auditor.normalize import TABLE_SCHEMAS
+
+SEVERITIES = ["info", "low", "medium", "high", "critical"]
+SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+
+RULE_KEYS = {"id", "name", "title", "severity", "resource", "rationale", "remediation",
+             "references", "params", "condition", "python", "evidence", "message", "enabled",
+             "retired", "per_region"}
+REQUIRED_RULE_KEYS = ["id", "name", "title", "severity", "resource", "rationale",
+                      "remediation", "references", "message"]
+RULE_ID = re.compile(r"^[A-Z]{3}\d{3}$")
+RULE_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+RESOURCE_TYPES = {
+    "galleries": "Microsoft.Compute/galleries",
+    "image_definitions": "Microsoft.Compute/galleries/images",
+    "image_versions": "Microsoft.Compute/galleries/images/versions",
+    "managed_images": "Microsoft.Compute/images",
+    "machines": "Microsoft.Compute/virtualMachines",
+    "version_regions": "Microsoft.Compute/galleries/images/versions",
+    "scope": "Microsoft.Resources/subscriptions",
+}
+
+FINDING_COLUMNS = [
+    "rule_id", "rule_name", "severity", "title", "resource_type", "resource_id",
+    "resource_name", "subscription_id", "resource_group", "location", "region", "message",
+    "remediation", "evidence", "exempted", "exemption_reason", "status", "fingerprint",
+]
+
+# --- declarative conditions -------------------------------------------------------------
+
+NO_VALUE_OPS = {"missing", "present"}
+
+
+def _text(series: pd.Series, ignore_case: bool) -> pd.Series:
+    text = series.astype("object").where(series.notna(), None)
+    return text.map(lambda v: v.lower() if isinstance(v, str) else v) if ignore_case else text
+
+
+def _fold(value, ignore_case: bool):
+    if ignore_case and isinstance(value, str):
+        return value.lower()
+    if ignore_case and isinstance(value, list):
+        return [v.lower() if isinstance(v, str) else v for v in value]
+    return value
+
+
+def _days_before(estate: Estate, days) -> pd.Timestamp:
+    return estate.as_of - pd.Timedelta(days=float(days))
+
+
+OPS: dict[str, Callable] = {
+    "eq": lambda s, v, e: s == v,
+    "ne": lambda s, v, e: s != v,
+    "in": lambda s, v, e: s.isin(v),
+    "not-in": lambda s, v, e: ~s.isin(v),
+    "lt": lambda s, v, e: s < v,
+    "le": lambda s, v, e: s <= v,
+    "gt": lambda s, v, e: s > v,
+    "ge": lambda s, v, e: s >= v,
+    "regex": lambda s, v, e: s.astype("object").map(
+        lambda x, rx=re.compile(v): isinstance(x, str) and rx.search(x) is not None),
+    "missing": lambda s, v, e: s.isna() | (s.astype("object") == ""),
+    "present": lambda s, v, e: s.notna() & (s.astype("object") != ""),
+    "older-than-days": lambda s, v, e: s < _days_before(e, v),
+    "due-within-days": lambda s, v, e: (s >= e.as_of) & (s < e.as_of + pd.Timedelta(days=v)),
+}
+
+
+def _condition_columns(condition) -> list[str]:
+    if "all" in condition or "any" in condition:
+        return [c for sub in condition.get("all", condition.get("any")) for c in
+                _condition_columns(sub)]
+    if "not" in condition:
+        return _condition_columns(condition["not"])
+    return [condition["column"]]
+
+
+def _resolve(value, params: dict):
+    if isinstance(value, str) and value.startswith("$"):
+        return params[value[1:]]
+    if isinstance(value, list):
+        return [_resolve(v, params) for v in value]
+    return value
+
+
+def _column(frame: pd.DataFrame, estate: Estate, name: str, table: str) -> pd.Series:
+    if name.startswith("tag:"):
+        return estate.tag(frame, name[4:])
+    return frame[name]
+
+
+def evaluate_condition(condition: dict, frame: pd.DataFrame, estate: Estate, params: dict,
+                       table: str) -> pd.Series:
+    """A boolean mask over `frame`: vectorised, missing values never match a comparison."""
+    if "all" in condition:
+        mask = pd.Series(True, index=frame.index)
+        for sub in condition["all"]:
+            mask &= evaluate_condition(sub, frame, estate, params, table)
+        return mask
+    if "any" in condition:
+        mask = pd.Series(False, index=frame.index)
+        for sub in condition["any"]:
+            mask |= evaluate_condition(sub, frame, estate, params, table)
+        return mask
+    if "not" in condition:
+        return ~evaluate_condition(condition["not"], frame, estate, params, table)
+    op = condition["op"]
+    ignore_case = bool(condition.get("ignore_case"))
+    series = _column(frame, estate, condition["column"], table)
+    value = _fold(_resolve(condition.get("value"), params), ignore_case)
+    if op not in NO_VALUE_OPS and op not in ("older-than-days", "due-within-days"):
+        series = _text(series, ignore_case) if ignore_case else series
+    result = OPS[op](series, value, estate)
+    if op in ("ne", "not-in"):
+        result = result & series.notna()
+    return pd.Series(np.asarray(result.fillna(False) if hasattr(result, "fillna") else result,
+                                dtype=bool), index=frame.index)
+
+
+# --- rules and config ---------------------------------------------------------------------
+
+@dataclass
+class Rule:
+    id: str
+    name: str
+    title: str
+    severity: str
+    resource: str | list[str]
+    rationale: str
+    remediation: str
+    references: list[str]
+    message: str
+    params: dict = field(default_factory=dict)
+    condition: dict | None = None
+    python: str | None = None
+    evidence: list[str] = field(default_factory=list)
+    enabled: bool = True
+    retired: bool = False
+    per_region: bool = False
+    file: str = ""
+
+    @property
+    def tables(self) -> list[str]:
+        return self.resource if isinstance(self.resource, list) else [self.resource]
+
+    @property
+    def family(self) -> str:
+        return self.id[:3]
+
+    def check(self) -> Callable:
+        module_name, _, func_name = self.python.partition(":")
+        return getattr(importlib.import_module(module_name), func_name)
+
+
+def rules_dir() -> Path:
+    """The shipped rule pack: inside the installed package, or rules/ in a checkout."""
+    try:
+        from importlib.resources import files
+
+        packaged = Path(str(files("auditor.rules")))
+        if any(packaged.glob("*.yaml")):
+            return packaged
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parent.parent / "rules"
+
+
+def _fail(where: str, what: str):
+    raise AuditError(f"{where}: {what}")
+
+
+def _validate_condition(condition, where: str, table: str, params: dict) -> None:
+    if not isinstance(condition, dict) or not condition:
+        _fail(where, "condition must be a mapping")
+    groups = [k for k in ("all", "any", "not") if k in condition]
+    if groups:
+        if len(condition) != 1:
+            _fail(where, f"condition mixes {', '.join(sorted(condition))}; use one of all/any/not")
+        key = groups[0]
+        subs = [condition[key]] if key == "not" else condition[key]
+        if not isinstance(subs, list) or not subs:
+            _fail(where, f"'{key}' needs a non-empty list of conditions")
+        for sub in subs:
+            _validate_condition(sub, where, table, params)
+        return
+    unknown = set(condition) - {"column", "op", "value", "ignore_case"}
+    if unknown:
+        _fail(where, f"unknown condition key(s): {', '.join(sorted(unknown))}")
+    column, op = condition.get("column"), condition.get("op")
+    if not isinstance(column, str):
+        _fail(where, "condition without a 'column'")
+    if not column.startswith("tag:") and column not in TABLE_SCHEMAS[table].names:
+        _fail(where, f"unknown column '{column}' in table '{table}'")
+    if op not in OPS:
+        _fail(where, f"unknown op '{op}' (known: {', '.join(OPS)})")
+    if op not in NO_VALUE_OPS and "value" not in condition:
+        _fail(where, f"op '{op}' needs a value")
+    for ref in _param_refs(condition.get("value")):
+        if ref not in params:
+            _fail(where, f"condition refers to undefined param '${ref}'")
+    if op == "regex":
+        try:
+            re.compile(str(condition["value"]))
+        except re.error as exc:
+            _fail(where, f"bad regex {condition['value']!r}: {exc}")
+
+
+def _param_refs(value) -> list[str]:
+    if isinstance(value, str) and value.startswith("$"):
+        return [value[1:]]
+    if isinstance(value, list):
+        return [r for v in value for r in _param_refs(v)]
+    return []
+
+
+def _template_fields(template: str) -> list[str]:
+    try:
+        return [f for _, f, _, _ in string.Formatter().parse(template) if f]
+    except ValueError as exc:
+        raise AuditError(f"bad message template {template!r}: {exc}") from None
+
+
+def _parse_rule(entry, file: str, index: int) -> Rule:
+    where = f"{file}: rule #{index + 1}"
+    if not isinstance(entry, dict):
+        _fail(where, "a rule must be a mapping")
+    if isinstance(entry.get("id"), str):
+        where = f"{file}: {entry['id']}"
+    unknown = set(entry) - RULE_KEYS
+    if unknown:
+        _fail(where, f"unknown field(s): {', '.join(sorted(unknown))}")
+    for key in REQUIRED_RULE_KEYS:
+        if key not in entry or entry[key] in (None, "", []):
+            _fail(where, f"missing required field '{key}'")
+    if not isinstance(entry["id"], str) or not RULE_ID.match(entry["id"]):
+        _fail(where, f"bad id {entry['id']!r} (family prefix and three digits, like PIN001)")
+    if not isinstance(entry["name"], str) or not RULE_NAME.match(entry["name"]):
+        _fail(where, f"bad name {entry['name']!r} (kebab-case, like vm-uses-latest-image)")
+    if entry["severity"] not in SEVERITIES:
+        _fail(where, f"bad severity {entry['severity']!r} (one of {', '.join(SEVERITIES)})")
+    tables = entry["resource"] if isinstance(entry["resource"], list) else [entry["resource"]]
+    if not tables or any(not isinstance(t, str) or t not in TABLE_SCHEMAS for t in tables):
+        _fail(where, f"unknown table {entry['resource']!r} in 'resource'")
+    if len(tables) > 1 and "condition" in entry:
+        _fail(where, "a declarative condition reads one table; name one 'resource'")
+    if not isinstance(entry["references"], list):
+        _fail(where, "'references' must be a list")
+    params = entry.get("params") or {}
+    if not isinstance(params, dict):
+        _fail(where, "'params' must be a mapping of names to defaults")
+    has_condition, has_python = "condition" in entry, "python" in entry
+    if has_condition == has_python:
+        _fail(where, "needs exactly one of 'condition' or 'python'")
+    if has_condition:
+        _validate_condition(entry["condition"], where, tables[0], params)
+    else:
+        target = entry["python"]
+        module_name, _, func_name = str(target).partition(":")
+        if not module_name.startswith("auditor.checks.") or not func_name:
+            _fail(where, f"'python' must name auditor.checks.<family>:<function>, not {target!r}")
+        try:
+            func = getattr(importlib.import_module(module_name), func_name, None)
+        except ImportError as exc:
+            _fail(where, f"cannot import {module_name}: {exc}")
+        if not callable(func):
+            _fail(where, f"{target} is not a function")
+    evidence = entry.get("evidence") or (
+        _condition_columns(entry["condition"]) if has_condition else [])
+    if has_condition:
+        known = set(TABLE_SCHEMAS[tables[0]].names) | set(params)
+        for name in _template_fields(entry["message"]) + list(evidence):
+            if name not in known and not name.startswith("tag:"):
+                _fail(where, f"message or evidence names unknown column or param '{name}'")
+    else:
+        _template_fields(entry["message"])
+    return Rule(id=entry["id"], name=entry["name"], title=entry["title"],
+                severity=entry["severity"], resource=entry["resource"],
+                rationale=str(entry["rationale"]).strip(),
+                remediation=str(entry["remediation"]).strip(),
+                references=[str(r) for r in entry["references"]],
+                message=str(entry["message"]).strip(), params=params,
+                condition=entry.get("condition"), python=entry.get("python"),
+                evidence=list(dict.fromkeys(evidence)), enabled=bool(entry.get("enabled", True)),
+                retired=bool(entry.get("retired", False)),
+                per_region=bool(entry.get("per_region", False)), file=file)
+
+
+def load_yaml(path: Path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise AuditError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise AuditError(f"{path}: invalid YAML{at}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AuditError(f"{path}: cannot read ({exc})") from None
+
+
+def load_rules(directory: Path | None = None) -> list[Rule]:
+    """Every rule of the pack, validated; errors name the file and the rule."""
+    directory = Path(directory) if directory else rules_dir()
+    rules: dict[str, Rule] = {}
+    names: dict[str, str] = {}
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise AuditError(f"{directory}: no rule files (*.yaml)")
+    for path in files:
+        data = load_yaml(path)
+        entries = data.get("rules") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            raise AuditError(f"{path.name}: expected a top-level 'rules:' list")
+        for index, entry in enumerate(entries):
+            rule = _parse_rule(entry, path.name, index)
+            if rule.id in rules:
+                raise AuditError(f"{path.name}: {rule.id}: duplicate rule id "
+                                 f"(also in {rules[rule.id].file})")
+            if rule.name in names:
+                raise AuditError(f"{path.name}: {rule.id}: duplicate rule name {rule.name!r} "
+                                 f"(also {names[rule.name]})")
+            rules[rule.id], names[rule.name] = rule, rule.id
+    return sorted(rules.values(), key=lambda r: r.id)
+
+
+CONFIG_RULE_KEYS = {"enabled", "severity", "params"}
+
+
+def _same_kind(default, value) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default)) if default is not None else True
+
+
+def apply_config(rules: list[Rule], config: dict | None, where: str = "config") -> list[Rule]:
+    """Rules with the config's per-rule enabled/severity/params applied, validated by name."""
+    config = config or {}
+    if not isinstance(config, dict):
+        _fail(where, "config must be a mapping with a 'rules' key")
+    unknown = set(config) - {"rules"}
+    if unknown:
+        _fail(where, f"unknown key(s): {', '.join(sorted(unknown))} (known: rules)")
+    per_rule = config.get("rules") or {}
+    if not isinstance(per_rule, dict):
+        _fail(where, "'rules' must map rule ids to settings")
+    by_id = {rule.id: copy.deepcopy(rule) for rule in rules}
+    for rule_id, settings in per_rule.items():
+        at = f"{where}: rules.{rule_id}"
+        if rule_id not in by_id:
+            _fail(at, "unknown rule id")
+        if not isinstance(settings, dict):
+            _fail(at, "settings must be a mapping of enabled/severity/params")
+        unknown = set(settings) - CONFIG_RULE_KEYS
+        if unknown:
+            _fail(at, f"unknown key(s): {', '.join(sorted(unknown))} "
+                      f"(known: {', '.join(sorted(CONFIG_RULE_KEYS))})")
+        rule = by_id[rule_id]
+        if "enabled" in settings:
+            if not isinstance(settings["enabled"], bool):
+                _fail(f"{at}.enabled", "must be true or false")
+            rule.enabled = settings["enabled"]
+        if "severity" in settings:
+            if settings["severity"] not in SEVERITIES:
+                _fail(f"{at}.severity", f"bad value {settings['severity']!r} "
+                                        f"(one of {', '.join(SEVERITIES)})")
+            rule.severity = settings["severity"]
+        params = settings.get("params") or {}
+        if not isinstance(params, dict):
+            _fail(f"{at}.params", "must be a mapping")
+        for name, value in params.items():
+            if name not in rule.params:
+                _fail(f"{at}.params.{name}", f"unknown param (known: "
+                                             f"{', '.join(sorted(rule.params)) or 'none'})")
+            if not _same_kind(rule.params[name], value):
+                _fail(f"{at}.params.{name}", f"expected a {type(rule.params[name]).__name__}, "
+                                             f"got {value!r}")
+            rule.params[name] = value
+    return [by_id[rule.id] for rule in rules]
+
+
+def load_config(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    data = load_yaml(Path(path))
+    return {} if data is None else data
+
+
+# --- findings ------------------------------------------------------------------------------
+
+def render(template: str, frame: pd.DataFrame, params: dict) -> pd.Series:
+    """Fill a message template from each row's columns (or the rule's params), vectorised."""
+    out = pd.Series("", index=frame.index, dtype="object")
+    for literal, name, _spec, _ in string.Formatter().parse(template):
+        out = out + literal
+        if not name:
+            continue
+        if name in frame.columns:
+            column = frame[name]
+            text = column.astype("object").map(_display).astype(str)
+        elif name in params:
+            text = _display(params[name])
+        else:
+            raise AuditError(f"message template names unknown column or param '{name}'")
+        out = out + text
+    return out
+
+
+def _display(value) -> str:
+    if value is None or (not isinstance(value, (list, dict, str)) and pd.isna(value)):
+        return "(none)"
+    if isinstance(value, pd.Timestamp):
+        return value.date().isoformat()
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _evidence(rows: pd.DataFrame, columns: list[str], estate: Estate) -> pd.Series:
+    if not columns or rows.empty:
+        return pd.Series("{}", index=rows.index, dtype="object")
+    data = pd.DataFrame(index=rows.index)
+    for column in columns:
+        data[column] = estate.tag(rows, column[4:]) if column.startswith("tag:") else rows[column]
+    text = data.to_json(orient="records", lines=True, date_format="iso", date_unit="s")
+    return pd.Series(text.splitlines() if text else [], index=rows.index, dtype="object")
+
+
+def _violations(rule: Rule, estate: Estate, params: dict) -> pd.DataFrame:
+    table = estate.tables[rule.tables[0]]
+    if rule.condition is not None:
+        return table[evaluate_condition(rule.condition, table, estate, params, rule.tables[0])]
+    rows = rule.check()(estate, params)
+    if "id" not in rows.columns:
+        raise AuditError(f"{rule.id}: check {rule.python} returned rows without an 'id'")
+    missing = [c for c in ("arm_id", "name", "subscription_id", "resource_group", "location")
+               if c not in rows.columns and c in table.columns]
+    if missing and not rows.empty:
+        extra = table.drop_duplicates("id").set_index("id")[missing]
+        rows = rows.join(extra, on="id")
+    return rows.reset_index(drop=True)
+
+
+def findings_for(rule: Rule, estate: Estate) -> pd.DataFrame:
+    params = rule.params
+    rows = _violations(rule, estate, params)
+    if rows.empty:
+        return pd.DataFrame(columns=FINDING_COLUMNS)
+    region = rows["region"] if "region" in rows.columns else pd.Series(None, index=rows.index)
+    resource_id = rows["arm_id"] if "arm_id" in rows.columns else rows["id"]
+    messages = rows["message"] if "message" in rows.columns else render(rule.message, rows, params)
+    region_text = region.astype("object").where(region.notna(), None)
+    fingerprint = rule.id + ":" + rows["id"].astype(str).str.lower()
+    fingerprint = fingerprint.where(region_text.isna(), fingerprint + "@" + region_text.astype(str))
+    if "resource_type" in rows.columns:
+        resource_type = rows["resource_type"]
+    elif rule.tables[0] == "machines" and "kind" in rows.columns:
+        resource_type = rows["kind"].map({"vm": "Microsoft.Compute/virtualMachines",
+                                          "vmss": "Microsoft.Compute/virtualMachineScaleSets"})
+    else:
+        resource_type = RESOURCE_TYPES[rule.tables[0]]
+    out = pd.DataFrame({
+        "rule_id": rule.id, "rule_name": rule.name, "severity": rule.severity,
+        "title": rule.title, "resource_type": resource_type, "resource_id": resource_id,
+        "resource_name": rows.get("name"), "subscription_id": rows.get("subscription_id"),
+        "resource_group": rows.get("resource_group"), "location": rows.get("location"),
+        "region": region_text, "message": messages, "remediation": rule.remediation,
+        "evidence": _evidence(rows, rule.evidence, estate), "exempted": False,
+        "exemption_reason": None, "status": None, "fingerprint": fingerprint,
+    }, index=rows.index)
+    return out[FINDING_COLUMNS]
+
+
+def evaluate(estate: Estate, rules: list[Rule]) -> pd.DataFrame:
+    """Every enabled rule over the estate: one findings frame, in a deterministic order."""
+    frames = [findings_for(rule, estate) for rule in rules if rule.enabled and not rule.retired]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=FINDING_COLUMNS).astype({"exempted": bool})
+    findings = pd.concat(frames, ignore_index=True)
+    findings["_rank"] = findings["severity"].map(SEVERITY_RANK)
+    findings = findings.sort_values(["_rank", "rule_id", "fingerprint"],
+                                    ascending=[False, True, True], kind="stable")
+    return findings.drop(columns="_rank").reset_index(drop=True)

@@ -1,0 +1,120 @@
+"""`image-audit import`: JSON files of raw resources, as Azure gives them, into a snapshot.
+
+Accepted shapes: a list of resources; an `az graph query` result (`{"data": [...]}`); an ARM
+list response (`{"value": [...]}`); a single resource object; JSON lines (one resource per
+line, as `image-audit synth` writes). Any of them may be gzip-compressed (`.gz`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from auditor.errors import AuditError
+from auditor.snapshot import Snapshot, build_snapshot
+
+# A whole-document JSON file is parsed in memory; beyond this size only JSON lines (streamed)
+# are accepted, so a huge file passed by mistake fails at once instead of exhausting memory.
+MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _is_json_lines(path: Path) -> bool:
+    stem = path.name[:-3] if path.name.endswith(".gz") else path.name
+    return stem.endswith((".jsonl", ".ndjson"))
+
+
+def read_resources(path: Path) -> Iterator[tuple[str, object]]:
+    """Yield `(where, resource)` for every item in one file, streaming JSON lines."""
+    if not path.is_file():
+        raise AuditError(f"{path}: file not found")
+    if _is_json_lines(path):
+        yield from _read_lines(path)
+        return
+    size = os.path.getsize(path)
+    if size > MAX_DOCUMENT_BYTES:
+        raise AuditError(f"{path}: {size / 2**20:,.0f} MiB is too large for one JSON document "
+                         f"(limit {MAX_DOCUMENT_BYTES // 2**20} MiB); export JSON lines "
+                         "(.jsonl) instead, which are streamed")
+    try:
+        with _open(path) as handle:
+            data = handle.read(MAX_DOCUMENT_BYTES + 1)
+    except (OSError, EOFError) as exc:
+        raise AuditError(f"{path}: cannot read ({exc})") from None
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise AuditError(f"{path}: decompresses to more than {MAX_DOCUMENT_BYTES // 2**20} MiB; "
+                         "export JSON lines (.jsonl) instead")
+    if not data.strip():
+        raise AuditError(f"{path}: empty file")
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise AuditError(f"{path}: malformed JSON ({exc})") from None
+    items = _items(document)
+    if items is None:
+        raise AuditError(f"{path}: not a resource list: expected a JSON list, an object with "
+                         "'data' (az graph query) or 'value' (ARM list), or a resource with 'id'")
+    for index, item in enumerate(items):
+        yield f"{path.name} item {index}", item
+
+
+def _items(document):
+    if isinstance(document, list):
+        return document
+    if isinstance(document, dict):
+        for key in ("data", "value"):
+            if isinstance(document.get(key), list):
+                return document[key]
+        if "id" in document:
+            return [document]
+    return None
+
+
+def _read_lines(path: Path) -> Iterator[tuple[str, object]]:
+    try:
+        with _open(path) as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield f"{path.name} line {number}", orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    raise AuditError(f"{path}: line {number}: malformed JSON ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise AuditError(f"{path}: cannot read ({exc})") from None
+
+
+def import_files(paths: list[Path], *, collected_at: datetime | None = None) -> Snapshot:
+    """Every resource of every file through the one normaliser into one snapshot."""
+    def resources():
+        for path in paths:
+            yield from read_resources(Path(path))
+
+    snapshot = build_snapshot(resources(), collected_at=collected_at, source={
+        "source": {"kind": "import", "files": [Path(p).name for p in paths]}})
+    if not any(t.num_rows for n, t in snapshot.arrow_tables.items() if n != "resource_tags"):
+        skipped = snapshot.manifest["skipped_types"]
+        detail = ", ".join(f"{k}: {v}" for k, v in skipped.items()) or "no items"
+        raise AuditError(f"{', '.join(map(str, paths))}: no gallery, image, VM or scale set "
+                         f"resources found ({detail})")
+    return snapshot
+
+
+def sample_snapshot() -> Snapshot:
+    """The bundled fictional estate, through the same import path as any user file."""
+    from importlib.resources import files
+
+    sample = files("auditor.data").joinpath("sample_estate.json")
+    document = orjson.loads(sample.read_bytes())
+    collected_at = datetime.fromisoformat(document["collectedAt"].replace("Z", "+00:00"))
+    items = ((f"sample item {i}", item) for i, item in enumerate(document["data"]))
+    return build_snapshot(items, collected_at=collected_at,
+                          source={"source": {"kind": "sample", "tenant": document["tenant"]}})

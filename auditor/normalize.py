@@ -1,0 +1,438 @@
+"""Raw Azure resource objects (ARM or Resource Graph shape) into the snapshot tables.
+
+This is the one code path every input goes through: `import`, the collector, the sample
+estate and synthetic estates. Azure's untidiness is absorbed here and nowhere else: type and
+id casing, region display names, ids without subscriptionId/resourceGroup fields, optional
+properties that are absent or of the wrong type, timestamps with 7-digit fractions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pyarrow as pa
+
+GALLERY = "microsoft.compute/galleries"
+DEFINITION = "microsoft.compute/galleries/images"
+VERSION = "microsoft.compute/galleries/images/versions"
+MANAGED_IMAGE = "microsoft.compute/images"
+VM = "microsoft.compute/virtualmachines"
+VMSS = "microsoft.compute/virtualmachinescalesets"
+DISK = "microsoft.compute/disks"
+
+S, INT, F, B, T = pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("us", tz="UTC")
+
+_COMMON = [("id", S), ("arm_id", S), ("name", S), ("subscription_id", S),
+           ("resource_group", S), ("location", S)]
+
+TABLE_SCHEMAS: dict[str, pa.Schema] = {
+    "galleries": pa.schema(_COMMON + [("description", S), ("tags", S)]),
+    "image_definitions": pa.schema(_COMMON + [
+        ("gallery_id", S), ("os_type", S), ("os_state", S), ("hyper_v_generation", S),
+        ("architecture", S), ("publisher", S), ("offer", S), ("sku", S),
+        ("end_of_life_date", T), ("provisioning_state", S), ("tags", S)]),
+    "image_versions": pa.schema(_COMMON + [
+        ("definition_id", S), ("gallery_id", S), ("major", INT), ("minor", INT), ("patch", INT),
+        ("published_date", T), ("end_of_life_date", T), ("exclude_from_latest", B),
+        ("replica_count", INT), ("storage_account_type", S), ("replication_mode", S),
+        ("target_region_count", INT), ("os_disk_size_gb", F), ("data_disk_size_gb", F),
+        ("source_id", S), ("source_uri", S), ("provisioning_state", S),
+        ("allow_deletion_of_replicated_locations", B),
+        ("block_deletion_before_end_of_life", B), ("tags", S)]),
+    "version_regions": pa.schema([
+        ("version_id", S), ("region", S), ("regional_replica_count", INT),
+        ("storage_account_type", S), ("exclude_from_latest", B)]),
+    "managed_images": pa.schema(_COMMON + [
+        ("os_type", S), ("os_state", S), ("hyper_v_generation", S), ("source_vm_id", S),
+        ("os_disk_size_gb", F), ("data_disk_size_gb", F), ("storage_account_type", S),
+        ("blob_uri", S), ("os_snapshot_id", S), ("os_managed_disk_id", S),
+        ("zone_resilient", B), ("provisioning_state", S), ("tags", S)]),
+    "machines": pa.schema(_COMMON + [
+        ("kind", S), ("capacity", INT), ("vm_size", S), ("os_type", S), ("image_kind", S),
+        ("image_publisher", S), ("image_offer", S), ("image_sku", S), ("image_version", S),
+        ("exact_version", S), ("image_id", S), ("image_definition_id", S), ("vhd_uri", S),
+        ("plan_name", S), ("plan_publisher", S), ("plan_product", S), ("power_state", S),
+        ("running_version_id", S), ("tags", S)]),
+    "resource_tags": pa.schema([
+        ("resource_id", S), ("resource_table", S), ("key", S), ("key_lower", S), ("value", S)]),
+    "scope": pa.schema([
+        ("subscription_id", S), ("display_name", S), ("status", S), ("detail", S)]),
+}
+TABLES = list(TABLE_SCHEMAS)
+_TIMESTAMPS = {"published_date", "end_of_life_date"}
+
+_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_SUB_RG = re.compile(r"/subscriptions/([^/]+)(?:/resourcegroups/([^/]+))?", re.IGNORECASE)
+_VERSION_SUFFIX = re.compile(r"/versions/([^/]+)$")
+
+
+@dataclass
+class Normalized:
+    """Snapshot tables plus what was left out and why (a coverage record, never silent)."""
+
+    tables: dict[str, pa.Table]
+    skipped_types: Counter = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+
+# --- small tolerant readers: Azure data may lack any optional field or carry a wrong type ---
+
+def _obj(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _str(value) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _int(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _float(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _bool(value) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def _lower(value) -> str | None:
+    text = _str(value)
+    return text.lower().rstrip("/") if text else None
+
+
+def region(value) -> str | None:
+    """`East US`, `eastus` and `EastUS` all become `eastus`, the ARM short form."""
+    text = _str(value)
+    return text.replace(" ", "").lower() if text else None
+
+
+def strip_query(uri) -> str | None:
+    """Blob URIs may carry a SAS token in the query string: never store it."""
+    text = _str(uri)
+    return text.split("?", 1)[0] if text else None
+
+
+def type_from_id(arm_id: str) -> str:
+    """`/…/providers/Microsoft.Compute/galleries/g/images/i` -> `microsoft.compute/galleries/images`."""
+    tail = arm_id.rsplit("/providers/", 1)[-1].strip("/").split("/")
+    if len(tail) > 3 and tail[1].lower() == "locations":  # `…/locations/westus/galleries/…`
+        tail = tail[:1] + tail[3:]
+    return "/".join([tail[0]] + tail[1::2]).lower() if len(tail) >= 2 else ""
+
+
+def definition_of(version_id: str | None) -> str | None:
+    return _VERSION_SUFFIX.sub("", version_id) if version_id else None
+
+
+def parent_of(child_id: str, segment: str) -> str:
+    """The id up to (not including) `/segment/`: a version's definition, a definition's gallery."""
+    cut = child_id.rfind(f"/{segment}/")
+    return child_id[:cut] if cut >= 0 else ""
+
+
+class _Rows:
+    """Column lists for one table, appended to row by row and turned into Arrow once."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.columns = {col: [] for col in TABLE_SCHEMAS[name].names}
+
+    def add(self, **values):
+        for col, items in self.columns.items():
+            items.append(values.get(col))
+
+    def table(self) -> pa.Table:
+        schema = TABLE_SCHEMAS[self.name]
+        frame = pd.DataFrame(self.columns)
+        arrays = []
+        for fld in schema:
+            column = frame[fld.name]
+            if fld.name in _TIMESTAMPS:
+                column = pd.to_datetime(column, utc=True, format="ISO8601", errors="coerce")
+                column = column.dt.floor("us").astype("datetime64[us, UTC]")
+            arrays.append(pa.array(column, type=fld.type, from_pandas=True))
+        table = pa.Table.from_arrays(arrays, schema=schema)
+        sort_key = "id" if "id" in schema.names else schema.names[0]
+        if table.num_rows:
+            table = table.sort_by([(sort_key, "ascending")] + [
+                (c, "ascending") for c in schema.names[1:3] if c != sort_key])
+        return table
+
+
+class _Normalizer:
+    def __init__(self):
+        self.rows = {name: _Rows(name) for name in TABLES}
+        self.seen: set[str] = set()
+        self.skipped: Counter = Counter()
+        self.problems: list[str] = []
+        self.disk_versions: dict[str, str] = {}
+
+    def add(self, resource, where: str = "") -> None:
+        if not isinstance(resource, dict):
+            self.skipped["(not an object)"] += 1
+            self.problems.append(f"{where}: not a JSON object")
+            return
+        arm_id = _str(resource.get("id"))
+        if not arm_id:
+            self.skipped["(no id)"] += 1
+            self.problems.append(f"{where}: resource without an id")
+            return
+        rtype = (_str(resource.get("type")) or type_from_id(arm_id)).lower()
+        handler = self.handlers.get(rtype)
+        if handler is None:
+            self.skipped[rtype or "(no type)"] += 1
+            return
+        rid = arm_id.lower().rstrip("/")
+        if rid in self.seen:
+            self.skipped["(duplicate id)"] += 1
+            self.problems.append(f"{where}: duplicate id {arm_id}")
+            return
+        self.seen.add(rid)
+        if rtype == DISK:
+            self._disk(resource)
+            return
+        match = _SUB_RG.search(arm_id)
+        common = dict(
+            id=rid, arm_id=arm_id,
+            name=_str(resource.get("name")) or arm_id.rstrip("/").rsplit("/", 1)[-1],
+            subscription_id=_lower(resource.get("subscriptionId"))
+            or (match.group(1).lower() if match else None),
+            resource_group=_str(resource.get("resourceGroup")) or (match and match.group(2)),
+            location=region(resource.get("location")),
+            type=rtype,
+        )
+        tags = self._tags(resource.get("tags"), rid, handler[0])
+        handler[1](self, common, _obj(resource.get("properties")), resource, tags)
+
+    def _tags(self, raw, rid: str, table: str) -> str:
+        tags = {str(k): _str(v) if _str(v) is not None else "" for k, v in _obj(raw).items()}
+        out = self.rows["resource_tags"]
+        for key, value in tags.items():
+            out.add(resource_id=rid, resource_table=table, key=key, key_lower=key.lower(),
+                    value=value)
+        return json.dumps(tags, sort_keys=True, ensure_ascii=False)
+
+    def _gallery(self, common, props, raw, tags):
+        self.rows["galleries"].add(**common, description=_str(props.get("description")),
+                                   tags=tags)
+
+    def _definition(self, common, props, raw, tags):
+        ident = _obj(props.get("identifier"))
+        self.rows["image_definitions"].add(
+            **common, gallery_id=parent_of(common["id"], "images"),
+            os_type=_str(props.get("osType")), os_state=_str(props.get("osState")),
+            hyper_v_generation=_str(props.get("hyperVGeneration")),
+            architecture=_str(props.get("architecture")),
+            publisher=_str(ident.get("publisher")), offer=_str(ident.get("offer")),
+            sku=_str(ident.get("sku")), end_of_life_date=_str(props.get("endOfLifeDate")),
+            provisioning_state=_str(props.get("provisioningState")), tags=tags)
+
+    def _version(self, common, props, raw, tags):
+        vid = common["id"]
+        publishing = _obj(props.get("publishingProfile"))
+        storage = _obj(props.get("storageProfile"))
+        safety = _obj(props.get("safetyProfile"))
+        os_image = _obj(storage.get("osDiskImage"))
+        semver = _SEMVER.match(common["name"] or "")
+        replica_count = _int(publishing.get("replicaCount"))
+        storage_type = _str(publishing.get("storageAccountType"))
+        data_sizes = [_float(_obj(d).get("sizeInGB")) for d in _list(storage.get("dataDiskImages"))]
+        targets = [_obj(t) for t in _list(publishing.get("targetRegions"))]
+        for target in targets:
+            target_region = region(target.get("name"))
+            if not target_region:
+                self.problems.append(f"{common['arm_id']}: target region without a name")
+                continue
+            regional = _int(target.get("regionalReplicaCount"))
+            self.rows["version_regions"].add(
+                version_id=vid, region=target_region,
+                regional_replica_count=regional if regional is not None else replica_count,
+                storage_account_type=_str(target.get("storageAccountType")) or storage_type,
+                exclude_from_latest=bool(_bool(target.get("excludeFromLatest"))))
+        source = _obj(storage.get("source"))
+        self.rows["image_versions"].add(
+            **common, definition_id=parent_of(vid, "versions"),
+            gallery_id=parent_of(vid, "images"),
+            major=int(semver.group(1)) if semver else None,
+            minor=int(semver.group(2)) if semver else None,
+            patch=int(semver.group(3)) if semver else None,
+            published_date=_str(publishing.get("publishedDate")),
+            end_of_life_date=_str(publishing.get("endOfLifeDate")),
+            exclude_from_latest=bool(_bool(publishing.get("excludeFromLatest"))),
+            replica_count=replica_count, storage_account_type=storage_type,
+            replication_mode=_str(publishing.get("replicationMode")),
+            target_region_count=len(targets),
+            os_disk_size_gb=_float(os_image.get("sizeInGB")),
+            data_disk_size_gb=sum(s for s in data_sizes if s is not None) if data_sizes else 0.0,
+            source_id=_lower(source.get("id") or _obj(os_image.get("source")).get("id")),
+            source_uri=strip_query(source.get("uri") or _obj(os_image.get("source")).get("uri")),
+            provisioning_state=_str(props.get("provisioningState")),
+            allow_deletion_of_replicated_locations=_bool(
+                safety.get("allowDeletionOfReplicatedLocations")),
+            block_deletion_before_end_of_life=_bool(safety.get("blockDeletionBeforeEndOfLife")),
+            tags=tags)
+
+    def _managed_image(self, common, props, raw, tags):
+        storage = _obj(props.get("storageProfile"))
+        os_disk = _obj(storage.get("osDisk"))
+        data_sizes = [_float(_obj(d).get("diskSizeGB")) for d in _list(storage.get("dataDisks"))]
+        self.rows["managed_images"].add(
+            **common, os_type=_str(os_disk.get("osType")), os_state=_str(os_disk.get("osState")),
+            hyper_v_generation=_str(props.get("hyperVGeneration")),
+            source_vm_id=_lower(_obj(props.get("sourceVirtualMachine")).get("id")),
+            os_disk_size_gb=_float(os_disk.get("diskSizeGB")),
+            data_disk_size_gb=sum(s for s in data_sizes if s is not None) if data_sizes else 0.0,
+            storage_account_type=_str(os_disk.get("storageAccountType")),
+            blob_uri=strip_query(os_disk.get("blobUri")),
+            os_snapshot_id=_lower(_obj(os_disk.get("snapshot")).get("id")),
+            os_managed_disk_id=_lower(_obj(os_disk.get("managedDisk")).get("id")),
+            zone_resilient=_bool(storage.get("zoneResilient")),
+            provisioning_state=_str(props.get("provisioningState")), tags=tags)
+
+    def _machine(self, common, props, raw, tags):
+        is_vmss = common["type"] == VMSS
+        sku = _obj(raw.get("sku"))
+        if is_vmss:
+            vm_profile = _obj(props.get("virtualMachineProfile"))
+            storage = _obj(vm_profile.get("storageProfile"))
+            capacity = _int(sku.get("capacity"))
+            capacity = capacity if capacity is not None else 0
+            vm_size = _str(sku.get("name"))
+            os_profile = _obj(vm_profile.get("osProfile"))
+        else:
+            storage = _obj(props.get("storageProfile"))
+            capacity = 1
+            vm_size = _str(_obj(props.get("hardwareProfile")).get("vmSize"))
+            os_profile = _obj(props.get("osProfile"))
+        ref = _obj(storage.get("imageReference"))
+        os_disk = _obj(storage.get("osDisk"))
+        vhd_uri = strip_query(_obj(os_disk.get("image")).get("uri")
+                              or _obj(os_disk.get("vhd")).get("uri"))
+        image = _image_reference(ref, vhd_uri)
+        plan = _obj(raw.get("plan"))
+        power = _str(_obj(_obj(_obj(props.get("extended")).get("instanceView")).get("powerState"))
+                     .get("code"))
+        os_type = _str(os_disk.get("osType")) or (
+            "Windows" if "windowsConfiguration" in os_profile
+            else "Linux" if "linuxConfiguration" in os_profile else None)
+        self.rows["machines"].add(
+            **common, kind="vmss" if is_vmss else "vm", capacity=capacity, vm_size=vm_size,
+            os_type=os_type, **image, vhd_uri=vhd_uri,
+            plan_name=_str(plan.get("name")), plan_publisher=_str(plan.get("publisher")),
+            plan_product=_str(plan.get("product")),
+            power_state=power.split("/", 1)[-1].lower() if power else None,
+            running_version_id=None, tags=tags)
+
+    def _disk(self, raw):
+        props = _obj(raw.get("properties"))
+        gallery_ref = _obj(_obj(props.get("creationData")).get("galleryImageReference"))
+        owner = _lower(raw.get("managedBy"))
+        version_id = _lower(gallery_ref.get("id"))
+        if owner and version_id:
+            # A scale set's instance disks are managed by `<vmss id>/virtualMachines/<n>`.
+            owner = re.sub(r"/virtualmachines/[^/]+$", "", owner) \
+                if "/virtualmachinescalesets/" in owner else owner
+            current = self.disk_versions.get(owner)
+            self.disk_versions[owner] = min(current, version_id) if current else version_id
+
+    handlers = {
+        GALLERY: ("galleries", _gallery),
+        DEFINITION: ("image_definitions", _definition),
+        VERSION: ("image_versions", _version),
+        MANAGED_IMAGE: ("managed_images", _managed_image),
+        VM: ("machines", _machine),
+        VMSS: ("machines", _machine),
+        DISK: ("disks", None),
+    }
+
+    def finish(self, scope: Iterable[dict] | None) -> Normalized:
+        machines = self.rows["machines"].columns
+        if self.disk_versions:
+            machines["running_version_id"] = [
+                self.disk_versions.get(mid) for mid in machines["id"]]
+        for row in scope or ():
+            self.rows["scope"].add(**{k: row.get(k) for k in TABLE_SCHEMAS["scope"].names})
+        tables = {name: rows.table() for name, rows in self.rows.items()}
+        return Normalized(tables=tables, skipped_types=self.skipped, problems=self.problems)
+
+
+def _image_reference(ref: dict, vhd_uri: str | None) -> dict:
+    """Classify a VM or scale set imageReference into the machines table's image columns."""
+    out = dict(image_kind="unknown", image_publisher=None, image_offer=None, image_sku=None,
+               image_version=None, exact_version=_str(ref.get("exactVersion")), image_id=None,
+               image_definition_id=None)
+    ref_id = _lower(ref.get("id"))
+    shared = _lower(ref.get("sharedGalleryImageId"))
+    community = _lower(ref.get("communityGalleryImageId"))
+    if ref_id and "/providers/microsoft.compute/images/" in ref_id:
+        out.update(image_kind="managed", image_id=ref_id)
+    elif ref_id and "/galleries/" in ref_id:
+        version = _VERSION_SUFFIX.search(ref_id)
+        out.update(image_kind="gallery", image_id=ref_id, image_definition_id=definition_of(ref_id),
+                   image_version=version.group(1) if version else None)
+    elif shared or community:
+        gallery_id = shared or community
+        version = _VERSION_SUFFIX.search(gallery_id)
+        out.update(image_kind="shared" if shared else "community", image_id=gallery_id,
+                   image_definition_id=definition_of(gallery_id),
+                   image_version=version.group(1) if version else None)
+    elif ref.get("publisher") or ref.get("offer"):
+        out.update(image_kind="marketplace", image_publisher=_str(ref.get("publisher")),
+                   image_offer=_str(ref.get("offer")), image_sku=_str(ref.get("sku")),
+                   image_version=_str(ref.get("version")))
+    elif ref_id:
+        out.update(image_id=ref_id)
+    elif vhd_uri:
+        out.update(image_kind="vhd")
+    return out
+
+
+def normalize(resources: Iterable, scope: Iterable[dict] | None = None) -> Normalized:
+    """Turn raw resources (any mix of supported types, any casing) into snapshot tables.
+
+    Items are resource dicts, or `(where, resource)` pairs whose `where` (file and position)
+    names the item in problems reported about it.
+    """
+    normalizer = _Normalizer()
+    for index, item in enumerate(resources):
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+            normalizer.add(item[1], where=item[0])
+        else:
+            normalizer.add(item, where=f"item {index}")
+    return normalizer.finish(scope)

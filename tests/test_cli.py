@@ -1,0 +1,106 @@
+"""The command line end to end: exit codes, one-line errors, files written."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from auditor.cli import main
+from tests.builders import compliant_estate_resources, marketplace, vm
+
+
+def run(*args, capsys=None):
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    out = capsys.readouterr() if capsys else None
+    return info.value.code, out
+
+
+def test_audit_sample_writes_reports(tmp_path, capsys):
+    code, out = run("audit", "--sample", "-o", str(tmp_path), capsys=capsys)
+    assert code == 0
+    assert {p.name for p in tmp_path.iterdir()} == {"findings.json", "findings.csv",
+                                                   "image-audit.xlsx"}
+    assert "PIN001" in out.out and f"wrote {tmp_path / 'findings.json'}" in out.out
+
+
+def test_fail_on(tmp_path, capsys):
+    assert run("audit", "--sample", "-o", str(tmp_path), "--fail-on", "high",
+               capsys=capsys)[0] == 1
+    assert run("audit", "--sample", "-o", str(tmp_path), "--fail-on", "critical",
+               capsys=capsys)[0] == 0
+
+
+def test_import_then_audit(tmp_path, capsys):
+    raw = tmp_path / "raw.json"
+    raw.write_text(json.dumps(compliant_estate_resources() + [vm("x", image=marketplace("latest"))]))
+    code, out = run("import", str(raw), "-o", str(tmp_path / "snap"),
+                    "--collected-at", "2026-11-15", capsys=capsys)
+    assert code == 0 and "machines 2" in out.out
+    code, _ = run("audit", str(tmp_path / "snap"), "-o", str(tmp_path / "out"),
+                  "--format", "json", "--fail-on", "high", capsys=capsys)
+    assert code == 1
+    findings = json.loads((tmp_path / "out" / "findings.json").read_text())
+    assert [f["rule_id"] for f in findings["findings"]] == ["PIN001"]
+    assert findings["as_of"].startswith("2026-11-15")
+
+
+def test_corrupt_snapshot_is_exit_2_one_line(tmp_path, capsys):
+    raw = tmp_path / "raw.json"
+    raw.write_text(json.dumps(compliant_estate_resources()))
+    run("import", str(raw), "-o", str(tmp_path / "snap"), capsys=capsys)
+    (tmp_path / "snap" / "machines.parquet").write_bytes(b"garbage")
+    code, out = run("audit", str(tmp_path / "snap"), "-o", str(tmp_path / "out"), capsys=capsys)
+    assert code == 2
+    assert out.err.count("\n") == 1 and "SHA-256 does not match" in out.err
+    assert "Traceback" not in out.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_config_is_exit_2(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("rules:\n  PIN001: {enabled: maybe}\n")
+    code, out = run("audit", "--sample", "--config", str(config), "-o", str(tmp_path),
+                    capsys=capsys)
+    assert code == 2 and "rules.PIN001.enabled: must be true or false" in out.err
+
+
+def test_bad_as_of(tmp_path, capsys):
+    code, out = run("audit", "--sample", "--as-of", "yesterday-ish", "-o", str(tmp_path),
+                    capsys=capsys)
+    assert code == 2 and "--as-of" in out.err
+
+
+def test_usage_errors_exit_2(capsys):
+    assert run("audit", capsys=capsys)[0] == 2
+    assert run("audit", "--fail-on", "severe", "--sample", capsys=capsys)[0] == 2
+
+
+def test_debug_shows_traceback(tmp_path, capsys):
+    code, out = run("--debug", "audit", str(tmp_path), capsys=capsys)
+    assert code == 2 and "Traceback" in out.err
+
+
+def test_rules_list_and_show(capsys):
+    code, out = run("rules", "list", capsys=capsys)
+    assert code == 0 and "PIN001  high" in out.out
+    code, out = run("rules", "show", "tag001", capsys=capsys)
+    assert code == 0 and "required_tags" in out.out and "References:" in out.out
+    code, out = run("rules", "show", "NOPE999", capsys=capsys)
+    assert code == 2 and "unknown rule id 'NOPE999'" in out.err
+
+
+def test_installed_console_script_works_from_any_directory(tmp_path):
+    """The installed package carries the rule pack and the sample (not only the checkout)."""
+    exe = shutil.which("image-audit")
+    if exe is None:
+        pytest.skip("image-audit is not installed (pip install .)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([exe, "audit", "--sample", "-o", "out"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "image-audit.xlsx").is_file()
+    assert sys.executable

@@ -1,0 +1,58 @@
+"""TAG: required tags and allowed values."""
+
+from tests.builders import GOOD_TAGS, definition, gallery, managed_image, version, vm
+
+
+def test_tag001_lists_every_missing_tag(run_rule):
+    findings = run_rule("TAG001", gallery(tags={"team": "platform"}))
+    assert len(findings) == 1
+    assert "created, environment" in findings.iloc[0]["message"]
+    assert findings.iloc[0]["resource_type"] == "Microsoft.Compute/galleries"
+
+
+def test_tag001_each_image_table(run_rule):
+    findings = run_rule("TAG001", gallery(tags={}), definition(tags={}), version(tags={}),
+                        managed_image(tags={}))
+    assert sorted(findings["resource_type"].str.rsplit("/", n=1).str[-1]) == [
+        "galleries", "images", "images", "versions"]
+    assert "base/1.0.0" in set(findings["resource_name"])
+
+
+def test_tag001_names_compare_case_insensitively(run_rule):
+    tags = {"Environment": "production", "TEAM": "platform", "Created": "2026-01-01"}
+    assert run_rule("TAG001", gallery(tags=tags)).empty
+
+
+def test_tag001_empty_value_counts_as_missing(run_rule):
+    findings = run_rule("TAG001", gallery(tags=GOOD_TAGS | {"team": "  "}))
+    assert "team" in findings.iloc[0]["message"]
+
+
+def test_tag001_configured_tags(run_rule):
+    findings = run_rule("TAG001", gallery(), params={"required_tags": ["cost-center"]})
+    assert "cost-center" in findings.iloc[0]["message"]
+
+
+def test_tag001_pass(run_rule):
+    assert run_rule("TAG001", gallery(), definition(), version(), managed_image()).empty
+
+
+def test_tag001_ignores_machines(run_rule):
+    assert run_rule("TAG001", vm(tags={})).empty
+
+
+def test_tag002_value_outside_allowed_set(run_rule):
+    findings = run_rule("TAG002", vm(tags={"environment": "Prd"}),
+                        definition(tags=GOOD_TAGS | {"Environment": "prod"}))
+    assert sorted(findings["resource_name"]) == ["base", "vm1"]
+    assert "environment='Prd'" in " ".join(findings["message"])
+
+
+def test_tag002_values_compare_case_insensitively(run_rule):
+    assert run_rule("TAG002", vm(tags={"environment": "PRODUCTION"}), gallery()).empty
+
+
+def test_tag002_configured_allowed_values(run_rule):
+    findings = run_rule("TAG002", vm(tags={"tier": "gold"}),
+                        params={"allowed_values": {"tier": ["silver"]}})
+    assert len(findings) == 1

@@ -1,0 +1,67 @@
+"""The bundled sample estate: in sync with its generator, and each rule fires exactly on the
+resources built to trigger it (tagged `sample-case`) and on no clean one."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from auditor.engine import evaluate
+from auditor.estate import Estate
+from auditor.importer import sample_snapshot
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return sample_snapshot()
+
+
+@pytest.fixture(scope="module")
+def findings(sample, rules):
+    return evaluate(Estate(sample), [r for r in rules.values() if r.enabled])
+
+
+def test_sample_file_matches_generator():
+    spec = importlib.util.spec_from_file_location("build_sample", ROOT / "tools" / "build_sample.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    committed = (ROOT / "auditor" / "data" / "sample_estate.json").read_text(encoding="utf-8")
+    assert committed == module.render(), "run: python tools/build_sample.py"
+
+
+def test_sample_size(sample):
+    tables = sample.tables
+    assert tables["machines"]["subscription_id"].nunique() >= 3
+    assert len(tables["galleries"]) >= 2 and len(tables["image_definitions"]) >= 6
+    assert len(tables["image_versions"]) >= 40
+    assert (tables["machines"]["kind"] == "vm").sum() >= 300
+    assert (tables["machines"]["kind"] == "vmss").sum() >= 3
+    assert len(tables["managed_images"]) >= 3
+    assert {"marketplace", "gallery", "shared", "community", "managed", "vhd"} <= set(
+        tables["machines"]["image_kind"])
+
+
+def test_every_enabled_rule_fires(findings, rules):
+    enabled = {r.id for r in rules.values() if r.enabled and not r.retired}
+    assert enabled <= set(findings["rule_id"])
+
+
+@pytest.mark.parametrize("rule_id", ["PIN001", "PIN002", "TAG001", "TAG002"])
+def test_findings_only_on_resources_built_for_them(sample, findings, rule_id):
+    tags = sample.tables["resource_tags"]
+    cases = tags[(tags["key"] == "sample-case")]
+    built = set(cases.loc[cases["value"].str.split(",").map(lambda v: rule_id in v),
+                          "resource_id"])
+    flagged = set(findings.loc[findings["rule_id"] == rule_id, "fingerprint"]
+                  .str.split(":", n=1).str[1].str.split("@").str[0])
+    assert flagged == built
+
+
+def test_sample_raw_json_shapes():
+    document = json.loads((ROOT / "auditor" / "data" / "sample_estate.json").read_text())
+    types = {item["type"] for item in document["data"]}
+    assert "microsoft.compute/galleries/images" in types and \
+        "Microsoft.Compute/galleries/images" in types

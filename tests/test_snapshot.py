@@ -1,0 +1,96 @@
+"""Snapshots: atomic write, verified read, tamper detection."""
+
+import json
+
+import pytest
+
+from auditor.errors import AuditError
+from auditor.snapshot import Snapshot
+from tests.builders import compliant_estate_resources, snapshot_of
+
+
+@pytest.fixture
+def written(tmp_path):
+    path = tmp_path / "snap"
+    snapshot_of(*compliant_estate_resources()).write(path)
+    return path
+
+
+def test_round_trip_keeps_tables_and_hashes(written):
+    original = snapshot_of(*compliant_estate_resources())
+    loaded = Snapshot.read(written)
+    assert loaded.sha256 == original.sha256
+    for name, frame in original.tables.items():
+        assert loaded.tables[name].equals(frame), name
+    manifest = json.loads((written / "manifest.json").read_text())
+    assert manifest["format_version"] == 1 and manifest["tables"]["machines"]["rows"] == 1
+    assert manifest["collected_at"].startswith("2026-11-15")
+
+
+def test_same_estate_same_hashes():
+    first = snapshot_of(*compliant_estate_resources())
+    second = snapshot_of(*reversed(compliant_estate_resources()))
+    assert first.table_hashes == second.table_hashes
+
+
+def test_edited_table_file_refused(written):
+    target = written / "machines.parquet"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(AuditError, match="machines.parquet: SHA-256 does not match"):
+        Snapshot.read(written)
+
+
+def test_missing_table_file_refused(written):
+    (written / "galleries.parquet").unlink()
+    with pytest.raises(AuditError, match="galleries.parquet: table file missing"):
+        Snapshot.read(written)
+
+
+def test_edited_manifest_row_count_refused(written):
+    manifest = json.loads((written / "manifest.json").read_text())
+    manifest["tables"]["machines"]["rows"] = 5
+    (written / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(AuditError, match="1 rows but the manifest says 5"):
+        Snapshot.read(written)
+
+
+def test_corrupt_manifest_refused(written):
+    (written / "manifest.json").write_text("{not json")
+    with pytest.raises(AuditError, match="corrupt manifest"):
+        Snapshot.read(written)
+
+
+def test_unsupported_format_version_refused(written):
+    manifest = json.loads((written / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (written / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(AuditError, match="format version 99 is not supported"):
+        Snapshot.read(written)
+
+
+def test_not_a_snapshot(tmp_path):
+    with pytest.raises(AuditError, match="not a snapshot"):
+        Snapshot.read(tmp_path)
+
+
+def test_existing_snapshot_never_overwritten_without_force(written):
+    before = (written / "manifest.json").read_bytes()
+    with pytest.raises(AuditError, match="already exists"):
+        snapshot_of().write(written)
+    assert (written / "manifest.json").read_bytes() == before
+    snapshot_of().write(written, overwrite=True)
+    assert Snapshot.read(written).tables["machines"].empty
+
+
+def test_failed_write_leaves_no_partial_directory(tmp_path, monkeypatch):
+    snapshot = snapshot_of(*compliant_estate_resources())
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("auditor.snapshot._write_synced", boom)
+    with pytest.raises(OSError):
+        snapshot.write(tmp_path / "snap")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,382 @@
+"""Build the bundled sample estate: a fictional tenant (Northwind Traders) in raw Azure shape.
+
+Deterministic: the same script always writes the same file, and a test checks that the
+committed auditor/data/sample_estate.json matches it. Resources built to break a rule carry
+the rule in a tag `sample-case` so tests (and readers) can tell violations from clean ones.
+
+    python tools/build_sample.py            # rewrite auditor/data/sample_estate.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "auditor" / "data" / "sample_estate.json"
+COLLECTED_AT = datetime(2026, 11, 15, 6, 0, tzinfo=timezone.utc)
+
+SUBS = {
+    "platform": "6f1c2a9e-3b7d-4c51-9a0e-1d2f3a4b5c61",
+    "apps": "8a2d4e6f-1c3b-4d5e-8f90-2a3b4c5d6e72",
+    "data": "b3c4d5e6-7f80-4912-a3b4-c5d6e7f80913",
+}
+REGION_NAMES = {"westeurope": "West Europe", "northeurope": "North Europe", "eastus": "East US"}
+
+
+def arm(sub: str, rg: str, *path: str) -> str:
+    return f"/subscriptions/{SUBS[sub]}/resourceGroups/{rg}/providers/Microsoft.Compute/" + \
+        "/".join(path)
+
+
+def iso(when: datetime, fraction7: bool = False) -> str:
+    if fraction7:  # Azure often sends 7 fractional digits and an offset
+        return when.strftime("%Y-%m-%dT%H:%M:%S") + ".1234567+00:00"
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def tags(env="production", team="platform", created="2025-01-10", **extra):
+    out = {"environment": env, "team": team, "created": created}
+    out.update(extra)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+# --- galleries, definitions, versions --------------------------------------------------------
+
+GALLERIES = [
+    # (sub, rg, gallery name, location, tags)
+    ("platform", "rg-images-prod", "gal_platform_prod", "westeurope", tags()),
+    ("apps", "rg-images-apps", "gal_apps_shared", "eastus",
+     tags(team=None, **{"sample-case": "TAG001"})),
+]
+
+# (gallery index, definition, os type, os state, publisher/offer/sku, versions, env tag)
+DEFINITIONS = [
+    (0, "ubuntu-22-base", "Linux", "Generalized", ("northwind", "ubuntu", "22-base"), 8, "production"),
+    (0, "win2022-base", "Windows", "Generalized", ("northwind", "windows", "2022-base"), 7, "production"),
+    (0, "rhel9-hardened", "Linux", "Generalized", ("northwind", "rhel", "9-hardened"), 6, "production"),
+    (1, "app-web-ubuntu", "Linux", "Generalized", ("northwind", "web", "ubuntu"), 8, "production"),
+    (1, "app-sql-win", "Windows", "Generalized", ("northwind", "sql", "win2022"), 6, "Prod"),
+    (1, "batch-worker", "Linux", "Generalized", ("northwind", "batch", "worker"), 6, "dev"),
+]
+TARGETS = [("westeurope", "Standard_ZRS"), ("northeurope", "Standard_LRS"), ("eastus", "Standard_LRS")]
+
+
+def gallery(index: int) -> dict:
+    sub, rg, name, location, gallery_tags = GALLERIES[index]
+    return {
+        "id": arm(sub, rg, "galleries", name), "name": name,
+        "type": "Microsoft.Compute/galleries", "location": location,
+        "subscriptionId": SUBS[sub], "resourceGroup": rg, "tags": gallery_tags,
+        "properties": {"description": f"Northwind golden images ({name})",
+                       "identifier": {"uniqueName": f"{SUBS[sub]}-{name.upper()}"},
+                       "provisioningState": "Succeeded"},
+    }
+
+
+def definition_id(index: int) -> str:
+    g, name = DEFINITIONS[index][0], DEFINITIONS[index][1]
+    sub, rg, gallery_name = GALLERIES[g][:3]
+    return arm(sub, rg, "galleries", gallery_name, "images", name)
+
+
+def definition(index: int) -> dict:
+    g, name, os_type, os_state, (pub, offer, sku), _, env = DEFINITIONS[index]
+    sub, rg, _, location, _ = GALLERIES[g]
+    item = {
+        "id": definition_id(index), "name": name, "location": location,
+        # Resource Graph gives types in lower case; ARM in mixed case. The sample has both.
+        "type": "microsoft.compute/galleries/images" if index % 2 else
+                "Microsoft.Compute/galleries/images",
+        "tags": tags(env=env, team="platform" if g == 0 else "apps"),
+        "properties": {
+            "osType": os_type, "osState": os_state, "hyperVGeneration": "V2",
+            "architecture": "x64",
+            "identifier": {"publisher": pub, "offer": offer, "sku": sku},
+            "recommended": {"vCPUs": {"min": 2, "max": 16}},
+            "provisioningState": "Succeeded",
+        },
+    }
+    if index % 3 == 0:  # ARM GET bodies carry no subscriptionId/resourceGroup fields
+        item["subscriptionId"], item["resourceGroup"] = SUBS[sub], rg
+    if env == "Prod":
+        item["tags"]["sample-case"] = "TAG002"
+    return item
+
+
+def version_name(n: int) -> str:
+    return f"1.{n}.0"
+
+
+def version(index: int, n: int) -> dict:
+    count = DEFINITIONS[index][5]
+    g = DEFINITIONS[index][0]
+    location = GALLERIES[g][3]
+    published = COLLECTED_AT - timedelta(days=30 * (count - n) + 5)
+    targets = [{"name": REGION_NAMES[r], "regionalReplicaCount": 2 if r == location else 1,
+                "storageAccountType": st, "excludeFromLatest": False} for r, st in TARGETS]
+    version_tags = tags(team="platform" if g == 0 else "apps",
+                        created=published.date().isoformat())
+    if n == count - 1 and index == 1:
+        version_tags.pop("created")
+        version_tags["sample-case"] = "TAG001"
+    body = {
+        "id": definition_id(index) + f"/versions/{version_name(n)}",
+        "name": version_name(n), "location": location,
+        "type": "Microsoft.Compute/galleries/images/versions",
+        "tags": version_tags,
+        "properties": {
+            "publishingProfile": {
+                "targetRegions": targets, "replicaCount": 1,
+                "publishedDate": iso(published, fraction7=n % 2 == 0),
+                "endOfLifeDate": iso(published + timedelta(days=365)),
+                "storageAccountType": "Standard_LRS", "excludeFromLatest": False,
+                "replicationMode": "Full",
+            },
+            "storageProfile": {
+                "source": {"id": arm("platform", "rg-build", "images",
+                                     f"{DEFINITIONS[index][1]}-{version_name(n)}")},
+                "osDiskImage": {"sizeInGB": 30 if DEFINITIONS[index][2] == "Linux" else 127,
+                                "hostCaching": "ReadWrite"},
+                "dataDiskImages": [{"lun": 0, "sizeInGB": 64, "hostCaching": "None"}]
+                if DEFINITIONS[index][1] == "app-sql-win" else [],
+            },
+            "safetyProfile": {"allowDeletionOfReplicatedLocations": False},
+            "provisioningState": "Succeeded",
+        },
+    }
+    return body
+
+
+# --- managed images ----------------------------------------------------------------------------
+
+def managed_image(name, os_type="Linux", state="Generalized", size=30, env="production",
+                  blob=None, case=None, sub="apps", rg="rg-legacy-images", location="westeurope"):
+    os_disk = {"osType": os_type, "osState": state, "diskSizeGB": size,
+               "storageAccountType": "Standard_LRS", "caching": "ReadWrite"}
+    if blob:
+        os_disk["blobUri"] = blob
+    else:
+        os_disk["managedDisk"] = {"id": arm(sub, rg, "disks", f"{name}-osdisk")}
+    image_tags = tags(env=env, team="apps", created="2024-03-02")
+    if case:
+        image_tags["sample-case"] = case
+    return {
+        "id": arm(sub, rg, "images", name), "name": name, "type": "microsoft.compute/images",
+        "location": location, "subscriptionId": SUBS[sub], "resourceGroup": rg, "tags": image_tags,
+        "properties": {"storageProfile": {"osDisk": os_disk, "dataDisks": [],
+                                          "zoneResilient": False},
+                       "hyperVGeneration": "V2", "provisioningState": "Succeeded",
+                       "sourceVirtualMachine": {"id": arm(sub, rg, "virtualMachines",
+                                                          f"{name}-src")}},
+    }
+
+
+MANAGED_IMAGES = [
+    managed_image("img-jumpbox-1.4.0"),
+    managed_image("img-legacy-erp-2.1", os_type="Windows", size=127),
+    managed_image("img-web-legacy-1.0.2"),
+    managed_image("img-build-agent-3.2", env="dev"),
+    managed_image("img-reporting-1.1.0", sub="data", rg="rg-data-images", location="northeurope",
+                  blob="https://nwlegacyimages.blob.core.windows.net/vhds/reporting.vhd"
+                       "?sv=2022-11-02&ss=b&sig=SAMPLEsignatureNOTREAL%3D"),
+    managed_image("img-analytics-2.0.1", sub="data", rg="rg-data-images", location="northeurope"),
+]
+
+
+# --- machines ------------------------------------------------------------------------------------
+
+MARKETPLACE = {
+    "ubuntu": ("Canonical", "0001-com-ubuntu-server-jammy", "22_04-lts-gen2", "22.04.202410020"),
+    "windows": ("MicrosoftWindowsServer", "WindowsServer", "2022-datacenter-azure-edition",
+                "20348.2762.241009"),
+    "sql": ("MicrosoftSQLServer", "sql2022-ws2022", "standard-gen2", "16.0.241008"),
+}
+PLANS = {"sql": None}
+
+
+def vm(name, sub, rg, location, ref, env="production", team="apps", case=None, power="running",
+       os_disk=None, plan=None, lower_type=False):
+    vm_tags = {"environment": env, "team": team}
+    if case:
+        vm_tags["sample-case"] = case
+    storage = {"imageReference": ref, "osDisk": os_disk or {
+        "osType": "Linux", "createOption": "FromImage",
+        "managedDisk": {"storageAccountType": "Premium_LRS"}}}
+    item = {
+        "id": f"/subscriptions/{SUBS[sub]}/resourceGroups/{rg}/providers/Microsoft.Compute/"
+              f"virtualMachines/{name}",
+        "name": name, "location": location,
+        "type": "microsoft.compute/virtualmachines" if lower_type else
+                "Microsoft.Compute/virtualMachines",
+        "subscriptionId": SUBS[sub], "resourceGroup": rg, "tags": vm_tags,
+        "properties": {
+            "hardwareProfile": {"vmSize": "Standard_D4s_v5"},
+            "storageProfile": storage,
+            "osProfile": {"computerName": name[:15], "adminUsername": "azureuser",
+                          "linuxConfiguration": {"disablePasswordAuthentication": True}},
+            "extended": {"instanceView": {"powerState": {"code": f"PowerState/{power}"}}},
+            "provisioningState": "Succeeded",
+        },
+    }
+    if plan:
+        item["plan"] = plan
+    return item
+
+
+def marketplace(kind, version=None):
+    publisher, offer, sku, exact = MARKETPLACE[kind]
+    ref = {"publisher": publisher, "offer": offer, "sku": sku, "version": version or exact}
+    if (version or "").lower() == "latest":
+        ref["exactVersion"] = exact
+    return ref
+
+
+def gallery_version_ref(index, n, recase=False):
+    ref = definition_id(index) + f"/versions/{version_name(n)}"
+    if recase:  # Azure echoes ids in whatever casing they were written with
+        ref = ref.replace("/galleries/", "/Galleries/").replace("/images/", "/Images/") \
+                 .replace("/versions/", "/Versions/")
+    return {"id": ref}
+
+
+def vmss(name, sub, rg, location, ref, capacity, env="production", team="apps", case=None):
+    item = vm(name, sub, rg, location, ref, env=env, team=team, case=case)
+    item["id"] = item["id"].replace("/virtualMachines/", "/virtualMachineScaleSets/")
+    item["type"] = "Microsoft.Compute/virtualMachineScaleSets"
+    props = item["properties"]
+    props.pop("extended")
+    props["virtualMachineProfile"] = {
+        "storageProfile": props.pop("storageProfile"), "osProfile": props.pop("osProfile")}
+    props.pop("hardwareProfile")
+    props["upgradePolicy"] = {"mode": "Rolling"}
+    item["sku"] = {"name": "Standard_D4s_v5", "tier": "Standard", "capacity": capacity}
+    return item
+
+
+def machines() -> list[dict]:
+    out = []
+    regions = ["westeurope", "northeurope", "eastus"]
+    # 150 clean Marketplace machines, pinned.
+    for i in range(150):
+        kind = ["ubuntu", "windows", "ubuntu"][i % 3]
+        out.append(vm(f"vm-app-{i:03d}", ["apps", "data", "platform"][i % 3],
+                      f"rg-app-{i % 5}", regions[i % 3], marketplace(kind),
+                      env=["production", "staging", "dev"][i % 3], lower_type=i % 4 == 0,
+                      power="deallocated" if i % 17 == 0 else "running"))
+    # 20 Marketplace machines on `latest` (PIN001).
+    for i in range(20):
+        out.append(vm(f"vm-latest-{i:02d}", "apps", "rg-web", regions[i % 3],
+                      marketplace("ubuntu" if i % 2 else "windows", "latest" if i % 3 else "Latest"),
+                      case="PIN001"))
+    # 100 machines pinned to a gallery version, some with re-cased ids.
+    for i in range(100):
+        index = i % len(DEFINITIONS)
+        newest = DEFINITIONS[index][5] - 1
+        out.append(vm(f"vm-gal-{i:03d}", ["platform", "apps"][i % 2], "rg-services",
+                      regions[i % 3], gallery_version_ref(index, newest - i % 2, recase=i % 5 == 0),
+                      env=["production", "staging"][i % 2]))
+    # Gallery, shared and community references without a version (PIN002).
+    for i in range(12):
+        index = i % 3
+        ref = {"id": definition_id(index)} if i % 2 else \
+            {"id": definition_id(index) + "/versions/latest"}
+        out.append(vm(f"vm-gal-unpinned-{i:02d}", "platform", "rg-services", regions[i % 3], ref,
+                      case="PIN002"))
+    for i in range(4):
+        out.append(vm(f"vm-shared-{i}", "data", "rg-partner", "westeurope",
+                      {"sharedGalleryImageId": "/SharedGalleries/a1b2c3d4-partner-GALLERY/Images/"
+                                               "partner-base" + ("/Versions/latest" if i % 2 else "")},
+                      case="PIN002"))
+    out.append(vm("vm-community-pinned", "data", "rg-partner", "westeurope",
+                  {"communityGalleryImageId": "/CommunityGalleries/nwcommunity-1f2e3d/Images/"
+                                              "hardened-ubuntu/Versions/2.3.1"}))
+    out.append(vm("vm-community-unpinned", "data", "rg-partner", "westeurope",
+                  {"communityGalleryImageId": "/CommunityGalleries/nwcommunity-1f2e3d/Images/"
+                                              "hardened-ubuntu"}, case="PIN002"))
+    # Managed images and unmanaged VHDs.
+    for i in range(6):
+        image = MANAGED_IMAGES[i % 4]
+        out.append(vm(f"vm-legacy-{i}", "apps", "rg-legacy", "westeurope", {"id": image["id"]}))
+    out.append(vm("vm-vhd-erp", "apps", "rg-legacy", "westeurope", {}, os_disk={
+        "osType": "Windows", "createOption": "FromImage",
+        "image": {"uri": "https://nwlegacy.blob.core.windows.net/vhds/erp-gold.vhd"},
+        "vhd": {"uri": "https://nwlegacy.blob.core.windows.net/vhds/vm-vhd-erp-os.vhd"
+                       "?sv=2021-08-06&sig=NOTAREALSIGNATURE%3D"}}))
+    # Paid Marketplace images carry a plan.
+    for i in range(3):
+        item = vm(f"vm-sql-{i}", "data", "rg-sql", "northeurope", marketplace("sql"))
+        item["plan"] = {"name": "standard-gen2", "publisher": "microsoftsqlserver",
+                        "product": "sql2022-ws2022"}
+        out.append(item)
+    # Machines tagged with an environment outside the allowed set (TAG002).
+    out.append(vm("vm-tools-01", "platform", "rg-tools", "westeurope", marketplace("ubuntu"),
+                  env="Prd", case="TAG002"))
+    # Fill to 300 VMs with clean pinned Marketplace machines.
+    i = 0
+    while len(out) < 300:
+        out.append(vm(f"vm-batch-{i:03d}", "data", "rg-batch", regions[i % 3],
+                      marketplace("ubuntu"), env="dev", team="data"))
+        i += 1
+    # Scale sets.
+    out += [
+        vmss("vmss-web-prod", "apps", "rg-web", "westeurope", gallery_version_ref(3, 7), 12),
+        vmss("vmss-web-staging", "apps", "rg-web", "northeurope", gallery_version_ref(3, 6), 3,
+             env="staging"),
+        vmss("vmss-batch", "data", "rg-batch", "eastus", {"id": definition_id(5)}, 20, env="dev",
+             case="PIN002"),
+        vmss("vmss-api-latest", "apps", "rg-api", "westeurope", marketplace("ubuntu", "latest"), 6,
+             case="PIN001"),
+        vmss("vmss-sql", "data", "rg-sql", "northeurope", marketplace("windows"), 2),
+        vmss("vmss-empty", "platform", "rg-services", "westeurope", gallery_version_ref(0, 7), 0),
+    ]
+    return out
+
+
+def os_disks(machine_list: list[dict]) -> list[dict]:
+    """OS disks of machines that reference a definition: the only record of what they got."""
+    out = []
+    for item in machine_list:
+        ref = item["properties"].get("storageProfile", {}).get("imageReference", {})
+        ref_id = ref.get("id", "")
+        if "/galleries/" not in ref_id or "/versions/" in ref_id.replace("/versions/latest", ""):
+            continue
+        definition = ref_id.replace("/versions/latest", "")
+        got = definition + "/versions/" + version_name(2)
+        out.append({
+            "id": item["id"].replace("/virtualMachines/", "/disks/") + "_OsDisk_1",
+            "name": item["name"] + "_OsDisk_1", "type": "microsoft.compute/disks",
+            "location": item["location"], "managedBy": item["id"],
+            "properties": {"creationData": {"createOption": "FromImage",
+                                            "galleryImageReference": {"id": got}}},
+        })
+    return out
+
+
+def others() -> list[dict]:
+    """Resources of other types, as a broad `az graph query` export would contain."""
+    return [{"id": f"/subscriptions/{SUBS['apps']}/resourceGroups/rg-web/providers/"
+                   "Microsoft.Storage/storageAccounts/nwwebdiag", "name": "nwwebdiag",
+             "type": "microsoft.storage/storageaccounts", "location": "westeurope"}]
+
+
+def build() -> list[dict]:
+    resources = [gallery(i) for i in range(len(GALLERIES))]
+    resources += [definition(i) for i in range(len(DEFINITIONS))]
+    resources += [version(i, n) for i in range(len(DEFINITIONS)) for n in range(DEFINITIONS[i][5])]
+    resources += MANAGED_IMAGES
+    machine_list = machines()
+    resources += machine_list + os_disks(machine_list) + others()
+    return resources
+
+
+def render() -> str:
+    document = {"collectedAt": iso(COLLECTED_AT), "tenant": "Northwind Traders (fictional)",
+                "data": build()}
+    return json.dumps(document, indent=1, sort_keys=False) + "\n"
+
+
+if __name__ == "__main__":
+    OUT.write_text(render(), encoding="utf-8")
+    print(f"wrote {OUT} ({len(build())} resources)", file=sys.stderr)

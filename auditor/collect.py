@@ -88,6 +88,7 @@ SUBSCRIPTIONS_QUERY = (
     "resourcecontainers | where type =~ 'microsoft.resources/subscriptions' "
     "| project id, name, type, subscriptionId"
 )
+_VERSION_TYPE = "microsoft.compute/galleries/images/versions"
 _VERSION_ID = re.compile(
     r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.compute/"
     r"galleries/([^/]+)/images/([^/]+)/versions/([^/]+)$",
@@ -122,7 +123,7 @@ class Collected:
     queries: dict[str, str]
     gaps: list[dict]
     stats: dict
-    replication: list[dict] | None = None
+    replication: list[dict] | None = None  # with --deep: version rows with replicationStatus
 
 
 class _Failure(Exception):
@@ -160,9 +161,7 @@ class _ReadOnlyPolicy(policies.SansIOHTTPPolicy):
     def on_request(self, request):
         http = request.http_request
         path = urlsplit(http.url).path.lower().rstrip("/")
-        query_post = (
-            http.method == "POST" and path == "/providers/microsoft.resourcegraph/resources"
-        )
+        query_post = http.method == "POST" and path == "/providers/microsoft.resourcegraph/resources"
         if not (query_post or http.method == "GET"):
             raise AuditError(f"refusing to send {http.method} {path}: image-audit is read-only")
 
@@ -191,9 +190,7 @@ def _client_kwargs(credential, endpoint: str, session: requests.Session) -> dict
         ARMChallengeAuthenticationPolicy(credential, scope),
     ]
     transport = RequestsTransport(session=session, session_owner=False)
-    return dict(
-        base_url=endpoint, credential_scopes=[scope], policies=pipeline, transport=transport
-    )
+    return dict(base_url=endpoint, credential_scopes=[scope], policies=pipeline, transport=transport)
 
 
 def _with_headers(pipeline_response, deserialized, _):
@@ -302,9 +299,7 @@ class _Pacer:
                     pass  # it describes a window that is already over
                 elif self._reset_at is None:
                     self._reset_at = reset_at
-                    self._remaining = (
-                        estimate if self._remaining is None else min(self._remaining, estimate)
-                    )
+                    self._remaining = estimate if self._remaining is None else min(self._remaining, estimate)
                 elif reset_at > self._reset_at + self._window / 4:
                     self._reset_at, self._remaining = reset_at, estimate  # server moved on
                 else:
@@ -510,9 +505,7 @@ class _Collector:
             if token:
                 options = QueryRequestOptions(skip_token=token, result_format="objectArray")
             else:
-                options = QueryRequestOptions(
-                    top=self.settings.page_size, result_format="objectArray"
-                )
+                options = QueryRequestOptions(top=self.settings.page_size, result_format="objectArray")
             request = QueryRequest(
                 query=query,
                 subscriptions=list(ids) if kind == "subscriptions" else None,
@@ -572,12 +565,11 @@ class _Collector:
         with self._lock:
             if subscription not in self._compute:
                 kwargs = _client_kwargs(self.credential, self.endpoint, self.session)
-                self._compute[subscription] = ComputeManagementClient(
-                    self.credential, subscription, **kwargs
-                )
+                self._compute[subscription] = ComputeManagementClient(self.credential, subscription, **kwargs)
             return self._compute[subscription]
 
-    def replication(self, version_id: str) -> dict:
+    def replication_status(self, version_id: str) -> dict:
+        """`properties.replicationStatus` of one version: GET with $expand=ReplicationStatus."""
         sub, group, gallery, image, version = _VERSION_ID.match(version_id).groups()
         client = self._compute_client(sub)
         body = self.call(
@@ -596,8 +588,7 @@ class _Collector:
             ),
             self.arm_pacer,
         )
-        status = (body.get("properties") or {}).get("replicationStatus") or {}
-        return {"id": version_id, "summary": status.get("summary") or []}
+        return (body.get("properties") or {}).get("replicationStatus") or {}
 
 
 # --- scope, discovery and the public entry points --------------------------------------------
@@ -668,13 +659,9 @@ def _discover(collector: _Collector, scope: Scope, gaps: list) -> tuple[dict, di
                 elif sub in failed:
                     rows[sub] = _scope_row(sub, None, failed[sub].status, failed[sub].detail)
                 else:
-                    detail = (
-                        "not visible to this credential (no read access, or no such subscription)"
-                    )
+                    detail = "not visible to this credential (no read access, or no such subscription)"
                     rows[sub] = _scope_row(sub, None, "denied", detail)
-                    gaps.append(
-                        _gap("subscriptions", ("subscriptions", (sub,)), _Failure("denied", detail))
-                    )
+                    gaps.append(_gap("subscriptions", ("subscriptions", (sub,)), _Failure("denied", detail)))
         elif kind == "managementGroups" and chain.succeeded:
             covers[(kind, ids)] = sorted(found)
         elif kind == "tenant":
@@ -770,48 +757,53 @@ def collect_resources(
         stats["arm_requests"] = counts["requests"] - graph_requests
     queries = {"subscriptions": SUBSCRIPTIONS_QUERY, **{t: QUERIES[t] for t in _ORDER}}
     scope_list = [scope_rows[key] for key in sorted(scope_rows)]
+    gaps.sort(key=lambda g: (g["table"], g["scope"], g["ids"]))
     return Collected(rows, scope_list, queries, gaps, stats, replication)
 
 
 def _deep(collector: _Collector, rows: list[dict], gaps: list) -> list[dict]:
-    """Replication status of every gallery image version, a bounded number at a time."""
+    """Replication status of every gallery image version, a bounded number at a time, put
+    where ARM nests it (`properties.replicationStatus`); returns the enriched version rows."""
     versions = [
-        row["id"]
-        for row in rows
-        if row.get("type", "").lower() == "microsoft.compute/galleries/images/versions"
-        and _VERSION_ID.match(row["id"])
+        row for row in rows if row.get("type", "").lower() == _VERSION_TYPE and _VERSION_ID.match(row["id"])
     ]
 
-    def one(version_id: str):
+    def one(row: dict) -> dict | None:
         try:
-            return collector.replication(version_id)
+            status = collector.replication_status(row["id"])
         except _Failure as failure:
-            return _gap("version_replication", ("versions", (version_id,)), failure)
+            gaps.append(_gap("version_replication", ("versions", (row["id"],)), failure))
+            return None
+        row["properties"] = {**(row.get("properties") or {}), "replicationStatus": status}
+        return row
 
     with ThreadPoolExecutor(collector.settings.max_workers) as pool:
-        answers = list(pool.map(one, versions))
-    gaps += [a for a in answers if "status" in a]
-    return [a for a in answers if "summary" in a]
+        return [row for row in pool.map(one, versions) if row is not None]
 
 
-def replication_table(replication: list[dict]) -> pa.Table:
-    """One row per version and region: state and progress as ARM reports them."""
-    frame = (
-        pd.json_normalize(replication, record_path="summary", meta="id") if replication else None
-    )
-    if frame is None or frame.empty:
+def replication_table(versions: list[dict]) -> pa.Table:
+    """One row per version and region from `properties.replicationStatus.summary`."""
+    path = ["properties", "replicationStatus", "summary"]
+    frame = pd.json_normalize([v for v in versions if _dig(v, path)], record_path=path, meta="id")
+    if frame.empty:
         return _REPLICATION_SCHEMA.empty_table()
-    column = lambda name: frame[name] if name in frame else pd.Series(None, index=frame.index)  # noqa: E731
+    blank = pd.Series(None, index=frame.index, dtype="object")
     table = pd.DataFrame(
         {
             "version_id": frame["id"].str.lower(),
-            "region": column("region").astype("string").str.replace(" ", "").str.lower(),
-            "state": column("state").astype("string"),
-            "progress": pd.to_numeric(column("progress"), errors="coerce").astype("Int64"),
-            "details": column("details").astype("string"),
+            "region": frame.get("region", blank).astype("string").str.replace(" ", "").str.lower(),
+            "state": frame.get("state", blank).astype("string"),
+            "progress": pd.to_numeric(frame.get("progress", blank), errors="coerce").astype("Int64"),
+            "details": frame.get("details", blank).astype("string"),
         }
     ).sort_values(["version_id", "region"], ignore_index=True)
     return pa.Table.from_pandas(table, schema=_REPLICATION_SCHEMA, preserve_index=False)
+
+
+def _dig(row: dict, path: list[str]):
+    for step in path:
+        row = row.get(step) if isinstance(row, dict) else None
+    return row
 
 
 def collect(
@@ -869,3 +861,43 @@ def summary_line(snapshot) -> str:
         f"{sum(stats.get('retries', {}).values())} retries, {stats.get('throttled', 0)} x 429; "
         f"{stats.get('elapsed_s', 0):.1f} s"
     )
+
+
+_AUTHORITIES = {
+    "public": "login.microsoftonline.com",
+    "china": "login.chinacloudapi.cn",
+    "usgov": "login.microsoftonline.us",
+}
+
+
+def _default_credential(cloud: str):
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(authority=_AUTHORITIES[cloud])
+
+
+def collect_from_options(
+    *,
+    subscriptions: Sequence[str] = (),
+    management_groups: Sequence[str] = (),
+    cloud: str = "public",
+    endpoint: str | None = None,
+    deep: bool = False,
+    quiet: bool = False,
+):
+    """What `image-audit collect` and `audit --collect` do: DefaultAzureCredential for the
+    cloud, live progress only on a terminal, and the closing line unless quiet."""
+    import sys
+
+    if cloud not in CLOUDS:
+        raise AuditError(f"--cloud: unknown cloud {cloud!r} (one of {', '.join(CLOUDS)})")
+    snapshot = collect(
+        Scope(tuple(subscriptions), tuple(management_groups)),
+        credential=_default_credential(cloud),
+        endpoint=endpoint or CLOUDS[cloud],
+        deep=deep,
+        progress=not quiet and sys.stderr.isatty(),
+    )
+    if not quiet:
+        print(summary_line(snapshot), file=sys.stderr)
+    return snapshot

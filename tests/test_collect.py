@@ -9,14 +9,19 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 
+from auditor.cli import main
 from auditor.collect import (
     Scope,
     check_endpoint,
+    collect,
     collect_resources,
     parse_timespan,
     replication_table,
 )
+from auditor.engine import evaluate
 from auditor.errors import AuditError
+from auditor.estate import Estate
+from auditor.snapshot import Snapshot
 from tests.fake_arg import FakeArg, estate, subscription_id
 
 SUB1, SUB2, SUB3 = (subscription_id(i) for i in (1, 2, 3))
@@ -45,9 +50,7 @@ def make_fake(subscriptions=3, vms=20, **kwargs) -> FakeArg:
 def run(fake, scope=None, **kwargs):
     kwargs.setdefault("page_size", 5)
     kwargs.setdefault("backoff", 0.01)
-    return collect_resources(
-        scope or Scope(), credential=FakeCredential(), endpoint=fake.endpoint, **kwargs
-    )
+    return collect_resources(scope or Scope(), credential=FakeCredential(), endpoint=fake.endpoint, **kwargs)
 
 
 def ids(rows, kind=None):
@@ -329,3 +332,97 @@ def test_timespans():
     assert parse_timespan("00:01:02.5000000") == 62.5
     assert parse_timespan("1.00:00:00") == 86400
     assert parse_timespan("soon") is None
+
+
+# --- snapshots and the command line -----------------------------------------------------------
+
+
+def test_collect_gives_a_snapshot_with_the_same_table_hashes_twice(tmp_path):
+    with make_fake(forbidden={SUB2}) as fake:
+        scope = Scope(subscriptions=[SUB1, SUB2, SUB3])
+        first = collect(scope, credential=FakeCredential(), endpoint=fake.endpoint, page_size=5)
+        fake.add_fault("500", times=2)
+        fake.add_fault("429-bare", times=2)
+        second = collect(
+            scope, credential=FakeCredential(), endpoint=fake.endpoint, page_size=7, backoff=0.01
+        )
+    assert first.table_hashes == second.table_hashes
+    machines = first.tables["machines"]
+    assert len(machines) == 2 * 21
+    gallery_vms = machines[(machines["image_kind"] == "gallery") & (machines["kind"] == "vm")]
+    assert gallery_vms["running_version_id"].notna().all()
+    path = first.write(tmp_path / "snap")
+    loaded = Snapshot.read(path)
+    scope_table = loaded.tables["scope"].set_index("subscription_id")
+    assert scope_table.loc[SUB2, "status"] == "denied"
+    manifest = loaded.manifest
+    assert [g["ids"] for g in manifest["gaps"]] == [[SUB2]]
+    assert manifest["queries"]["virtual_machines"].startswith("resources | where type =~")
+    assert manifest["scope_requested"]["subscriptions"] == [SUB1, SUB2, SUB3]
+    # 403s while the denied subscription was split out: [1,2,3], [2,3], [2]
+    assert manifest["collection"]["requests"] == manifest["collection"]["pages"] + 3
+    assert manifest["endpoint"] == fake.endpoint
+
+
+def test_deep_collection_adds_version_replication(tmp_path):
+    with make_fake(subscriptions=1, vms=2) as fake:
+        snapshot = collect(Scope(), credential=FakeCredential(), endpoint=fake.endpoint, deep=True)
+    loaded = Snapshot.read(snapshot.write(tmp_path / "snap"))
+    table = loaded.tables["version_replication"]
+    assert len(table) == 12 and set(table["region"]) == {"eastus", "westeurope"}
+    assert loaded.manifest["deep"] is True
+
+
+def test_a_denied_subscription_is_a_cov001_finding_when_the_rule_exists(rules):
+    if "COV001" not in rules:
+        pytest.skip("COV001 is not in the rule pack yet")
+    with make_fake(forbidden={SUB2}) as fake:
+        scope = Scope(subscriptions=[SUB1, SUB2])
+        snapshot = collect(scope, credential=FakeCredential(), endpoint=fake.endpoint)
+    findings = evaluate(Estate(snapshot), [rules["COV001"]])
+    assert SUB2 in " ".join(findings["resource_id"].astype(str))
+
+
+@pytest.fixture
+def signed_in(monkeypatch):
+    monkeypatch.setattr("auditor.collect._default_credential", lambda cloud: FakeCredential())
+
+
+def cli(*args):
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    return exit_.value.code
+
+
+def test_cli_collect_writes_a_snapshot(tmp_path, signed_in, capsys):
+    with make_fake(subscriptions=2, vms=3) as fake:
+        code = cli("collect", "--endpoint", fake.endpoint, "-o", str(tmp_path / "s"))
+    err = capsys.readouterr().err
+    assert code == 0
+    assert err.startswith("collected ") and "machines 8" in err and " s\n" in err
+    assert len(Snapshot.read(tmp_path / "s").tables["machines"]) == 8
+
+
+def test_cli_audit_collect_fails_on_high(tmp_path, signed_in, capsys):
+    with make_fake(subscriptions=1, vms=3) as fake:
+        code = cli(
+            "audit", "--collect", "--endpoint", fake.endpoint, "--subscription", SUB1,
+            "--quiet", "-o", str(tmp_path / "reports"), "--format", "json", "--fail-on", "high",
+        )  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 1 and "PIN001" in out.out and not out.err.startswith("collected")
+    assert len(list((tmp_path / "reports").glob("snapshot-*/manifest.json"))) == 1
+
+
+def test_cli_credential_failure_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("auditor.collect._default_credential", lambda cloud: NoCredential())
+    code = cli("collect", "--endpoint", "http://127.0.0.1:9", "-o", str(tmp_path / "s"))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("image-audit: error: no Azure credential")
+    assert not (tmp_path / "s").exists()
+
+
+def test_cli_refuses_plain_http_to_a_remote_host(tmp_path, signed_in, capsys):
+    code = cli("collect", "--endpoint", "http://example.com", "-o", str(tmp_path / "s"))
+    assert code == 2 and "loopback" in capsys.readouterr().err

@@ -25,8 +25,6 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
-import pandas as pd
-import pyarrow as pa
 import requests
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -94,15 +92,6 @@ _VERSION_ID = re.compile(
     r"galleries/([^/]+)/images/([^/]+)/versions/([^/]+)$",
     re.IGNORECASE,
 )
-_REPLICATION_SCHEMA = pa.schema(
-    [
-        ("version_id", pa.string()),
-        ("region", pa.string()),
-        ("state", pa.string()),
-        ("progress", pa.int64()),
-        ("details", pa.string()),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -123,7 +112,7 @@ class Collected:
     queries: dict[str, str]
     gaps: list[dict]
     stats: dict
-    replication: list[dict] | None = None  # with --deep: version rows with replicationStatus
+    replicated: int | None = None  # with --deep: versions whose replication status was read
 
 
 class _Failure(Exception):
@@ -736,9 +725,7 @@ def collect_resources(
             raise AuditError(f"nothing could be collected: {gaps[0]['detail']}")
         rows = [by_id[key] for key in sorted(by_id)]
         graph_requests = collector.counts["requests"]
-        replication = None
-        if deep:
-            replication = _deep(collector, rows, gaps)
+        replicated = len(_deep(collector, rows, gaps)) if deep else None
     finally:
         bar.stop()
         collector.close()
@@ -758,7 +745,7 @@ def collect_resources(
     queries = {"subscriptions": SUBSCRIPTIONS_QUERY, **{t: QUERIES[t] for t in _ORDER}}
     scope_list = [scope_rows[key] for key in sorted(scope_rows)]
     gaps.sort(key=lambda g: (g["table"], g["scope"], g["ids"]))
-    return Collected(rows, scope_list, queries, gaps, stats, replication)
+    return Collected(rows, scope_list, queries, gaps, stats, replicated)
 
 
 def _deep(collector: _Collector, rows: list[dict], gaps: list) -> list[dict]:
@@ -781,31 +768,6 @@ def _deep(collector: _Collector, rows: list[dict], gaps: list) -> list[dict]:
         return [row for row in pool.map(one, versions) if row is not None]
 
 
-def replication_table(versions: list[dict]) -> pa.Table:
-    """One row per version and region from `properties.replicationStatus.summary`."""
-    path = ["properties", "replicationStatus", "summary"]
-    frame = pd.json_normalize([v for v in versions if _dig(v, path)], record_path=path, meta="id")
-    if frame.empty:
-        return _REPLICATION_SCHEMA.empty_table()
-    blank = pd.Series(None, index=frame.index, dtype="object")
-    table = pd.DataFrame(
-        {
-            "version_id": frame["id"].str.lower(),
-            "region": frame.get("region", blank).astype("string").str.replace(" ", "").str.lower(),
-            "state": frame.get("state", blank).astype("string"),
-            "progress": pd.to_numeric(frame.get("progress", blank), errors="coerce").astype("Int64"),
-            "details": frame.get("details", blank).astype("string"),
-        }
-    ).sort_values(["version_id", "region"], ignore_index=True)
-    return pa.Table.from_pandas(table, schema=_REPLICATION_SCHEMA, preserve_index=False)
-
-
-def _dig(row: dict, path: list[str]):
-    for step in path:
-        row = row.get(step) if isinstance(row, dict) else None
-    return row
-
-
 def collect(
     scope: Scope,
     *,
@@ -818,7 +780,7 @@ def collect(
 
     `credential` is any azure-core TokenCredential; `options` tune paging and pacing
     (page_size, batch_size, max_workers, max_retries, backoff, progress)."""
-    from auditor.snapshot import Snapshot, build_snapshot
+    from auditor.snapshot import build_snapshot
 
     collected_at = datetime.now(timezone.utc)
     got = collect_resources(scope, credential=credential, endpoint=endpoint, deep=deep, **options)
@@ -836,14 +798,7 @@ def collect(
         "collection": got.stats,
         "deep": deep,
     }
-    snapshot = build_snapshot(got.rows, collected_at=collected_at, scope=got.scope, source=source)
-    if got.replication is not None:
-        tables = {
-            **snapshot.arrow_tables,
-            "version_replication": replication_table(got.replication),
-        }
-        snapshot = Snapshot(tables, snapshot.manifest)
-    return snapshot
+    return build_snapshot(got.rows, collected_at=collected_at, scope=got.scope, source=source)
 
 
 def summary_line(snapshot) -> str:

@@ -16,12 +16,11 @@ from auditor.collect import (
     collect,
     collect_resources,
     parse_timespan,
-    replication_table,
 )
 from auditor.engine import evaluate
 from auditor.errors import AuditError
 from auditor.estate import Estate
-from auditor.snapshot import Snapshot
+from auditor.snapshot import Snapshot, build_snapshot
 from tests.fake_arg import FakeArg, estate, subscription_id
 
 SUB1, SUB2, SUB3 = (subscription_id(i) for i in (1, 2, 3))
@@ -312,8 +311,10 @@ def test_deep_reads_replication_status():
         gets = [r for r in fake.log if r.method == "GET"]
     assert len(gets) == 6 + 1
     assert all(r.params["$expand"] == ["ReplicationStatus"] for r in gets)
-    assert got.stats["arm_requests"] == 7
-    table = replication_table(got.replication).to_pandas()
+    assert got.stats["arm_requests"] == 7 and got.replicated == 6
+    replicated = next(r for r in got.rows if r["id"] == version)
+    assert replicated["properties"]["replicationStatus"] == fake.replication[version.lower()]
+    table = build_snapshot(got.rows).tables["version_replication"]
     assert len(table) == 12
     failed = table[table["state"] == "Failed"]
     assert failed.to_dict("records") == [

@@ -49,7 +49,7 @@ def test_every_enabled_rule_fires(findings, rules):
     assert enabled <= set(findings["rule_id"])
 
 
-@pytest.mark.parametrize("rule_id", ["PIN001", "PIN002", "TAG001", "TAG002"])
+@pytest.mark.parametrize("rule_id", ["PIN001", "PIN002", "REP003", "TAG001", "TAG002"])
 def test_findings_only_on_resources_built_for_them(sample, findings, rule_id):
     tags = sample.tables["resource_tags"]
     cases = tags[(tags["key"] == "sample-case")]

@@ -121,6 +121,12 @@ def version(index: int, n: int) -> dict:
     if n == count - 1 and index == 1:
         version_tags.pop("created")
         version_tags["sample-case"] = "TAG001"
+    replication = [{"region": REGION_NAMES[r], "state": "Completed", "details": "", "progress": 100}
+                   for r, _ in TARGETS]
+    if n == count - 1 and index == 0:
+        replication[-1].update(state="Failed", progress=35, details="The disk encryption set "
+                               "is not available in the region.")
+        version_tags["sample-case"] = "REP003"
     body = {
         "id": definition_id(index) + f"/versions/{version_name(n)}",
         "name": version_name(n), "location": location,
@@ -143,6 +149,9 @@ def version(index: int, n: int) -> dict:
                 if DEFINITIONS[index][1] == "app-sql-win" else [],
             },
             "safetyProfile": {"allowDeletionOfReplicatedLocations": False},
+            "replicationStatus": {"aggregatedState": "Completed" if all(
+                r["state"] == "Completed" for r in replication) else "Failed",
+                "summary": replication},
             "provisioningState": "Succeeded",
         },
     }

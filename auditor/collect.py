@@ -75,13 +75,21 @@ QUERIES = {
         "scale_sets": "microsoft.compute/virtualmachinescalesets",
     }.items()
 }
-# OS disks, trimmed to what tells which gallery version a machine really runs.
+# OS disks made from a gallery version, trimmed to what tells which version a machine runs.
 QUERIES["os_disks"] = (
     "resources | where type =~ 'microsoft.compute/disks' "
     "| where isnotempty(managedBy) and isnotempty(properties.osType) "
+    "and isnotempty(properties.creationData.galleryImageReference.id) "
     "| project id, type, managedBy, location, "
     "properties = pack('creationData', properties.creationData)"
 )
+# Machines per subscription: lets the machine and disk queries run as several shorter chains
+# (subscription groups of about `chain_pages` pages) that together hide each page's latency.
+PLAN_QUERY = (
+    "resources | where type =~ 'microsoft.compute/virtualmachines' "
+    "| summarize machines = count() by subscriptionId"
+)
+_PLANNED = ("virtual_machines", "os_disks")
 SUBSCRIPTIONS_QUERY = (
     "resourcecontainers | where type =~ 'microsoft.resources/subscriptions' "
     "| project id, name, type, subscriptionId"
@@ -355,6 +363,7 @@ class _Progress:
 class _Settings:
     page_size: int = PAGE_SIZE
     batch_size: int = BATCH_SIZE
+    chain_pages: int = 10
     max_workers: int = 8
     max_retries: int = 5
     max_throttled: int = 20
@@ -364,6 +373,11 @@ class _Settings:
 
 class _Malformed(Exception):
     pass
+
+
+def _check_plan(answer) -> None:
+    if not isinstance(answer.data, list) or not all(isinstance(r, dict) for r in answer.data):
+        raise _Malformed("a page whose data is not a list of rows")
 
 
 def _check_page(answer) -> None:
@@ -506,7 +520,7 @@ class _Collector:
                     request, cls=_with_headers, enforce_https=self.enforce_https
                 ),
                 self.pacer,
-                _check_page,
+                _check_page if table != "plan" else _check_plan,
             )
             rows += answer.data
             self.count("pages")
@@ -660,6 +674,31 @@ def _discover(collector: _Collector, scope: Scope, gaps: list) -> tuple[dict, di
     return rows, covers
 
 
+def _plan(collector: _Collector, covers: dict) -> list[tuple]:
+    """Subscription groups for the machine-sized tables: about `chain_pages` pages of machines
+    each, whole subscriptions, at most a batch. Without counts, the batches as they are."""
+    batches = [t for t in covers if t[0] == "subscriptions"]
+    chains = collector.run([("plan", PLAN_QUERY, t) for t in batches])
+    target = collector.settings.chain_pages * collector.settings.page_size
+    groups = []
+    for (_, ids), chain in zip(batches, chains, strict=True):
+        if not chain.succeeded:
+            groups.append(("subscriptions", ids))
+            continue
+        sizes = {str(r.get("subscriptionId", "")).lower(): r.get("machines") for r in chain.rows}
+        group, rows = [], 0
+        for sub in ids:
+            size = sizes.get(sub) if isinstance(sizes.get(sub), int) else 0
+            if group and (rows + size > target or len(group) >= collector.settings.batch_size):
+                groups.append(("subscriptions", tuple(group)))
+                group, rows = [], 0
+            group.append(sub)
+            rows += size
+        if group:
+            groups.append(("subscriptions", tuple(group)))
+    return groups + [t for t in covers if t[0] != "subscriptions"]
+
+
 def _check_credential(credential, endpoint: str) -> None:
     """Fail fast, in one line, when no way of signing in works."""
     try:
@@ -689,7 +728,8 @@ def collect_resources(
     deep: bool = False,
     page_size: int = PAGE_SIZE,
     batch_size: int = BATCH_SIZE,
-    max_workers: int = 8,
+    chain_pages: int = 10,
+    max_workers: int = 16,
     max_retries: int = 5,
     backoff: float = 0.5,
     progress: bool = False,
@@ -700,7 +740,14 @@ def collect_resources(
         raise AuditError("page_size and batch_size must be between 1 and 1000")
     _check_credential(credential, endpoint)
     started = time.monotonic()
-    settings = _Settings(page_size, batch_size, max_workers, max_retries, backoff=backoff)
+    settings = _Settings(
+        page_size=page_size,
+        batch_size=batch_size,
+        chain_pages=chain_pages,
+        max_workers=max_workers,
+        max_retries=max_retries,
+        backoff=backoff,
+    )
     bar = _Progress(progress)
     collector = _Collector(credential, endpoint, loopback, settings, bar)
     gaps: list[dict] = []
@@ -709,7 +756,12 @@ def collect_resources(
         if not covers:
             reason = gaps[0]["detail"] if gaps else "the credential can see no subscription"
             raise AuditError(f"nothing could be collected: {reason}")
-        jobs = [(table, QUERIES[table], target) for table in _ORDER for target in covers]
+        planned = _plan(collector, covers)
+        jobs = [
+            (table, QUERIES[table], target)
+            for table in _ORDER
+            for target in (planned if table in _PLANNED else covers)
+        ]
         chains = collector.run(jobs)
         by_id: dict[str, dict] = {}
         for (table, _, _), chain in zip(jobs, chains, strict=True):
@@ -742,7 +794,11 @@ def collect_resources(
     }
     if deep:
         stats["arm_requests"] = counts["requests"] - graph_requests
-    queries = {"subscriptions": SUBSCRIPTIONS_QUERY, **{t: QUERIES[t] for t in _ORDER}}
+    queries = {
+        "subscriptions": SUBSCRIPTIONS_QUERY,
+        "plan": PLAN_QUERY,
+        **{t: QUERIES[t] for t in _ORDER},
+    }
     scope_list = [scope_rows[key] for key in sorted(scope_rows)]
     gaps.sort(key=lambda g: (g["table"], g["scope"], g["ids"]))
     return Collected(rows, scope_list, queries, gaps, stats, replicated)

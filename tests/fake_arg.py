@@ -5,7 +5,9 @@ with {subscriptions|managementGroups, query, options{$top,$skipToken,resultForma
 {totalRecords, count, resultTruncated, $skipToken?, data, facets}; a per-user request quota per
 window with the x-ms-user-quota-* headers and 429 when it is spent; and scripted faults. It
 evaluates just enough of the query text to be honest: the `type =~` / `in~` filter, the table
-(`resources` / `resourcecontainers`) and a `project` list, including `x = pack('k', properties.k)`.
+(`resources` / `resourcecontainers`), `isnotempty(path)` conditions, `summarize x = count()
+by subscriptionId` and a `project` list,
+including `x = pack('k', properties.k)`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -198,7 +201,13 @@ class FakeArg:
                 by_sub = self._index.get(kind, {})
                 for s in subs:
                     rows += by_sub.get(s, [])
+            for path in re.findall(r"isnotempty\(([\w.]+)\)", query):
+                rows = [r for r in rows if _dig(r, path.split("."))]
             rows.sort(key=lambda r: r["id"].lower())
+            summary = re.search(r"summarize\s+(\w+)\s*=\s*count\(\)\s+by\s+subscriptionId", query)
+            if summary:
+                counts = Counter(r["subscriptionId"] for r in rows)
+                rows = [{"subscriptionId": s, summary.group(1): n} for s, n in sorted(counts.items())]
         with self._lock:
             self._cache[key] = rows
         return rows
@@ -211,8 +220,7 @@ class FakeArg:
         if status is None:
             regions = row["properties"].get("publishingProfile", {}).get("targetRegions", [])
             summary = [
-                {"region": r["name"], "state": "Completed", "details": "", "progress": 100}
-                for r in regions
+                {"region": r["name"], "state": "Completed", "details": "", "progress": 100} for r in regions
             ]
             status = {"aggregatedState": "Completed", "summary": summary}
         properties = dict(row["properties"], replicationStatus=status)
@@ -345,9 +353,7 @@ class _Handler(BaseHTTPRequestHandler):
         kind = fault.kind
         if kind == "429":
             error = {"error": {"code": "RateLimiting", "message": "Too many requests."}}
-            return self._send(
-                record, 429, error, dict(headers, **{"Retry-After": fault.retry_after})
-            )
+            return self._send(record, 429, error, dict(headers, **{"Retry-After": fault.retry_after}))
         if kind == "429-bare":
             error = {"error": {"code": "RateLimiting", "message": "Too many requests."}}
             return self._send(record, 429, error, headers)
@@ -568,9 +574,7 @@ def estate(subscriptions: int = 3, vms: int = 10, versions: int = 3) -> tuple[li
                     tags={"team": "apps"},
                     properties={
                         "storageProfile": {"imageReference": image, "osDisk": {"osType": "Linux"}},
-                        "extended": {
-                            "instanceView": {"powerState": {"code": "PowerState/running"}}
-                        },
+                        "extended": {"instanceView": {"powerState": {"code": "PowerState/running"}}},
                     },
                 )
             )
@@ -593,9 +597,7 @@ def estate(subscriptions: int = 3, vms: int = 10, versions: int = 3) -> tuple[li
                 sku={"name": "Standard_D2s_v3", "capacity": 3},
                 tags={},
                 properties={
-                    "virtualMachineProfile": {
-                        "storageProfile": {"imageReference": {"id": version_ids[0]}}
-                    }
+                    "virtualMachineProfile": {"storageProfile": {"imageReference": {"id": version_ids[0]}}}
                 },
             )
         )

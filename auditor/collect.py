@@ -321,6 +321,7 @@ class _Progress:
     def __init__(self, enabled: bool):
         self._bar = None
         self._tasks: dict[str, int] = {}
+        self._pages: Counter = Counter()
         self._lock = threading.Lock()
         if enabled:
             from rich.console import Console
@@ -345,9 +346,8 @@ class _Progress:
         with self._lock:
             if table not in self._tasks:
                 self._tasks[table] = self._bar.add_task(table, total=None, pages=0, note="")
-            task = self._tasks[table]
-            pages = self._bar.tasks[task].fields["pages"] + 1
-            self._bar.update(task, advance=rows, pages=pages)
+            self._pages[table] += 1
+            self._bar.update(self._tasks[table], advance=rows, pages=self._pages[table])
             note = f"{pacer.waits} waits, {pacer.waited:.1f} s; {throttled} x 429"
             self._bar.update(self._throttle, note=note)
 

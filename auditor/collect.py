@@ -240,6 +240,8 @@ class _Pacer:
         self._margin = margin
         self._seq = 0
         self._inflight: set[int] = set()
+        self._waiting: set[tuple[int, int]] = set()
+        self._arrivals = 0
         self._paced: bool | None = None  # unknown until the first answer
         self._limit = 0
         self._remaining: int | None = None
@@ -263,13 +265,23 @@ class _Pacer:
             return self._reset_at - now
         return None if self._inflight else 0.0
 
-    def acquire(self) -> tuple[int, float]:
+    def acquire(self, priority: int = 0) -> tuple[int, float]:
+        """Wait for quota. Among waiting threads the highest `priority` goes first (chains
+        with the most pages left), so the last pages of a collection are not one long tail."""
         with self._cond:
+            self._arrivals += 1
+            place = (-priority, self._arrivals)
+            self._waiting.add(place)
             start = now = time.monotonic()
             deadline = start + 600
-            while (delay := self._delay(now)) != 0.0 and now < deadline:
-                self._cond.wait(timeout=1.0 if delay is None else delay)
+            while now < deadline:
+                delay = self._delay(now)
+                if delay == 0.0 and place == min(self._waiting):
+                    break
+                self._cond.wait(timeout=1.0 if delay is None or delay == 0.0 else delay)
                 now = time.monotonic()
+            self._waiting.discard(place)
+            self._cond.notify_all()
             if now - start > 0.01:
                 self.waits += 1
                 self.waited += now - start
@@ -322,6 +334,7 @@ class _Progress:
         self._bar = None
         self._tasks: dict[str, int] = {}
         self._pages: Counter = Counter()
+        self._rows: Counter = Counter()
         self._lock = threading.Lock()
         if enabled:
             from rich.console import Console
@@ -329,27 +342,26 @@ class _Progress:
 
             self._bar = Progress(
                 SpinnerColumn(),
-                TextColumn("{task.description:<24}"),
-                TextColumn("{task.fields[pages]:>6} pages"),
-                TextColumn("{task.completed:>10,.0f} rows"),
-                TextColumn("{task.fields[note]}"),
+                TextColumn("{task.description:<22} {task.fields[text]}"),
                 TimeElapsedColumn(),
                 console=Console(stderr=True),
                 transient=True,
             )
             self._bar.start()
-            self._throttle = self._bar.add_task("quota", total=None, pages="", note="")
+            self._throttle = self._bar.add_task("throttling", text="no waits")
 
     def page(self, table: str, rows: int, pacer: _Pacer, throttled: int) -> None:
         if self._bar is None:
             return
         with self._lock:
             if table not in self._tasks:
-                self._tasks[table] = self._bar.add_task(table, total=None, pages=0, note="")
+                self._tasks[table] = self._bar.add_task(table, text="")
             self._pages[table] += 1
-            self._bar.update(self._tasks[table], advance=rows, pages=self._pages[table])
-            note = f"{pacer.waits} waits, {pacer.waited:.1f} s; {throttled} x 429"
-            self._bar.update(self._throttle, note=note)
+            self._rows[table] += rows
+            text = f"{self._pages[table]:>6,} pages {self._rows[table]:>11,} rows"
+            self._bar.update(self._tasks[table], text=text)
+            text = f"{pacer.waits} quota waits ({pacer.waited:.1f} s over all threads); {throttled} x 429"
+            self._bar.update(self._throttle, text=text)
 
     def stop(self) -> None:
         if self._bar is not None:
@@ -446,12 +458,12 @@ class _Collector:
         base = min(self.settings.backoff_cap, self.settings.backoff * 2 ** (attempt - 1))
         return base * random.uniform(0.5, 1.0)
 
-    def call(self, send: Callable, pacer: _Pacer, check: Callable | None = None):
+    def call(self, send: Callable, pacer: _Pacer, check: Callable | None = None, priority=0):
         """One request with our retries: 429 pauses every thread (Retry-After, else back-off);
         5xx, dropped connections and malformed answers back off; 401/403 are denials."""
         failures = throttles = 0
         while True:
-            ticket = pacer.acquire()
+            ticket = pacer.acquire(priority)
             self.count("requests")
             try:
                 result, headers = send()
@@ -504,6 +516,7 @@ class _Collector:
 
         kind, ids = target
         rows, token, seen = [], None, set()
+        priority = 1 << 30  # first pages first: they start every chain and tell its length
         for _ in range(100_000):
             if token:
                 options = QueryRequestOptions(skip_token=token, result_format="objectArray")
@@ -521,8 +534,11 @@ class _Collector:
                 ),
                 self.pacer,
                 _check_page if table != "plan" else _check_plan,
+                priority,
             )
             rows += answer.data
+            total = answer.total_records if isinstance(answer.total_records, int) else 0
+            priority = -(-max(0, total - len(rows)) // self.settings.page_size)
             self.count("pages")
             with self._lock:
                 self.rows_by_query[table] += len(answer.data)

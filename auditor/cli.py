@@ -15,7 +15,7 @@ from auditor.collect import CLOUDS, collect_from_options
 from auditor.engine import SEVERITIES, SEVERITY_RANK, apply_config, evaluate, load_config, load_rules
 from auditor.errors import AuditError
 from auditor.estate import Estate
-from auditor.importer import import_files, sample_snapshot
+from auditor.importer import import_files, sample_config, sample_snapshot
 from auditor.report import summary, write_reports
 from auditor.snapshot import Snapshot
 
@@ -97,8 +97,10 @@ def collect_command(output, force, **scope):
     click.echo(f"snapshot {output}")
 
 
-def _rules_and_config(config_path: Path | None):
+def _rules_and_config(config_path: Path | None, base: dict | None = None):
     rules = load_rules()
+    if base:  # the sample's own policy; the user's config still applies on top
+        rules = apply_config(rules, base, where="sample config")
     if config_path is None and DEFAULT_CONFIG.is_file():
         config_path = DEFAULT_CONFIG
     return apply_config(rules, load_config(config_path), where=str(config_path or "config"))
@@ -124,7 +126,7 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, colle
     """Evaluate the rule pack over a snapshot and write the reports."""
     if bool(snapshot) + bool(sample) + bool(collect_now) != 1:
         raise click.UsageError("give a SNAPSHOT directory, --sample or --collect (one of them)")
-    rules = _rules_and_config(config_path)
+    rules = _rules_and_config(config_path, sample_config() if sample else None)
     if collect_now:
         loaded = collect_from_options(**scope)
         stamp = loaded.collected_at.strftime("%Y%m%dT%H%M%SZ")

@@ -1,17 +1,146 @@
-"""REP: replication status (filled by a --deep collection)."""
+"""REP: replication, judged against where the machines that use a version run."""
+
+import json
 
 import pytest
 
-from tests.builders import version
+from tests.builders import GOOD_TAGS, definition, disk, gallery, gallery_ref, version, vm, vmss
 
-PUBLISHED = "2026-11-14T14:00:00Z"  # 10 hours before AS_OF
+WE3 = ("West Europe", 3, "Standard_ZRS")
+EUS3 = ("East US", 3, "Standard_ZRS")
+BASE = [gallery(), definition()]
 
 
-def region(name, state, progress=100, details=""):
+def protected(item, allow=False, block=True):
+    item["properties"]["safetyProfile"] = {"allowDeletionOfReplicatedLocations": allow,
+                                           "blockDeletionBeforeEndOfLife": block}
+    return item
+
+
+def test_rep001_triggers_on_machine_outside_replica_regions(run_rule):
+    findings = run_rule("REP001", *BASE, version(regions=(WE3,)),
+                        vm("far", image=gallery_ref(), location="East US"))
+    assert findings.iloc[0]["message"].startswith(
+        "far runs in eastus but image version base/1.0.0 has no replica there "
+        "(replicated to: westeurope)")
+    assert findings.iloc[0]["region"] is None
+
+
+def test_rep001_triggers_on_version_from_os_disk(run_rule):
+    machine = vm("far", image=gallery_ref("base", None), location="eastus")
+    old = "/subscriptions/11111111-2222-3333-4444-555555555555/resourcegroups/rg-img/providers/" \
+          "microsoft.compute/galleries/gal/images/base/versions/1.0.0"
+    findings = run_rule("REP001", *BASE, version("1.0.0", regions=(WE3,)),
+                        version("1.1.0", regions=(WE3, EUS3)), machine, disk(machine, old))
+    assert json.loads(findings.iloc[0]["evidence"])["resolved_from"] == "disk"
+
+
+def test_rep001_pass_replicated_latest_or_unknown(run_rule):
+    assert run_rule("REP001", *BASE, version(regions=(WE3, EUS3)),
+                    vm("a", image=gallery_ref(), location="eastus"),
+                    vm("b", image=gallery_ref("base", None)),
+                    vm("c", image=gallery_ref("base", "9.9.9"), location="eastus"),
+                    vm("d", image={"sharedGalleryImageId": "/SharedGalleries/x/Images/i/Versions/1.0.0"},
+                       location="eastus")).empty
+
+
+def test_rep002_triggers_below_minimum(run_rule):
+    findings = run_rule("REP002", *BASE, version(regions=(("West Europe", 1, "Standard_ZRS"),)),
+                        vm("a", image=gallery_ref()))
+    row = findings.iloc[0]
+    assert row["region"] == "westeurope" and row["fingerprint"].endswith("/versions/1.0.0@westeurope")
+    assert row["message"] == ("base/1.0.0 has 1 replica(s) in westeurope, need 3: 1 machines use "
+                              "it there (one per 20) and the minimum is 3.")
+
+
+def test_rep002_one_per_twenty_machines_capped_at_fifty(run_rule):
+    findings = run_rule("REP002", *BASE, version(regions=(WE3, EUS3)),
+                        vmss("big", image=gallery_ref(), capacity=61),
+                        vmss("huge", image=gallery_ref(), capacity=2000, location="eastus"))
+    need = dict(zip(findings["region"], findings["message"], strict=True))
+    assert "has 3 replica(s) in westeurope, need 4: 61 machines" in need["westeurope"]
+    assert "has 3 replica(s) in eastus, need 50: 2000 machines" in need["eastus"]
+
+
+def test_rep002_pass_at_the_boundary(run_rule):
+    assert run_rule("REP002", *BASE, version(regions=(WE3,)),
+                    vmss("s", image=gallery_ref(), capacity=60)).empty
+
+
+def test_rep002_judges_latest_even_unused(run_rule):
+    findings = run_rule("REP002", *BASE, version("1.0.0", regions=(WE3,)),
+                        version("1.1.0", regions=(("West Europe", 2, "Standard_ZRS"),)))
+    assert list(findings["resource_name"]) == ["base/1.1.0"]
+    assert "what `latest` resolves to" in findings.iloc[0]["message"]
+
+
+def test_rep002_pass_enough_replicas(run_rule):
+    assert run_rule("REP002", *BASE, version("1.0.0", regions=(("West Europe", 1, "Standard_LRS"),)),
+                    version("1.1.0", regions=(WE3,)), vmss("s", image=gallery_ref("base", "1.1.0"),
+                                                           capacity=60)).empty
+
+
+def test_rep002_configured_params(run_rule):
+    findings = run_rule("REP002", *BASE, version(regions=(WE3,)), vmss("s", image=gallery_ref(),
+                                                                       capacity=4),
+                        params={"min_replicas": 1, "machines_per_replica": 1})
+    assert "need 4: 4 machines" in findings.iloc[0]["message"]
+
+
+def test_rep004_triggers_on_shallow_version_in_production(run_rule):
+    findings = run_rule("REP004", *BASE, version(replicationMode="Shallow"),
+                        vmss("s", image=gallery_ref(), capacity=5))
+    assert "Shallow replication and 5 production machine(s)" in findings.iloc[0]["message"]
+
+
+@pytest.mark.parametrize("mode,env", [("Full", "production"), ("Shallow", "dev"),
+                                      (None, "production")])
+def test_rep004_pass(run_rule, mode, env):
+    extra = {"replicationMode": mode} if mode else {}
+    assert run_rule("REP004", *BASE, version(**extra),
+                    vm("a", image=gallery_ref(), tags={"environment": env})).empty
+
+
+def test_rep005_triggers_per_region_with_production_machines(run_rule):
+    lrs = (("West Europe", 3, "Standard_LRS"), ("East US", 3, "Premium_LRS"))
+    findings = run_rule("REP005", *BASE, version(regions=lrs),
+                        vm("a", image=gallery_ref()),
+                        vm("b", image=gallery_ref(), location="eastus", tags={"environment": "dev"}))
+    assert list(findings["region"]) == ["westeurope"]
+    assert "stored as Standard_LRS in westeurope, where 1 production machine(s)" in \
+        findings.iloc[0]["message"]
+
+
+def test_rep005_pass_zone_redundant(run_rule):
+    assert run_rule("REP005", *BASE,
+                    version(regions=(WE3, ("East US", 3, "Premium_ZRS"))),
+                    vm("a", image=gallery_ref()), vm("b", image=gallery_ref(), location="eastus")).empty
+
+
+def test_rep006_triggers_on_allow_deletion_and_unblocked_in_use(run_rule):
+    findings = run_rule("REP006", *BASE, protected(version("1.0.0"), allow=True),
+                        protected(version("1.1.0"), block=False), vm("a", image=gallery_ref("base", "1.1.0")))
+    messages = dict(zip(findings["resource_name"], findings["message"], strict=True))
+    assert messages["base/1.0.0"] == "base/1.0.0 allows deletion of replicated locations."
+    assert "is in use but does not block deletion" in messages["base/1.1.0"]
+
+
+def test_rep006_pass_protected_or_unused(run_rule):
+    assert run_rule("REP006", *BASE, protected(version("1.0.0"), block=False),
+                    protected(version("1.1.0")), vm("a", image=gallery_ref("base", "1.1.0"),
+                                                    tags=GOOD_TAGS)).empty
+
+
+# --- REP003: replication status (filled by a --deep collection) ---
+
+REP003_PUBLISHED = "2026-11-14T14:00:00Z"  # 10 hours before AS_OF
+
+
+def replica_status(name, state, progress=100, details=""):
     return {"region": name, "state": state, "progress": progress, "details": details}
 
 
-def replicated(*summary, published=PUBLISHED, name="1.0.0"):
+def replicated(*summary, published=REP003_PUBLISHED, name="1.0.0"):
     row = version(name=name, published=published)
     row["properties"]["replicationStatus"] = {"summary": list(summary)}
     return row
@@ -24,7 +153,10 @@ def rep003(run_rule):
 
 def test_rep003_failed_region(rep003):
     findings = rep003(
-        replicated(region("West Europe", "Completed"), region("East US", "Failed", 40, "quota"))
+        replicated(
+            replica_status("West Europe", "Completed"),
+            replica_status("East US", "Failed", 40, "quota"),
+        )
     )
     assert len(findings) == 1
     finding = findings.iloc[0]
@@ -35,18 +167,21 @@ def test_rep003_failed_region(rep003):
 
 
 def test_rep003_stuck_replicating(rep003):
-    findings = rep003(replicated(region("West Europe", "Replicating", 35)))
+    findings = rep003(replicated(replica_status("West Europe", "Replicating", 35)))
     assert "still replicating (35% done) more than 6 hours" in findings.iloc[0]["message"]
 
 
 def test_rep003_recent_replication_is_not_stuck(rep003):
-    recent = replicated(region("westeurope", "Replicating", 35), published="2026-11-14T23:00:00Z")
+    recent = replicated(
+        replica_status("westeurope", "Replicating", 35), published="2026-11-14T23:00:00Z"
+    )
     assert rep003(recent).empty
     assert len(rep003(recent, params={"stuck_hours": 0.5})) == 1
 
 
 def test_rep003_pass(rep003):
-    assert rep003(replicated(region("West Europe", "Completed"), region("East US", "Completed"))).empty
+    both = [replica_status("West Europe", "Completed"), replica_status("East US", "Completed")]
+    assert rep003(replicated(*both)).empty
 
 
 def test_rep003_without_deep_collection_has_nothing_to_judge(rep003):

@@ -1,0 +1,149 @@
+"""Exemptions: time-boxed, approved decisions to accept a finding. A matched finding stays in
+every output, marked exempted with its reason, and no longer counts toward `--fail-on`.
+
+The file is validated whole at load. Applying it marks the findings, then evaluates the EXM
+rules over the entries (expired, matching nothing) through the engine like any other rule.
+Each EXM finding's resource is the entry, with the stable id `exemption:<RULE>:<resource>`
+(lower-cased in the fingerprint); the entry's number in the file goes into its name only,
+so reordering the file changes no fingerprint. Two entries for one rule and resource are an
+error, which keeps that id unique.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from auditor.engine import Rule, evaluate, load_yaml, sort_findings
+from auditor.errors import AuditError
+from auditor.estate import Estate
+
+FIELDS = ["rule", "resource", "reason", "approved_by", "expires"]
+GLOB_CHARS = set("*?[")
+
+
+def _entry(item, index: int, where: str, rule_ids: set[str]) -> dict:
+    at = f"{where}: entry {index + 1}"
+    if not isinstance(item, dict):
+        raise AuditError(f"{at}: an exemption must be a mapping of {', '.join(FIELDS)}")
+    if isinstance(item.get("rule"), str):
+        at += f" ({item['rule']})"
+    unknown = set(item) - set(FIELDS)
+    if unknown:
+        raise AuditError(f"{at}: unknown key(s): {', '.join(sorted(map(str, unknown)))} "
+                         f"(known: {', '.join(FIELDS)})")
+    for key in FIELDS:
+        value = item.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise AuditError(f"{at}: missing required field '{key}'")
+    for key in ("rule", "resource", "reason", "approved_by"):
+        if not isinstance(item[key], str):
+            raise AuditError(f"{at}: '{key}' must be text, not {item[key]!r}")
+    rule = item["rule"].strip().upper()
+    if rule not in rule_ids:
+        raise AuditError(f"{at}: unknown rule id {item['rule']!r} (see `image-audit rules list`)")
+    if rule.startswith("EXM"):
+        raise AuditError(f"{at}: {rule} findings are about this file; fix the entry instead")
+    return {"entry": index + 1, "rule": rule, "resource": item["resource"].strip(),
+            "reason": item["reason"].strip(), "approved_by": item["approved_by"].strip(),
+            "expires": _date(item["expires"], at)}
+
+
+def _date(value, at: str) -> dt.date:
+    """YAML reads an unquoted 2026-12-31 as a date; a quoted one must be ISO too."""
+    if isinstance(value, dt.datetime):
+        raise AuditError(f"{at}: 'expires' must be a date (YYYY-MM-DD), not a time")
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise AuditError(f"{at}: 'expires' must be a date (YYYY-MM-DD), not {value!r}") from None
+
+
+@dataclass
+class Exemptions:
+    """The validated entries of one exemptions file, in file order."""
+
+    file: str
+    entries: pd.DataFrame
+
+    def apply(self, findings: pd.DataFrame, estate: Estate, rules: list[Rule]) -> pd.DataFrame:
+        """Mark the findings that unexpired entries match, and add the EXM findings."""
+        entries = self.entries.assign(
+            expired=self.entries["expires"] < estate.as_of.date())
+        matches = _matches(findings, entries)
+        counts = matches.groupby("entry").size()
+        entries["matched"] = entries["entry"].map(counts).fillna(0).astype(int)
+
+        active = matches[~matches["entry"].map(entries.set_index("entry")["expired"])]
+        first = active.sort_values("entry", kind="stable").drop_duplicates("finding")
+        reasons = entries.set_index("entry").apply(
+            lambda e: f"{e['reason']} (approved by {e['approved_by']}, expires "
+                      f"{e['expires'].isoformat()}; {self.file} entry {e.name})", axis=1)
+        findings = findings.copy()
+        findings["exempted"] = False
+        findings["exemption_reason"] = None
+        if not first.empty:
+            rows = first["finding"].to_numpy()
+            findings.loc[rows, "exempted"] = True
+            findings.loc[rows, "exemption_reason"] = first["entry"].map(reasons).to_numpy()
+        findings["exempted"] = findings["exempted"].astype(bool)
+
+        with_entries = copy.copy(estate)
+        with_entries.tables = {**estate.tables, "exemptions": self._table(entries)}
+        exemption_rules = [rule for rule in rules if "exemptions" in rule.tables]
+        return sort_findings([findings, evaluate(with_entries, exemption_rules)])
+
+    def _table(self, entries: pd.DataFrame) -> pd.DataFrame:
+        """The entries as the EXM rules read them (see engine.INPUT_COLUMNS)."""
+        ids = "exemption:" + entries["rule"] + ":" + entries["resource"]
+        return entries.assign(
+            id=ids, arm_id=ids, name=self.file + " entry " + entries["entry"].astype(str),
+            expires=entries["expires"].map(dt.date.isoformat))
+
+
+def _matches(findings: pd.DataFrame, entries: pd.DataFrame) -> pd.DataFrame:
+    """(entry, finding) pairs where the entry's rule and resource id or glob match, ignoring
+    case. Exact ids join in one merge; each glob is one regex over its rule's findings."""
+    keys = pd.DataFrame({"rule": findings["rule_id"],
+                         "key": findings["resource_id"].astype(str).str.lower().astype("object"),
+                         "finding": findings.index})
+    pattern = entries["resource"].str.lower()
+    is_glob = pattern.map(lambda text: bool(GLOB_CHARS & set(text)))
+    exact = entries.loc[~is_glob, ["entry", "rule"]].assign(key=pattern[~is_glob])
+    pairs = [exact.merge(keys, on=["rule", "key"])[["entry", "finding"]]]
+    by_rule = dict(tuple(keys.groupby("rule"))) if is_glob.any() else {}
+    for entry, rule, glob in zip(entries.loc[is_glob, "entry"], entries.loc[is_glob, "rule"],
+                                 pattern[is_glob], strict=True):
+        candidates = by_rule.get(rule)
+        if candidates is None:
+            continue
+        hit = candidates[candidates["key"].str.match(fnmatch.translate(glob))]
+        pairs.append(pd.DataFrame({"entry": entry, "finding": hit["finding"]}))
+    return pd.concat(pairs, ignore_index=True).astype({"entry": int, "finding": int})
+
+
+def load_exemptions(path: Path, rules: list[Rule]) -> Exemptions:
+    """Read and validate a whole exemptions file; errors name the file and the entry."""
+    path = Path(path)
+    data = load_yaml(path)
+    items = data.get("exemptions") if isinstance(data, dict) else None
+    if not isinstance(items, list) or set(data) != {"exemptions"}:
+        raise AuditError(f"{path}: expected only a top-level 'exemptions:' list")
+    rule_ids = {rule.id for rule in rules}
+    entries = [_entry(item, index, str(path), rule_ids) for index, item in enumerate(items)]
+    seen: dict[tuple[str, str], int] = {}
+    for entry in entries:
+        key = (entry["rule"], entry["resource"].lower())
+        if key in seen:
+            raise AuditError(f"{path}: entry {entry['entry']} ({entry['rule']}): same rule and "
+                             f"resource as entry {seen[key]}")
+        seen[key] = entry["entry"]
+    frame = pd.DataFrame(entries, columns=["entry"] + FIELDS)
+    return Exemptions(file=path.name, entries=frame.astype({"entry": int}))

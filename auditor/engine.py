@@ -323,10 +323,10 @@ def _parse_rule(entry, file: str, index: int) -> Rule:
                 per_region=bool(entry.get("per_region", False)), file=file)
 
 
-def load_yaml(path: Path):
+def load_yaml(path: Path, loader: type = yaml.SafeLoader):
     try:
         with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+            return yaml.load(handle, Loader=loader)  # noqa: S506 - a SafeLoader subclass
     except FileNotFoundError:
         raise AuditError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:
@@ -336,6 +336,8 @@ def load_yaml(path: Path):
         raise AuditError(f"{path}: invalid YAML{at}: {problem}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise AuditError(f"{path}: cannot read ({exc})") from None
+    except ValueError as exc:  # a value YAML recognises but cannot build, like 2027-02-30
+        raise AuditError(f"{path}: invalid YAML value: {exc}") from None
 
 
 def load_rules(directory: Path | None = None) -> list[Rule]:

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from auditor.engine import Rule, evaluate, load_yaml, sort_findings
 from auditor.errors import AuditError
 from auditor.estate import Estate
 
 FIELDS = ["rule", "resource", "reason", "approved_by", "expires"]
-GLOB_CHARS = set("*?[")
+GLOB_CHARS = r"[*?\[]"
 
 
 def _entry(item, index: int, where: str, rule_ids: set[str]) -> dict:
@@ -55,15 +56,19 @@ def _entry(item, index: int, where: str, rule_ids: set[str]) -> dict:
 
 
 def _date(value, at: str) -> dt.date:
-    """YAML reads an unquoted 2026-12-31 as a date; a quoted one must be ISO too."""
-    if isinstance(value, dt.datetime):
-        raise AuditError(f"{at}: 'expires' must be a date (YYYY-MM-DD), not a time")
-    if isinstance(value, dt.date):
-        return value
     try:
         return dt.date.fromisoformat(str(value).strip())
     except ValueError:
         raise AuditError(f"{at}: 'expires' must be a date (YYYY-MM-DD), not {value!r}") from None
+
+
+class _DatesAsText(yaml.SafeLoader):
+    """Leave `expires: 2027-02-30` as text, so a bad date is reported with its entry."""
+
+
+_DatesAsText.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 
 @dataclass
@@ -81,11 +86,12 @@ class Exemptions:
         counts = matches.groupby("entry").size()
         entries["matched"] = entries["entry"].map(counts).fillna(0).astype(int)
 
-        active = matches[~matches["entry"].map(entries.set_index("entry")["expired"])]
+        expired = entries.loc[entries["expired"].astype(bool), "entry"]
+        active = matches[~matches["entry"].isin(expired)]
         first = active.sort_values("entry", kind="stable").drop_duplicates("finding")
-        reasons = entries.set_index("entry").apply(
-            lambda e: f"{e['reason']} (approved by {e['approved_by']}, expires "
-                      f"{e['expires'].isoformat()}; {self.file} entry {e.name})", axis=1)
+        reasons = (entries["reason"] + " (approved by " + entries["approved_by"] + ", expires "
+                   + entries["expires"].map(dt.date.isoformat) + "; " + self.file + " entry "
+                   + entries["entry"].astype(str) + ")").set_axis(entries["entry"])
         findings = findings.copy()
         findings["exempted"] = False
         findings["exemption_reason"] = None
@@ -115,7 +121,7 @@ def _matches(findings: pd.DataFrame, entries: pd.DataFrame) -> pd.DataFrame:
                          "key": findings["resource_id"].astype(str).str.lower().astype("object"),
                          "finding": findings.index})
     pattern = entries["resource"].str.lower()
-    is_glob = pattern.map(lambda text: bool(GLOB_CHARS & set(text)))
+    is_glob = pattern.str.contains(GLOB_CHARS, regex=True).astype(bool)
     exact = entries.loc[~is_glob, ["entry", "rule"]].assign(key=pattern[~is_glob])
     pairs = [exact.merge(keys, on=["rule", "key"])[["entry", "finding"]]]
     by_rule = dict(tuple(keys.groupby("rule"))) if is_glob.any() else {}
@@ -132,7 +138,7 @@ def _matches(findings: pd.DataFrame, entries: pd.DataFrame) -> pd.DataFrame:
 def load_exemptions(path: Path, rules: list[Rule]) -> Exemptions:
     """Read and validate a whole exemptions file; errors name the file and the entry."""
     path = Path(path)
-    data = load_yaml(path)
+    data = load_yaml(path, loader=_DatesAsText)
     items = data.get("exemptions") if isinstance(data, dict) else None
     if not isinstance(items, list) or set(data) != {"exemptions"}:
         raise AuditError(f"{path}: expected only a top-level 'exemptions:' list")

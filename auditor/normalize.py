@@ -76,6 +76,7 @@ class Normalized:
     """Snapshot tables plus what was left out and why (a coverage record, never silent)."""
 
     tables: dict[str, pa.Table]
+    read_types: Counter = field(default_factory=Counter)
     skipped_types: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
 
@@ -199,6 +200,7 @@ class _Normalizer:
     def __init__(self):
         self.rows = {name: _Rows(name) for name in TABLES}
         self.seen: set[str] = set()
+        self.read: Counter = Counter()
         self.skipped: Counter = Counter()
         self.problems: list[str] = []
         self.disk_versions: dict[str, str] = {}
@@ -224,6 +226,7 @@ class _Normalizer:
             self.problems.append(f"{where}: duplicate id {arm_id}")
             return
         self.seen.add(rid)
+        self.read[rtype] += 1
         if rtype == DISK:
             self._disk(resource)
             return
@@ -389,7 +392,8 @@ class _Normalizer:
         for row in scope or ():
             self.rows["scope"].add(**{k: row.get(k) for k in TABLE_SCHEMAS["scope"].names})
         tables = {name: rows.table() for name, rows in self.rows.items()}
-        return Normalized(tables=tables, skipped_types=self.skipped, problems=self.problems)
+        return Normalized(tables=tables, read_types=self.read, skipped_types=self.skipped,
+                          problems=self.problems)
 
 
 def _image_reference(ref: dict, vhd_uri: str | None) -> dict:

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import fnmatch
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from auditor.engine import Rule, evaluate, load_yaml, sort_findings
@@ -114,24 +117,61 @@ class Exemptions:
             expires=entries["expires"].map(dt.date.isoformat))
 
 
+def _glob_regex(glob: str) -> str:
+    """fnmatch's glob syntax (`*`, `?`, `[seq]`, `[!seq]`) as an unanchored regex that RE2,
+    the engine behind Arrow's string matching, accepts: no look-arounds or atomic groups."""
+    out, i = [], 0
+    while i < len(glob):
+        char, i = glob[i], i + 1
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[":
+            start = i + (glob[i:i + 1] == "!")
+            start += glob[start:start + 1] == "]"
+            end = glob.find("]", start)
+            if end < 0:
+                out.append(re.escape(char))
+                continue
+            body = glob[i:end].replace("\\", "\\\\").replace("[", "\\[")
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            elif body.startswith("^"):
+                body = "\\" + body
+            out.append(f"[{body}]")
+            i = end + 1
+        else:
+            out.append(re.escape(char))
+    return "".join(out)
+
+
+def _full_match(keys: pa.Array, regexes: list[str]) -> np.ndarray:
+    pattern = "(?s)^(?:" + "|".join(regexes) + ")$"
+    return pc.match_substring_regex(keys, pattern).to_numpy(zero_copy_only=False)
+
+
 def _matches(findings: pd.DataFrame, entries: pd.DataFrame) -> pd.DataFrame:
     """(entry, finding) pairs where the entry's rule and resource id or glob match, ignoring
-    case. Exact ids join in one merge; each glob is one regex over its rule's findings."""
+    case. Exact ids join in one merge. Globs run as Arrow (RE2) regexes, no Python per
+    finding: one pass of all a rule's globs finds the candidates, then each glob runs over
+    those only (usually few)."""
     keys = pd.DataFrame({"rule": findings["rule_id"],
-                         "key": findings["resource_id"].astype(str).str.lower().astype("object"),
+                         "key": findings["resource_id"].astype(str).str.lower(),
                          "finding": findings.index})
     pattern = entries["resource"].str.lower()
     is_glob = pattern.str.contains(GLOB_CHARS, regex=True).astype(bool)
     exact = entries.loc[~is_glob, ["entry", "rule"]].assign(key=pattern[~is_glob])
     pairs = [exact.merge(keys, on=["rule", "key"])[["entry", "finding"]]]
-    by_rule = dict(tuple(keys.groupby("rule"))) if is_glob.any() else {}
-    for entry, rule, glob in zip(entries.loc[is_glob, "entry"], entries.loc[is_glob, "rule"],
-                                 pattern[is_glob], strict=True):
-        candidates = by_rule.get(rule)
-        if candidates is None:
-            continue
-        hit = candidates[candidates["key"].str.match(fnmatch.translate(glob))]
-        pairs.append(pd.DataFrame({"entry": entry, "finding": hit["finding"]}))
+    globs = entries.loc[is_glob, ["entry", "rule"]].assign(regex=pattern[is_glob].map(_glob_regex))
+    for rule, rule_globs in globs.groupby("rule", sort=False):
+        candidates = keys[keys["rule"] == rule]
+        candidates = candidates[_full_match(pa.array(candidates["key"], pa.string()),
+                                            list(rule_globs["regex"]))]
+        texts = pa.array(candidates["key"], pa.string())
+        for entry, regex in zip(rule_globs["entry"], rule_globs["regex"], strict=True):
+            hit = candidates["finding"][_full_match(texts, [regex])]
+            pairs.append(pd.DataFrame({"entry": entry, "finding": hit}))
     return pd.concat(pairs, ignore_index=True).astype({"entry": int, "finding": int})
 
 

@@ -1,16 +1,19 @@
 """Exemptions: file validation, matching (ids and globs, ignoring case), expiry against the
 as-of date, the EXM rules, and the whole path through the CLI."""
 
+import fnmatch
 import json
+import random
 import textwrap
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from auditor.cli import main
 from auditor.engine import FINDING_COLUMNS, apply_config, evaluate, load_rules
 from auditor.errors import AuditError
-from auditor.exemptions import load_exemptions
+from auditor.exemptions import _full_match, _glob_regex, load_exemptions
 from tests.builders import compliant_estate_resources, estate_of, marketplace, rid, vm
 
 LATEST = marketplace("latest")
@@ -145,6 +148,18 @@ def test_glob_is_anchored_at_both_ends(tmp_path, pack):
     exempted = by_rule(findings, "PIN001").set_index("resource_name")["exempted"]
     assert exempted.to_dict() == {"vm-a": True, "vm-b": False}
     assert list(by_rule(findings, "EXM002")["resource_name"]) == ["exemptions.yaml entry 2"]
+
+
+def test_globs_mean_what_fnmatch_says():
+    """Globs run as RE2 regexes in Arrow; they must match exactly what fnmatch would."""
+    rng = random.Random(7)
+    names = ["".join(rng.choice("ab/-.[]!^\\") for _ in range(rng.randint(0, 6)))
+             for _ in range(300)]
+    targets = pa.array(names, pa.string())
+    for _ in range(500):
+        glob = "".join(rng.choice("ab/-.*?[]!^\\") for _ in range(rng.randint(1, 6)))
+        matched = _full_match(targets, [_glob_regex(glob)])
+        assert list(matched) == [fnmatch.fnmatchcase(n, glob) for n in names], glob
 
 
 def test_exemption_applies_only_to_its_rule(tmp_path, pack):

@@ -17,7 +17,10 @@ import pandas as pd
 
 from auditor.estate import Estate
 
-FAMILIES = ("RET", "STL")
+# Rules whose findings mean "this resource can go", when they flag an image version or a
+# managed image. Other RET/STL rules flag what needs fixing, not deleting (STL005: a version
+# without an end-of-life date; RET003: an empty definition, whose deletion needs its own review).
+DELETION_RULES = ("RET001", "RET002", "STL001")
 VERSION_TYPE = "Microsoft.Compute/galleries/images/versions"
 IMAGE_TYPE = "Microsoft.Compute/images"
 NOT_RETAINED = {"", "false", "no", "0"}
@@ -51,8 +54,9 @@ def _listed(names: pd.Series, limit: int = 3) -> str:
 class CleanupPlan:
     """What would be deleted (with why it is safe and the command) and what is blocked."""
 
-    deletions: pd.DataFrame  # id, arm_id, label, rules, why (list of str), command
+    deletions: pd.DataFrame  # id, arm_id, label, rules, why (list of str), command, monthly_cost
     blocked: pd.DataFrame    # id, arm_id, label, rules, reason
+    currency: str = "USD"
 
     def script(self, context: dict) -> str:
         """The reviewed bash script: header, one commented command per deletion, then the
@@ -64,7 +68,8 @@ class CleanupPlan:
                  _comment(f"snapshot: {context['snapshot']} (sha256 {context['snapshot_sha256']})"),
                  _comment(f"as of: {context['as_of']}"),
                  _comment(f"{len(self.deletions)} deletion(s), {len(self.blocked)} blocked item(s)"
-                          + (f"; saves about ${saving:,.2f} per month" if pd.notna(saving) else "")),
+                          + (f"; saves about {saving:,.2f} {self.currency} per month"
+                             if pd.notna(saving) else "")),
                  "set -euo pipefail", ""]
         if self.deletions.empty:
             lines += [_comment("Nothing to delete."), ""]
@@ -82,9 +87,9 @@ class CleanupPlan:
 
 
 def _candidates(findings: pd.DataFrame, resource_type: str, table: pd.DataFrame) -> pd.DataFrame:
-    """The snapshot rows that RET/STL findings of one resource type flag, with the rule ids
+    """The snapshot rows that deletion findings of one resource type flag, with the rule ids
     and the reason of any exemption among their findings."""
-    flagged = findings[findings["rule_id"].astype(str).str[:3].isin(FAMILIES)
+    flagged = findings[findings["rule_id"].isin(DELETION_RULES)
                        & (findings["resource_type"] == resource_type)]
     flagged = flagged.assign(id=flagged["resource_id"].astype(str).str.lower())
     grouped = flagged.groupby("id").agg(
@@ -211,9 +216,9 @@ def _split(rows: pd.DataFrame, reasons: list[tuple[pd.Series, pd.Series | str]])
 
 
 def cleanup_plan(findings: pd.DataFrame, estate: Estate, retain_tag: str = "retain",
-                 monthly_cost: pd.Series | None = None) -> CleanupPlan:
+                 monthly_cost: pd.Series | None = None, currency: str = "USD") -> CleanupPlan:
     """The deletions RET and STL findings call for, and what blocks the rest. `monthly_cost`
-    (by lower-cased resource id) adds what each deletion saves, when cost is known."""
+    (by lower-cased resource id, as cost gives it) adds what each deletion saves."""
     versions, blocked_versions = _version_plan(findings, estate, retain_tag)
     images, blocked_images = _image_plan(findings, estate, retain_tag, versions["id"])
     # Versions first: an image that a deleted version was built from goes after it.
@@ -222,10 +227,10 @@ def cleanup_plan(findings: pd.DataFrame, estate: Estate, retain_tag: str = "reta
     cost = deletions["id"].map(monthly_cost) if monthly_cost is not None else pd.Series(
         float("nan"), index=deletions.index)
     deletions = deletions.assign(monthly_cost=cost.astype(float))
-    deletions["why"] = [why + ([f"saves: about ${c:,.2f} per month"] if pd.notna(c) else [])
+    deletions["why"] = [why + ([f"saves: about {c:,.2f} {currency} per month"] if pd.notna(c) else [])
                         for why, c in zip(deletions["why"], deletions["monthly_cost"], strict=True)]
     columns = ["id", "arm_id", "label", "rules", "why", "command", "monthly_cost"]
     blocked = pd.concat([blocked_versions, blocked_images], ignore_index=True)
-    return CleanupPlan(deletions=deletions.reindex(columns=columns),
+    return CleanupPlan(currency=currency, deletions=deletions.reindex(columns=columns),
                        blocked=blocked.reindex(columns=["id", "arm_id", "label", "rules", "reason"])
                        .sort_values("label", kind="stable").reset_index(drop=True))

@@ -12,7 +12,7 @@ import pandas as pd
 
 from auditor import __version__
 from auditor.baseline import load_baseline
-from auditor.cleanup import cleanup_plan
+from auditor.cleanup import DELETION_RULES, cleanup_plan
 from auditor.docs import rules_markdown
 from auditor.engine import SEVERITIES, SEVERITY_RANK, apply_config, evaluate, load_config, load_rules
 from auditor.errors import AuditError
@@ -152,8 +152,8 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, exemp
 @click.option("--exemptions", "exemptions_path", type=click.Path(path_type=Path),
               help="Exemptions file: exempted findings are blocked, not deleted.")
 @click.option("--as-of", help="The 'now' of time-based rules (default: the snapshot's time).")
-@click.option("--retain-tag", default="retain", show_default=True,
-              help="A resource with this tag (any value but false/no/0) is never deleted.")
+@click.option("--retain-tag", help="A resource with this tag (any value but false/no/0) is never "
+              "deleted (default: RET001's retain_tag param, else `retain`).")
 def cleanup_plan_command(snapshot, sample, output, config_path, exemptions_path, as_of,
                          retain_tag):
     """Write a reviewed script of the deletions that RET and STL findings call for."""
@@ -163,10 +163,13 @@ def cleanup_plan_command(snapshot, sample, output, config_path, exemptions_path,
     exemptions = load_exemptions(exemptions_path, rules) if exemptions_path else None
     loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
     estate = Estate(loaded, _parse_time(as_of, "--as-of"))
-    cleanup_rules = [rule for rule in rules if rule.family in ("RET", "STL")]
+    cleanup_rules = [rule for rule in rules if rule.id in DELETION_RULES]
     findings = evaluate(estate, cleanup_rules)
     if exemptions is not None:
         findings = exemptions.apply(findings, estate, cleanup_rules)
+    if retain_tag is None:
+        retain_tag = next((str(r.params["retain_tag"]) for r in rules if "retain_tag" in r.params),
+                          "retain")
     plan = cleanup_plan(findings, estate, retain_tag=retain_tag)
     script = plan.script({"tool_version": __version__,
                           "snapshot": "sample estate" if sample else str(snapshot),

@@ -81,8 +81,10 @@ def test_unused_old_version_gets_a_commented_delete_command():
         "-r", "gal", "-i", "base", "-e", "1.0.0"]
 
 
-def test_only_ret_and_stl_findings_of_versions_and_images_count():
-    plan = plan_for([V1, V2, V3, vm()], [(V1, "TAG001"), (V2, "STL001"), (V1, "PIN001")])
+def test_only_deletion_findings_of_versions_and_images_count():
+    """STL005 (no end-of-life date) is a reason to fix a version, not to delete it."""
+    plan = plan_for([V1, V2, V3, vm()], [(V1, "TAG001"), (V2, "STL001"), (V1, "PIN001"),
+                                         (V1, "STL005"), (V1, "RET003")])
     assert list(plan.deletions["label"]) == ["image version gal/base/1.1.0"]
     assert list(plan.deletions["rules"]) == ["STL001"]
 
@@ -200,9 +202,9 @@ def test_monthly_cost_is_shown_when_known():
     cost = pd.Series({V1["id"].lower(): 1.5})
     plan = plan_for([V1, V2, V3], [V1, V2], monthly_cost=cost)
     assert plan.deletions.set_index("label")["why"].map(lambda lines: lines[-1]).to_dict() == {
-        "image version gal/base/1.0.0": "saves: about $1.50 per month",
+        "image version gal/base/1.0.0": "saves: about 1.50 USD per month",
         "image version gal/base/1.1.0": "not marked to retain: no `retain` tag"}
-    assert "2 deletion(s), 0 blocked item(s); saves about $1.50 per month" in plan.script(CONTEXT)
+    assert "2 deletion(s), 0 blocked item(s); saves about 1.50 USD per month" in plan.script(CONTEXT)
     assert "per month" not in plan_for([V1, V2, V3], [V1]).script(CONTEXT)
 
 

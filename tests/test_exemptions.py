@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from auditor.cli import main
-from auditor.engine import FINDING_COLUMNS, apply_config, evaluate, load_rules
+from auditor.engine import FINDING_COLUMNS, evaluate, load_rules
 from auditor.errors import AuditError
 from auditor.exemptions import _full_match, _glob_regex, load_exemptions
 from tests.builders import compliant_estate_resources, estate_of, marketplace, rid, vm
@@ -185,63 +185,6 @@ def test_many_findings_and_entries(tmp_path, pack):
     pin = by_rule(findings, "PIN001")
     assert len(pin) == 600 and int(pin["exempted"].sum()) == 100 + 100
     assert by_rule(findings, "EXM002").empty
-
-
-# --- expiry and the EXM rules -----------------------------------------------------------------
-
-def test_exemption_is_valid_through_its_expiry_date(tmp_path, pack):
-    findings = audit(tmp_path, pack, entry(expires="2026-11-15"), machines=("vm-a",),
-                     as_of="2026-11-15T23:59:00Z")
-    assert by_rule(findings, "PIN001")["exempted"].all()
-    assert by_rule(findings, "EXM001").empty
-
-
-def test_expired_exemption_does_not_exempt_and_is_a_finding(tmp_path, pack):
-    findings = audit(tmp_path, pack, entry(expires="2026-11-14"), machines=("vm-a",),
-                     as_of="2026-11-15T00:00:00Z")
-    assert not by_rule(findings, "PIN001")["exempted"].any()
-    expired = by_rule(findings, "EXM001")
-    assert len(expired) == 1 and by_rule(findings, "EXM002").empty
-    found = expired.iloc[0]
-    assert found["severity"] == "medium" and found["resource_type"] == "image-audit/exemption"
-    assert found["resource_id"] == "exemption:PIN001:" + rid("virtualMachines", "vm-a")
-    assert found["message"] == (
-        f"exemptions.yaml entry 1 (PIN001 on {rid('virtualMachines', 'vm-a')}, approved by "
-        "ciso@example.com) expired on 2026-11-14; it no longer exempts the 1 finding(s) it "
-        "matches.")
-    assert json.loads(found["evidence"])["expires"] == "2026-11-14"
-
-
-def test_unmatched_exemption_is_info_finding(tmp_path, pack):
-    findings = audit(tmp_path, pack, entry(resource=rid("virtualMachines", "gone")))
-    unused = by_rule(findings, "EXM002")
-    assert list(unused["severity"]) == ["info"]
-    assert "matches no finding" in unused["message"].iloc[0]
-    assert findings["rule_id"].iloc[0] == "PIN001"  # still ordered most severe first
-
-
-def test_exm_fingerprint_is_stable_when_the_file_is_reordered(tmp_path, pack):
-    gone = entry(resource=rid("virtualMachines", "Gone"))
-    other = entry(resource=rid("virtualMachines", "vm-a"))
-    first = by_rule(audit(tmp_path, pack, gone, other), "EXM002")
-    second = by_rule(audit(tmp_path, pack, other, gone), "EXM002")
-    assert list(first["fingerprint"]) == list(second["fingerprint"]) == [
-        "EXM002:exemption:pin001:" + rid("virtualMachines", "gone").lower()]
-    assert list(first["resource_name"]) != list(second["resource_name"])
-
-
-def test_exm_rules_follow_the_config(tmp_path, pack):
-    rules = apply_config(pack, {"rules": {"EXM002": {"enabled": False},
-                                          "EXM001": {"severity": "high"}}})
-    findings = audit(tmp_path, pack, entry(resource="/nothing"), entry(expires="2020-01-01"),
-                     rules=rules)
-    assert by_rule(findings, "EXM002").empty
-    assert list(by_rule(findings, "EXM001")["severity"]) == ["high"]
-
-
-def test_exm_rules_do_not_run_without_an_exemptions_file(pack):
-    findings = evaluate(estate_of(*compliant_estate_resources()), pack)
-    assert findings.empty
 
 
 # --- end to end through the CLI ----------------------------------------------------------------

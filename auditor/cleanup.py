@@ -91,12 +91,16 @@ def _candidates(findings: pd.DataFrame, resource_type: str, table: pd.DataFrame)
     and the reason of any exemption among their findings."""
     flagged = findings[findings["rule_id"].isin(DELETION_RULES)
                        & (findings["resource_type"] == resource_type)]
-    flagged = flagged.assign(id=flagged["resource_id"].astype(str).str.lower())
-    grouped = flagged.groupby("id").agg(
-        rules=("rule_id", lambda ids: ", ".join(sorted(set(ids)))),
-        message=("message", "first"),
-        exemption=("exemption_reason", lambda reasons: "; ".join(reasons.dropna().astype(str))),
-        exempted=("exempted", "any"))
+    flagged = flagged.assign(id=flagged["resource_id"].astype(str).str.lower(),
+                             exempted=flagged["exempted"].astype(bool))
+    flagged = flagged.sort_values(["id", "rule_id"]).drop_duplicates(["id", "rule_id"])
+    exempted = flagged[flagged["exempted"]]
+    grouped = pd.DataFrame({
+        "rules": flagged.groupby("id")["rule_id"].agg(", ".join),
+        "message": flagged.groupby("id")["message"].first(),
+        "exempted": flagged.groupby("id")["exempted"].any(),
+        "exemption": exempted.groupby("id")["exemption_reason"].agg(
+            lambda reasons: "; ".join(reasons.astype(str)))})
     return table.join(grouped, on="id", how="inner").reset_index(drop=True)
 
 

@@ -18,7 +18,7 @@ from auditor.engine import SEVERITIES, SEVERITY_RANK, apply_config, evaluate, lo
 from auditor.errors import AuditError
 from auditor.estate import Estate
 from auditor.exemptions import load_exemptions
-from auditor.importer import import_files, sample_snapshot
+from auditor.importer import import_files, sample_config, sample_snapshot
 from auditor.report import atomic_write, summary, write_reports
 from auditor.snapshot import Snapshot
 
@@ -64,8 +64,10 @@ def import_command(files, output, collected_at, force):
     click.echo(f"snapshot {output}: {counts}; {skipped} other resources skipped")
 
 
-def _rules_and_config(config_path: Path | None):
+def _rules_and_config(config_path: Path | None, base: dict | None = None):
     rules = load_rules()
+    if base:  # the sample's own policy; the user's config still applies on top
+        rules = apply_config(rules, base, where="sample config")
     if config_path is None and DEFAULT_CONFIG.is_file():
         config_path = DEFAULT_CONFIG
     return apply_config(rules, load_config(config_path), where=str(config_path or "config"))
@@ -96,7 +98,7 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, exemp
         raise click.UsageError("give a SNAPSHOT directory or --sample (one of them)")
     if fail_on_new and not (fail_on and baseline_path):
         raise click.UsageError("--fail-on-new needs --fail-on and --baseline")
-    rules = _rules_and_config(config_path)
+    rules = _rules_and_config(config_path, sample_config() if sample else None)
     exemptions = load_exemptions(exemptions_path, rules) if exemptions_path else None
     baseline = load_baseline(baseline_path) if baseline_path else None
     loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
@@ -159,7 +161,7 @@ def cleanup_plan_command(snapshot, sample, output, config_path, exemptions_path,
     """Write a reviewed script of the deletions that RET and STL findings call for."""
     if bool(snapshot) == bool(sample):
         raise click.UsageError("give a SNAPSHOT directory or --sample (one of them)")
-    rules = _rules_and_config(config_path)
+    rules = _rules_and_config(config_path, sample_config() if sample else None)
     exemptions = load_exemptions(exemptions_path, rules) if exemptions_path else None
     loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
     estate = Estate(loaded, _parse_time(as_of, "--as-of"))

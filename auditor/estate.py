@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
+import numpy as np
 import pandas as pd
 
 from auditor.snapshot import Snapshot
@@ -45,3 +46,161 @@ class Estate:
         if values is None:
             return pd.Series(pd.NA, index=frame.index, dtype="object")
         return pd.Series(ids.map(values).to_numpy(), index=frame.index)
+
+    # --- environment ---------------------------------------------------------------------
+
+    def is_production(self, table: str | pd.DataFrame, production_values, ids=None) -> pd.Series:
+        """True where the row's `environment` tag is a production value (any casing)."""
+        values = [str(v).strip().lower() for v in production_values]
+        return lowered(self.tag(table, "environment", ids)).str.strip().isin(values)
+
+    # --- usage resolution ----------------------------------------------------------------
+
+    @cached_property
+    def latest_candidates(self) -> pd.DataFrame:
+        """Versions that can win `latest`: provisioned (Succeeded, or state unknown), named
+        MAJOR.MINOR.PATCH, and not excluded from latest for the whole version."""
+        versions = self.tables["image_versions"]
+        state = lowered(versions["provisioning_state"])
+        eligible = state.isin(["", "succeeded"]) & versions["major"].notna() \
+            & versions["minor"].notna() & versions["patch"].notna() \
+            & ~versions["exclude_from_latest"].fillna(False).astype(bool)
+        return versions.loc[eligible, ["id", "definition_id", "name", "major", "minor", "patch"]]
+
+    @cached_property
+    def latest_by_definition_region(self) -> pd.DataFrame:
+        """What `latest` resolves to per definition and region: the highest version (compared
+        as numbers) replicated there and excluded from latest neither globally nor there."""
+        regions = self.tables["version_regions"]
+        regions = regions[~regions["exclude_from_latest"].fillna(False).astype(bool)]
+        ranked = regions[["version_id", "region"]].merge(
+            self.latest_candidates, left_on="version_id", right_on="id")
+        ranked = ranked.sort_values(["definition_id", "region", "major", "minor", "patch"],
+                                    ascending=[True, True, False, False, False], kind="stable")
+        latest = ranked.drop_duplicates(["definition_id", "region"])
+        return latest[["definition_id", "region", "version_id", "name"]].rename(
+            columns={"name": "version_name"}).reset_index(drop=True)
+
+    @cached_property
+    def latest_by_definition(self) -> pd.DataFrame:
+        """The highest eligible version of each definition, whatever its regions."""
+        ranked = self.latest_candidates.sort_values(
+            ["definition_id", "major", "minor", "patch"], ascending=[True, False, False, False],
+            kind="stable").drop_duplicates("definition_id")
+        return ranked[["definition_id", "id", "name", "major", "minor", "patch"]].rename(
+            columns={"id": "version_id", "name": "version_name"}).reset_index(drop=True)
+
+    @cached_property
+    def usage(self) -> pd.DataFrame:
+        """One row per machine: which gallery version it runs and how that was resolved.
+
+        `resolved_from` is `pinned` (the reference names a version), `disk` (a definition or
+        `latest` reference whose OS disk records the version it got), `latest` (what latest
+        gives in the machine's region today) or `unresolved` (shared/community galleries
+        live outside the tenant; a definition with no version in that region). Machines
+        that do not use a gallery image have no `resolved_from`. `has_replica` is NA when
+        the version is not in the snapshot, so replica rules never judge what they cannot see.
+        """
+        machines = self.tables["machines"]
+        kind = machines["image_kind"].astype("object")
+        version = machines["image_version"].astype("object")
+        gallery = kind == "gallery"
+        unversioned = lowered(version).isin(["", "latest"])
+        definition = machines["image_definition_id"].astype("object").where(
+            kind.isin(["gallery", "shared", "community"]))
+        running = machines["running_version_id"].astype("object")
+        from_disk = gallery & unversioned & running.notna() & (
+            _definition_of(running) == definition)
+        out = pd.DataFrame({
+            "machine_id": machines["id"], "name": machines["name"],
+            "kind": machines["kind"], "region": machines["location"],
+            "capacity": machines["capacity"].fillna(0).astype("int64"),
+            "image_kind": kind, "definition_id": definition,
+            "managed_image_id": machines["image_id"].astype("object").where(kind == "managed"),
+        })
+        latest = self.latest_by_definition_region.rename(
+            columns={"definition_id": "_def", "version_id": "_latest"})
+        out = out.merge(latest[["_def", "region", "_latest"]], how="left",
+                        left_on=["definition_id", "region"], right_on=["_def", "region"])
+        out.index = machines.index
+        pinned_id = machines["image_id"].astype("object")
+        out["version_id"] = _choose(
+            [gallery & ~unversioned, from_disk, gallery & unversioned],
+            [pinned_id, running, out["_latest"]], out.index)
+        out["resolved_from"] = _choose(
+            [gallery & ~unversioned, from_disk, gallery & unversioned & out["_latest"].notna(),
+             kind.isin(["gallery", "shared", "community"])],
+            ["pinned", "disk", "latest", "unresolved"], out.index)
+        versions = self.tables["image_versions"].set_index("id")
+        out["version_name"] = lookup(out["version_id"], versions["name"]).astype(object)
+        out["version_known"] = out["version_id"].isin(versions.index)
+        replicas = self.tables["version_regions"][["version_id", "region"]].drop_duplicates()
+        replicated = out[["version_id", "region"]].merge(
+            replicas.assign(_has=True), how="left", on=["version_id", "region"])["_has"]
+        out["has_replica"] = pd.Series(replicated.fillna(False).to_numpy(dtype=bool),
+                                       index=out.index).astype("boolean").where(
+            out["version_known"], pd.NA)
+        out["resolution"] = _resolution_text(out)
+        return out.drop(columns=["_def", "_latest"])
+
+    @cached_property
+    def used_version_ids(self) -> pd.Index:
+        """Every gallery version some machine references, resolves to or booted from."""
+        machines = self.tables["machines"]
+        ids = pd.concat([self.usage["version_id"], machines["running_version_id"],
+                         machines.loc[machines["image_kind"] == "gallery", "image_id"]])
+        return pd.Index(ids.dropna().astype(str).unique())
+
+
+def _choose(conditions, choices, index) -> pd.Series:
+    """np.select as an object Series (None where nothing applies), whatever the length."""
+    choices = [c.to_numpy(dtype=object) if isinstance(c, pd.Series) else c for c in choices]
+    chosen = np.select([np.asarray(c, dtype=bool) for c in conditions], choices, default=None)
+    series = pd.Series(chosen, index=index, dtype=object)
+    return series.where(series.notna(), None)
+
+
+def _definition_of(version_ids: pd.Series) -> pd.Series:
+    text = version_ids.astype(object).fillna("").astype(str)
+    return text.str.replace(r"/versions/[^/]+$", "", regex=True).astype(object)
+
+
+def _resolution_text(usage: pd.DataFrame) -> pd.Series:
+    """How a machine's gallery version was found, in words for the Machines sheet:
+    `latest` is what the machine would get today in its region, not what it may run."""
+    name = usage["version_name"].astype(object).fillna("?").astype(str)
+    region = usage["region"].astype(object).fillna("?").astype(str)
+    text = pd.Series(
+        np.select([usage["resolved_from"] == "pinned", usage["resolved_from"] == "disk",
+                   usage["resolved_from"] == "latest", usage["resolved_from"] == "unresolved"],
+                  ["pinned to " + name,
+                   "unversioned reference; its OS disk was created from " + name,
+                   "unversioned reference; latest in " + region + " resolves to " + name,
+                   "unversioned or external reference; version cannot be resolved"],
+                  default=""), index=usage.index, dtype="object")
+    return text.where(text != "", None)
+
+
+def version_label(version_ids: pd.Series) -> pd.Series:
+    """`definition/1.2.0` for a version id: a version's own name says too little."""
+    text = version_ids.astype(object).fillna("").astype(str)
+    parts = text.str.extract(r"/images/([^/]+)/versions/([^/]+)$")
+    return (parts[0] + "/" + parts[1]).where(parts[0].notna(), version_ids).astype(str)
+
+
+def lowered(series: pd.Series) -> pd.Series:
+    """Lower-cased text with '' for missing values, so comparisons never meet NA (and an
+    all-missing column still has string methods)."""
+    return series.astype(object).fillna("").astype(str).str.lower().astype(object)
+
+
+def last_segment(ids: pd.Series) -> pd.Series:
+    """The last path segment of a resource id (its name as the id spells it)."""
+    segment = ids.astype(object).fillna("").astype(str).str.rsplit("/", n=1).str[-1].astype(str)
+    return segment.where(ids.notna())
+
+
+def lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
+    """`values[key]` for each key (missing where absent), keeping the values' dtype even when
+    either side is empty (Series.map loses it, or fails, on empty datetime lookups)."""
+    return pd.Series(values.reindex(keys.to_numpy(dtype=object)).array, index=keys.index)

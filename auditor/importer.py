@@ -116,5 +116,14 @@ def sample_snapshot() -> Snapshot:
     document = orjson.loads(sample.read_bytes())
     collected_at = datetime.fromisoformat(document["collectedAt"].replace("Z", "+00:00"))
     items = ((f"sample item {i}", item) for i, item in enumerate(document["data"]))
-    return build_snapshot(items, collected_at=collected_at,
+    return build_snapshot(items, collected_at=collected_at, scope=document.get("scope"),
                           source={"source": {"kind": "sample", "tenant": document["tenant"]}})
+
+
+def sample_config() -> dict:
+    """The sample tenant's policy (its approved images), applied under any user config."""
+    from importlib.resources import files
+
+    import yaml
+
+    return yaml.safe_load(files("auditor.data").joinpath("sample_config.yaml").read_text())

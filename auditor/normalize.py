@@ -100,14 +100,15 @@ def _str(value) -> str | None:
 
 
 def _int(value) -> int | None:
+    """An int that fits the tables' int64 columns, or None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+        value = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and -2**63 <= value < 2**63:
+        return value
     return None
 
 

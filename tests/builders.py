@@ -129,4 +129,4 @@ def estate_of(*resources, as_of=None, scope=None) -> Estate:
 
 def compliant_estate_resources() -> list[dict]:
     """A tiny estate that no rule should flag (used as the 'does not trigger' base)."""
-    return [gallery(), definition(), version(), vm()]
+    return [gallery(), definition(), version(regions=(("West Europe", 3, "Standard_ZRS"),)), vm()]

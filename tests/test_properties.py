@@ -98,7 +98,7 @@ def _unique_ids(resources):
     return out
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(mutated_resource(), min_size=1, max_size=8).map(_unique_ids))
 def test_engine_never_raises_and_is_deterministic(resources):
     first = evaluate(Estate(build_snapshot(resources, collected_at=AS_OF)), RULES)

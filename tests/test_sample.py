@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from auditor.engine import INPUT_COLUMNS, evaluate
+from auditor.engine import INPUT_COLUMNS, apply_config, evaluate
 from auditor.estate import Estate
-from auditor.importer import sample_snapshot
+from auditor.importer import sample_config, sample_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,8 +20,14 @@ def sample():
 
 
 @pytest.fixture(scope="module")
-def findings(sample, rules):
-    return evaluate(Estate(sample), [r for r in rules.values() if r.enabled])
+def sample_rules(rules):
+    """The pack with the sample tenant's policy applied, as `audit --sample` runs it."""
+    return {r.id: r for r in apply_config(list(rules.values()), sample_config())}
+
+
+@pytest.fixture(scope="module")
+def findings(sample, sample_rules):
+    return evaluate(Estate(sample), [r for r in sample_rules.values() if r.enabled])
 
 
 def test_sample_file_matches_generator():
@@ -44,13 +50,29 @@ def test_sample_size(sample):
         tables["machines"]["image_kind"])
 
 
-def test_every_enabled_rule_fires(findings, rules):
-    enabled = {r.id for r in rules.values() if r.enabled and not r.retired
-               and not set(r.tables) & set(INPUT_COLUMNS)}  # EXM: tested in test_exemptions
+def test_every_enabled_rule_fires(findings, sample_rules):
+    enabled = {r.id for r in sample_rules.values() if r.enabled and not r.retired
+               and not set(r.tables) & set(INPUT_COLUMNS)}  # EXM: tested in test_rules_exm
     assert enabled <= set(findings["rule_id"])
 
 
-@pytest.mark.parametrize("rule_id", ["PIN001", "PIN002", "TAG001", "TAG002"])
+def test_every_rule_of_the_pack_fires(findings, rules):
+    assert {r.id for r in rules.values() if not r.retired
+            and not set(r.tables) & set(INPUT_COLUMNS)} <= set(findings["rule_id"])
+
+
+def test_sample_coverage_gap(findings):
+    gaps = findings[findings["rule_id"] == "COV001"]
+    assert list(gaps["resource_name"]) == ["Northwind Contractors"]
+
+
+SAMPLE_CASE_RULES = [
+    "PIN001", "PIN002", "TAG001", "TAG002", "GEN001", "GEN002", "GEN003", "REP001", "REP002",
+    "REP004", "REP005", "REP006", "STL001", "STL002", "STL003", "STL004", "STL005", "RET001",
+    "RET002", "RET003", "LIC001", "LEG001", "ENV001", "APR001", "VER001"]
+
+
+@pytest.mark.parametrize("rule_id", SAMPLE_CASE_RULES)
 def test_findings_only_on_resources_built_for_them(sample, findings, rule_id):
     tags = sample.tables["resource_tags"]
     cases = tags[(tags["key"] == "sample-case")]

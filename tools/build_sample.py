@@ -49,6 +49,8 @@ GALLERIES = [
     ("platform", "rg-images-prod", "gal_platform_prod", "westeurope", tags()),
     ("apps", "rg-images-apps", "gal_apps_shared", "eastus",
      tags(team=None, **{"sample-case": "TAG001"})),
+    ("platform", "rg-images-sandbox", "gal_sandbox", "westeurope",
+     tags(env="dev", **{"sample-case": "RET003"})),
 ]
 
 # (gallery index, definition, os type, os state, publisher/offer/sku, versions, env tag)
@@ -59,8 +61,18 @@ DEFINITIONS = [
     (1, "app-web-ubuntu", "Linux", "Generalized", ("northwind", "web", "ubuntu"), 8, "production"),
     (1, "app-sql-win", "Windows", "Generalized", ("northwind", "sql", "win2022"), 6, "Prod"),
     (1, "batch-worker", "Linux", "Generalized", ("northwind", "batch", "worker"), 6, "dev"),
+    # Built for single rules; the clean machines above never use them.
+    (1, "sql-migrated", "Windows", "Specialized", ("northwind", "sql", "migrated"), 2, "production"),
+    (0, "centos7-legacy", "Linux", "Generalized", ("northwind", "centos", "7"), 2, "production"),
+    (1, "win2019-base", "Windows", "Generalized", ("northwind", "windows", "2019-base"), 0,
+     "production"),
 ]
-TARGETS = [("westeurope", "Standard_ZRS"), ("northeurope", "Standard_LRS"), ("eastus", "Standard_LRS")]
+CLEAN_DEFINITIONS = 6
+SQL_MIGRATED, CENTOS, WIN2019 = 6, 7, 8
+DEFINITION_CASES = {SQL_MIGRATED: "GEN001", CENTOS: "STL002", WIN2019: "RET003"}
+TARGETS = [("westeurope", "Standard_ZRS"), ("northeurope", "Standard_ZRS"), ("eastus", "Standard_ZRS")]
+# Sizing guidance: at least 3 replicas where a version is used; old versions keep 1.
+KEEP_VERSIONS = 5
 
 
 def gallery(index: int) -> dict:
@@ -102,51 +114,103 @@ def definition(index: int) -> dict:
         item["subscriptionId"], item["resourceGroup"] = SUBS[sub], rg
     if env == "Prod":
         item["tags"]["sample-case"] = "TAG002"
+    if index in DEFINITION_CASES:
+        item["tags"]["sample-case"] = DEFINITION_CASES[index]
     return item
 
 
-def version_name(n: int) -> str:
-    return f"1.{n}.0"
+def version_name(index: int, n: int) -> str:
+    return f"7.9.{n}" if index == CENTOS else f"1.{n}.0"
+
+
+def newest(index: int) -> int:
+    return DEFINITIONS[index][5] - 1
+
+
+def version_cases(index: int, n: int) -> list[str]:
+    """The rules a version is built to break (most versions: none)."""
+    count = DEFINITIONS[index][5]
+    cases = []
+    if index < CLEAN_DEFINITIONS and n < count - KEEP_VERSIONS and (index, n) != (0, 0):
+        cases.append("RET001")  # old, unused, beyond the newest five; 1.0.0 of 0 is retained
+    cases += {(1, count - 1): ["TAG001", "REP004"], (0, count - 1): ["REP002"],
+              (2, count - 1): ["REP005"], (4, count - 1): ["REP006"], (3, 0): ["REP006"],
+              (SQL_MIGRATED, 0): ["STL005"]}.get((index, n), [])
+    return cases
 
 
 def version(index: int, n: int) -> dict:
     count = DEFINITIONS[index][5]
     g = DEFINITIONS[index][0]
     location = GALLERIES[g][3]
+    cases = version_cases(index, n)
     published = COLLECTED_AT - timedelta(days=30 * (count - n) + 5)
-    targets = [{"name": REGION_NAMES[r], "regionalReplicaCount": 2 if r == location else 1,
+    end_of_life = published + timedelta(days=365)
+    if index == CENTOS:  # end of life passed (7.9.0) or due within the warning (7.9.1)
+        published = datetime(2024, 3, 1, tzinfo=timezone.utc) + timedelta(days=90 * n)
+        end_of_life = [datetime(2026, 6, 30, tzinfo=timezone.utc),
+                       COLLECTED_AT + timedelta(days=10)][n]
+    in_use = n >= count - 2
+    targets = [{"name": REGION_NAMES[r], "regionalReplicaCount": 3 if in_use else 1,
                 "storageAccountType": st, "excludeFromLatest": False} for r, st in TARGETS]
+    if "REP005" in cases:
+        targets[2]["storageAccountType"] = "Standard_LRS"
     version_tags = tags(team="platform" if g == 0 else "apps",
                         created=published.date().isoformat())
-    if n == count - 1 and index == 1:
+    if "TAG001" in cases:
         version_tags.pop("created")
-        version_tags["sample-case"] = "TAG001"
-    body = {
-        "id": definition_id(index) + f"/versions/{version_name(n)}",
-        "name": version_name(n), "location": location,
+    if (index, n) == (0, 0):
+        version_tags["retain"] = "true"
+    if cases:
+        version_tags["sample-case"] = ",".join(cases)
+    publishing = {
+        "targetRegions": targets, "replicaCount": 1,
+        "publishedDate": iso(published, fraction7=n % 2 == 0),
+        "endOfLifeDate": iso(end_of_life),
+        "storageAccountType": "Standard_LRS", "excludeFromLatest": False,
+        "replicationMode": "Shallow" if "REP004" in cases else "Full",
+    }
+    if "STL005" in cases:
+        del publishing["endOfLifeDate"]
+    return version_body(index, version_name(index, n), location, version_tags, publishing, {
+        "allowDeletionOfReplicatedLocations": (index, n) == (3, 0),
+        "blockDeletionBeforeEndOfLife": (index, n) != (4, count - 1)}, "Succeeded")
+
+
+def failed_build() -> dict:
+    """A build that failed three days ago: it must neither win `latest` nor push a good
+    version out of retention."""
+    index, published = 0, COLLECTED_AT - timedelta(days=3)
+    return version_body(index, "1.8.0", GALLERIES[0][3],
+                        tags(created=published.date().isoformat()), {
+                            "targetRegions": [], "replicaCount": 1,
+                            "publishedDate": iso(published),
+                            "endOfLifeDate": iso(published + timedelta(days=365)),
+                            "storageAccountType": "Standard_ZRS", "excludeFromLatest": False,
+                            "replicationMode": "Full"},
+                        {"allowDeletionOfReplicatedLocations": False}, "Failed")
+
+
+def version_body(index, name, location, version_tags, publishing, safety, state) -> dict:
+    return {
+        "id": definition_id(index) + f"/versions/{name}",
+        "name": name, "location": location,
         "type": "Microsoft.Compute/galleries/images/versions",
         "tags": version_tags,
         "properties": {
-            "publishingProfile": {
-                "targetRegions": targets, "replicaCount": 1,
-                "publishedDate": iso(published, fraction7=n % 2 == 0),
-                "endOfLifeDate": iso(published + timedelta(days=365)),
-                "storageAccountType": "Standard_LRS", "excludeFromLatest": False,
-                "replicationMode": "Full",
-            },
+            "publishingProfile": publishing,
             "storageProfile": {
                 "source": {"id": arm("platform", "rg-build", "images",
-                                     f"{DEFINITIONS[index][1]}-{version_name(n)}")},
+                                     f"{DEFINITIONS[index][1]}-{name}")},
                 "osDiskImage": {"sizeInGB": 30 if DEFINITIONS[index][2] == "Linux" else 127,
                                 "hostCaching": "ReadWrite"},
                 "dataDiskImages": [{"lun": 0, "sizeInGB": 64, "hostCaching": "None"}]
                 if DEFINITIONS[index][1] == "app-sql-win" else [],
             },
-            "safetyProfile": {"allowDeletionOfReplicatedLocations": False},
-            "provisioningState": "Succeeded",
+            "safetyProfile": safety,
+            "provisioningState": state,
         },
     }
-    return body
 
 
 # --- managed images ----------------------------------------------------------------------------
@@ -181,8 +245,12 @@ MANAGED_IMAGES = [
     managed_image("img-reporting-1.1.0", sub="data", rg="rg-data-images", location="northeurope",
                   blob="https://nwlegacyimages.blob.core.windows.net/vhds/reporting.vhd"
                        "?sv=2022-11-02&ss=b&sig=SAMPLEsignatureNOTREAL%3D"),
-    managed_image("img-analytics-2.0.1", sub="data", rg="rg-data-images", location="northeurope"),
+    managed_image("img-analytics-2.0.1", sub="data", rg="rg-data-images", location="northeurope",
+                  case="RET002"),
+    managed_image("img-devbox-snap-1.0.0", state="Specialized", case="GEN002,GEN003"),
+    managed_image("app-server-image-final-v2-really-final", case="VER001"),
 ]
+REPORTING, DEVBOX, APP_SERVER = 4, 6, 7
 
 
 # --- machines ------------------------------------------------------------------------------------
@@ -234,7 +302,7 @@ def marketplace(kind, version=None):
 
 
 def gallery_version_ref(index, n, recase=False):
-    ref = definition_id(index) + f"/versions/{version_name(n)}"
+    ref = definition_id(index) + f"/versions/{version_name(index, n)}"
     if recase:  # Azure echoes ids in whatever casing they were written with
         ref = ref.replace("/galleries/", "/Galleries/").replace("/images/", "/Images/") \
                  .replace("/versions/", "/Versions/")
@@ -272,10 +340,10 @@ def machines() -> list[dict]:
                       case="PIN001"))
     # 100 machines pinned to a gallery version, some with re-cased ids.
     for i in range(100):
-        index = i % len(DEFINITIONS)
-        newest = DEFINITIONS[index][5] - 1
+        index = i % CLEAN_DEFINITIONS
         out.append(vm(f"vm-gal-{i:03d}", ["platform", "apps"][i % 2], "rg-services",
-                      regions[i % 3], gallery_version_ref(index, newest - i % 2, recase=i % 5 == 0),
+                      regions[i % 3], gallery_version_ref(index, newest(index) - i % 2,
+                                                          recase=i % 5 == 0),
                       env=["production", "staging"][i % 2]))
     # Gallery, shared and community references without a version (PIN002).
     for i in range(12):
@@ -284,29 +352,49 @@ def machines() -> list[dict]:
             {"id": definition_id(index) + "/versions/latest"}
         out.append(vm(f"vm-gal-unpinned-{i:02d}", "platform", "rg-services", regions[i % 3], ref,
                       case="PIN002"))
+    # Partner images (shared and community galleries) are not on the approved list (APR001).
     for i in range(4):
         out.append(vm(f"vm-shared-{i}", "data", "rg-partner", "westeurope",
                       {"sharedGalleryImageId": "/SharedGalleries/a1b2c3d4-partner-GALLERY/Images/"
                                                "partner-base" + ("/Versions/latest" if i % 2 else "")},
-                      case="PIN002"))
+                      case="PIN002,APR001"))
     out.append(vm("vm-community-pinned", "data", "rg-partner", "westeurope",
                   {"communityGalleryImageId": "/CommunityGalleries/nwcommunity-1f2e3d/Images/"
-                                              "hardened-ubuntu/Versions/2.3.1"}))
+                                              "hardened-ubuntu/Versions/2.3.1"}, case="APR001"))
     out.append(vm("vm-community-unpinned", "data", "rg-partner", "westeurope",
                   {"communityGalleryImageId": "/CommunityGalleries/nwcommunity-1f2e3d/Images/"
-                                              "hardened-ubuntu"}, case="PIN002"))
-    # Managed images and unmanaged VHDs.
+                                              "hardened-ubuntu"}, case="PIN002,APR001"))
+    # Managed images and unmanaged VHDs; vm-legacy-3 is production on a dev image (ENV001).
     for i in range(6):
         image = MANAGED_IMAGES[i % 4]
-        out.append(vm(f"vm-legacy-{i}", "apps", "rg-legacy", "westeurope", {"id": image["id"]}))
-    out.append(vm("vm-vhd-erp", "apps", "rg-legacy", "westeurope", {}, os_disk={
+        out.append(vm(f"vm-legacy-{i}", "apps", "rg-legacy", "westeurope", {"id": image["id"]},
+                      case="ENV001" if i == 3 else None))
+    out.append(vm("vm-report-01", "data", "rg-reporting", "northeurope",
+                  {"id": MANAGED_IMAGES[REPORTING]["id"]}, case="LEG001"))
+    for i in range(2):
+        out.append(vm(f"vm-devbox-{i:02d}", "apps", "rg-dev", "westeurope",
+                      {"id": MANAGED_IMAGES[DEVBOX]["id"]}))
+    out.append(vm("vm-app-server-01", "apps", "rg-legacy", "westeurope",
+                  {"id": MANAGED_IMAGES[APP_SERVER]["id"]}, case="APR001"))
+    # Single-rule gallery cases: no replica in the machine's region, a specialized definition,
+    # versions past or near their end of life.
+    out.append(vm("vm-uk-01", "platform", "rg-services", "uksouth",
+                  gallery_version_ref(2, newest(2)), case="REP001"))
+    out.append(vm("vm-sqlmig-01", "apps", "rg-sql", "westeurope",
+                  gallery_version_ref(SQL_MIGRATED, newest(SQL_MIGRATED))))
+    out.append(vm("vm-centos-01", "platform", "rg-legacy", "westeurope",
+                  gallery_version_ref(CENTOS, 0), case="STL001,STL003"))
+    out.append(vm("vm-centos-02", "platform", "rg-legacy", "westeurope",
+                  gallery_version_ref(CENTOS, 1), case="STL004,STL003"))
+    out.append(vm("vm-vhd-erp", "apps", "rg-legacy", "westeurope", {}, case="LEG001,APR001", os_disk={
         "osType": "Windows", "createOption": "FromImage",
         "image": {"uri": "https://nwlegacy.blob.core.windows.net/vhds/erp-gold.vhd"},
         "vhd": {"uri": "https://nwlegacy.blob.core.windows.net/vhds/vm-vhd-erp-os.vhd"
                        "?sv=2021-08-06&sig=NOTAREALSIGNATURE%3D"}}))
     # Paid Marketplace images carry a plan.
     for i in range(3):
-        item = vm(f"vm-sql-{i}", "data", "rg-sql", "northeurope", marketplace("sql"))
+        item = vm(f"vm-sql-{i}", "data", "rg-sql", "northeurope", marketplace("sql"),
+                  case="LIC001")
         item["plan"] = {"name": "standard-gen2", "publisher": "microsoftsqlserver",
                         "product": "sql2022-ws2022"}
         out.append(item)
@@ -330,6 +418,8 @@ def machines() -> list[dict]:
              case="PIN001"),
         vmss("vmss-sql", "data", "rg-sql", "northeurope", marketplace("windows"), 2),
         vmss("vmss-empty", "platform", "rg-services", "westeurope", gallery_version_ref(0, 7), 0),
+        # 90 instances need 5 replicas in westeurope; 1.7.0 has 3 (REP002 on the version).
+        vmss("vmss-render-farm", "apps", "rg-render", "westeurope", gallery_version_ref(0, 7), 90),
     ]
     return out
 
@@ -343,7 +433,8 @@ def os_disks(machine_list: list[dict]) -> list[dict]:
         if "/galleries/" not in ref_id or "/versions/" in ref_id.replace("/versions/latest", ""):
             continue
         definition = ref_id.replace("/versions/latest", "")
-        got = definition + "/versions/" + version_name(2)
+        index = next(i for i in range(len(DEFINITIONS)) if definition_id(i) == definition)
+        got = definition + "/versions/" + version_name(index, newest(index))
         out.append({
             "id": item["id"].replace("/virtualMachines/", "/disks/") + "_OsDisk_1",
             "name": item["name"] + "_OsDisk_1", "type": "microsoft.compute/disks",
@@ -352,6 +443,14 @@ def os_disks(machine_list: list[dict]) -> list[dict]:
                                             "galleryImageReference": {"id": got}}},
         })
     return out
+
+
+# The subscriptions the collector tried: one it could not read (COV001).
+SCOPE = [{"subscription_id": sub, "display_name": f"Northwind {name}", "status": "ok",
+          "detail": ""} for name, sub in SUBS.items()] + [
+    {"subscription_id": "c4d5e6f7-8091-4a23-b4c5-d6e7f8091a24",
+     "display_name": "Northwind Contractors", "status": "denied",
+     "detail": "AuthorizationFailed: no Reader role for the auditing identity"}]
 
 
 def others() -> list[dict]:
@@ -365,6 +464,7 @@ def build() -> list[dict]:
     resources = [gallery(i) for i in range(len(GALLERIES))]
     resources += [definition(i) for i in range(len(DEFINITIONS))]
     resources += [version(i, n) for i in range(len(DEFINITIONS)) for n in range(DEFINITIONS[i][5])]
+    resources.append(failed_build())
     resources += MANAGED_IMAGES
     machine_list = machines()
     resources += machine_list + os_disks(machine_list) + others()
@@ -373,7 +473,7 @@ def build() -> list[dict]:
 
 def render() -> str:
     document = {"collectedAt": iso(COLLECTED_AT), "tenant": "Northwind Traders (fictional)",
-                "data": build()}
+                "scope": SCOPE, "data": build()}
     return json.dumps(document, indent=1, sort_keys=False) + "\n"
 
 

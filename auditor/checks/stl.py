@@ -1,0 +1,115 @@
+"""Staleness and end-of-life checks: how old the image a machine runs is, and whether the
+version or definition it comes from has reached (or is about to reach) its end of life."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from auditor.checks.tag import resources
+from auditor.estate import last_segment, lookup, lowered, version_label
+
+
+def _machine_lifecycle(estate) -> pd.DataFrame:
+    """Per machine using a known gallery version or definition: both end-of-life dates."""
+    usage = estate.usage
+    versions = estate.image_versions.set_index("id")
+    definitions = estate.image_definitions.set_index("id")
+    frame = usage[usage["definition_id"].notna()]
+    return frame.assign(
+        definition=last_segment(frame["definition_id"]),
+        version_eol=lookup(frame["version_id"], versions["end_of_life_date"]),
+        definition_eol=lookup(frame["definition_id"], definitions["end_of_life_date"]))
+
+
+def _end_of_life(estate, when) -> pd.DataFrame:
+    """Machines whose version or definition end of life satisfies `when(dates)`."""
+    frame = _machine_lifecycle(estate)
+    by_version = when(frame["version_eol"])
+    by_definition = when(frame["definition_eol"])
+    hit = by_version | by_definition
+    frame, by_version, by_definition = frame[hit], by_version[hit], by_definition[hit]
+    version_text = ("version " + version_label(frame["version_id"]).astype(object) + " ("
+                    + frame["version_eol"].dt.strftime("%Y-%m-%d").astype(object) + ")")
+    definition_text = ("definition " + frame["definition"].astype(object) + " ("
+                       + frame["definition_eol"].dt.strftime("%Y-%m-%d").astype(object) + ")")
+    reason = np.select(
+        [by_version & by_definition, by_version],
+        [version_text + " and " + definition_text, version_text], default=definition_text)
+    return pd.DataFrame({
+        "id": frame["machine_id"], "name": frame["name"], "kind": frame["kind"],
+        "end_of_life": reason, "version_end_of_life_date": frame["version_eol"],
+        "definition_end_of_life_date": frame["definition_eol"],
+        "resolved_from": frame["resolved_from"]})
+
+
+def end_of_life_passed(estate, params) -> pd.DataFrame:
+    """Machines using a version or definition whose end-of-life date is before the as-of."""
+    return _end_of_life(estate, lambda dates: (dates < estate.as_of).fillna(False))
+
+
+def end_of_life_soon(estate, params) -> pd.DataFrame:
+    """Machines using a version or definition whose end of life falls within the warning."""
+    until = estate.as_of + pd.Timedelta(days=float(params["warning_days"]))
+    return _end_of_life(
+        estate, lambda dates: ((dates >= estate.as_of) & (dates < until)).fillna(False))
+
+
+def definition_not_rebuilt(estate, params) -> pd.DataFrame:
+    """Definitions whose newest provisioned version is older than `max_age_days`."""
+    versions = estate.image_versions
+    provisioned = versions[lowered(versions["provisioning_state"]).isin(["", "succeeded"])]
+    newest = provisioned.groupby("definition_id")["published_date"].max().rename("newest_published")
+    cutoff = estate.as_of - pd.Timedelta(days=float(params["max_age_days"]))
+    stale = newest[newest < cutoff]
+    definitions = resources(estate, ["image_definitions"])
+    out = definitions.join(stale, on="id", how="inner")
+    return out.assign(age_days=(estate.as_of - out["newest_published"]).dt.days)
+
+
+def machine_version_stale(estate, params) -> pd.DataFrame:
+    """Machines on a version older than `max_age_days` or `max_versions_behind` behind
+    the definition's latest."""
+    usage = estate.usage
+    usage = usage[usage["version_known"]]
+    versions = estate.image_versions.set_index("id")
+    used = usage[["machine_id", "name", "kind", "version_id", "definition_id", "resolved_from"]]
+    used = used.assign(published_date=lookup(used["version_id"], versions["published_date"]),
+                       major=lookup(used["version_id"], versions["major"]),
+                       minor=lookup(used["version_id"], versions["minor"]),
+                       patch=lookup(used["version_id"], versions["patch"]))
+    newer = used[["version_id", "definition_id", "major", "minor", "patch"]].drop_duplicates(
+        "version_id").merge(estate.latest_candidates, on="definition_id", suffixes=("", "_c"))
+    is_newer = (newer["major_c"] > newer["major"]) | (
+        (newer["major_c"] == newer["major"]) & ((newer["minor_c"] > newer["minor"]) | (
+            (newer["minor_c"] == newer["minor"]) & (newer["patch_c"] > newer["patch"]))))
+    behind = newer[is_newer.fillna(False).astype(bool)].groupby("version_id").size()
+    latest = estate.latest_by_definition.set_index("definition_id")["version_name"]
+    used = used.assign(versions_behind=lookup(used["version_id"], behind).fillna(0).astype("int64"),
+                       latest_version=lookup(used["definition_id"], latest),
+                       age_days=(estate.as_of - used["published_date"]).dt.days)
+    too_old = (used["age_days"] > int(params["max_age_days"])).fillna(False)
+    too_far = used["versions_behind"] >= int(params["max_versions_behind"])
+    stale = used[too_old | too_far]
+    age_text = ("published " + stale["published_date"].dt.strftime("%Y-%m-%d").astype("object")
+                + " (" + stale["age_days"].astype("Int64").astype(str) + " days before the "
+                "as-of date)")
+    behind_text = (stale["versions_behind"].astype(str) + " versions behind the latest, "
+                   + stale["latest_version"].fillna("?").astype(str))
+    old, far = too_old[stale.index], too_far[stale.index]
+    reason = np.select([old & far, old], [age_text + " and " + behind_text, age_text],
+                       default=behind_text)
+    return pd.DataFrame({
+        "id": stale["machine_id"], "name": stale["name"], "kind": stale["kind"],
+        "version": version_label(stale["version_id"]), "staleness": reason,
+        "published_date": stale["published_date"], "age_days": stale["age_days"],
+        "versions_behind": stale["versions_behind"], "latest_version": stale["latest_version"],
+        "resolved_from": stale["resolved_from"]})
+
+
+def version_without_end_of_life(estate, params) -> pd.DataFrame:
+    """Versions with no end-of-life date (named `definition/version`)."""
+    versions = estate.image_versions
+    missing = versions.loc[versions["end_of_life_date"].isna(), ["id", "published_date"]]
+    return resources(estate, ["image_versions"]).merge(
+        missing.assign(end_of_life_date=None), on="id")

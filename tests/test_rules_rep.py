@@ -1,0 +1,131 @@
+"""REP: replication, judged against where the machines that use a version run."""
+
+import json
+
+import pytest
+
+from tests.builders import GOOD_TAGS, definition, disk, gallery, gallery_ref, version, vm, vmss
+
+WE3 = ("West Europe", 3, "Standard_ZRS")
+EUS3 = ("East US", 3, "Standard_ZRS")
+BASE = [gallery(), definition()]
+
+
+def protected(item, allow=False, block=True):
+    item["properties"]["safetyProfile"] = {"allowDeletionOfReplicatedLocations": allow,
+                                           "blockDeletionBeforeEndOfLife": block}
+    return item
+
+
+def test_rep001_triggers_on_machine_outside_replica_regions(run_rule):
+    findings = run_rule("REP001", *BASE, version(regions=(WE3,)),
+                        vm("far", image=gallery_ref(), location="East US"))
+    assert findings.iloc[0]["message"].startswith(
+        "far runs in eastus but image version base/1.0.0 has no replica there "
+        "(replicated to: westeurope)")
+    assert findings.iloc[0]["region"] is None
+
+
+def test_rep001_triggers_on_version_from_os_disk(run_rule):
+    machine = vm("far", image=gallery_ref("base", None), location="eastus")
+    old = "/subscriptions/11111111-2222-3333-4444-555555555555/resourcegroups/rg-img/providers/" \
+          "microsoft.compute/galleries/gal/images/base/versions/1.0.0"
+    findings = run_rule("REP001", *BASE, version("1.0.0", regions=(WE3,)),
+                        version("1.1.0", regions=(WE3, EUS3)), machine, disk(machine, old))
+    assert json.loads(findings.iloc[0]["evidence"])["resolved_from"] == "disk"
+
+
+def test_rep001_pass_replicated_latest_or_unknown(run_rule):
+    assert run_rule("REP001", *BASE, version(regions=(WE3, EUS3)),
+                    vm("a", image=gallery_ref(), location="eastus"),
+                    vm("b", image=gallery_ref("base", None)),
+                    vm("c", image=gallery_ref("base", "9.9.9"), location="eastus"),
+                    vm("d", image={"sharedGalleryImageId": "/SharedGalleries/x/Images/i/Versions/1.0.0"},
+                       location="eastus")).empty
+
+
+def test_rep002_triggers_below_minimum(run_rule):
+    findings = run_rule("REP002", *BASE, version(regions=(("West Europe", 1, "Standard_ZRS"),)),
+                        vm("a", image=gallery_ref()))
+    row = findings.iloc[0]
+    assert row["region"] == "westeurope" and row["fingerprint"].endswith("/versions/1.0.0@westeurope")
+    assert row["message"] == ("base/1.0.0 has 1 replica(s) in westeurope, need 3: 1 machines use "
+                              "it there (one per 20) and the minimum is 3.")
+
+
+def test_rep002_one_per_twenty_machines_capped_at_fifty(run_rule):
+    findings = run_rule("REP002", *BASE, version(regions=(WE3, EUS3)),
+                        vmss("big", image=gallery_ref(), capacity=61),
+                        vmss("huge", image=gallery_ref(), capacity=2000, location="eastus"))
+    need = dict(zip(findings["region"], findings["message"], strict=True))
+    assert "has 3 replica(s) in westeurope, need 4: 61 machines" in need["westeurope"]
+    assert "has 3 replica(s) in eastus, need 50: 2000 machines" in need["eastus"]
+
+
+def test_rep002_pass_at_the_boundary(run_rule):
+    assert run_rule("REP002", *BASE, version(regions=(WE3,)),
+                    vmss("s", image=gallery_ref(), capacity=60)).empty
+
+
+def test_rep002_judges_latest_even_unused(run_rule):
+    findings = run_rule("REP002", *BASE, version("1.0.0", regions=(WE3,)),
+                        version("1.1.0", regions=(("West Europe", 2, "Standard_ZRS"),)))
+    assert list(findings["resource_name"]) == ["base/1.1.0"]
+    assert "what `latest` resolves to" in findings.iloc[0]["message"]
+
+
+def test_rep002_pass_enough_replicas(run_rule):
+    assert run_rule("REP002", *BASE, version("1.0.0", regions=(("West Europe", 1, "Standard_LRS"),)),
+                    version("1.1.0", regions=(WE3,)), vmss("s", image=gallery_ref("base", "1.1.0"),
+                                                           capacity=60)).empty
+
+
+def test_rep002_configured_params(run_rule):
+    findings = run_rule("REP002", *BASE, version(regions=(WE3,)), vmss("s", image=gallery_ref(),
+                                                                       capacity=4),
+                        params={"min_replicas": 1, "machines_per_replica": 1})
+    assert "need 4: 4 machines" in findings.iloc[0]["message"]
+
+
+def test_rep004_triggers_on_shallow_version_in_production(run_rule):
+    findings = run_rule("REP004", *BASE, version(replicationMode="Shallow"),
+                        vmss("s", image=gallery_ref(), capacity=5))
+    assert "Shallow replication and 5 production machine(s)" in findings.iloc[0]["message"]
+
+
+@pytest.mark.parametrize("mode,env", [("Full", "production"), ("Shallow", "dev"),
+                                      (None, "production")])
+def test_rep004_pass(run_rule, mode, env):
+    extra = {"replicationMode": mode} if mode else {}
+    assert run_rule("REP004", *BASE, version(**extra),
+                    vm("a", image=gallery_ref(), tags={"environment": env})).empty
+
+
+def test_rep005_triggers_per_region_with_production_machines(run_rule):
+    lrs = (("West Europe", 3, "Standard_LRS"), ("East US", 3, "Premium_LRS"))
+    findings = run_rule("REP005", *BASE, version(regions=lrs),
+                        vm("a", image=gallery_ref()),
+                        vm("b", image=gallery_ref(), location="eastus", tags={"environment": "dev"}))
+    assert list(findings["region"]) == ["westeurope"]
+    assert "stored as Standard_LRS in westeurope, where 1 production machine(s)" in \
+        findings.iloc[0]["message"]
+
+
+def test_rep005_pass_zone_redundant(run_rule):
+    assert run_rule("REP005", *BASE,
+                    version(regions=(WE3, ("East US", 3, "Premium_ZRS"))),
+                    vm("a", image=gallery_ref()), vm("b", image=gallery_ref(), location="eastus")).empty
+
+
+def test_rep006_triggers_on_allow_deletion_and_unblocked_in_use(run_rule):
+    findings = run_rule("REP006", *BASE, protected(version("1.0.0"), allow=True),
+                        protected(version("1.1.0"), block=False), vm("a", image=gallery_ref("base", "1.1.0")))
+    messages = dict(zip(findings["resource_name"], findings["message"], strict=True))
+    assert messages["base/1.0.0"] == "base/1.0.0 allows deletion of replicated locations."
+    assert "is in use but does not block deletion" in messages["base/1.1.0"]
+
+
+def test_rep006_pass_protected_or_unused(run_rule):
+    assert run_rule("REP006", *BASE, protected(version("1.0.0"), block=False),
+                    protected(version("1.1.0")), vm("a", image=gallery_ref("base", "1.1.0"),
+                                                    tags=GOOD_TAGS)).empty

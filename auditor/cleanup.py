@@ -75,6 +75,7 @@ class CleanupPlan:
             lines += [_comment("Nothing to delete."), ""]
         for row in self.deletions.itertuples(index=False):
             lines.append(_comment(f"{row.label} ({row.rules})"))
+            lines.append(_comment(f"  {row.arm_id}"))
             lines += [_comment(f"  {line}") for line in row.why]
             lines += [row.command, ""]
         if not self.blocked.empty:
@@ -156,7 +157,8 @@ def _version_plan(findings, estate: Estate, retain_tag: str) -> tuple[pd.DataFra
          "it is the newest version of " + rows["definition"] + "; keep at least one"),
         (_retained(estate, rows, retain_tag), f"marked to retain (tag `{retain_tag}`)"),
         (locked, "the gallery blocks deleting it before its end of life ("
-         + eol.dt.strftime("%Y-%m-%d").fillna("no date") + ")"),
+         + eol.dt.strftime("%Y-%m-%d").fillna("no date") + "); to delete it sooner, set an "
+         "earlier date first (az sig image-version update --end-of-life-date)"),
     ]
     age = (estate.as_of - rows["published_date"]).dt.days.astype("Int64").astype(str)
     why = _lines(

@@ -167,7 +167,8 @@ def test_gallery_deletion_lock_before_end_of_life_blocks():
     past["properties"]["safetyProfile"]["blockDeletionBeforeEndOfLife"] = True
     plan = plan_for([locked, past, V3], [locked, past])
     assert blocked(plan) == {"image version gal/base/1.0.0": "the gallery blocks deleting it "
-                             "before its end of life (2027-06-30)"}
+                             "before its end of life (2027-06-30); to delete it sooner, set an "
+                             "earlier date first (az sig image-version update --end-of-life-date)"}
     assert list(plan.deletions["label"]) == ["image version gal/base/1.1.0"]
 
 
@@ -290,3 +291,42 @@ def test_cli_needs_a_snapshot_or_sample(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["cleanup-plan", "-o", str(tmp_path / "c.sh")])
     assert info.value.code == 2 and not (tmp_path / "c.sh").exists()
+
+
+# --- with the shipped rules -------------------------------------------------------------------
+
+def test_cli_with_the_shipped_retention_rules(tmp_path, capsys):
+    """Seven unused versions published long ago: RET001 keeps the newest five, so the plan
+    deletes the two oldest; the unused managed image (RET002) goes too."""
+    old = [version(f"1.{minor}.0", published=f"2025-0{minor + 1}-01T00:00:00Z")
+           for minor in range(7)]
+    raw = tmp_path / "raw.json"
+    raw.write_text(json.dumps([gallery(), definition(), *old, managed_image("img-old"), vm()]))
+    with pytest.raises(SystemExit):
+        main(["import", str(raw), "-o", str(tmp_path / "snap"), "--collected-at", "2026-11-15"])
+    out = tmp_path / "cleanup.sh"
+    with pytest.raises(SystemExit) as info:
+        main(["cleanup-plan", str(tmp_path / "snap"), "-o", str(out)])
+    assert info.value.code == 0
+    commands = [shlex.split(line) for line in out.read_text().splitlines()
+                if line.startswith("az ")]
+    assert [c[-1] for c in commands] == ["1.0.0", "1.1.0", "img-old"]
+
+
+def test_cli_sample_accounts_for_every_flagged_resource(tmp_path, capsys):
+    out = tmp_path / "cleanup.sh"
+    with pytest.raises(SystemExit) as info:
+        main(["cleanup-plan", "--sample", "-o", str(out)])
+    assert info.value.code == 0
+    text = out.read_text()
+    with pytest.raises(SystemExit):
+        main(["audit", "--sample", "-o", str(tmp_path / "r"), "--format", "json"])
+    findings = json.loads((tmp_path / "r" / "findings.json").read_text())["findings"]
+    flagged = {f["resource_id"] for f in findings if f["rule_id"] in ("RET001", "RET002")}
+    listed = {line[4:] for line in text.splitlines() if line.startswith("#   /subscriptions/")}
+    assert flagged and listed == flagged
+    deletions = text.count("\naz ")
+    blocked = text.count("\n# BLOCKED ")
+    assert deletions + blocked == len(flagged)
+    if shutil.which("bash"):
+        subprocess.run(["bash", "-n", str(out)], check=True, timeout=30)

@@ -132,13 +132,10 @@ def _version_plan(findings, estate: Estate, retain_tag: str) -> tuple[pd.DataFra
     rows = _candidates(findings, VERSION_TYPE, versions)
     ranked = versions.sort_values(["definition_id", "major", "minor", "patch"])
     newest = ranked.drop_duplicates("definition_id", keep="last").set_index("definition_id")
-    latest = ranked[~ranked["exclude_from_latest"].fillna(False).astype(bool)].drop_duplicates(
-        "definition_id", keep="last").set_index("definition_id")["id"]
     machines = estate.tables["machines"]
-    unversioned = machines[machines["image_id"].isin(versions["definition_id"])
-                           | machines["image_version"].astype(str).str.lower().eq("latest")]
-    by_latest = unversioned.assign(target=unversioned["image_definition_id"].map(latest))
-    latest_users = by_latest.dropna(subset=["target"]).groupby("target")["name"].agg(_listed)
+    usage = estate.usage
+    by_latest = usage[usage["resolved_from"] == "latest"]
+    latest_users = by_latest.groupby("version_id")["name"].agg(_listed)
 
     refs = _machine_refs(machines, rows["id"])
     parts = rows["arm_id"].str.extract(VERSION_PATH)
@@ -152,7 +149,7 @@ def _version_plan(findings, estate: Estate, retain_tag: str) -> tuple[pd.DataFra
         (rows["exempted"], "finding exempted: " + rows["exemption"]),
         (rows["id"].isin(refs.index), "still used by " + _text(rows["id"].map(refs))),
         (rows["id"].isin(latest_users.index), "machines that reference the definition without a "
-         "version get this one: " + _text(rows["id"].map(latest_users))),
+         "version get this one in their region: " + _text(rows["id"].map(latest_users))),
         (rows["id"] == rows["definition_id"].map(newest["id"]),
          "it is the newest version of " + rows["definition"] + "; keep at least one"),
         (_retained(estate, rows, retain_tag), f"marked to retain (tag `{retain_tag}`)"),

@@ -133,7 +133,21 @@ def test_version_that_unversioned_references_resolve_to_is_blocked():
     machine = vm("vm-float", image=gallery_ref(version_name=None))
     plan = plan_for([V1, V2, newest_excluded, machine], [V2])
     assert blocked(plan) == {"image version gal/base/1.1.0": "machines that reference the "
-                             "definition without a version get this one: vm-float"}
+                             "definition without a version get this one in their region: "
+                             "vm-float"}
+
+
+def test_latest_is_judged_per_region():
+    """In eastus, where 1.1.0 has no replica, `latest` gives 1.0.0: that one stays."""
+    older = version("1.0.0", regions=(("West Europe", 1, "Standard_LRS"),
+                                      ("East US", 1, "Standard_LRS")))
+    newer = version("1.1.0")
+    machine = vm("vm-east", image=gallery_ref(version_name=None), location="eastus")
+    plan = plan_for([older, newer, V3, machine], [older, newer])
+    assert list(plan.deletions["label"]) == ["image version gal/base/1.1.0"]
+    assert blocked(plan) == {"image version gal/base/1.0.0": "machines that reference the "
+                             "definition without a version get this one in their region: "
+                             "vm-east"}
 
 
 @pytest.mark.parametrize("value, is_blocked", [("true", True), ("until-2027", True),

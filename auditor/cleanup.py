@@ -31,6 +31,7 @@ IMAGE_PATH = re.compile(r"(?i)^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<
                         r"providers/Microsoft\.Compute/images/(?P<name>[^/]+)$")
 UNUSED = ("unused: no VM or scale set model references it, and no scale set runs instances "
           "created from it")
+UNPARSED = "its id is not in the form the delete command needs; delete it by hand if at all"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 
 
@@ -139,13 +140,15 @@ def _version_plan(findings, estate: Estate, retain_tag: str) -> tuple[pd.DataFra
 
     refs = _machine_refs(machines, rows["id"])
     parts = rows["arm_id"].str.extract(VERSION_PATH)
-    rows = rows.assign(label="image version " + parts["gallery"] + "/" + parts["definition"]
-                       + "/" + parts["version"], definition=parts["definition"])
+    rows = rows.assign(label=("image version " + parts["gallery"] + "/" + parts["definition"]
+                              + "/" + parts["version"]).fillna(rows["arm_id"]),
+                       definition=parts["definition"])
     newest_name = rows["definition_id"].map(newest["name"])
     eol = rows["end_of_life_date"]
     locked = rows["block_deletion_before_end_of_life"].fillna(False).astype(bool) & (
         eol.isna() | (eol > estate.as_of))
     reasons = [
+        (parts["sub"].isna(), UNPARSED),
         (rows["exempted"], "finding exempted: " + rows["exemption"]),
         (rows["id"].isin(refs.index), "still used by " + _text(rows["id"].map(refs))),
         (rows["id"].isin(latest_users.index), "machines that reference the definition without a "
@@ -165,10 +168,10 @@ def _version_plan(findings, estate: Estate, retain_tag: str) -> tuple[pd.DataFra
         + age + " days before the as-of date",
         "not the newest: " + rows["definition"] + " keeps " + newest_name.astype(str),
         f"not marked to retain: no `{retain_tag}` tag", index=rows.index)
-    command = ("az sig image-version delete --subscription " + parts["sub"].map(shlex.quote)
-               + " -g " + parts["rg"].map(shlex.quote) + " -r " + parts["gallery"].map(shlex.quote)
-               + " -i " + parts["definition"].map(shlex.quote)
-               + " -e " + parts["version"].map(shlex.quote))
+    quoted = parts.fillna("").map(shlex.quote)
+    command = ("az sig image-version delete --subscription " + quoted["sub"] + " -g " + quoted["rg"]
+               + " -r " + quoted["gallery"] + " -i " + quoted["definition"]
+               + " -e " + quoted["version"])
     return _split(rows.assign(why=why, command=command), reasons)
 
 
@@ -183,8 +186,9 @@ def _image_plan(findings, estate: Estate, retain_tag: str,
     built = kept.groupby("source_id")["label"].agg(_listed)
     refs = _machine_refs(estate.tables["machines"], rows["id"])
     parts = rows["arm_id"].str.extract(IMAGE_PATH)
-    rows = rows.assign(label="managed image " + parts["name"])
+    rows = rows.assign(label=("managed image " + parts["name"]).fillna(rows["arm_id"]))
     reasons = [
+        (parts["sub"].isna(), UNPARSED),
         (rows["exempted"], "finding exempted: " + rows["exemption"]),
         (rows["id"].isin(refs.index), "still used by " + _text(rows["id"].map(refs))),
         (rows["id"].isin(built.index), "gallery version(s) " + _text(rows["id"].map(built))
@@ -194,8 +198,9 @@ def _image_plan(findings, estate: Estate, retain_tag: str,
     why = _lines("flagged: " + rows["message"].astype(str), UNUSED,
                  "no kept gallery version was built from it",
                  f"not marked to retain: no `{retain_tag}` tag", index=rows.index)
-    command = ("az image delete --subscription " + parts["sub"].map(shlex.quote)
-               + " -g " + parts["rg"].map(shlex.quote) + " -n " + parts["name"].map(shlex.quote))
+    quoted = parts.fillna("").map(shlex.quote)
+    command = ("az image delete --subscription " + quoted["sub"] + " -g " + quoted["rg"]
+               + " -n " + quoted["name"])
     return _split(rows.assign(why=why, command=command), reasons)
 
 

@@ -274,6 +274,18 @@ def test_script_runs_only_its_commands_with_exact_arguments(tmp_path):
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "injected").exists()
 
 
+def test_unexpected_id_is_blocked_not_guessed():
+    odd = managed_image("img-odd")
+    findings = pd.DataFrame([flag(odd, "RET002")], columns=FINDING_COLUMNS)
+    estate = estate_of(odd)
+    estate.tables["managed_images"] = estate.tables["managed_images"].assign(
+        arm_id="/providers/Microsoft.Compute/images/img-odd")
+    plan = cleanup_plan(findings, estate)
+    assert plan.deletions.empty
+    assert list(plan.blocked["reason"]) == [
+        "its id is not in the form the delete command needs; delete it by hand if at all"]
+
+
 def test_empty_plan_says_so():
     script = plan_for([V1], []).script(CONTEXT)
     assert "# Nothing to delete." in script and "\naz " not in script

@@ -55,6 +55,7 @@ INPUT_COLUMNS = {
 
 
 def table_columns(table: str) -> list[str]:
+    """The columns a rule over `table` (a snapshot table or an input) may name."""
     return INPUT_COLUMNS[table] if table in INPUT_COLUMNS else TABLE_SCHEMAS[table].names
 
 FINDING_COLUMNS = [
@@ -326,7 +327,7 @@ def _parse_rule(entry, file: str, index: int) -> Rule:
 def load_yaml(path: Path, loader: type = yaml.SafeLoader):
     try:
         with open(path, encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=loader)  # noqa: S506 - a SafeLoader subclass
+            return yaml.load(handle, Loader=loader)  # SafeLoader or a subclass of it
     except FileNotFoundError:
         raise AuditError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:

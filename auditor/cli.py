@@ -11,14 +11,21 @@ import click
 import pandas as pd
 
 from auditor import __version__
+from auditor import cost as costing
+from auditor import prices as price_table
+from auditor.baseline import load_baseline
+from auditor.cleanup import DELETION_RULES, cleanup_plan
+from auditor.collect import CLOUDS, collect_from_options
+from auditor.docs import rules_markdown
 from auditor.engine import SEVERITIES, SEVERITY_RANK, apply_config, evaluate, load_config, load_rules
 from auditor.errors import AuditError
 from auditor.estate import Estate
+from auditor.exemptions import load_exemptions
 from auditor.importer import import_files, sample_config, sample_snapshot
-from auditor.report import summary, write_reports
+from auditor.report import atomic_write, summary, write_cost, write_reports
 from auditor.snapshot import Snapshot
 
-FORMATS = ["json", "csv", "xlsx"]
+FORMATS = ["json", "csv", "xlsx", "sarif", "junit", "md", "cost"]
 DEFAULT_CONFIG = Path("image-audit.yaml")
 
 
@@ -60,6 +67,42 @@ def import_command(files, output, collected_at, force):
     click.echo(f"snapshot {output}: {counts}; {skipped} other resources skipped")
 
 
+def _scope_options(command):
+    """Where to collect from: shared by `collect` and `audit --collect`."""
+    options = [
+        click.option("--subscription", "subscriptions", multiple=True, metavar="ID",
+                     help="Subscription to collect (repeatable)."),
+        click.option("--management-group", "management_groups", multiple=True, metavar="ID",
+                     help="Management group to collect (repeatable). With neither option, "
+                     "every subscription the credential can see."),
+        click.option("--cloud", type=click.Choice(list(CLOUDS)), default="public",
+                     show_default=True, help="Azure cloud whose Resource Manager to ask."),
+        click.option("--endpoint", metavar="URL", help="Resource Manager URL (overrides --cloud)."),
+        click.option("--deep", is_flag=True,
+                     help="Also read each image version's replication status (one GET each)."),
+        click.option("--quiet", is_flag=True, help="No progress and no closing line on stderr."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@cli.command("collect")
+@_scope_options
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Snapshot directory to create.")
+@click.option("--force", is_flag=True, help="Replace an existing snapshot at OUTPUT.")
+def collect_command(output, force, **scope):
+    """Collect the image estate from Azure Resource Graph into a snapshot (read-only)."""
+    snapshot = collect_from_options(**scope)
+    snapshot.write(output, overwrite=force)
+    gaps = int((snapshot.tables["scope"]["status"] != "ok").sum())
+    if gaps:
+        click.echo(f"warning: {gaps} subscription(s) or group(s) not fully collected; "
+                   "see the scope table", err=True)
+    click.echo(f"snapshot {output}")
+
+
 def _rules_and_config(config_path: Path | None, base: dict | None = None):
     rules = load_rules()
     if base:  # the sample's own policy; the user's config still applies on top
@@ -81,14 +124,42 @@ def _rules_and_config(config_path: Path | None, base: dict | None = None):
 @click.option("--as-of", help="The 'now' of time-based rules (default: the snapshot's time).")
 @click.option("--format", "formats", multiple=True, type=click.Choice(FORMATS),
               help="Report formats to write (repeatable; default all).")
-def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats):
+@click.option("--occupancy", type=float,
+              help="Occupied share of the provisioned disk size (0-1] for cost; default: "
+                   "provisioned size, an upper bound.")
+@click.option("--prices", "prices_path", type=click.Path(path_type=Path),
+              help="Price table CSV (default: the one shipped, see `prices refresh`).")
+@click.option("--exemptions", "exemptions_path", type=click.Path(path_type=Path),
+              help="Exemptions file (YAML): matched findings are reported as exempted.")
+@click.option("--baseline", "baseline_path", type=click.Path(path_type=Path),
+              help="An earlier run's findings.json: mark findings new or existing.")
+@click.option("--fail-on-new", is_flag=True,
+              help="With --fail-on and --baseline: count only new findings for the exit code.")
+@click.option("--collect", "collect_now", is_flag=True,
+              help="Collect from Azure first (scope options below); the snapshot is kept in "
+              "the output folder.")
+@_scope_options
+def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occupancy,
+          prices_path, exemptions_path, baseline_path, fail_on_new, collect_now, **scope):
     """Evaluate the rule pack over a snapshot and write the reports."""
-    if bool(snapshot) == bool(sample):
-        raise click.UsageError("give a SNAPSHOT directory or --sample (one of them)")
+    if bool(snapshot) + bool(sample) + bool(collect_now) != 1:
+        raise click.UsageError("give a SNAPSHOT directory, --sample or --collect (one of them)")
+    if fail_on_new and not (fail_on and baseline_path):
+        raise click.UsageError("--fail-on-new needs --fail-on and --baseline")
     rules = _rules_and_config(config_path, sample_config() if sample else None)
-    loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
+    exemptions = load_exemptions(exemptions_path, rules) if exemptions_path else None
+    baseline = load_baseline(baseline_path) if baseline_path else None
+    if collect_now:
+        loaded = collect_from_options(**scope)
+        stamp = loaded.collected_at.strftime("%Y%m%dT%H%M%SZ")
+        snapshot = loaded.write(Path(out_dir) / f"snapshot-{stamp}")
+    else:
+        loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
     estate = Estate(loaded, _parse_time(as_of, "--as-of"))
     findings = evaluate(estate, rules)
+    if exemptions is not None:
+        findings = exemptions.apply(findings, estate, rules)
+    cost = costing.estimate(estate, price_table.load_prices(prices_path), occupancy)
     context = {
         "tool_version": __version__,
         "snapshot": "sample estate" if sample else str(snapshot),
@@ -96,21 +167,39 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats):
         "collected_at": loaded.manifest["collected_at"],
         "as_of": estate.as_of.isoformat(),
         "command": " ".join(["image-audit"] + sys.argv[1:]),
+        "manifest": loaded.manifest,
+        "table_hashes": loaded.table_hashes,
+        "rule_pack": _rule_pack_hashes(),
     }
-    written = write_reports(out_dir, findings, estate.tables, context, list(formats) or FORMATS)
+    if exemptions is not None:
+        context["exemptions"] = str(exemptions_path)
+    if baseline is not None:
+        findings, resolved = baseline.compare(findings)
+        context["baseline"] = baseline.summary(findings, resolved)
+        context["resolved"] = resolved
+    written = write_reports(out_dir, findings, estate.tables, context, list(formats) or FORMATS,
+                            rules=rules, cost=cost, usage=getattr(estate, "usage", None),
+                            exemptions=exemptions.entries if exemptions is not None else None)
     counts = summary(findings)
     by_severity = ", ".join(f"{k} {v}" for k, v in counts["by_severity"].items() if v)
     click.echo(f"{counts['total']} findings ({by_severity or 'none'}; "
                f"{counts['exempted']} exempted)")
     for rule_id, count in counts["by_rule"].items():
         click.echo(f"  {rule_id}  {count}")
+    if baseline is not None:
+        compared = context["baseline"]
+        click.echo(f"against {baseline_path}: {compared['new']} new, {compared['existing']} "
+                   f"existing, {compared['resolved']} resolved")
     for path in written:
         click.echo(f"wrote {path}")
     if fail_on:
         active = findings[~findings["exempted"].astype(bool)]
+        if fail_on_new:
+            active = active[active["status"] == "new"]
         failing = active["severity"].map(SEVERITY_RANK) >= SEVERITY_RANK[fail_on]
         if failing.any():
-            click.echo(f"{int(failing.sum())} findings at or above {fail_on}", err=True)
+            click.echo(f"{int(failing.sum())} {'new ' if fail_on_new else ''}findings at or "
+                       f"above {fail_on}", err=True)
             sys.exit(1)
 
 
@@ -128,6 +217,100 @@ def synth(machines, seed, output):
     click.echo(f"wrote {output}: {count} resources ({machines} machines); import it with "
                f"`image-audit import {output} -o SNAPSHOT --collected-at "
                f"{COLLECTED_AT.isoformat()}`")
+
+
+@cli.command("cleanup-plan")
+@click.argument("snapshot", required=False, type=click.Path(path_type=Path))
+@click.option("--sample", is_flag=True, help="Plan for the bundled sample estate.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Script to write (never run, never made executable).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="Config file (default: image-audit.yaml if present).")
+@click.option("--exemptions", "exemptions_path", type=click.Path(path_type=Path),
+              help="Exemptions file: exempted findings are blocked, not deleted.")
+@click.option("--as-of", help="The 'now' of time-based rules (default: the snapshot's time).")
+@click.option("--retain-tag", help="A resource with this tag (any value but false/no/0) is never "
+              "deleted (default: RET001's retain_tag param, else `retain`).")
+def cleanup_plan_command(snapshot, sample, output, config_path, exemptions_path, as_of,
+                         retain_tag):
+    """Write a reviewed script of the deletions that RET and STL findings call for."""
+    if bool(snapshot) == bool(sample):
+        raise click.UsageError("give a SNAPSHOT directory or --sample (one of them)")
+    rules = _rules_and_config(config_path, sample_config() if sample else None)
+    exemptions = load_exemptions(exemptions_path, rules) if exemptions_path else None
+    loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
+    estate = Estate(loaded, _parse_time(as_of, "--as-of"))
+    cleanup_rules = [rule for rule in rules if rule.id in DELETION_RULES]
+    findings = evaluate(estate, cleanup_rules)
+    if exemptions is not None:
+        findings = exemptions.apply(findings, estate, cleanup_rules)
+    if retain_tag is None:
+        retain_tag = next((str(r.params["retain_tag"]) for r in rules if "retain_tag" in r.params),
+                          "retain")
+    plan = cleanup_plan(findings, estate, retain_tag=retain_tag)
+    script = plan.script({"tool_version": __version__,
+                          "snapshot": "sample estate" if sample else str(snapshot),
+                          "snapshot_sha256": loaded.sha256, "as_of": estate.as_of.isoformat()})
+    atomic_write(output, lambda temporary: temporary.write_text(script, encoding="utf-8"))
+    output.chmod(0o644)
+    click.echo(f"wrote {output}: {len(plan.deletions)} deletion(s), {len(plan.blocked)} "
+               "blocked; nothing was run")
+def _rule_pack_hashes() -> dict[str, str]:
+    """SHA-256 of each rule file, so a report names the exact rule pack that produced it."""
+    import hashlib
+
+    from auditor.engine import rules_dir
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(rules_dir().glob("*.yaml"))}
+
+
+@cli.command("cost")
+@click.argument("snapshot", required=False, type=click.Path(path_type=Path))
+@click.option("--sample", is_flag=True, help="Cost the bundled sample estate.")
+@click.option("-o", "--output", "out_dir", default="reports", show_default=True,
+              type=click.Path(path_type=Path), help="Folder for cost.csv and cost_lines.csv.")
+@click.option("--occupancy", type=float,
+              help="Occupied share of the provisioned disk size (0-1]; default: provisioned "
+                   "size, an upper bound.")
+@click.option("--prices", "prices_path", type=click.Path(path_type=Path),
+              help="Price table CSV (default: the one shipped).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="Config file for the rules whose findings give the savings.")
+def cost_command(snapshot, sample, out_dir, occupancy, prices_path, config_path):
+    """Storage cost of images and replicas: totals by gallery, region, storage type, team."""
+    if bool(snapshot) == bool(sample):
+        raise click.UsageError("give a SNAPSHOT directory or --sample (one of them)")
+    loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
+    estate = Estate(loaded)
+    cost = costing.estimate(estate, price_table.load_prices(prices_path), occupancy)
+    rules = _rules_and_config(config_path, sample_config() if sample else None)
+    findings = cost.with_finding_costs(evaluate(estate, rules))
+    totals = pd.concat([cost.totals(), cost.savings(findings)], ignore_index=True)
+    click.echo(f"monthly image storage cost, {cost.currency} ({cost.basis})")
+    for row in totals.itertuples(index=False):
+        unpriced = f"  ({row.unpriced} unpriced)" if row.unpriced else ""
+        click.echo(f"  {row.section:<13} {row.key:<40} {row.monthly_cost:>12,.2f}{unpriced}")
+    for path in write_cost(out_dir, cost, findings):
+        click.echo(f"wrote {path}")
+
+
+@cli.group("prices")
+def prices_group():
+    """The snapshot price table used for cost."""
+
+
+@prices_group.command("refresh")
+@click.option("--currency", default="USD", show_default=True, help="ISO currency code.")
+@click.option("--regions", help="Comma-separated ARM regions (default: every region).")
+@click.option("--endpoint", default=price_table.RETAIL_PRICES_URL, show_default=True,
+              help="Retail Prices API endpoint.")
+@click.option("--output", type=click.Path(path_type=Path),
+              help="Price table to write (default: the one shipped with the package).")
+def prices_refresh(currency, regions, endpoint, output):
+    """Rebuild the price table from the Azure Retail Prices API."""
+    region_list = [r.strip() for r in (regions or "").split(",") if r.strip()]
+    path, table = price_table.refresh(output, currency, region_list, endpoint)
+    click.echo(f"wrote {path}: {len(table)} prices in {currency.upper()}")
 
 
 @cli.group()
@@ -161,6 +344,19 @@ def rules_show(rule_id):
     click.echo("\nReferences:")
     for reference in rule.references:
         click.echo(f"  {reference}")
+
+
+@rules.command("docs")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Markdown file to write (default: print it).")
+def rules_docs(output):
+    """The rule reference in markdown, generated from the YAML (docs/rules.md)."""
+    markdown = rules_markdown(load_rules())
+    if output is None:
+        click.echo(markdown, nl=False)
+        return
+    atomic_write(output, lambda temporary: temporary.write_text(markdown, encoding="utf-8"))
+    click.echo(f"wrote {output}")
 
 
 def main(argv=None):

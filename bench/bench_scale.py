@@ -446,6 +446,8 @@ def render(results: dict, info: dict, info_after: dict) -> str:
     lines += ["", f"## Targets (judged at {max(sizes):,} machines)", "",
               "| target | measured | verdict |", "| --- | --- | --- |"]
     lines += [f"| {t} | {m} | {v} |" for t, m, v in targets(results)]
+    lines += ["", "Why each target is missed, with profiles before and after, and what would "
+              "close each: `bench/profiles.md`."]
     return "\n".join(lines) + "\n"
 
 

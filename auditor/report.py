@@ -60,19 +60,68 @@ def summary(findings: pd.DataFrame) -> dict:
     }
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
-    return json.loads(frame.to_json(orient="records", date_format="iso", date_unit="s"))
+_SCALAR = json.JSONEncoder(ensure_ascii=False).encode  # C-accelerated; no indent
+_STRING = json.encoder.encode_basestring
 
 
-def write_json(path: Path, findings: pd.DataFrame, context: dict) -> Path:
-    document = {**context, "summary": summary(findings)}
-    rows = _records(findings)
-    for row in rows:
-        row["evidence"] = json.loads(row["evidence"]) if row.get("evidence") else {}
-    document["findings"] = rows
+def _dumped(value, level: int) -> str:
+    """`json.dumps(value, indent=1, ensure_ascii=False)` as it would appear nested `level`
+    deep, with scalars encoded by the C encoder (the indenting encoder is pure Python)."""
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        inner = "\n" + " " * (level + 1)
+        return "{" + inner + ("," + inner).join(
+            _STRING(str(k)) + ": " + _dumped(v, level + 1) for k, v in value.items()) \
+            + "\n" + " " * level + "}"
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        inner = "\n" + " " * (level + 1)
+        return "[" + inner + ("," + inner).join(_dumped(v, level + 1) for v in value) \
+            + "\n" + " " * level + "]"
+    return _SCALAR(value)
+
+
+def _column_texts(column: pd.Series) -> list[str]:
+    """Each value of a findings column as findings.json spells it: what
+    `to_json(orient="records", date_format="iso", date_unit="s")` gives, parsed and dumped."""
+    if pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
+        return [_STRING(v) if isinstance(v, str) else "null"
+                for v in column.astype("object").tolist()]
+    values = json.loads(column.to_json(orient="values", date_format="iso", date_unit="s"))
+    return [_dumped(v, 3) for v in values]
+
+
+def _evidence_texts(column: pd.Series) -> list[str]:
+    loads = json.loads
+    return [_dumped(loads(v), 3) if isinstance(v, str) and v else "{}"
+            for v in column.astype("object").tolist()]
+
+
+def write_json(path: Path, findings: pd.DataFrame, context: dict, chunk: int = 20_000) -> Path:
+    """findings.json, written row by row: the same document `json.dumps(..., indent=1)` of
+    the records would give, without holding the findings as Python dicts."""
+    head = json.dumps({**context, "summary": summary(findings), "findings": []}, indent=1,
+                      ensure_ascii=False)
+    if not head.endswith('"findings": []\n}') or findings.empty:
+        def write_whole(temporary: Path):
+            temporary.write_text(head, encoding="utf-8")
+        return atomic_write(path, write_whole)
+    head = head[:-len("[]\n}")]
+    keys = ["   " + _STRING(str(c)) + ": " for c in findings.columns]
 
     def write(temporary: Path):
-        temporary.write_text(json.dumps(document, indent=1, ensure_ascii=False), encoding="utf-8")
+        with open(temporary, "w", encoding="utf-8") as out:
+            out.write(head + "[")
+            for start in range(0, len(findings), chunk):
+                part = findings.iloc[start:start + chunk]
+                columns = [_evidence_texts(part[c]) if c == "evidence" else _column_texts(part[c])
+                           for c in part.columns]
+                rows = ("\n  {\n" + ",\n".join(k + v for k, v in zip(keys, values)) + "\n  }"
+                        for values in zip(*columns))
+                out.write(("," if start else "") + ",".join(rows))
+            out.write("\n ]\n}")
     return atomic_write(path, write)
 
 

@@ -10,6 +10,8 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from auditor.snapshot import Snapshot
 
@@ -45,14 +47,33 @@ class Estate:
         values = self._tags_by_key.get(key.lower())
         if values is None:
             return pd.Series(pd.NA, index=frame.index, dtype="object")
-        return pd.Series(ids.map(values).to_numpy(), index=frame.index)
+        return pd.Series(_take_by_key(ids, values), index=frame.index)
 
     # --- environment ---------------------------------------------------------------------
 
     def is_production(self, table: str | pd.DataFrame, production_values, ids=None) -> pd.Series:
-        """True where the row's `environment` tag is a production value (any casing)."""
-        values = [str(v).strip().lower() for v in production_values]
-        return lowered(self.tag(table, "environment", ids)).str.strip().isin(values)
+        """True where the row's `environment` tag is a production value (any casing).
+        Cached per table and values: several rules ask the same of the machines."""
+        values = tuple(str(v).strip().lower() for v in production_values)
+        cacheable = isinstance(table, str) and ids is None
+        cache = self.__dict__.setdefault("_production", {})
+        if cacheable and (table, values) in cache:
+            return cache[(table, values)].copy()
+        frame = self.tables[table] if isinstance(table, str) else table
+        tagged = self._tags_by_key.get("environment")
+        if tagged is None or "" in values:
+            result = lowered(self.tag(table, "environment", ids)).str.strip().isin(list(values))
+        else:
+            # Judge each distinct tag value once, then test ids against the production ones.
+            distinct = pd.Series(tagged.dropna().unique(), dtype="object")
+            production = distinct[[str(v).lower().strip() in values for v in distinct]]
+            production_ids = tagged.index[tagged.isin(production).to_numpy(dtype=bool)]
+            result = pd.Series(_isin(frame["id"] if ids is None else ids, production_ids),
+                               index=frame.index)
+        if cacheable:
+            cache[(table, values)] = result
+            return result.copy()
+        return result
 
     # --- usage resolution ----------------------------------------------------------------
 
@@ -152,6 +173,45 @@ class Estate:
         return pd.Index(ids.dropna().astype(str).unique())
 
 
+def _arrow_strings(values) -> pa.Array:
+    if isinstance(values, (pd.Series, pd.Index)):
+        values = values.astype("object").where(values.notna(), None) \
+            if not isinstance(values.dtype, pd.StringDtype) else values
+    array = pa.array(values, from_pandas=True)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array if array.type == pa.string() else array.cast(pa.string())
+
+
+def _isin(ids: pd.Series, value_set) -> np.ndarray:
+    """`ids.isin(value_set)` for strings, computed by Arrow (missing ids are never in it)."""
+    found = pc.is_in(_arrow_strings(ids), value_set=_arrow_strings(pd.Index(value_set)),
+                     skip_nulls=True)
+    return found.fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def _take_by_key(ids: pd.Series, values: pd.Series) -> np.ndarray:
+    """`ids.map(values).to_numpy()` for a string-keyed Series with a unique index, by Arrow."""
+    position = pc.index_in(_arrow_strings(ids), value_set=_arrow_strings(values.index),
+                           skip_nulls=True)
+    position = position.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
+    found = position >= 0
+    out = np.full(len(position), np.nan, dtype=object)
+    if found.any():
+        out[found] = values.to_numpy(dtype=object)[position[found]]
+    return out
+
+
+def _by_unique(func, series: pd.Series) -> pd.Series:
+    """`func(series)` for an element-wise `func`, computed once per distinct value: ids and
+    names repeat across a million machines, and the string work is per Python object."""
+    if len(series) < 2048:
+        return func(series)
+    codes, uniques = pd.factorize(series, use_na_sentinel=False)
+    mapped = func(pd.Series(uniques, dtype=series.dtype))
+    return pd.Series(mapped.array.take(codes), index=series.index, name=series.name)
+
+
 def _choose(conditions, choices, index) -> pd.Series:
     """np.select as an object Series (None where nothing applies), whatever the length."""
     choices = [c.to_numpy(dtype=object) if isinstance(c, pd.Series) else c for c in choices]
@@ -161,6 +221,10 @@ def _choose(conditions, choices, index) -> pd.Series:
 
 
 def _definition_of(version_ids: pd.Series) -> pd.Series:
+    return _by_unique(_definition_of_each, version_ids)
+
+
+def _definition_of_each(version_ids: pd.Series) -> pd.Series:
     text = version_ids.astype(object).fillna("").astype(str)
     return text.str.replace(r"/versions/[^/]+$", "", regex=True).astype(object)
 
@@ -183,6 +247,10 @@ def _resolution_text(usage: pd.DataFrame) -> pd.Series:
 
 def version_label(version_ids: pd.Series) -> pd.Series:
     """`definition/1.2.0` for a version id: a version's own name says too little."""
+    return _by_unique(_version_label_each, version_ids)
+
+
+def _version_label_each(version_ids: pd.Series) -> pd.Series:
     text = version_ids.astype(object).fillna("").astype(str)
     parts = text.str.extract(r"/images/([^/]+)/versions/([^/]+)$")
     return (parts[0] + "/" + parts[1]).where(parts[0].notna(), version_ids).astype(str)
@@ -191,11 +259,19 @@ def version_label(version_ids: pd.Series) -> pd.Series:
 def lowered(series: pd.Series) -> pd.Series:
     """Lower-cased text with '' for missing values, so comparisons never meet NA (and an
     all-missing column still has string methods)."""
+    return _by_unique(_lowered_each, series)
+
+
+def _lowered_each(series: pd.Series) -> pd.Series:
     return series.astype(object).fillna("").astype(str).str.lower().astype(object)
 
 
 def last_segment(ids: pd.Series) -> pd.Series:
     """The last path segment of a resource id (its name as the id spells it)."""
+    return _by_unique(_last_segment_each, ids)
+
+
+def _last_segment_each(ids: pd.Series) -> pd.Series:
     segment = ids.astype(object).fillna("").astype(str).str.rsplit("/", n=1).str[-1].astype(str)
     return segment.where(ids.notna())
 

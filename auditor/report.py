@@ -62,17 +62,22 @@ def summary(findings: pd.DataFrame) -> dict:
 
 _SCALAR = json.JSONEncoder(ensure_ascii=False).encode  # C-accelerated; no indent
 _STRING = json.encoder.encode_basestring
+_FAST = {str: _STRING, int: int.__repr__, type(None): lambda v: "null",
+         bool: lambda v: "true" if v else "false"}
 
 
 def _dumped(value, level: int) -> str:
     """`json.dumps(value, indent=1, ensure_ascii=False)` as it would appear nested `level`
     deep, with scalars encoded by the C encoder (the indenting encoder is pure Python)."""
+    fast = _FAST.get(type(value))
+    if fast is not None:
+        return fast(value)
     if isinstance(value, dict):
         if not value:
             return "{}"
         inner = "\n" + " " * (level + 1)
         return "{" + inner + ("," + inner).join(
-            _STRING(str(k)) + ": " + _dumped(v, level + 1) for k, v in value.items()) \
+            _key(k) + ": " + _dumped(v, level + 1) for k, v in value.items()) \
             + "\n" + " " * level + "}"
     if isinstance(value, list):
         if not value:
@@ -81,6 +86,10 @@ def _dumped(value, level: int) -> str:
         return "[" + inner + ("," + inner).join(_dumped(v, level + 1) for v in value) \
             + "\n" + " " * level + "]"
     return _SCALAR(value)
+
+
+def _key(key) -> str:
+    return _STRING(key) if isinstance(key, str) else _STRING(_SCALAR(key).strip('"'))
 
 
 def _column_texts(column: pd.Series) -> list[str]:

@@ -41,13 +41,22 @@ class Estate:
                 for key, group in tags.groupby("key_lower", sort=False)}
 
     def tag(self, table: str | pd.DataFrame, key: str, ids: pd.Series | None = None) -> pd.Series:
-        """The value of tag `key` (any casing) for each row of `table` (NaN where absent)."""
+        """The value of tag `key` (any casing) for each row of `table` (NaN where absent).
+        Cached per snapshot table and key: rules and evidence ask the same of the machines."""
+        cacheable = isinstance(table, str) and ids is None
+        cache = self.__dict__.setdefault("_tag_columns", {})
+        if cacheable and (table, key.lower()) in cache:
+            return cache[(table, key.lower())].copy()
         frame = self.tables[table] if isinstance(table, str) else table
         ids = frame["id"] if ids is None else ids
         values = self._tags_by_key.get(key.lower())
         if values is None:
             return pd.Series(pd.NA, index=frame.index, dtype="object")
-        return pd.Series(_take_by_key(ids, values), index=frame.index)
+        result = pd.Series(_take_by_key(ids, values), index=frame.index)
+        if cacheable:
+            cache[(table, key.lower())] = result
+            return result.copy()
+        return result
 
     # --- environment ---------------------------------------------------------------------
 
@@ -191,10 +200,13 @@ def _isin(ids: pd.Series, value_set) -> np.ndarray:
 
 
 def _take_by_key(ids: pd.Series, values: pd.Series) -> np.ndarray:
-    """`ids.map(values).to_numpy()` for a string-keyed Series with a unique index, by Arrow."""
-    position = pc.index_in(_arrow_strings(ids), value_set=_arrow_strings(values.index),
-                           skip_nulls=True)
+    """`ids.map(values).to_numpy()` for a string-keyed Series with a unique index, by Arrow,
+    looking up each distinct id once."""
+    codes, uniques = pd.factorize(ids)
+    position = pc.index_in(_arrow_strings(pd.Index(uniques)),
+                           value_set=_arrow_strings(values.index), skip_nulls=True)
     position = position.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
+    position = np.where(codes >= 0, position[np.maximum(codes, 0)] if len(position) else -1, -1)
     found = position >= 0
     out = np.full(len(position), np.nan, dtype=object)
     if found.any():
@@ -231,7 +243,18 @@ def _definition_of_each(version_ids: pd.Series) -> pd.Series:
 
 def _resolution_text(usage: pd.DataFrame) -> pd.Series:
     """How a machine's gallery version was found, in words for the Machines sheet:
-    `latest` is what the machine would get today in its region, not what it may run."""
+    `latest` is what the machine would get today in its region, not what it may run.
+    Worded once per distinct (resolved_from, version_name, region)."""
+    keys = usage[["resolved_from", "version_name", "region"]]
+    if len(keys) < 2048:
+        return _resolution_text_each(keys)
+    distinct = keys.drop_duplicates()
+    worded = distinct.assign(_text=_resolution_text_each(distinct))
+    text = keys.merge(worded, how="left", on=list(keys.columns))["_text"]
+    return pd.Series(text.to_numpy(dtype=object), index=usage.index, dtype="object")
+
+
+def _resolution_text_each(usage: pd.DataFrame) -> pd.Series:
     name = usage["version_name"].astype(object).fillna("?").astype(str)
     region = usage["region"].astype(object).fillna("?").astype(str)
     text = pd.Series(
@@ -278,5 +301,10 @@ def _last_segment_each(ids: pd.Series) -> pd.Series:
 
 def lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
     """`values[key]` for each key (missing where absent), keeping the values' dtype even when
-    either side is empty (Series.map loses it, or fails, on empty datetime lookups)."""
-    return pd.Series(values.reindex(keys.to_numpy(dtype=object)).array, index=keys.index)
+    either side is empty (Series.map loses it, or fails, on empty datetime lookups). Each
+    distinct key is looked up once."""
+    if len(keys) < 2048:
+        return pd.Series(values.reindex(keys.to_numpy(dtype=object)).array, index=keys.index)
+    codes, uniques = pd.factorize(keys.to_numpy(dtype=object))
+    found = values.reindex(uniques).array
+    return pd.Series(found.take(codes, allow_fill=True), index=keys.index)

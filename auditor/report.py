@@ -127,8 +127,8 @@ def write_json(path: Path, findings: pd.DataFrame, context: dict, chunk: int = 2
                 part = findings.iloc[start:start + chunk]
                 columns = [_evidence_texts(part[c]) if c == "evidence" else _column_texts(part[c])
                            for c in part.columns]
-                rows = ("\n  {\n" + ",\n".join(k + v for k, v in zip(keys, values)) + "\n  }"
-                        for values in zip(*columns))
+                rows = ("\n  {\n" + ",\n".join(k + v for k, v in zip(keys, values, strict=True))
+                        + "\n  }" for values in zip(*columns, strict=True))
                 out.write(("," if start else "") + ",".join(rows))
             out.write("\n ]\n}")
     return atomic_write(path, write)

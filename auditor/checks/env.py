@@ -29,8 +29,13 @@ def production_uses_non_production_image(estate, params) -> pd.DataFrame:
                      image=last_segment(bad["image_id"]))
     bad = bad.assign(offending=bad["what"] + " " + bad["image"] + " (environment="
                      + bad["environment"].astype(str) + ")")
-    listed = bad.sort_values(["machine", "what"]).groupby("machine").agg(
-        offending=("offending", "; ".join), image_environment=("environment", "first"))
+    ordered = bad.sort_values(["machine", "what"])
+    several = ordered.duplicated("machine", keep=False).to_numpy()
+    single = ordered.loc[~several].set_index("machine")[["offending", "environment"]]
+    joined = ordered.loc[several].groupby("machine").agg(
+        offending=("offending", "; ".join), environment=("environment", "first"))
+    listed = pd.concat([single, joined]).sort_index().rename(
+        columns={"environment": "image_environment"})
     rows = usage.join(listed, how="inner")
     return pd.DataFrame({"id": rows["machine_id"], "name": rows["name"], "kind": rows["kind"],
                          "offending": rows["offending"],

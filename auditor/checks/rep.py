@@ -54,7 +54,7 @@ def too_few_replicas(estate, params) -> pd.DataFrame:
     rows["need"] = np.minimum(np.maximum(by_load, minimum), 50).astype("int64")
     rows["have"] = rows["regional_replica_count"].fillna(0).astype("int64")
     rows = rows[rows["have"] < rows["need"]]
-    used = rows["version_id"].isin(usage["version_id"])
+    used = rows["version_id"].isin(usage["version_id"].dropna().unique())
     rows["why"] = (rows["machines"].astype(str) + " machines use it there (one per "
                    + str(per_replica) + ") and the minimum is " + str(minimum)
                    + np.where(used, "", "; it is what `latest` resolves to"))

@@ -16,6 +16,24 @@ import pyarrow.compute as pc
 from auditor.snapshot import Snapshot
 
 
+class _TagsByKey:
+    """Per lower-cased tag key, the values by resource id: built for a key when first asked."""
+
+    def __init__(self, tags: pd.DataFrame):
+        self._tags = tags
+        self._keys = set(tags["key_lower"].dropna().unique()) if not tags.empty else set()
+        self._built: dict[str, pd.Series] = {}
+
+    def get(self, key: str, default=None):
+        if key not in self._keys:
+            return default
+        if key not in self._built:
+            tags = self._tags
+            rows = tags[(tags["key_lower"] == key).to_numpy(dtype=bool)]
+            self._built[key] = rows.set_index("resource_id")["value"]
+        return self._built[key]
+
+
 class Estate:
     def __init__(self, snapshot: Snapshot, as_of: pd.Timestamp | None = None):
         self.snapshot = snapshot
@@ -31,14 +49,22 @@ class Estate:
         raise AttributeError(name)
 
     @cached_property
-    def _tags_by_key(self) -> dict[str, pd.Series]:
+    def _tags_unique(self) -> pd.DataFrame:
+        """`resource_tags` without keys that differ from an earlier one only in case (Azure
+        tag names are case-insensitive; the first is kept)."""
         tags = self.tables["resource_tags"]
         if tags.empty:
-            return {}
-        # Azure tag names are case-insensitive; keep the first of keys that differ only in case.
-        tags = tags.drop_duplicates(["resource_id", "key_lower"])
-        return {key: group.set_index("resource_id")["value"]
-                for key, group in tags.groupby("key_lower", sort=False)}
+            return tags
+        # Duplicates found on integer codes: hashing two string columns is the slow way.
+        resource = pd.factorize(tags["resource_id"], use_na_sentinel=False)[0]
+        key = pd.factorize(tags["key_lower"], use_na_sentinel=False)[0]
+        combined = resource.astype(np.int64) * (int(key.max()) + 1) + key
+        duplicated = pd.Series(combined).duplicated().to_numpy()
+        return tags[~duplicated] if duplicated.any() else tags
+
+    @cached_property
+    def _tags_by_key(self) -> _TagsByKey:
+        return _TagsByKey(self._tags_unique)
 
     def tag(self, table: str | pd.DataFrame, key: str, ids: pd.Series | None = None) -> pd.Series:
         """The value of tag `key` (any casing) for each row of `table` (NaN where absent).
@@ -184,8 +210,8 @@ class Estate:
 
 def _arrow_strings(values) -> pa.Array:
     if isinstance(values, (pd.Series, pd.Index)):
-        values = values.astype("object").where(values.notna(), None) \
-            if not isinstance(values.dtype, pd.StringDtype) else values
+        values = values.array if isinstance(values.dtype, pd.StringDtype) \
+            else values.astype("object").where(values.notna(), None)
     array = pa.array(values, from_pandas=True)
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()

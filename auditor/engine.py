@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from auditor.errors import AuditError
-from auditor.estate import Estate
+from auditor.estate import Estate, _positions, take_rows
 from auditor.normalize import TABLE_SCHEMAS
 
 SEVERITIES = ["info", "low", "medium", "high", "critical"]
@@ -491,8 +491,14 @@ def _violations(rule: Rule, estate: Estate, params: dict) -> pd.DataFrame:
     missing = [c for c in ("arm_id", "name", "subscription_id", "resource_group", "location")
                if c not in rows.columns and c in table.columns]
     if missing and not rows.empty:
-        extra = table.drop_duplicates("id").set_index("id")[missing]
-        rows = rows.join(extra, on="id")
+        if pd.api.types.is_string_dtype(rows["id"]):
+            # By position: joining on the id hashes a million-row table once per rule.
+            first = estate.identity(rule.tables[0], ["id"] + missing)
+            extra = take_rows(first[missing], _positions(rows["id"], first["id"]))
+            rows = rows.assign(**{column: extra[column].array for column in missing})
+        else:
+            extra = table.drop_duplicates("id").set_index("id")[missing]
+            rows = rows.join(extra, on="id")
     return rows.reset_index(drop=True)
 
 

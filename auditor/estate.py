@@ -100,8 +100,8 @@ class Estate:
             result = lowered(self.tag(table, "environment", ids)).str.strip().isin(list(values))
         else:
             # Judge each distinct tag value once, then test ids against the production ones.
-            distinct = pd.Series(tagged.dropna().unique(), dtype="object")
-            production = distinct[[str(v).lower().strip() in values for v in distinct]]
+            distinct = [v for v in tagged.unique() if isinstance(v, str)]
+            production = [v for v in distinct if v.lower().strip() in values]
             production_ids = tagged.index[tagged.isin(production).to_numpy(dtype=bool)]
             result = pd.Series(_isin(frame["id"] if ids is None else ids, production_ids),
                                index=frame.index)
@@ -111,6 +111,15 @@ class Estate:
         return result
 
     # --- usage resolution ----------------------------------------------------------------
+
+    def identity(self, table: str, columns: list[str]) -> pd.DataFrame:
+        """`columns` of `table`'s first row per id (cached: rules look rows up by id)."""
+        cache = self.__dict__.setdefault("_first_rows", {})
+        if table not in cache:
+            frame = self.tables[table]
+            first = frame.drop_duplicates("id") if frame["id"].duplicated().any() else frame
+            cache[table] = first
+        return cache[table][columns]
 
     @cached_property
     def latest_candidates(self) -> pd.DataFrame:
@@ -226,18 +235,32 @@ def _isin(ids: pd.Series, value_set) -> np.ndarray:
 
 
 def _take_by_key(ids: pd.Series, values: pd.Series) -> np.ndarray:
-    """`ids.map(values).to_numpy()` for a string-keyed Series with a unique index, by Arrow,
-    looking up each distinct id once."""
-    codes, uniques = pd.factorize(ids)
-    position = pc.index_in(_arrow_strings(pd.Index(uniques)),
-                           value_set=_arrow_strings(values.index), skip_nulls=True)
-    position = position.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
-    position = np.where(codes >= 0, position[np.maximum(codes, 0)] if len(position) else -1, -1)
+    """`ids.map(values).to_numpy()` for a string-keyed Series with a unique index, by Arrow
+    (ids that are Python objects are looked up once per distinct id)."""
+    if isinstance(ids.dtype, pd.StringDtype):
+        position = _positions(ids, values.index)
+    else:
+        codes, uniques = pd.factorize(ids)
+        position = _positions(pd.Index(uniques), values.index)
+        position = np.where(codes >= 0, position[np.maximum(codes, 0)] if len(position) else -1,
+                            -1)
     found = position >= 0
     out = np.full(len(position), np.nan, dtype=object)
     if found.any():
         out[found] = values.to_numpy(dtype=object)[position[found]]
     return out
+
+
+def _positions(keys, index) -> np.ndarray:
+    """The position of each key in `index` (-1 where absent), by Arrow's hash lookup."""
+    position = pc.index_in(_arrow_strings(keys), value_set=_arrow_strings(index),
+                           skip_nulls=True)
+    return position.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
+
+
+def take_rows(frame: pd.DataFrame, position: np.ndarray) -> pd.DataFrame:
+    """Rows of `frame` by position, missing values where the position is -1."""
+    return pd.DataFrame({c: frame[c].array.take(position, allow_fill=True) for c in frame.columns})
 
 
 def _by_unique(func, series: pd.Series) -> pd.Series:

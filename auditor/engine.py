@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from auditor.errors import AuditError
-from auditor.estate import Estate, _positions, take_rows
+from auditor.estate import Estate, take_rows
 from auditor.normalize import TABLE_SCHEMAS
 
 SEVERITIES = ["info", "low", "medium", "high", "critical"]
@@ -494,7 +494,7 @@ def _violations(rule: Rule, estate: Estate, params: dict) -> pd.DataFrame:
         if pd.api.types.is_string_dtype(rows["id"]):
             # By position: joining on the id hashes a million-row table once per rule.
             first = estate.identity(rule.tables[0], ["id"] + missing)
-            extra = take_rows(first[missing], _positions(rows["id"], first["id"]))
+            extra = take_rows(first[missing], estate.row_positions(rule.tables[0], rows["id"]))
             rows = rows.assign(**{column: extra[column].array for column in missing})
         else:
             extra = table.drop_duplicates("id").set_index("id")[missing]

@@ -118,8 +118,13 @@ class Estate:
         if table not in cache:
             frame = self.tables[table]
             first = frame.drop_duplicates("id") if frame["id"].duplicated().any() else frame
-            cache[table] = first
-        return cache[table][columns]
+            cache[table] = (first, pd.Index(first["id"]))
+        return cache[table][0][columns]
+
+    def row_positions(self, table: str, ids: pd.Series) -> np.ndarray:
+        """Where each id is in `identity(table, ...)` (-1 where absent)."""
+        self.identity(table, ["id"])
+        return _positions(ids, self.__dict__["_first_rows"][table][1])
 
     @cached_property
     def latest_candidates(self) -> pd.DataFrame:
@@ -235,15 +240,9 @@ def _isin(ids: pd.Series, value_set) -> np.ndarray:
 
 
 def _take_by_key(ids: pd.Series, values: pd.Series) -> np.ndarray:
-    """`ids.map(values).to_numpy()` for a string-keyed Series with a unique index, by Arrow
-    (ids that are Python objects are looked up once per distinct id)."""
-    if isinstance(ids.dtype, pd.StringDtype):
-        position = _positions(ids, values.index)
-    else:
-        codes, uniques = pd.factorize(ids)
-        position = _positions(pd.Index(uniques), values.index)
-        position = np.where(codes >= 0, position[np.maximum(codes, 0)] if len(position) else -1,
-                            -1)
+    """`ids.map(values).to_numpy()` for a Series with a unique index, whose hash table pandas
+    keeps with the (cached) index, so it is built once per estate."""
+    position = _positions(ids, values.index)
     found = position >= 0
     out = np.full(len(position), np.nan, dtype=object)
     if found.any():
@@ -251,11 +250,9 @@ def _take_by_key(ids: pd.Series, values: pd.Series) -> np.ndarray:
     return out
 
 
-def _positions(keys, index) -> np.ndarray:
-    """The position of each key in `index` (-1 where absent), by Arrow's hash lookup."""
-    position = pc.index_in(_arrow_strings(keys), value_set=_arrow_strings(index),
-                           skip_nulls=True)
-    return position.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
+def _positions(keys, index: pd.Index) -> np.ndarray:
+    """The position of each key in the unique `index` (-1 where absent)."""
+    return index.get_indexer(pd.Index(keys)).astype(np.intp)
 
 
 def take_rows(frame: pd.DataFrame, position: np.ndarray) -> pd.DataFrame:

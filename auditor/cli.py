@@ -203,6 +203,22 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occup
             sys.exit(1)
 
 
+@cli.command()
+@click.option("--machines", required=True, type=click.IntRange(min=1),
+              help="Number of VMs and scale sets.")
+@click.option("--seed", default=0, show_default=True, help="Same seed, same estate.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="File to write: .jsonl, or .jsonl.gz for gzip.")
+def synth(machines, seed, output):
+    """Write a deterministic synthetic tenant in raw Resource Graph shape (JSON lines)."""
+    from auditor.synth import COLLECTED_AT, write_estate
+
+    count = write_estate(output, machines, seed)
+    click.echo(f"wrote {output}: {count} resources ({machines} machines); import it with "
+               f"`image-audit import {output} -o SNAPSHOT --collected-at "
+               f"{COLLECTED_AT.isoformat()}`")
+
+
 @cli.command("cleanup-plan")
 @click.argument("snapshot", required=False, type=click.Path(path_type=Path))
 @click.option("--sample", is_flag=True, help="Plan for the bundled sample estate.")

@@ -172,13 +172,15 @@ class Estate:
         the version is not in the snapshot, so replica rules never judge what they cannot see.
         """
         machines = self.tables["machines"]
-        kind = machines["image_kind"].astype("object")
-        version = machines["image_version"].astype("object")
+        # Reference columns repeat across machines: made Python objects once per value.
+        kind = _objects(machines["image_kind"])
+        version = machines["image_version"]
         gallery = kind == "gallery"
         unversioned = lowered(version).isin(["", "latest"])
-        definition = machines["image_definition_id"].astype("object").where(
+        definition = _objects(machines["image_definition_id"]).where(
             kind.isin(["gallery", "shared", "community"]))
-        running = machines["running_version_id"].astype("object")
+        running = _objects(machines["running_version_id"])
+        image_id = _objects(machines["image_id"])
         from_disk = gallery & unversioned & running.notna() & (
             _definition_of(running) == definition)
         out = pd.DataFrame({
@@ -186,14 +188,14 @@ class Estate:
             "kind": machines["kind"], "region": machines["location"],
             "capacity": machines["capacity"].fillna(0).astype("int64"),
             "image_kind": kind, "definition_id": definition,
-            "managed_image_id": machines["image_id"].astype("object").where(kind == "managed"),
+            "managed_image_id": image_id.where(kind == "managed"),
         })
         latest = self.latest_by_definition_region.rename(
             columns={"definition_id": "_def", "version_id": "_latest"})
         out = out.merge(latest[["_def", "region", "_latest"]], how="left",
                         left_on=["definition_id", "region"], right_on=["_def", "region"])
         out.index = machines.index
-        pinned_id = machines["image_id"].astype("object")
+        pinned_id = image_id
         out["version_id"] = _choose(
             [gallery & ~unversioned, from_disk, gallery & unversioned],
             [pinned_id, running, out["_latest"]], out.index)
@@ -258,6 +260,11 @@ def _positions(keys, index: pd.Index) -> np.ndarray:
 def take_rows(frame: pd.DataFrame, position: np.ndarray) -> pd.DataFrame:
     """Rows of `frame` by position, missing values where the position is -1."""
     return pd.DataFrame({c: frame[c].array.take(position, allow_fill=True) for c in frame.columns})
+
+
+def _objects(series: pd.Series) -> pd.Series:
+    """`series.astype("object")`, converting each distinct value once."""
+    return _by_unique(lambda s: s.astype("object"), series)
 
 
 def _by_unique(func, series: pd.Series) -> pd.Series:

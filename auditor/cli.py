@@ -58,6 +58,11 @@ def import_command(files, output, collected_at, force):
                        snapshot.arrow_tables.items() if name not in ("resource_tags", "scope"))
     skipped = sum(snapshot.manifest["skipped_types"].values())
     click.echo(f"snapshot {output}: {counts}; {skipped} other resources skipped")
+    problems = snapshot.manifest.get("problem_count", 0)
+    if problems:
+        click.echo(f"image-audit: warning: {problems} input problems (values of the wrong type, "
+                   f"items skipped); they are listed under 'problems' in {output / 'manifest.json'}",
+                   err=True)
 
 
 def _rules_and_config(config_path: Path | None, base: dict | None = None):
@@ -163,12 +168,14 @@ def main(argv=None):
     except AuditError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"image-audit: error: {exc}", err=True)
+        click.echo(f"image-audit: error: {' '.join(str(exc).splitlines())}", err=True)
         sys.exit(2)
     except Exception as exc:  # an unexpected failure still ends in one line, not a traceback
         if debug:
             raise
-        click.echo(f"image-audit: internal error: {type(exc).__name__}: {exc} "
+        detail = " ".join(str(exc).splitlines())  # one line, whatever the exception holds
+        detail = detail if len(detail) <= 200 else detail[:197] + "..."
+        click.echo(f"image-audit: internal error: {type(exc).__name__}: {detail} "
                    "(run with --debug for the traceback)", err=True)
         sys.exit(2)
     sys.exit(0)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 
@@ -110,7 +111,10 @@ def _cell_value(value):
 
 def _text_cell(sheet, value):
     """A cell that holds `value`; a string is always stored as a string, never a formula."""
-    cell = WriteOnlyCell(sheet, value=_cell_value(value))
+    value = _cell_value(value)
+    if isinstance(value, str):  # control characters are not allowed in a worksheet cell
+        value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+    cell = WriteOnlyCell(sheet, value=value)
     if isinstance(cell.value, str):
         cell.data_type = "s"
     return cell

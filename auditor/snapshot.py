@@ -186,8 +186,8 @@ def build_snapshot(resources: Iterable, *, collected_at: datetime | None = None,
         "collected_at": collected_at.astimezone(timezone.utc).isoformat(),
         "read_types": dict(sorted(normalized.read_types.items())),
         "skipped_types": dict(sorted(normalized.skipped_types.items())),
-        "problems": normalized.problems[:1000],
-        "problem_count": len(normalized.problems),
+        "problems": normalized.problems,
+        "problem_count": normalized.problem_count,
         "gaps": [],
     }
     manifest.update(source or {})

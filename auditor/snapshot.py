@@ -93,8 +93,13 @@ class Snapshot:
             if target.exists():
                 retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
                 os.replace(target, retired / "snapshot")
-                os.replace(staging, target)
-                shutil.rmtree(retired, ignore_errors=True)
+                try:
+                    os.replace(staging, target)
+                except BaseException:  # interrupted between the two renames: put the old back
+                    os.replace(retired / "snapshot", target)
+                    raise
+                finally:
+                    shutil.rmtree(retired, ignore_errors=True)
             else:
                 os.replace(staging, target)
         finally:

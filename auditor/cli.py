@@ -11,6 +11,7 @@ import click
 import pandas as pd
 
 from auditor import __version__
+from auditor.collect import CLOUDS, collect_from_options
 from auditor.engine import SEVERITIES, SEVERITY_RANK, apply_config, evaluate, load_config, load_rules
 from auditor.errors import AuditError
 from auditor.estate import Estate
@@ -65,6 +66,42 @@ def import_command(files, output, collected_at, force):
                    err=True)
 
 
+def _scope_options(command):
+    """Where to collect from: shared by `collect` and `audit --collect`."""
+    options = [
+        click.option("--subscription", "subscriptions", multiple=True, metavar="ID",
+                     help="Subscription to collect (repeatable)."),
+        click.option("--management-group", "management_groups", multiple=True, metavar="ID",
+                     help="Management group to collect (repeatable). With neither option, "
+                     "every subscription the credential can see."),
+        click.option("--cloud", type=click.Choice(list(CLOUDS)), default="public",
+                     show_default=True, help="Azure cloud whose Resource Manager to ask."),
+        click.option("--endpoint", metavar="URL", help="Resource Manager URL (overrides --cloud)."),
+        click.option("--deep", is_flag=True,
+                     help="Also read each image version's replication status (one GET each)."),
+        click.option("--quiet", is_flag=True, help="No progress and no closing line on stderr."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@cli.command("collect")
+@_scope_options
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Snapshot directory to create.")
+@click.option("--force", is_flag=True, help="Replace an existing snapshot at OUTPUT.")
+def collect_command(output, force, **scope):
+    """Collect the image estate from Azure Resource Graph into a snapshot (read-only)."""
+    snapshot = collect_from_options(**scope)
+    snapshot.write(output, overwrite=force)
+    gaps = int((snapshot.tables["scope"]["status"] != "ok").sum())
+    if gaps:
+        click.echo(f"warning: {gaps} subscription(s) or group(s) not fully collected; "
+                   "see the scope table", err=True)
+    click.echo(f"snapshot {output}")
+
+
 def _rules_and_config(config_path: Path | None, base: dict | None = None):
     rules = load_rules()
     if base:  # the sample's own policy; the user's config still applies on top
@@ -86,12 +123,21 @@ def _rules_and_config(config_path: Path | None, base: dict | None = None):
 @click.option("--as-of", help="The 'now' of time-based rules (default: the snapshot's time).")
 @click.option("--format", "formats", multiple=True, type=click.Choice(FORMATS),
               help="Report formats to write (repeatable; default all).")
-def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats):
+@click.option("--collect", "collect_now", is_flag=True,
+              help="Collect from Azure first (scope options below); the snapshot is kept in "
+              "the output folder.")
+@_scope_options
+def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, collect_now, **scope):
     """Evaluate the rule pack over a snapshot and write the reports."""
-    if bool(snapshot) == bool(sample):
-        raise click.UsageError("give a SNAPSHOT directory or --sample (one of them)")
+    if bool(snapshot) + bool(sample) + bool(collect_now) != 1:
+        raise click.UsageError("give a SNAPSHOT directory, --sample or --collect (one of them)")
     rules = _rules_and_config(config_path, sample_config() if sample else None)
-    loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
+    if collect_now:
+        loaded = collect_from_options(**scope)
+        stamp = loaded.collected_at.strftime("%Y%m%dT%H%M%SZ")
+        snapshot = loaded.write(Path(out_dir) / f"snapshot-{stamp}")
+    else:
+        loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
     estate = Estate(loaded, _parse_time(as_of, "--as-of"))
     findings = evaluate(estate, rules)
     context = {

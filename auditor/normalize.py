@@ -47,6 +47,8 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "version_regions": pa.schema([
         ("version_id", S), ("region", S), ("regional_replica_count", INT),
         ("storage_account_type", S), ("exclude_from_latest", B)]),
+    "version_replication": pa.schema([
+        ("version_id", S), ("region", S), ("state", S), ("progress", INT), ("details", S)]),
     "managed_images": pa.schema(_COMMON + [
         ("os_type", S), ("os_state", S), ("hyper_v_generation", S), ("source_vm_id", S),
         ("os_disk_size_gb", F), ("data_disk_size_gb", F), ("storage_account_type", S),
@@ -371,6 +373,11 @@ class _Normalizer:
                 regional_replica_count=regional if regional is not None else replica_count,
                 storage_account_type=_str(target.get("storageAccountType")) or storage_type,
                 exclude_from_latest=bool(_bool(target.get("excludeFromLatest"))))
+        # Only an ARM GET with $expand=ReplicationStatus (`collect --deep`) carries this.
+        for status in map(_obj, _list(_obj(props.get("replicationStatus")).get("summary"))):
+            self.rows["version_replication"].add(
+                version_id=vid, region=region(status.get("region")), state=_str(status.get("state")),
+                progress=_int(status.get("progress")), details=_str(status.get("details")))
         source = _obj(storage.get("source"))
         self.rows["image_versions"].add(
             **common, definition_id=parent_of(vid, "versions"),

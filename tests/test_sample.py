@@ -66,8 +66,8 @@ def test_sample_coverage_gap(findings):
 
 SAMPLE_CASE_RULES = [
     "PIN001", "PIN002", "TAG001", "TAG002", "GEN001", "GEN002", "GEN003", "REP001", "REP002",
-    "REP004", "REP005", "REP006", "STL001", "STL002", "STL003", "STL004", "STL005", "RET001",
-    "RET002", "RET003", "LIC001", "LEG001", "ENV001", "APR001", "VER001"]
+    "REP003", "REP004", "REP005", "REP006", "STL001", "STL002", "STL003", "STL004", "STL005",
+    "RET001", "RET002", "RET003", "LIC001", "LEG001", "ENV001", "APR001", "VER001"]
 
 
 @pytest.mark.parametrize("rule_id", SAMPLE_CASE_RULES)

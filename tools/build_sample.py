@@ -135,7 +135,7 @@ def version_cases(index: int, n: int) -> list[str]:
         cases.append("RET001")  # old, unused, beyond the newest five; 1.0.0 of 0 is retained
     cases += {(1, count - 1): ["TAG001", "REP004"], (0, count - 1): ["REP002"],
               (2, count - 1): ["REP005"], (4, count - 1): ["REP006"], (3, 0): ["REP006"],
-              (SQL_MIGRATED, 0): ["STL005"]}.get((index, n), [])
+              (SQL_MIGRATED, 0): ["STL005"], (2, count - 2): ["REP003"]}.get((index, n), [])
     return cases
 
 
@@ -172,9 +172,18 @@ def version(index: int, n: int) -> dict:
     }
     if "STL005" in cases:
         del publishing["endOfLifeDate"]
-    return version_body(index, version_name(index, n), location, version_tags, publishing, {
+    body = version_body(index, version_name(index, n), location, version_tags, publishing, {
         "allowDeletionOfReplicatedLocations": (index, n) == (3, 0),
         "blockDeletionBeforeEndOfLife": (index, n) != (4, count - 1)}, "Succeeded")
+    # As `collect --deep` reads it: per-region replication state.
+    summary = [{"region": t["name"], "state": "Completed", "details": "", "progress": 100}
+               for t in targets]
+    if "REP003" in cases:
+        summary[-1].update(state="Failed", progress=35,
+                           details="The disk encryption set is not available in the region.")
+    body["properties"]["replicationStatus"] = {
+        "aggregatedState": "Failed" if "REP003" in cases else "Completed", "summary": summary}
+    return body
 
 
 def failed_build() -> dict:

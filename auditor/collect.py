@@ -1,0 +1,930 @@
+"""Collect an image estate from Azure Resource Graph into a snapshot.
+
+Read-only by construction: the only requests that leave are POSTs of queries to Resource
+Graph and GETs to ARM (a pipeline policy refuses anything else). Completeness is evidence:
+a subscription that is denied or keeps failing lands in the `scope` table and the manifest's
+gaps; it is never skipped silently, and nothing is written when nothing could be collected.
+
+Pacing and retries are ours, not the SDK's: Resource Graph's 429s may carry no Retry-After
+(which the SDK needs to retry a POST), and counting every request we send is what lets the
+pacer spend the per-user quota (`x-ms-user-quota-*` headers) without running into 429.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import requests
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    DecodeError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.pipeline import policies
+from azure.core.pipeline.transport import RequestsTransport
+from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
+from urllib3.util.retry import Retry
+
+from auditor import __version__
+from auditor.errors import AuditError
+
+CLOUDS = {
+    "public": "https://management.azure.com",
+    "china": "https://management.chinacloudapi.cn",
+    "usgov": "https://management.usgovcloudapi.net",
+}
+API_VERSION = "2024-04-01"  # the SDK would send 2021-03-01
+COMPUTE_API_VERSION = "2024-03-03"
+PAGE_SIZE = 1000
+BATCH_SIZE = 300  # Microsoft allows 1000 subscriptions a request and suggests fewer than 300
+QUOTA_REMAINING = "x-ms-user-quota-remaining"
+QUOTA_RESETS = "x-ms-user-quota-resets-after"
+
+SIGN_IN_HELP = (
+    "no Azure credential worked: sign in with `az login`, or set AZURE_TENANT_ID, "
+    "AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (service principal) or AZURE_FEDERATED_TOKEN_FILE "
+    "(workload identity), or run where a managed identity is assigned"
+)
+
+# Rows stay in ARM shape; the query must project `id` or Resource Graph returns no $skipToken.
+_ARM_COLUMNS = (
+    "id, name, type, location, subscriptionId, resourceGroup, tags, sku, plan, kind, "
+    "managedBy, zones, properties"
+)
+QUERIES = {
+    name: f"resources | where type =~ '{kind}' | project {_ARM_COLUMNS}"
+    for name, kind in {
+        "galleries": "microsoft.compute/galleries",
+        "gallery_images": "microsoft.compute/galleries/images",
+        "gallery_image_versions": "microsoft.compute/galleries/images/versions",
+        "managed_images": "microsoft.compute/images",
+        "virtual_machines": "microsoft.compute/virtualmachines",
+        "scale_sets": "microsoft.compute/virtualmachinescalesets",
+    }.items()
+}
+# OS disks made from a gallery version, trimmed to what tells which version a machine runs.
+QUERIES["os_disks"] = (
+    "resources | where type =~ 'microsoft.compute/disks' "
+    "| where isnotempty(managedBy) and isnotempty(properties.osType) "
+    "and isnotempty(properties.creationData.galleryImageReference.id) "
+    "| project id, type, managedBy, location, "
+    "properties = pack('creationData', properties.creationData)"
+)
+# Machines per subscription: lets the machine and disk queries run as several shorter chains
+# (subscription groups of about `chain_pages` pages) that together hide each page's latency.
+PLAN_QUERY = (
+    "resources | where type =~ 'microsoft.compute/virtualmachines' "
+    "| summarize machines = count() by subscriptionId"
+)
+_PLANNED = ("virtual_machines", "os_disks")
+SUBSCRIPTIONS_QUERY = (
+    "resourcecontainers | where type =~ 'microsoft.resources/subscriptions' "
+    "| project id, name, type, subscriptionId"
+)
+_VERSION_TYPE = "microsoft.compute/galleries/images/versions"
+_VERSION_ID = re.compile(
+    r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.compute/"
+    r"galleries/([^/]+)/images/([^/]+)/versions/([^/]+)$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What to collect: subscriptions and/or management groups; neither means every
+    subscription the credential can see."""
+
+    subscriptions: Sequence[str] = ()
+    management_groups: Sequence[str] = ()
+
+
+@dataclass
+class Collected:
+    """Raw rows in ARM shape plus the evidence of how they were collected."""
+
+    rows: list[dict]
+    scope: list[dict]
+    queries: dict[str, str]
+    gaps: list[dict]
+    stats: dict
+    replicated: int | None = None  # with --deep: versions whose replication status was read
+
+
+class _Failure(Exception):
+    """A request that was denied, or still failed after its retries."""
+
+    def __init__(self, status: str, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+# --- endpoint and HTTP plumbing ---------------------------------------------------------------
+
+
+def check_endpoint(endpoint: str) -> tuple[str, bool]:
+    """The endpoint without a trailing slash, and whether it is plain http to loopback (the
+    only place plain http is allowed: a local test server)."""
+    parts = urlsplit(endpoint)
+    if parts.scheme == "https" and parts.hostname:
+        return endpoint.rstrip("/"), False
+    if parts.scheme == "http" and parts.hostname:
+        host = parts.hostname
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if loopback:
+            return endpoint.rstrip("/"), True
+        raise AuditError(f"{endpoint}: plain http is allowed only to a loopback address; use https")
+    raise AuditError(f"{endpoint}: not an http(s) URL")
+
+
+class _ReadOnlyPolicy(policies.SansIOHTTPPolicy):
+    """Refuse any request but a Resource Graph query POST or an ARM GET."""
+
+    def on_request(self, request):
+        http = request.http_request
+        path = urlsplit(http.url).path.lower().rstrip("/")
+        query_post = http.method == "POST" and path == "/providers/microsoft.resourcegraph/resources"
+        if not (query_post or http.method == "GET"):
+            raise AuditError(f"refusing to send {http.method} {path}: image-audit is read-only")
+
+
+def _session(pool: int, loopback: bool) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = not loopback  # no proxy between us and a local server
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=4, pool_maxsize=pool, max_retries=Retry(total=False, redirect=False)
+    )
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _client_kwargs(credential, endpoint: str, session: requests.Session) -> dict:
+    """Our own pipeline: no SDK retries (ours count and pace), no redirects, no automatic
+    resource provider registration (a write), and the read-only guard."""
+    scope = endpoint + "/.default"
+    pipeline = [
+        policies.RequestIdPolicy(),
+        policies.HeadersPolicy(),
+        policies.UserAgentPolicy(user_agent=f"image-audit/{__version__}"),
+        _ReadOnlyPolicy(),
+        policies.ContentDecodePolicy(),
+        ARMChallengeAuthenticationPolicy(credential, scope),
+    ]
+    transport = RequestsTransport(session=session, session_owner=False)
+    return dict(base_url=endpoint, credential_scopes=[scope], policies=pipeline, transport=transport)
+
+
+def _with_headers(pipeline_response, deserialized, _):
+    return deserialized, pipeline_response.http_response.headers
+
+
+# --- pacing -----------------------------------------------------------------------------------
+
+
+def parse_timespan(value: str | None) -> float | None:
+    """`hh:mm:ss[.fffffff]` (a .NET TimeSpan) in seconds."""
+    match = re.fullmatch(r"(?:(\d+)\.)?(\d+):(\d+):(\d+(?:\.\d+)?)", (value or "").strip())
+    if not match:
+        return None
+    days, hours, minutes, seconds = match.groups()
+    return ((int(days or 0) * 24 + int(hours)) * 60 + int(minutes)) * 60 + float(seconds)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class _Pacer:
+    """Spends the per-user quota the answers' headers describe, shared by every thread.
+
+    Each answer tells how many requests remain in the current window and when it resets.
+    Requests sent after it and still unanswered are assumed not yet counted, so the estimate
+    errs on the safe side. With no answer yet, one request probes; once a window is over,
+    we may send as many as the largest quota seen; a 429 pauses everyone.
+    """
+
+    def __init__(self, margin: float = 0.1):
+        self._cond = threading.Condition()
+        self._margin = margin
+        self._seq = 0
+        self._inflight: set[int] = set()
+        self._waiting: set[tuple[int, int]] = set()
+        self._arrivals = 0
+        self._paced: bool | None = None  # unknown until the first answer
+        self._limit = 0
+        self._remaining: int | None = None
+        self._reset_at: float | None = None
+        self._window = 0.0
+        self._pause_until = 0.0
+        self.waits = 0
+        self.waited = 0.0
+
+    def _delay(self, now: float) -> float | None:
+        """0 to send now, seconds to wait, or None to wait for an answer."""
+        if self._reset_at is not None and now >= self._reset_at:
+            self._remaining, self._reset_at = (self._limit or None), None
+        if now < self._pause_until:
+            return self._pause_until - now
+        if self._paced is None or (self._paced and self._remaining is None):
+            return None if self._inflight else 0.0
+        if not self._paced or self._remaining > 0:
+            return 0.0
+        if self._reset_at is not None:
+            return self._reset_at - now
+        return None if self._inflight else 0.0
+
+    def acquire(self, priority: int = 0) -> tuple[int, float]:
+        """Wait for quota. Among waiting threads the highest `priority` goes first (chains
+        with the most pages left), so the last pages of a collection are not one long tail."""
+        with self._cond:
+            self._arrivals += 1
+            place = (-priority, self._arrivals)
+            self._waiting.add(place)
+            start = now = time.monotonic()
+            deadline = start + 600
+            while now < deadline:
+                delay = self._delay(now)
+                if delay == 0.0 and place == min(self._waiting):
+                    break
+                self._cond.wait(timeout=1.0 if delay is None or delay == 0.0 else delay)
+                now = time.monotonic()
+            self._waiting.discard(place)
+            self._cond.notify_all()
+            if now - start > 0.01:
+                self.waits += 1
+                self.waited += now - start
+            self._seq += 1
+            self._inflight.add(self._seq)
+            if self._remaining is not None:
+                self._remaining -= 1
+            return self._seq, now
+
+    def done(self, ticket: tuple[int, float], headers, ok: bool) -> None:
+        seq, sent = ticket
+        remaining = _int(headers.get(QUOTA_REMAINING)) if headers else None
+        resets = parse_timespan(headers.get(QUOTA_RESETS)) if headers else None
+        with self._cond:
+            self._inflight.discard(seq)
+            if remaining is not None and resets is not None:
+                self._paced = True
+                self._window = max(self._window, resets)
+                if ok:
+                    self._limit = max(self._limit, remaining + 1)
+                reset_at = sent + resets + self._margin
+                estimate = remaining - sum(1 for s in self._inflight if s > seq)
+                if reset_at <= time.monotonic():
+                    pass  # it describes a window that is already over
+                elif self._reset_at is None:
+                    self._reset_at = reset_at
+                    self._remaining = estimate if self._remaining is None else min(self._remaining, estimate)
+                elif reset_at > self._reset_at + self._window / 4:
+                    self._reset_at, self._remaining = reset_at, estimate  # server moved on
+                else:
+                    self._reset_at = max(self._reset_at, reset_at)
+                    self._remaining = min(self._remaining, estimate)
+            elif self._paced is None:
+                self._paced = False
+            self._cond.notify_all()
+
+    def pause(self, seconds: float) -> None:
+        with self._cond:
+            self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+            self._cond.notify_all()
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+
+class _Progress:
+    """Per table: pages and rows so far; throttle waits on a line of their own (rich, stderr)."""
+
+    def __init__(self, enabled: bool):
+        self._bar = None
+        self._tasks: dict[str, int] = {}
+        self._pages: Counter = Counter()
+        self._rows: Counter = Counter()
+        self._lock = threading.Lock()
+        if enabled:
+            from rich.console import Console
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description:<22} {task.fields[text]}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._bar.start()
+            self._throttle = self._bar.add_task("throttling", text="no waits")
+
+    def page(self, table: str, rows: int, pacer: _Pacer, throttled: int) -> None:
+        if self._bar is None:
+            return
+        with self._lock:
+            if table not in self._tasks:
+                self._tasks[table] = self._bar.add_task(table, text="")
+            self._pages[table] += 1
+            self._rows[table] += rows
+            text = f"{self._pages[table]:>6,} pages {self._rows[table]:>11,} rows"
+            self._bar.update(self._tasks[table], text=text)
+            text = f"{pacer.waits} quota waits ({pacer.waited:.1f} s over all threads); {throttled} x 429"
+            self._bar.update(self._throttle, text=text)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+# --- the collector ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Settings:
+    page_size: int = PAGE_SIZE
+    batch_size: int = BATCH_SIZE
+    chain_pages: int = 10
+    max_workers: int = 8
+    max_retries: int = 5
+    max_throttled: int = 20
+    backoff: float = 0.5
+    backoff_cap: float = 30.0
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _check_plan(answer) -> None:
+    if not isinstance(answer.data, list) or not all(isinstance(r, dict) for r in answer.data):
+        raise _Malformed("a page whose data is not a list of rows")
+
+
+def _check_page(answer) -> None:
+    data = answer.data
+    if not isinstance(data, list) or not all(
+        isinstance(row, dict) and isinstance(row.get("id"), str) for row in data
+    ):
+        raise _Malformed("a page whose data is not a list of rows with an id")
+
+
+def _describe(exc: HttpResponseError) -> str:
+    error = getattr(exc, "error", None)
+    code = getattr(error, "code", None) or exc.reason or ""
+    message = (getattr(error, "message", None) or "").splitlines()
+    return f"{exc.status_code} {code}" + (f": {message[0]}" if message else "")
+
+
+def _batches(ids: Sequence[str], size: int) -> list[tuple[str, ...]]:
+    return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
+
+
+def _subscription_of(row: dict) -> str:
+    sub = row.get("subscriptionId") or row["id"].split("/")[2]
+    return sub.lower()
+
+
+@dataclass
+class _Chain:
+    """The outcome of one query over one scope: rows, and the parts that failed."""
+
+    rows: list = field(default_factory=list)
+    failures: list = field(default_factory=list)  # (target, _Failure)
+    succeeded: bool = False
+
+
+class _Collector:
+    def __init__(self, credential, endpoint: str, loopback: bool, settings: _Settings, progress):
+        from azure.mgmt.resourcegraph import ResourceGraphClient
+
+        self.credential, self.endpoint, self.settings = credential, endpoint, settings
+        self.progress = progress
+        self.session = _session(settings.max_workers + 4, loopback)
+        self.enforce_https = not loopback
+        self.graph = ResourceGraphClient(
+            credential,
+            api_version=API_VERSION,
+            **_client_kwargs(credential, endpoint, self.session),
+        )
+        self.pacer, self.arm_pacer = _Pacer(), _Pacer()
+        self.counts: Counter = Counter()
+        self.rows_by_query: Counter = Counter()
+        self._lock = threading.Lock()
+        self._compute: dict[str, object] = {}
+
+    def close(self) -> None:
+        self.graph.close()
+        for client in self._compute.values():
+            client.close()
+        self.session.close()
+
+    def count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[key] += n
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.settings.backoff_cap, self.settings.backoff * 2 ** (attempt - 1))
+        return base * random.uniform(0.5, 1.0)
+
+    def call(self, send: Callable, pacer: _Pacer, check: Callable | None = None, priority=0):
+        """One request with our retries: 429 pauses every thread (Retry-After, else back-off);
+        5xx, dropped connections and malformed answers back off; 401/403 are denials."""
+        failures = throttles = 0
+        while True:
+            ticket = pacer.acquire(priority)
+            self.count("requests")
+            try:
+                result, headers = send()
+                pacer.done(ticket, headers, True)
+                if check:
+                    check(result)
+                return result
+            except _Malformed as exc:
+                reason, detail = "malformed", str(exc)
+            except ClientAuthenticationError as exc:
+                if exc.response is None:  # raised by the credential, not by Azure
+                    pacer.done(ticket, None, False)
+                    raise AuditError(f"{SIGN_IN_HELP} ({str(exc).splitlines()[0]})") from None
+                pacer.done(ticket, exc.response.headers, False)
+                raise _Failure("denied", _describe(exc)) from None
+            except HttpResponseError as exc:
+                headers = exc.response.headers if exc.response is not None else None
+                pacer.done(ticket, headers, False)
+                status, detail = exc.status_code, _describe(exc)
+                if isinstance(exc, DecodeError) or status == 200:
+                    reason, detail = "malformed", f"undecodable answer ({detail})"
+                elif status == 429:
+                    throttles += 1
+                    self.count("throttled")
+                    if throttles > self.settings.max_throttled:
+                        raise _Failure(
+                            "failed", f"{detail} (still throttled after {throttles} tries)"
+                        ) from None
+                    wait = parse_retry_after((headers or {}).get("Retry-After"))
+                    pacer.pause(wait if wait is not None else self._backoff(throttles))
+                    continue
+                elif status in (401, 403):
+                    raise _Failure("denied", detail) from None
+                elif status is not None and status < 500 and status != 408:
+                    raise _Failure("failed", detail) from None
+                else:
+                    reason = "server_error"
+            except (ServiceRequestError, ServiceResponseError) as exc:
+                pacer.done(ticket, None, False)
+                reason, detail = "connection", str(exc).splitlines()[0]
+            failures += 1
+            self.count(f"retried_{reason}")
+            if failures > self.settings.max_retries:
+                raise _Failure("failed", f"{detail} (gave up after {failures} attempts)")
+            time.sleep(self._backoff(failures))
+
+    def pages(self, table: str, query: str, target: tuple) -> list[dict]:
+        """Every page of one query over one scope: $top first, then $skipToken until none."""
+        from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+
+        kind, ids = target
+        rows, token, seen = [], None, set()
+        priority = 1 << 30  # first pages first: they start every chain and tell its length
+        for _ in range(100_000):
+            if token:
+                options = QueryRequestOptions(skip_token=token, result_format="objectArray")
+            else:
+                options = QueryRequestOptions(top=self.settings.page_size, result_format="objectArray")
+            request = QueryRequest(
+                query=query,
+                subscriptions=list(ids) if kind == "subscriptions" else None,
+                management_groups=list(ids) if kind == "managementGroups" else None,
+                options=options,
+            )
+            answer = self.call(
+                lambda request=request: self.graph.resources(
+                    request, cls=_with_headers, enforce_https=self.enforce_https
+                ),
+                self.pacer,
+                _check_page if table != "plan" else _check_plan,
+                priority,
+            )
+            rows += answer.data
+            total = answer.total_records if isinstance(answer.total_records, int) else 0
+            priority = -(-max(0, total - len(rows)) // self.settings.page_size)
+            self.count("pages")
+            with self._lock:
+                self.rows_by_query[table] += len(answer.data)
+            self.progress.page(table, len(answer.data), self.pacer, self.counts["throttled"])
+            token = answer.skip_token
+            if not token:
+                if str(answer.result_truncated).lower() == "true":
+                    raise _Failure("failed", "Resource Graph truncated the result")
+                return rows
+            if token in seen:
+                raise _Failure("failed", "Resource Graph repeated a $skipToken")
+            seen.add(token)
+        raise _Failure("failed", "too many pages")
+
+    def chain(self, table: str, query: str, target: tuple) -> _Chain:
+        """A query over one scope; a denied subscription batch is split in halves until the
+        denied subscriptions stand alone, so the others are still collected."""
+        try:
+            return _Chain(rows=self.pages(table, query, target), succeeded=True)
+        except _Failure as failure:
+            kind, ids = target
+            if failure.status == "denied" and kind == "subscriptions" and len(ids) > 1:
+                half = len(ids) // 2
+                left = self.chain(table, query, (kind, ids[:half]))
+                right = self.chain(table, query, (kind, ids[half:]))
+                return _Chain(
+                    left.rows + right.rows,
+                    left.failures + right.failures,
+                    left.succeeded or right.succeeded,
+                )
+            return _Chain(failures=[(target, failure)])
+
+    def run(self, jobs: list[tuple[str, str, tuple]]) -> list[_Chain]:
+        """Independent chains concurrently; every one shares the pacer's quota."""
+        with ThreadPoolExecutor(self.settings.max_workers) as pool:
+            return list(pool.map(lambda job: self.chain(*job), jobs))
+
+    # --- --deep: replication status through azure-mgmt-compute --------------------------------
+
+    def _compute_client(self, subscription: str):
+        from azure.mgmt.compute import ComputeManagementClient
+
+        with self._lock:
+            if subscription not in self._compute:
+                kwargs = _client_kwargs(self.credential, self.endpoint, self.session)
+                self._compute[subscription] = ComputeManagementClient(self.credential, subscription, **kwargs)
+            return self._compute[subscription]
+
+    def replication_status(self, version_id: str) -> dict:
+        """`properties.replicationStatus` of one version: GET with $expand=ReplicationStatus."""
+        sub, group, gallery, image, version = _VERSION_ID.match(version_id).groups()
+        client = self._compute_client(sub)
+        body = self.call(
+            lambda: client.gallery_image_versions.get(
+                group,
+                gallery,
+                image,
+                version,
+                expand="ReplicationStatus",
+                api_version=COMPUTE_API_VERSION,
+                enforce_https=self.enforce_https,
+                cls=lambda response, _, __: (
+                    response.http_response.json(),
+                    response.http_response.headers,
+                ),
+            ),
+            self.arm_pacer,
+        )
+        return (body.get("properties") or {}).get("replicationStatus") or {}
+
+
+# --- scope, discovery and the public entry points --------------------------------------------
+
+
+def _scope_row(subscription: str, name: str | None, status="ok", detail="") -> dict:
+    return {
+        "subscription_id": subscription,
+        "display_name": name,
+        "status": status,
+        "detail": detail,
+    }
+
+
+def _gap(table: str, target: tuple, failure: _Failure) -> dict:
+    kind, ids = target
+    return {
+        "table": table,
+        "scope": kind,
+        "ids": list(ids),
+        "status": failure.status,
+        "detail": failure.detail,
+    }
+
+
+def _mark(row: dict, table: str, failure: _Failure) -> None:
+    """The worst outcome wins: denied over failed over ok; details name the table."""
+    if row["status"] != "denied":
+        row["status"] = failure.status
+    note = f"{table}: {failure.detail}"
+    row["detail"] = f"{row['detail']}; {note}" if row["detail"] else note
+
+
+def _group_id(group: str) -> str:
+    return f"/providers/Microsoft.Management/managementGroups/{group}"
+
+
+def _discover(collector: _Collector, scope: Scope, gaps: list) -> tuple[dict, dict]:
+    """Which subscriptions the scope holds and the credential can see: the scope rows, and
+    the request scopes (subscription batches, management groups) with the subscriptions each
+    covers. Requested subscriptions that are not visible are recorded as denied."""
+    size = collector.settings.batch_size
+    asked = list(dict.fromkeys(s.strip().lower() for s in scope.subscriptions if s.strip()))
+    groups = list(dict.fromkeys(g.strip() for g in scope.management_groups if g.strip()))
+    targets = [("subscriptions", batch) for batch in _batches(asked, size)]
+    targets += [("managementGroups", (group,)) for group in groups]
+    targets = targets or [("tenant", ())]
+    chains = collector.run([("subscriptions", SUBSCRIPTIONS_QUERY, t) for t in targets])
+    rows: dict[str, dict] = {}
+    visible: list[str] = []
+    covers: dict[tuple, list[str]] = {}
+    for (kind, ids), chain in zip(targets, chains, strict=True):
+        found = {_subscription_of(r): r.get("name") for r in chain.rows}
+        for sub, name in found.items():
+            rows.setdefault(sub, _scope_row(sub, name))
+        failed = {}
+        for failed_target, failure in chain.failures:
+            gaps.append(_gap("subscriptions", failed_target, failure))
+            if kind == "managementGroups":
+                rows[_group_id(ids[0])] = _scope_row(
+                    _group_id(ids[0]), f"management group {ids[0]}", failure.status, failure.detail
+                )
+            failed.update(dict.fromkeys(failed_target[1], failure))
+        if kind == "subscriptions":
+            for sub in ids:
+                if sub in found:
+                    visible.append(sub)
+                elif sub in failed:
+                    rows[sub] = _scope_row(sub, None, failed[sub].status, failed[sub].detail)
+                else:
+                    detail = "not visible to this credential (no read access, or no such subscription)"
+                    rows[sub] = _scope_row(sub, None, "denied", detail)
+                    gaps.append(_gap("subscriptions", ("subscriptions", (sub,)), _Failure("denied", detail)))
+        elif kind == "managementGroups" and chain.succeeded:
+            covers[(kind, ids)] = sorted(found)
+        elif kind == "tenant":
+            visible += sorted(found)
+    for batch in _batches(sorted(set(visible)), size):
+        covers[("subscriptions", batch)] = list(batch)
+    return rows, covers
+
+
+def _plan(collector: _Collector, covers: dict) -> list[tuple]:
+    """Subscription groups for the machine-sized tables: about `chain_pages` pages of machines
+    each, whole subscriptions, at most a batch. Without counts, the batches as they are."""
+    batches = [t for t in covers if t[0] == "subscriptions"]
+    chains = collector.run([("plan", PLAN_QUERY, t) for t in batches])
+    target = collector.settings.chain_pages * collector.settings.page_size
+    groups = []
+    for (_, ids), chain in zip(batches, chains, strict=True):
+        if not chain.succeeded:
+            groups.append(("subscriptions", ids))
+            continue
+        sizes = {str(r.get("subscriptionId", "")).lower(): r.get("machines") for r in chain.rows}
+        group, rows = [], 0
+        for sub in ids:
+            size = sizes.get(sub) if isinstance(sizes.get(sub), int) else 0
+            if group and (rows + size > target or len(group) >= collector.settings.batch_size):
+                groups.append(("subscriptions", tuple(group)))
+                group, rows = [], 0
+            group.append(sub)
+            rows += size
+        if group:
+            groups.append(("subscriptions", tuple(group)))
+    return groups + [t for t in covers if t[0] != "subscriptions"]
+
+
+def _check_credential(credential, endpoint: str) -> None:
+    """Fail fast, in one line, when no way of signing in works."""
+    try:
+        credential.get_token(endpoint + "/.default")
+    except Exception as exc:  # any credential's failure to sign in means the same to a user
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise AuditError(f"{SIGN_IN_HELP} ({first[:200]})") from None
+
+
+# The largest tables first, so their long paging chains start early and hide latency.
+_ORDER = [
+    "virtual_machines",
+    "os_disks",
+    "scale_sets",
+    "gallery_image_versions",
+    "gallery_images",
+    "managed_images",
+    "galleries",
+]
+
+
+def collect_resources(
+    scope: Scope,
+    *,
+    credential,
+    endpoint: str = CLOUDS["public"],
+    deep: bool = False,
+    page_size: int = PAGE_SIZE,
+    batch_size: int = BATCH_SIZE,
+    chain_pages: int = 10,
+    max_workers: int = 16,
+    max_retries: int = 5,
+    backoff: float = 0.5,
+    progress: bool = False,
+) -> Collected:
+    """Raw rows in ARM shape plus scope rows, gaps, query texts and request statistics."""
+    endpoint, loopback = check_endpoint(endpoint)
+    if not 1 <= page_size <= 1000 or not 1 <= batch_size <= 1000:
+        raise AuditError("page_size and batch_size must be between 1 and 1000")
+    _check_credential(credential, endpoint)
+    started = time.monotonic()
+    settings = _Settings(
+        page_size=page_size,
+        batch_size=batch_size,
+        chain_pages=chain_pages,
+        max_workers=max_workers,
+        max_retries=max_retries,
+        backoff=backoff,
+    )
+    bar = _Progress(progress)
+    collector = _Collector(credential, endpoint, loopback, settings, bar)
+    gaps: list[dict] = []
+    try:
+        scope_rows, covers = _discover(collector, scope, gaps)
+        if not covers:
+            reason = gaps[0]["detail"] if gaps else "the credential can see no subscription"
+            raise AuditError(f"nothing could be collected: {reason}")
+        planned = _plan(collector, covers)
+        jobs = [
+            (table, QUERIES[table], target)
+            for table in _ORDER
+            for target in (planned if table in _PLANNED else covers)
+        ]
+        chains = collector.run(jobs)
+        by_id: dict[str, dict] = {}
+        for (table, _, _), chain in zip(jobs, chains, strict=True):
+            for row in chain.rows:
+                by_id.setdefault(row["id"].lower(), row)
+            for failed_target, failure in chain.failures:
+                gaps.append(_gap(table, failed_target, failure))
+                subs = covers.get(failed_target, list(failed_target[1]))
+                for sub in subs or [_group_id(failed_target[1][0])]:
+                    row = scope_rows.setdefault(sub, _scope_row(sub, None))
+                    _mark(row, table, failure)
+        if not any(chain.succeeded for chain in chains):
+            raise AuditError(f"nothing could be collected: {gaps[0]['detail']}")
+        rows = [by_id[key] for key in sorted(by_id)]
+        graph_requests = collector.counts["requests"]
+        replicated = len(_deep(collector, rows, gaps)) if deep else None
+    finally:
+        bar.stop()
+        collector.close()
+    counts = collector.counts
+    stats = {
+        "requests": graph_requests,
+        "pages": counts["pages"],
+        "retries": {k.removeprefix("retried_"): v for k, v in counts.items() if "retried_" in k},
+        "throttled": counts["throttled"],
+        "quota_waits": collector.pacer.waits,
+        "quota_waited_s": round(collector.pacer.waited, 3),
+        "rows": {table: collector.rows_by_query[table] for table in _ORDER},
+        "elapsed_s": round(time.monotonic() - started, 3),
+    }
+    if deep:
+        stats["arm_requests"] = counts["requests"] - graph_requests
+    queries = {
+        "subscriptions": SUBSCRIPTIONS_QUERY,
+        "plan": PLAN_QUERY,
+        **{t: QUERIES[t] for t in _ORDER},
+    }
+    scope_list = [scope_rows[key] for key in sorted(scope_rows)]
+    gaps.sort(key=lambda g: (g["table"], g["scope"], g["ids"]))
+    return Collected(rows, scope_list, queries, gaps, stats, replicated)
+
+
+def _deep(collector: _Collector, rows: list[dict], gaps: list) -> list[dict]:
+    """Replication status of every gallery image version, a bounded number at a time, put
+    where ARM nests it (`properties.replicationStatus`); returns the enriched version rows."""
+    versions = [
+        row for row in rows if row.get("type", "").lower() == _VERSION_TYPE and _VERSION_ID.match(row["id"])
+    ]
+
+    def one(row: dict) -> dict | None:
+        try:
+            status = collector.replication_status(row["id"])
+        except _Failure as failure:
+            gaps.append(_gap("version_replication", ("versions", (row["id"],)), failure))
+            return None
+        row["properties"] = {**(row.get("properties") or {}), "replicationStatus": status}
+        return row
+
+    with ThreadPoolExecutor(collector.settings.max_workers) as pool:
+        return [row for row in pool.map(one, versions) if row is not None]
+
+
+def collect(
+    scope: Scope,
+    *,
+    credential,
+    endpoint: str = CLOUDS["public"],
+    deep: bool = False,
+    **options,
+):
+    """Collect `scope` through Resource Graph and return a Snapshot ready to `write(path)`.
+
+    `credential` is any azure-core TokenCredential; `options` tune paging and pacing
+    (page_size, batch_size, max_workers, max_retries, backoff, progress)."""
+    from auditor.snapshot import build_snapshot
+
+    collected_at = datetime.now(timezone.utc)
+    got = collect_resources(scope, credential=credential, endpoint=endpoint, deep=deep, **options)
+    source = {
+        "source": "azure-resource-graph",
+        "endpoint": endpoint.rstrip("/"),
+        "api_version": API_VERSION,
+        "scope_requested": {
+            "tenant": not scope.subscriptions and not scope.management_groups,
+            "subscriptions": sorted({s.lower() for s in scope.subscriptions}),
+            "management_groups": sorted(set(scope.management_groups)),
+        },
+        "queries": got.queries,
+        "gaps": got.gaps,
+        "collection": got.stats,
+        "deep": deep,
+    }
+    return build_snapshot(got.rows, collected_at=collected_at, scope=got.scope, source=source)
+
+
+def summary_line(snapshot) -> str:
+    """The closing line: rows per table, gaps, requests and elapsed time."""
+    manifest = snapshot.manifest
+    stats = manifest.get("collection", {})
+    counts = ", ".join(
+        f"{name} {table.num_rows:,}"
+        for name, table in sorted(snapshot.arrow_tables.items())
+        if name != "resource_tags"
+    )
+    gaps = len(manifest.get("gaps", []))
+    return (
+        f"collected {counts}; {gaps} gap(s); {stats.get('requests', 0)} requests, "
+        f"{sum(stats.get('retries', {}).values())} retries, {stats.get('throttled', 0)} x 429; "
+        f"{stats.get('elapsed_s', 0):.1f} s"
+    )
+
+
+_AUTHORITIES = {
+    "public": "login.microsoftonline.com",
+    "china": "login.chinacloudapi.cn",
+    "usgov": "login.microsoftonline.us",
+}
+
+
+def _default_credential(cloud: str):
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(authority=_AUTHORITIES[cloud])
+
+
+def collect_from_options(
+    *,
+    subscriptions: Sequence[str] = (),
+    management_groups: Sequence[str] = (),
+    cloud: str = "public",
+    endpoint: str | None = None,
+    deep: bool = False,
+    quiet: bool = False,
+):
+    """What `image-audit collect` and `audit --collect` do: DefaultAzureCredential for the
+    cloud, live progress only on a terminal, and the closing line unless quiet."""
+    import sys
+
+    if cloud not in CLOUDS:
+        raise AuditError(f"--cloud: unknown cloud {cloud!r} (one of {', '.join(CLOUDS)})")
+    snapshot = collect(
+        Scope(tuple(subscriptions), tuple(management_groups)),
+        credential=_default_credential(cloud),
+        endpoint=endpoint or CLOUDS[cloud],
+        deep=deep,
+        progress=not quiet and sys.stderr.isatty(),
+    )
+    if not quiet:
+        print(summary_line(snapshot), file=sys.stderr)
+    return snapshot

@@ -80,6 +80,8 @@ def _scope_options(command):
         click.option("--deep", is_flag=True,
                      help="Also read each image version's replication status (one GET each)."),
         click.option("--quiet", is_flag=True, help="No progress and no closing line on stderr."),
+        click.option("--timeout", type=click.FloatRange(min=1), default=60, show_default=True,
+                     help="Seconds to wait for a connection or an answer before retrying."),
     ]
     for option in reversed(options):
         command = option(command)

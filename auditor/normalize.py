@@ -153,9 +153,13 @@ def region(value) -> str | None:
     return text.replace(" ", "").lower() if text else None
 
 
+_URL_QUERY = re.compile(r"(https?://[^?\s\"]*)\?[^\s\"]*", re.IGNORECASE)
+
+
 def _show(value) -> str:
-    """A wrong value as a problem message shows it: its JSON, cut short."""
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    """A wrong value as a problem message shows it: its JSON, cut short, with any URL's
+    query string (a SAS token, perhaps) removed."""
+    text = _URL_QUERY.sub(r"\1?...", json.dumps(value, ensure_ascii=False, default=str))
     return text if len(text) <= 60 else text[:57] + "..."
 
 

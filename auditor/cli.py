@@ -11,12 +11,16 @@ import click
 import pandas as pd
 
 from auditor import __version__
+from auditor.baseline import load_baseline
+from auditor.cleanup import DELETION_RULES, cleanup_plan
 from auditor.collect import CLOUDS, collect_from_options
+from auditor.docs import rules_markdown
 from auditor.engine import SEVERITIES, SEVERITY_RANK, apply_config, evaluate, load_config, load_rules
 from auditor.errors import AuditError
 from auditor.estate import Estate
+from auditor.exemptions import load_exemptions
 from auditor.importer import import_files, sample_config, sample_snapshot
-from auditor.report import summary, write_reports
+from auditor.report import atomic_write, summary, write_reports
 from auditor.snapshot import Snapshot
 
 FORMATS = ["json", "csv", "xlsx"]
@@ -125,15 +129,26 @@ def _rules_and_config(config_path: Path | None, base: dict | None = None):
 @click.option("--as-of", help="The 'now' of time-based rules (default: the snapshot's time).")
 @click.option("--format", "formats", multiple=True, type=click.Choice(FORMATS),
               help="Report formats to write (repeatable; default all).")
+@click.option("--exemptions", "exemptions_path", type=click.Path(path_type=Path),
+              help="Exemptions file (YAML): matched findings are reported as exempted.")
+@click.option("--baseline", "baseline_path", type=click.Path(path_type=Path),
+              help="An earlier run's findings.json: mark findings new or existing.")
+@click.option("--fail-on-new", is_flag=True,
+              help="With --fail-on and --baseline: count only new findings for the exit code.")
 @click.option("--collect", "collect_now", is_flag=True,
               help="Collect from Azure first (scope options below); the snapshot is kept in "
               "the output folder.")
 @_scope_options
-def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, collect_now, **scope):
+def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, exemptions_path,
+          baseline_path, fail_on_new, collect_now, **scope):
     """Evaluate the rule pack over a snapshot and write the reports."""
     if bool(snapshot) + bool(sample) + bool(collect_now) != 1:
         raise click.UsageError("give a SNAPSHOT directory, --sample or --collect (one of them)")
+    if fail_on_new and not (fail_on and baseline_path):
+        raise click.UsageError("--fail-on-new needs --fail-on and --baseline")
     rules = _rules_and_config(config_path, sample_config() if sample else None)
+    exemptions = load_exemptions(exemptions_path, rules) if exemptions_path else None
+    baseline = load_baseline(baseline_path) if baseline_path else None
     if collect_now:
         loaded = collect_from_options(**scope)
         stamp = loaded.collected_at.strftime("%Y%m%dT%H%M%SZ")
@@ -142,6 +157,8 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, colle
         loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
     estate = Estate(loaded, _parse_time(as_of, "--as-of"))
     findings = evaluate(estate, rules)
+    if exemptions is not None:
+        findings = exemptions.apply(findings, estate, rules)
     context = {
         "tool_version": __version__,
         "snapshot": "sample estate" if sample else str(snapshot),
@@ -150,6 +167,12 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, colle
         "as_of": estate.as_of.isoformat(),
         "command": " ".join(["image-audit"] + sys.argv[1:]),
     }
+    if exemptions is not None:
+        context["exemptions"] = str(exemptions_path)
+    if baseline is not None:
+        findings, resolved = baseline.compare(findings)
+        context["baseline"] = baseline.summary(findings, resolved)
+        context["resolved"] = resolved
     written = write_reports(out_dir, findings, estate.tables, context, list(formats) or FORMATS)
     counts = summary(findings)
     by_severity = ", ".join(f"{k} {v}" for k, v in counts["by_severity"].items() if v)
@@ -157,14 +180,59 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, colle
                f"{counts['exempted']} exempted)")
     for rule_id, count in counts["by_rule"].items():
         click.echo(f"  {rule_id}  {count}")
+    if baseline is not None:
+        compared = context["baseline"]
+        click.echo(f"against {baseline_path}: {compared['new']} new, {compared['existing']} "
+                   f"existing, {compared['resolved']} resolved")
     for path in written:
         click.echo(f"wrote {path}")
     if fail_on:
         active = findings[~findings["exempted"].astype(bool)]
+        if fail_on_new:
+            active = active[active["status"] == "new"]
         failing = active["severity"].map(SEVERITY_RANK) >= SEVERITY_RANK[fail_on]
         if failing.any():
-            click.echo(f"{int(failing.sum())} findings at or above {fail_on}", err=True)
+            click.echo(f"{int(failing.sum())} {'new ' if fail_on_new else ''}findings at or "
+                       f"above {fail_on}", err=True)
             sys.exit(1)
+
+
+@cli.command("cleanup-plan")
+@click.argument("snapshot", required=False, type=click.Path(path_type=Path))
+@click.option("--sample", is_flag=True, help="Plan for the bundled sample estate.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Script to write (never run, never made executable).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="Config file (default: image-audit.yaml if present).")
+@click.option("--exemptions", "exemptions_path", type=click.Path(path_type=Path),
+              help="Exemptions file: exempted findings are blocked, not deleted.")
+@click.option("--as-of", help="The 'now' of time-based rules (default: the snapshot's time).")
+@click.option("--retain-tag", help="A resource with this tag (any value but false/no/0) is never "
+              "deleted (default: RET001's retain_tag param, else `retain`).")
+def cleanup_plan_command(snapshot, sample, output, config_path, exemptions_path, as_of,
+                         retain_tag):
+    """Write a reviewed script of the deletions that RET and STL findings call for."""
+    if bool(snapshot) == bool(sample):
+        raise click.UsageError("give a SNAPSHOT directory or --sample (one of them)")
+    rules = _rules_and_config(config_path, sample_config() if sample else None)
+    exemptions = load_exemptions(exemptions_path, rules) if exemptions_path else None
+    loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
+    estate = Estate(loaded, _parse_time(as_of, "--as-of"))
+    cleanup_rules = [rule for rule in rules if rule.id in DELETION_RULES]
+    findings = evaluate(estate, cleanup_rules)
+    if exemptions is not None:
+        findings = exemptions.apply(findings, estate, cleanup_rules)
+    if retain_tag is None:
+        retain_tag = next((str(r.params["retain_tag"]) for r in rules if "retain_tag" in r.params),
+                          "retain")
+    plan = cleanup_plan(findings, estate, retain_tag=retain_tag)
+    script = plan.script({"tool_version": __version__,
+                          "snapshot": "sample estate" if sample else str(snapshot),
+                          "snapshot_sha256": loaded.sha256, "as_of": estate.as_of.isoformat()})
+    atomic_write(output, lambda temporary: temporary.write_text(script, encoding="utf-8"))
+    output.chmod(0o644)
+    click.echo(f"wrote {output}: {len(plan.deletions)} deletion(s), {len(plan.blocked)} "
+               "blocked; nothing was run")
 
 
 @cli.group()
@@ -198,6 +266,19 @@ def rules_show(rule_id):
     click.echo("\nReferences:")
     for reference in rule.references:
         click.echo(f"  {reference}")
+
+
+@rules.command("docs")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Markdown file to write (default: print it).")
+def rules_docs(output):
+    """The rule reference in markdown, generated from the YAML (docs/rules.md)."""
+    markdown = rules_markdown(load_rules())
+    if output is None:
+        click.echo(markdown, nl=False)
+        return
+    atomic_write(output, lambda temporary: temporary.write_text(markdown, encoding="utf-8"))
+    click.echo(f"wrote {output}")
 
 
 def main(argv=None):

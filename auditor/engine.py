@@ -43,7 +43,20 @@ RESOURCE_TYPES = {
     "machines": "Microsoft.Compute/virtualMachines",
     "version_regions": "Microsoft.Compute/galleries/images/versions",
     "scope": "Microsoft.Resources/subscriptions",
+    "exemptions": "image-audit/exemption",
 }
+
+# Inputs other than the snapshot that rules may read. `exemptions` is the exemptions file as
+# the exemption step presents it: one row per entry, whether it expired and what it matched.
+INPUT_COLUMNS = {
+    "exemptions": ["id", "arm_id", "name", "entry", "rule", "resource", "reason", "approved_by",
+                   "expires", "expired", "matched"],
+}
+
+
+def table_columns(table: str) -> list[str]:
+    """The columns a rule over `table` (a snapshot table or an input) may name."""
+    return INPUT_COLUMNS[table] if table in INPUT_COLUMNS else TABLE_SCHEMAS[table].names
 
 FINDING_COLUMNS = [
     "rule_id", "rule_name", "severity", "title", "resource_type", "resource_id",
@@ -214,7 +227,7 @@ def _validate_condition(condition, where: str, table: str, params: dict) -> None
     column, op = condition.get("column"), condition.get("op")
     if not isinstance(column, str):
         _fail(where, "condition without a 'column'")
-    if not column.startswith("tag:") and column not in TABLE_SCHEMAS[table].names:
+    if not column.startswith("tag:") and column not in table_columns(table):
         _fail(where, f"unknown column '{column}' in table '{table}'")
     if op not in OPS:
         _fail(where, f"unknown op '{op}' (known: {', '.join(OPS)})")
@@ -264,7 +277,8 @@ def _parse_rule(entry, file: str, index: int) -> Rule:
     if entry["severity"] not in SEVERITIES:
         _fail(where, f"bad severity {entry['severity']!r} (one of {', '.join(SEVERITIES)})")
     tables = entry["resource"] if isinstance(entry["resource"], list) else [entry["resource"]]
-    if not tables or any(not isinstance(t, str) or t not in TABLE_SCHEMAS for t in tables):
+    if not tables or any(not isinstance(t, str) or (t not in TABLE_SCHEMAS and t not in INPUT_COLUMNS)
+                          for t in tables):
         _fail(where, f"unknown table {entry['resource']!r} in 'resource'")
     if len(tables) > 1 and "condition" in entry:
         _fail(where, "a declarative condition reads one table; name one 'resource'")
@@ -292,7 +306,7 @@ def _parse_rule(entry, file: str, index: int) -> Rule:
     evidence = entry.get("evidence") or (
         _condition_columns(entry["condition"]) if has_condition else [])
     if has_condition:
-        known = set(TABLE_SCHEMAS[tables[0]].names) | set(params)
+        known = set(table_columns(tables[0])) | set(params)
         for name in _template_fields(entry["message"]) + list(evidence):
             if name not in known and not name.startswith("tag:"):
                 _fail(where, f"message or evidence names unknown column or param '{name}'")
@@ -310,10 +324,10 @@ def _parse_rule(entry, file: str, index: int) -> Rule:
                 per_region=bool(entry.get("per_region", False)), file=file)
 
 
-def load_yaml(path: Path):
+def load_yaml(path: Path, loader: type = yaml.SafeLoader):
     try:
         with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+            return yaml.load(handle, Loader=loader)  # SafeLoader or a subclass of it
     except FileNotFoundError:
         raise AuditError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:
@@ -323,6 +337,8 @@ def load_yaml(path: Path):
         raise AuditError(f"{path}: invalid YAML{at}: {problem}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise AuditError(f"{path}: cannot read ({exc})") from None
+    except ValueError as exc:  # a value YAML recognises but cannot build, like 2027-02-30
+        raise AuditError(f"{path}: invalid YAML value: {exc}") from None
 
 
 def load_rules(directory: Path | None = None) -> list[Rule]:
@@ -500,8 +516,15 @@ def findings_for(rule: Rule, estate: Estate) -> pd.DataFrame:
 
 
 def evaluate(estate: Estate, rules: list[Rule]) -> pd.DataFrame:
-    """Every enabled rule over the estate: one findings frame, in a deterministic order."""
-    frames = [findings_for(rule, estate) for rule in rules if rule.enabled and not rule.retired]
+    """Every enabled rule over the estate: one findings frame, in a deterministic order.
+    A rule over an input the estate was not given (no exemptions file) has nothing to judge."""
+    frames = [findings_for(rule, estate) for rule in rules if rule.enabled and not rule.retired
+              and all(table in estate.tables for table in rule.tables)]
+    return sort_findings(frames)
+
+
+def sort_findings(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Findings frames as one, most severe first, then by rule and fingerprint."""
     frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame(columns=FINDING_COLUMNS).astype({"exempted": bool})

@@ -1,0 +1,195 @@
+"""Exemptions: time-boxed, approved decisions to accept a finding. A matched finding stays in
+every output, marked exempted with its reason, and no longer counts toward `--fail-on`.
+
+The file is validated whole at load. Applying it marks the findings, then evaluates the EXM
+rules over the entries (expired, matching nothing) through the engine like any other rule.
+Each EXM finding's resource is the entry, with the stable id `exemption:<RULE>:<resource>`
+(lower-cased in the fingerprint); the entry's number in the file goes into its name only,
+so reordering the file changes no fingerprint. Two entries for one rule and resource are an
+error, which keeps that id unique.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import yaml
+
+from auditor.engine import Rule, evaluate, load_yaml, sort_findings
+from auditor.errors import AuditError
+from auditor.estate import Estate
+
+FIELDS = ["rule", "resource", "reason", "approved_by", "expires"]
+GLOB_CHARS = r"[*?\[]"
+
+
+def _entry(item, index: int, where: str, rule_ids: set[str]) -> dict:
+    at = f"{where}: entry {index + 1}"
+    if not isinstance(item, dict):
+        raise AuditError(f"{at}: an exemption must be a mapping of {', '.join(FIELDS)}")
+    if isinstance(item.get("rule"), str):
+        at += f" ({item['rule']})"
+    unknown = set(item) - set(FIELDS)
+    if unknown:
+        raise AuditError(f"{at}: unknown key(s): {', '.join(sorted(map(str, unknown)))} "
+                         f"(known: {', '.join(FIELDS)})")
+    for key in FIELDS:
+        value = item.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise AuditError(f"{at}: missing required field '{key}'")
+    for key in ("rule", "resource", "reason", "approved_by"):
+        if not isinstance(item[key], str):
+            raise AuditError(f"{at}: '{key}' must be text, not {item[key]!r}")
+    rule = item["rule"].strip().upper()
+    if rule not in rule_ids:
+        raise AuditError(f"{at}: unknown rule id {item['rule']!r} (see `image-audit rules list`)")
+    if rule.startswith("EXM"):
+        raise AuditError(f"{at}: {rule} findings are about this file; fix the entry instead")
+    return {"entry": index + 1, "rule": rule, "resource": item["resource"].strip(),
+            "reason": item["reason"].strip(), "approved_by": item["approved_by"].strip(),
+            "expires": _date(item["expires"], at)}
+
+
+def _date(value, at: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise AuditError(f"{at}: 'expires' must be a date (YYYY-MM-DD), not {value!r}") from None
+
+
+class _DatesAsText(yaml.SafeLoader):
+    """Leave `expires: 2027-02-30` as text, so a bad date is reported with its entry."""
+
+
+_DatesAsText.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+@dataclass
+class Exemptions:
+    """The validated entries of one exemptions file, in file order."""
+
+    file: str
+    entries: pd.DataFrame
+
+    def apply(self, findings: pd.DataFrame, estate: Estate, rules: list[Rule]) -> pd.DataFrame:
+        """Mark the findings that unexpired entries match, and add the EXM findings."""
+        entries = self.entries.assign(
+            expired=self.entries["expires"] < estate.as_of.date())
+        matches = _matches(findings, entries)
+        counts = matches.groupby("entry").size()
+        entries["matched"] = entries["entry"].map(counts).fillna(0).astype(int)
+
+        expired = entries.loc[entries["expired"].astype(bool), "entry"]
+        active = matches[~matches["entry"].isin(expired)]
+        first = active.sort_values("entry", kind="stable").drop_duplicates("finding")
+        reasons = (entries["reason"] + " (approved by " + entries["approved_by"] + ", expires "
+                   + entries["expires"].map(dt.date.isoformat) + "; " + self.file + " entry "
+                   + entries["entry"].astype(str) + ")").set_axis(entries["entry"])
+        findings = findings.copy()
+        findings["exempted"] = False
+        findings["exemption_reason"] = None
+        if not first.empty:
+            rows = first["finding"].to_numpy()
+            findings.loc[rows, "exempted"] = True
+            findings.loc[rows, "exemption_reason"] = first["entry"].map(reasons).to_numpy()
+        findings["exempted"] = findings["exempted"].astype(bool)
+
+        with_entries = copy.copy(estate)
+        with_entries.tables = {**estate.tables, "exemptions": self._table(entries)}
+        exemption_rules = [rule for rule in rules if "exemptions" in rule.tables]
+        return sort_findings([findings, evaluate(with_entries, exemption_rules)])
+
+    def _table(self, entries: pd.DataFrame) -> pd.DataFrame:
+        """The entries as the EXM rules read them (see engine.INPUT_COLUMNS)."""
+        ids = "exemption:" + entries["rule"] + ":" + entries["resource"]
+        return entries.assign(
+            id=ids, arm_id=ids, name=self.file + " entry " + entries["entry"].astype(str),
+            expires=entries["expires"].map(dt.date.isoformat))
+
+
+def _glob_regex(glob: str) -> str:
+    """fnmatch's glob syntax (`*`, `?`, `[seq]`, `[!seq]`) as an unanchored regex that RE2,
+    the engine behind Arrow's string matching, accepts: no look-arounds or atomic groups."""
+    out, i = [], 0
+    while i < len(glob):
+        char, i = glob[i], i + 1
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[":
+            start = i + (glob[i:i + 1] == "!")
+            start += glob[start:start + 1] == "]"
+            end = glob.find("]", start)
+            if end < 0:
+                out.append(re.escape(char))
+                continue
+            body = glob[i:end].replace("\\", "\\\\").replace("[", "\\[")
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            elif body.startswith("^"):
+                body = "\\" + body
+            out.append(f"[{body}]")
+            i = end + 1
+        else:
+            out.append(re.escape(char))
+    return "".join(out)
+
+
+def _full_match(keys: pa.Array, regexes: list[str]) -> np.ndarray:
+    pattern = "(?s)^(?:" + "|".join(regexes) + ")$"
+    return pc.match_substring_regex(keys, pattern).to_numpy(zero_copy_only=False)
+
+
+def _matches(findings: pd.DataFrame, entries: pd.DataFrame) -> pd.DataFrame:
+    """(entry, finding) pairs where the entry's rule and resource id or glob match, ignoring
+    case. Exact ids join in one merge. Globs run as Arrow (RE2) regexes, no Python per
+    finding: one pass of all a rule's globs finds the candidates, then each glob runs over
+    those only (usually few)."""
+    keys = pd.DataFrame({"rule": findings["rule_id"],
+                         "key": findings["resource_id"].astype(str).str.lower(),
+                         "finding": findings.index})
+    pattern = entries["resource"].str.lower()
+    is_glob = pattern.str.contains(GLOB_CHARS, regex=True).astype(bool)
+    exact = entries.loc[~is_glob, ["entry", "rule"]].assign(key=pattern[~is_glob])
+    pairs = [exact.merge(keys, on=["rule", "key"])[["entry", "finding"]]]
+    globs = entries.loc[is_glob, ["entry", "rule"]].assign(regex=pattern[is_glob].map(_glob_regex))
+    for rule, rule_globs in globs.groupby("rule", sort=False):
+        candidates = keys[keys["rule"] == rule]
+        candidates = candidates[_full_match(pa.array(candidates["key"], pa.string()),
+                                            list(rule_globs["regex"]))]
+        texts = pa.array(candidates["key"], pa.string())
+        for entry, regex in zip(rule_globs["entry"], rule_globs["regex"], strict=True):
+            hit = candidates["finding"][_full_match(texts, [regex])]
+            pairs.append(pd.DataFrame({"entry": entry, "finding": hit}))
+    return pd.concat(pairs, ignore_index=True).astype({"entry": int, "finding": int})
+
+
+def load_exemptions(path: Path, rules: list[Rule]) -> Exemptions:
+    """Read and validate a whole exemptions file; errors name the file and the entry."""
+    path = Path(path)
+    data = load_yaml(path, loader=_DatesAsText)
+    items = data.get("exemptions") if isinstance(data, dict) else None
+    if not isinstance(items, list) or set(data) != {"exemptions"}:
+        raise AuditError(f"{path}: expected only a top-level 'exemptions:' list")
+    rule_ids = {rule.id for rule in rules}
+    entries = [_entry(item, index, str(path), rule_ids) for index, item in enumerate(items)]
+    seen: dict[tuple[str, str], int] = {}
+    for entry in entries:
+        key = (entry["rule"], entry["resource"].lower())
+        if key in seen:
+            raise AuditError(f"{path}: entry {entry['entry']} ({entry['rule']}): same rule and "
+                             f"resource as entry {seen[key]}")
+        seen[key] = entry["entry"]
+    frame = pd.DataFrame(entries, columns=["entry"] + FIELDS)
+    return Exemptions(file=path.name, entries=frame.astype({"entry": int}))

@@ -86,3 +86,16 @@ def test_dependency_audit_fails_only_on_a_known_vulnerability(tmp_path):
     assert result.returncode == 0 and "could not be looked up: pandas" in result.stdout
     result = _audit(tmp_path, None)
     assert result.returncode == 0 and "dependency audit skipped" in result.stdout
+
+
+def test_the_package_never_executes_anything():
+    """The cleanup script is written, never run: the package has no way to run a command."""
+    import re
+    from pathlib import Path
+
+    import auditor
+
+    forbidden = re.compile(r"\b(subprocess|os\.system|os\.popen|os\.exec\w*|os\.spawn\w*|pty)\b")
+    for source in Path(auditor.__file__).parent.rglob("*.py"):
+        hits = forbidden.findall(source.read_text(encoding="utf-8"))
+        assert not hits, (source.name, hits)

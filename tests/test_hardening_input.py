@@ -382,3 +382,27 @@ def test_bad_rule_pack_files_named(tmp_path, edit, message):
     with pytest.raises(AuditError) as info:
         load_rules(tmp_path)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+# --- exemptions and baseline files -------------------------------------------------------------
+
+@pytest.mark.parametrize("option, content, message", [
+    ("--exemptions", b"\xff\xfe\x00not utf-8", "exemptions.yaml"),
+    ("--exemptions", b"exemptions: 5\n", "exemptions.yaml"),
+    ("--exemptions", b"exemptions:\n  - rule: PIN001\n    resource: x\n", "exemptions.yaml"),
+    ("--exemptions", b"exemptions: [\n", "exemptions.yaml"),
+    ("--exemptions", None, "exemptions.yaml"),
+    ("--baseline", b"{", "baseline.json: not a findings.json"),
+    ("--baseline", b"[]", "baseline.json: not a findings.json"),
+    ("--baseline", b"{\"findings\": [{}]}", "baseline.json: findings[0] has no 'fingerprint'"),
+    ("--baseline", None, "baseline.json"),
+])
+def test_bad_exemptions_or_baseline_file_one_line(tmp_path, capsys, option, content, message):
+    name = "exemptions.yaml" if option == "--exemptions" else "baseline.json"
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    code, _, err = run(capsys, "audit", "--sample", option, str(path), "-o", str(tmp_path / "out"))
+    assert code == 2
+    assert_one_line_error(err, message)
+    assert not (tmp_path / "out").exists()

@@ -11,6 +11,8 @@ import click
 import pandas as pd
 
 from auditor import __version__
+from auditor import cost as costing
+from auditor import prices as price_table
 from auditor.baseline import load_baseline
 from auditor.cleanup import DELETION_RULES, cleanup_plan
 from auditor.collect import CLOUDS, collect_from_options
@@ -20,10 +22,10 @@ from auditor.errors import AuditError
 from auditor.estate import Estate
 from auditor.exemptions import load_exemptions
 from auditor.importer import import_files, sample_config, sample_snapshot
-from auditor.report import atomic_write, summary, write_reports
+from auditor.report import atomic_write, summary, write_cost, write_reports
 from auditor.snapshot import Snapshot
 
-FORMATS = ["json", "csv", "xlsx"]
+FORMATS = ["json", "csv", "xlsx", "sarif", "junit", "md", "cost"]
 DEFAULT_CONFIG = Path("image-audit.yaml")
 
 
@@ -129,6 +131,11 @@ def _rules_and_config(config_path: Path | None, base: dict | None = None):
 @click.option("--as-of", help="The 'now' of time-based rules (default: the snapshot's time).")
 @click.option("--format", "formats", multiple=True, type=click.Choice(FORMATS),
               help="Report formats to write (repeatable; default all).")
+@click.option("--occupancy", type=float,
+              help="Occupied share of the provisioned disk size (0-1] for cost; default: "
+                   "provisioned size, an upper bound.")
+@click.option("--prices", "prices_path", type=click.Path(path_type=Path),
+              help="Price table CSV (default: the one shipped, see `prices refresh`).")
 @click.option("--exemptions", "exemptions_path", type=click.Path(path_type=Path),
               help="Exemptions file (YAML): matched findings are reported as exempted.")
 @click.option("--baseline", "baseline_path", type=click.Path(path_type=Path),
@@ -139,8 +146,8 @@ def _rules_and_config(config_path: Path | None, base: dict | None = None):
               help="Collect from Azure first (scope options below); the snapshot is kept in "
               "the output folder.")
 @_scope_options
-def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, exemptions_path,
-          baseline_path, fail_on_new, collect_now, **scope):
+def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occupancy,
+          prices_path, exemptions_path, baseline_path, fail_on_new, collect_now, **scope):
     """Evaluate the rule pack over a snapshot and write the reports."""
     if bool(snapshot) + bool(sample) + bool(collect_now) != 1:
         raise click.UsageError("give a SNAPSHOT directory, --sample or --collect (one of them)")
@@ -159,6 +166,7 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, exemp
     findings = evaluate(estate, rules)
     if exemptions is not None:
         findings = exemptions.apply(findings, estate, rules)
+    cost = costing.estimate(estate, price_table.load_prices(prices_path), occupancy)
     context = {
         "tool_version": __version__,
         "snapshot": "sample estate" if sample else str(snapshot),
@@ -166,6 +174,9 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, exemp
         "collected_at": loaded.manifest["collected_at"],
         "as_of": estate.as_of.isoformat(),
         "command": " ".join(["image-audit"] + sys.argv[1:]),
+        "manifest": loaded.manifest,
+        "table_hashes": loaded.table_hashes,
+        "rule_pack": _rule_pack_hashes(),
     }
     if exemptions is not None:
         context["exemptions"] = str(exemptions_path)
@@ -173,7 +184,9 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, exemp
         findings, resolved = baseline.compare(findings)
         context["baseline"] = baseline.summary(findings, resolved)
         context["resolved"] = resolved
-    written = write_reports(out_dir, findings, estate.tables, context, list(formats) or FORMATS)
+    written = write_reports(out_dir, findings, estate.tables, context, list(formats) or FORMATS,
+                            rules=rules, cost=cost, usage=getattr(estate, "usage", None),
+                            exemptions=exemptions.entries if exemptions is not None else None)
     counts = summary(findings)
     by_severity = ", ".join(f"{k} {v}" for k, v in counts["by_severity"].items() if v)
     click.echo(f"{counts['total']} findings ({by_severity or 'none'}; "
@@ -233,6 +246,62 @@ def cleanup_plan_command(snapshot, sample, output, config_path, exemptions_path,
     output.chmod(0o644)
     click.echo(f"wrote {output}: {len(plan.deletions)} deletion(s), {len(plan.blocked)} "
                "blocked; nothing was run")
+def _rule_pack_hashes() -> dict[str, str]:
+    """SHA-256 of each rule file, so a report names the exact rule pack that produced it."""
+    import hashlib
+
+    from auditor.engine import rules_dir
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(rules_dir().glob("*.yaml"))}
+
+
+@cli.command("cost")
+@click.argument("snapshot", required=False, type=click.Path(path_type=Path))
+@click.option("--sample", is_flag=True, help="Cost the bundled sample estate.")
+@click.option("-o", "--output", "out_dir", default="reports", show_default=True,
+              type=click.Path(path_type=Path), help="Folder for cost.csv and cost_lines.csv.")
+@click.option("--occupancy", type=float,
+              help="Occupied share of the provisioned disk size (0-1]; default: provisioned "
+                   "size, an upper bound.")
+@click.option("--prices", "prices_path", type=click.Path(path_type=Path),
+              help="Price table CSV (default: the one shipped).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="Config file for the rules whose findings give the savings.")
+def cost_command(snapshot, sample, out_dir, occupancy, prices_path, config_path):
+    """Storage cost of images and replicas: totals by gallery, region, storage type, team."""
+    if bool(snapshot) == bool(sample):
+        raise click.UsageError("give a SNAPSHOT directory or --sample (one of them)")
+    loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
+    estate = Estate(loaded)
+    cost = costing.estimate(estate, price_table.load_prices(prices_path), occupancy)
+    rules = _rules_and_config(config_path, sample_config() if sample else None)
+    findings = cost.with_finding_costs(evaluate(estate, rules))
+    totals = pd.concat([cost.totals(), cost.savings(findings)], ignore_index=True)
+    click.echo(f"monthly image storage cost, {cost.currency} ({cost.basis})")
+    for row in totals.itertuples(index=False):
+        unpriced = f"  ({row.unpriced} unpriced)" if row.unpriced else ""
+        click.echo(f"  {row.section:<13} {row.key:<40} {row.monthly_cost:>12,.2f}{unpriced}")
+    for path in write_cost(out_dir, cost, findings):
+        click.echo(f"wrote {path}")
+
+
+@cli.group("prices")
+def prices_group():
+    """The snapshot price table used for cost."""
+
+
+@prices_group.command("refresh")
+@click.option("--currency", default="USD", show_default=True, help="ISO currency code.")
+@click.option("--regions", help="Comma-separated ARM regions (default: every region).")
+@click.option("--endpoint", default=price_table.RETAIL_PRICES_URL, show_default=True,
+              help="Retail Prices API endpoint.")
+@click.option("--output", type=click.Path(path_type=Path),
+              help="Price table to write (default: the one shipped with the package).")
+def prices_refresh(currency, regions, endpoint, output):
+    """Rebuild the price table from the Azure Retail Prices API."""
+    region_list = [r.strip() for r in (regions or "").split(",") if r.strip()]
+    path, table = price_table.refresh(output, currency, region_list, endpoint)
+    click.echo(f"wrote {path}: {len(table)} prices in {currency.upper()}")
 
 
 @cli.group()

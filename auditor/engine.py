@@ -62,6 +62,7 @@ FINDING_COLUMNS = [
     "rule_id", "rule_name", "severity", "title", "resource_type", "resource_id",
     "resource_name", "subscription_id", "resource_group", "location", "region", "message",
     "remediation", "evidence", "exempted", "exemption_reason", "status", "fingerprint",
+    "monthly_cost",
 ]
 
 # --- declarative conditions -------------------------------------------------------------
@@ -511,6 +512,7 @@ def findings_for(rule: Rule, estate: Estate) -> pd.DataFrame:
         "region": region_text, "message": messages, "remediation": rule.remediation,
         "evidence": _evidence(rows, rule.evidence, estate), "exempted": False,
         "exemption_reason": None, "status": None, "fingerprint": fingerprint,
+        "monthly_cost": np.nan,  # the flagged resource's storage cost, filled by auditor.cost
     }, index=rows.index)
     return out[FINDING_COLUMNS]
 

@@ -1,5 +1,6 @@
-"""Reports: findings.json, findings.csv and the Excel workbook, each written to a temporary
-name and renamed into place, with text from Azure or users never becoming a formula.
+"""Reports: findings.json, findings.csv, the Excel workbook (auditor/workbook.py), SARIF
+(auditor/sarif.py), JUnit XML (auditor/junit.py), summary.md and cost.csv, each written to a
+temporary name and renamed into place, with text from Azure or users never becoming a formula.
 """
 
 from __future__ import annotations
@@ -13,20 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Font, PatternFill
-from openpyxl.utils import get_column_letter
 
 from auditor import __version__
 from auditor.engine import SEVERITIES
 from auditor.errors import AuditError
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-SEVERITY_FILLS = {"critical": "7B1FA2", "high": "D32F2F", "medium": "F57C00", "low": "FBC02D",
-                  "info": "90A4AE"}
-EXCEL_MAX_ROWS = 1_048_576
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -88,8 +81,23 @@ def write_json(path: Path, findings: pd.DataFrame, context: dict) -> Path:
     return atomic_write(path, write)
 
 
+def _defused(frame: pd.DataFrame) -> pd.DataFrame:
+    """`defuse` over every text column, vectorised: only risky cells are touched."""
+    safe = frame.copy()
+    for column in safe.columns:
+        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column].dtype):
+            text = safe[column].astype("object")
+            try:
+                risky = text.str.startswith(FORMULA_PREFIXES, na=False)
+            except AttributeError:  # no text in the column
+                continue
+            if risky.any():
+                safe[column] = text.where(~risky, "'" + text.astype(str))
+    return safe
+
+
 def write_csv(path: Path, frame: pd.DataFrame) -> Path:
-    safe = frame.astype("object").map(defuse) if not frame.empty else frame
+    safe = _defused(frame)
 
     def write(temporary: Path):
         buffer = io.StringIO()
@@ -98,101 +106,94 @@ def write_csv(path: Path, frame: pd.DataFrame) -> Path:
     return atomic_write(path, write)
 
 
-# --- workbook ---------------------------------------------------------------------------------
+# --- markdown summary --------------------------------------------------------------------
 
-def _cell_value(value):
-    if value is None or value is pd.NaT:
-        return None
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.tz_convert(None).to_pydatetime() if value.tzinfo else value.to_pydatetime()
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
-    if value is pd.NA:
-        return None
-    return value
+def _md(value) -> str:
+    """Text from Azure, made inert in markdown: no tables broken, no links or HTML."""
+    text = "" if value is None or (isinstance(value, float) and value != value) else str(value)
+    text = text.replace("\\", "\\\\").replace("\n", " ").replace("\r", " ")
+    for char in "|<>[]()`*_#!":
+        text = text.replace(char, "\\" + char)
+    return text
 
 
-def _text_cell(sheet, value):
-    """A cell that holds `value`; a string is always stored as a string, never a formula."""
-    value = _cell_value(value)
-    if isinstance(value, str):  # control characters are not allowed in a worksheet cell
-        value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
-    cell = WriteOnlyCell(sheet, value=value)
-    if isinstance(cell.value, str):
-        cell.data_type = "s"
-    return cell
-
-
-def _write_table(workbook: Workbook, title: str, frame: pd.DataFrame,
-                 style_row: Callable | None = None) -> None:
-    """One sheet per table (continued on further sheets past Excel's row limit), header
-    frozen, filters on, widths set from the content."""
-    columns = list(frame.columns)
-    chunk = EXCEL_MAX_ROWS - 1
-    starts = range(0, max(len(frame), 1), chunk)
-    for part, start in enumerate(starts):
-        sheet = workbook.create_sheet(title if part == 0 else f"{title} ({part + 1})"[:31])
-        sheet.freeze_panes = "A2"
-        widths = [min(max(len(str(c)) + 2, 10), 60) for c in columns]
-        sample = frame.iloc[start:start + 200]
-        for i, column in enumerate(columns):
-            lengths = sample[column].astype("object").astype(str).str.len()
-            if lengths.notna().any():
-                widths[i] = min(max(widths[i], int(lengths.max()) + 2), 60)
-        for i, width in enumerate(widths, start=1):
-            sheet.column_dimensions[get_column_letter(i)].width = width
-        header = []
-        for column in columns:
-            cell = WriteOnlyCell(sheet, value=column)
-            cell.font = Font(bold=True)
-            header.append(cell)
-        sheet.append(header)
-        rows = frame.iloc[start:start + chunk]
-        for values in rows.itertuples(index=False, name=None):
-            cells = [_text_cell(sheet, v) for v in values]
-            if style_row:
-                style_row(dict(zip(columns, values, strict=True)), cells)
-            sheet.append(cells)
-        last_row = len(rows) + 1
-        sheet.auto_filter.ref = f"A1:{get_column_letter(max(len(columns), 1))}{last_row}"
-
-
-def _severity_style(row: dict, cells: list) -> None:
-    color = SEVERITY_FILLS.get(row.get("severity"))
-    if color:
-        index = list(row).index("severity")
-        cells[index].fill = PatternFill("solid", fgColor=color)
+def summary_markdown(findings: pd.DataFrame, context: dict, cost=None, top: int = 10) -> str:
+    """A page short enough for a pull-request comment or a pipeline summary."""
+    counts = summary(findings)
+    active = findings[~findings["exempted"].astype(bool)]
+    lines = [f"## image-audit: {counts['total'] - counts['exempted']} findings"
+             f" ({counts['exempted']} exempted)", "",
+             f"Snapshot `{str(context.get('snapshot_sha256', ''))[:12]}`, as of "
+             f"{str(context.get('as_of', ''))[:10]}, image-audit {__version__}.", "",
+             "| severity | findings |", "| --- | ---: |"]
+    lines += [f"| {k} | {v} |" for k, v in reversed(counts["by_severity"].items()) if v]
+    if counts["by_rule"]:
+        titles = active.drop_duplicates("rule_id").set_index("rule_id")
+        lines += ["", "| rule | severity | title | findings |", "| --- | --- | --- | ---: |"]
+        lines += [f"| {rule_id} | {titles.at[rule_id, 'severity']} | "
+                  f"{_md(titles.at[rule_id, 'title'])} | {count} |"
+                  for rule_id, count in counts["by_rule"].items()]
+    if cost is not None:
+        total = cost.totals().iloc[0]
+        saved = cost.savings(findings).iloc[-1]
+        unpriced = f", {int(total['unpriced'])} lines unpriced" if total["unpriced"] else ""
+        lines += ["", f"Image storage: {total['monthly_cost']:,.2f} {cost.currency} a month "
+                      f"({cost.basis}{unpriced}); retention and staleness findings would save "
+                      f"{saved['monthly_cost']:,.2f} {cost.currency} a month."]
+    if len(active):
+        shown = active.head(top)
+        lines += ["", f"Most severe {len(shown)} of {len(active)}:", ""]
+        lines += [f"- **{f.severity}** {f.rule_id} `{_md(f.resource_name)}`: {_md(f.message)}"
+                  for f in shown.itertuples(index=False)]
+    lines += ["", "Details: image-audit.xlsx, findings.sarif, findings.junit.xml."]
+    return "\n".join(lines) + "\n"
 
 
 def write_workbook(path: Path, findings: pd.DataFrame, tables: dict[str, pd.DataFrame],
-                   context: dict) -> Path:
-    def write(temporary: Path):
-        workbook = Workbook(write_only=True)
-        counts = summary(findings)
-        lines = [("image-audit", __version__)] + [(k, v) for k, v in context.items()
-                                                  if not isinstance(v, (dict, list))]
-        lines += [("findings", counts["total"]), ("exempted", counts["exempted"])]
-        lines += [(f"severity {k}", v) for k, v in counts["by_severity"].items()]
-        lines += [(f"rule {k}", v) for k, v in counts["by_rule"].items()]
-        lines += [(f"table {name}", len(frame)) for name, frame in tables.items()]
-        _write_table(workbook, "Summary", pd.DataFrame(lines, columns=["item", "value"]))
-        _write_table(workbook, "Findings", findings, _severity_style)
-        for name, frame in tables.items():
-            _write_table(workbook, name[:31], frame)
-        workbook.save(temporary)
-    return atomic_write(path, write)
+                   context: dict, **parts) -> Path:
+    from auditor.workbook import write_workbook as write_book
+    return atomic_write(path, lambda temporary: write_book(temporary, findings, tables, context,
+                                                           **parts))
 
 
 def write_reports(out_dir: Path, findings: pd.DataFrame, tables: dict[str, pd.DataFrame],
-                  context: dict, formats: list[str]) -> list[Path]:
+                  context: dict, formats: list[str], *, rules=None, cost=None,
+                  usage: pd.DataFrame | None = None, exemptions=None) -> list[Path]:
+    """Every requested format into `out_dir`, each file written atomically."""
+    from auditor.junit import write_junit
+    from auditor.sarif import write_sarif
+
     out_dir = Path(out_dir)
+    if cost is not None:
+        findings = cost.with_finding_costs(findings)
     written = []
     if "json" in formats:
         written.append(write_json(out_dir / "findings.json", findings, context))
     if "csv" in formats:
         written.append(write_csv(out_dir / "findings.csv", findings))
     if "xlsx" in formats:
-        written.append(write_workbook(out_dir / "image-audit.xlsx", findings, tables, context))
+        written.append(write_workbook(out_dir / "image-audit.xlsx", findings, tables, context,
+                                      cost=cost, usage=usage, exemptions=exemptions))
+    if "sarif" in formats:
+        written.append(atomic_write(out_dir / "findings.sarif",
+                                    lambda t: write_sarif(t, findings, rules, context)))
+    if "junit" in formats:
+        written.append(atomic_write(out_dir / "findings.junit.xml",
+                                    lambda t: write_junit(t, findings, rules, context)))
+    if "md" in formats:
+        text = summary_markdown(findings, context, cost)
+        written.append(atomic_write(out_dir / "summary.md",
+                                    lambda t: t.write_text(text, encoding="utf-8")))
+    if "cost" in formats and cost is not None:
+        written += write_cost(out_dir, cost, findings)
     return written
+
+
+def write_cost(out_dir: Path, cost, findings: pd.DataFrame | None = None) -> list[Path]:
+    """cost.csv (totals by gallery, region, storage type, team, and savings per rule) and
+    cost_lines.csv (one line per replica and managed image, with its assumptions)."""
+    totals = cost.totals()
+    if findings is not None:
+        totals = pd.concat([totals, cost.savings(findings)], ignore_index=True)
+    return [write_csv(Path(out_dir) / "cost.csv", totals),
+            write_csv(Path(out_dir) / "cost_lines.csv", cost.lines.drop(columns="id"))]

@@ -22,8 +22,9 @@ def run(*args, capsys=None):
 def test_audit_sample_writes_reports(tmp_path, capsys):
     code, out = run("audit", "--sample", "-o", str(tmp_path), capsys=capsys)
     assert code == 0
-    assert {p.name for p in tmp_path.iterdir()} == {"findings.json", "findings.csv",
-                                                   "image-audit.xlsx"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "findings.json", "findings.csv", "image-audit.xlsx", "findings.sarif",
+        "findings.junit.xml", "summary.md", "cost.csv", "cost_lines.csv"}
     assert "PIN001" in out.out and f"wrote {tmp_path / 'findings.json'}" in out.out
 
 

@@ -1,0 +1,152 @@
+"""Cost lines, totals, finding costs and savings, on tiny estates with a known price table."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from auditor.cli import main
+from auditor.cost import estimate
+from auditor.engine import FINDING_COLUMNS
+from auditor.errors import AuditError
+from auditor.prices import PRICE_COLUMNS
+from tests.builders import GOOD_TAGS, definition, estate_of, gallery, managed_image, version, vm
+
+PRICES = pd.DataFrame([
+    ("westeurope", "Standard_LRS", "USD", 0.05, "2024-01-01", "Standard HDD Managed Disks",
+     "LRS Snapshots", "test"),
+    ("westeurope", "Standard_ZRS", "USD", 0.06, "2024-01-01", "Standard HDD Managed Disks",
+     "ZRS Snapshots", "test"),
+    ("*", "Standard_LRS", "USD", 0.10, "2024-01-01", "Standard HDD Managed Disks",
+     "LRS Snapshots", "test"),
+], columns=PRICE_COLUMNS)
+
+
+def with_data_disk(raw: dict, size_gb: float) -> dict:
+    raw["properties"]["storageProfile"]["dataDiskImages"] = [{"lun": 0, "sizeInGB": size_gb}]
+    return raw
+
+
+def line(cost, region, kind="replica"):
+    lines = cost.lines[(cost.lines["kind"] == kind) & (cost.lines["region"] == region)]
+    assert len(lines) == 1
+    return lines.iloc[0]
+
+
+def test_replica_cost_is_size_times_replicas_times_regional_price():
+    raw = with_data_disk(version(regions=(("West Europe", 2, "Standard_ZRS"),
+                                          ("East US", 1, "Standard_LRS"))), 10)
+    cost = estimate(estate_of(gallery(), definition(), raw), PRICES)
+    west, east = line(cost, "westeurope"), line(cost, "eastus")
+    assert west["size_gb"] == 40 and west["billed_gb"] == 80
+    assert west["monthly_cost"] == pytest.approx(80 * 0.06)
+    assert west["price_row"].startswith("westeurope/Standard_ZRS (Standard HDD Managed Disks")
+    assert east["monthly_cost"] == pytest.approx(40 * 0.10)
+    assert east["price_row"].startswith("*/Standard_LRS")
+    assert "* row used" in east["assumptions"] and "upper bound" in east["assumptions"]
+    assert west["name"] == "gal/base/1.0.0" and west["team"] == "platform"
+
+
+def test_occupancy_scales_every_line_and_changes_the_basis():
+    estate = estate_of(gallery(), definition(), version())
+    full, half = estimate(estate, PRICES), estimate(estate, PRICES, occupancy=0.5)
+    assert half.lines["monthly_cost"].sum() == pytest.approx(full.lines["monthly_cost"].sum() / 2)
+    assert "upper bound" in full.totals()["basis"].iloc[0]
+    assert "0.5 x provisioned" in half.totals()["basis"].iloc[0]
+    with pytest.raises(AuditError, match="--occupancy"):
+        estimate(estate, PRICES, occupancy=1.5)
+
+
+def test_missing_size_or_price_is_unpriced_never_zero():
+    no_size = version("1.0.0")
+    del no_size["properties"]["storageProfile"]["osDiskImage"]["sizeInGB"]
+    no_price = version("2.0.0", regions=(("West Europe", 1, "Premium_LRS"),))
+    cost = estimate(estate_of(gallery(), definition(), no_size, no_price), PRICES)
+    statuses = dict(zip(cost.lines["version"], cost.lines["status"], strict=True))
+    assert statuses["1.0.0"].startswith("unpriced: disk size")
+    assert statuses["2.0.0"] == "unpriced: no price for Premium_LRS in westeurope (nor a * row)"
+    assert cost.lines["monthly_cost"].isna().all()
+    total = cost.totals().iloc[0]
+    assert total["unpriced"] == 2 and total["priced"] == 0 and total["monthly_cost"] == 0
+    assert total["unpriced_gb"] == 30  # the line whose size is known
+    assert cost.resource_costs.isna().all()
+
+
+def test_managed_image_priced_as_a_snapshot_and_assumed_type_stated():
+    typed = managed_image("img-a")
+    untyped = managed_image("img-b")
+    del untyped["properties"]["storageProfile"]["osDisk"]["storageAccountType"]
+    cost = estimate(estate_of(typed, untyped), PRICES)
+    images = cost.lines.set_index("name")
+    assert images.loc["img-a", "monthly_cost"] == pytest.approx(30 * 0.05)
+    assert images.loc["img-a", "gallery"] == "(managed images)"
+    assert "assumed Standard_LRS" in images.loc["img-b", "assumptions"]
+
+
+def test_totals_by_gallery_region_storage_type_and_team():
+    cost = estimate(estate_of(
+        gallery(), definition(), version("1.0.0"),
+        version("1.1.0", tags=GOOD_TAGS | {"team": "data"},
+                regions=(("West Europe", 1, "Standard_ZRS"),)),
+        managed_image("img-a", tags={"environment": "dev"})), PRICES)
+    totals = cost.totals().set_index(["section", "key"])["monthly_cost"]
+    assert totals[("total", "all image storage")] == pytest.approx(1.5 + 1.8 + 1.5)
+    assert totals[("gallery", "gal")] == pytest.approx(3.3)
+    assert totals[("storage_type", "Standard_ZRS")] == pytest.approx(1.8)
+    assert totals[("team", "data")] == pytest.approx(1.8)
+    assert totals[("team", "(no team tag)")] == pytest.approx(1.5)
+    assert totals[("region", "westeurope")] == pytest.approx(4.8)
+
+
+def findings_for(*rows):
+    frame = pd.DataFrame([{c: None for c in FINDING_COLUMNS} | row for row in rows])
+    return frame.assign(exempted=frame["exempted"].fillna(False).astype(bool))
+
+
+def test_findings_carry_the_cost_of_their_resource():
+    estate = estate_of(gallery(), definition(), vm(),
+                       version(regions=(("West Europe", 1, "Standard_LRS"),
+                                        ("North Europe", 2, "Standard_LRS"))))
+    cost = estimate(estate, PRICES)
+    version_id = estate.image_versions["arm_id"].iloc[0]
+    findings = cost.with_finding_costs(findings_for(
+        {"rule_id": "RET001", "resource_id": version_id.upper()},
+        {"rule_id": "PIN001", "resource_id": estate.machines["arm_id"].iloc[0]}))
+    assert findings["monthly_cost"].iloc[0] == pytest.approx(30 * 0.05 + 60 * 0.10)
+    assert math.isnan(findings["monthly_cost"].iloc[1])
+
+
+def test_savings_per_rule_count_each_resource_once_and_skip_exempted():
+    estate = estate_of(gallery(), definition(), version("1.0.0"), version("1.1.0"),
+                       managed_image("img-a"))
+    cost = estimate(estate, PRICES)
+    ids = dict(zip(estate.image_versions["name"], estate.image_versions["arm_id"], strict=True))
+    image = estate.managed_images["arm_id"].iloc[0]
+    findings = findings_for(
+        {"rule_id": "RET001", "resource_id": ids["1.0.0"]},
+        {"rule_id": "STL002", "resource_id": ids["1.0.0"]},
+        {"rule_id": "STL002", "resource_id": image},
+        {"rule_id": "RET001", "resource_id": ids["1.1.0"], "exempted": True},
+        {"rule_id": "TAG001", "resource_id": ids["1.1.0"]},
+        {"rule_id": "STL005", "resource_id": ids["1.1.0"]})
+    savings = cost.savings(findings).set_index("key")["monthly_cost"]
+    assert savings["RET001"] == pytest.approx(1.5)
+    assert savings["STL002"] == pytest.approx(3.0)
+    assert savings["all savings"] == pytest.approx(3.0)
+    assert "TAG001" not in savings and "STL005" not in savings  # a fix, not a deletion
+
+
+def test_cost_command_prints_totals_and_writes_cost_csv(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["cost", "--sample", "-o", str(tmp_path), "--occupancy", "0.5"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    assert "0.5 x provisioned disk size" in out
+    for section in ("gallery", "region", "storage_type", "team", "savings"):
+        assert f"\n  {section} " in out
+    totals = pd.read_csv(tmp_path / "cost.csv", encoding="utf-8-sig")
+    assert set(totals["section"]) == {"total", "gallery", "region", "storage_type", "team",
+                                      "savings"}
+    lines = pd.read_csv(tmp_path / "cost_lines.csv", encoding="utf-8-sig")
+    assert totals.loc[totals["section"] == "total", "monthly_cost"].iloc[0] == pytest.approx(
+        lines["monthly_cost"].sum(), abs=0.01)

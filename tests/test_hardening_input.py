@@ -406,3 +406,41 @@ def test_bad_exemptions_or_baseline_file_one_line(tmp_path, capsys, option, cont
     assert code == 2
     assert_one_line_error(err, message)
     assert not (tmp_path / "out").exists()
+
+
+def _every_path_nulled_or_dropped():
+    from tests.test_properties import SHAPES, _paths
+
+    for shape_index, shape in enumerate(SHAPES):
+        for path in _paths(shape):
+            if path in (("id",),):
+                continue
+            for action in ("null", "drop"):
+                yield pytest.param(shape_index, path, action,
+                                   id=f"{shape['type'].rsplit('/', 1)[-1]}-{action}-"
+                                      + ".".join(map(str, path)))
+
+
+@pytest.mark.parametrize("shape_index, path, action", list(_every_path_nulled_or_dropped()))
+def test_null_or_missing_at_every_level_reads_without_problems(shape_index, path, action):
+    """Each property the real shapes carry, set to null or removed: the resource is still
+    read (or, for its type, skipped as that type), and a null is never called a problem."""
+    import copy
+
+    from tests.test_properties import SHAPES
+
+    resource = copy.deepcopy(SHAPES[shape_index])
+    parent = resource
+    for step in path[:-1]:
+        parent = parent[step]
+    if action == "null":
+        parent[path[-1]] = None
+    else:
+        del parent[path[-1]]
+    result = normalize([resource])
+    assert sum(result.read_types.values()) + sum(result.skipped_types.values()) == 1
+    expected = []  # the one absence that loses a row (a target region) is named
+    if "targetRegions" in path and path[-1] in (0, "name"):
+        expected = ["targetRegions[]: region without a name"]
+    assert len(result.problems) == len(expected), result.problems
+    assert all(e in p for e, p in zip(expected, result.problems, strict=True))

@@ -39,10 +39,32 @@ REGRESSIONS = ROOT / "tests" / "regressions"
 RULES = [rule for rule in load_rules() if rule.enabled]
 
 
+# Text an attacker or a clumsy user might put in a name or a tag: control characters,
+# formulas, paths, shell syntax, bidi overrides, very long and non-ASCII strings.
+HOSTILE_TEXT = st.one_of(
+    st.text(st.characters(max_codepoint=0x20), min_size=1, max_size=5),
+    st.sampled_from(["=cmd|' /C calc'!A0", "+1", "-1", "@SUM(A1)", "\t=1", "../../x", "..\\x",
+                     "$(touch pwned)", "`id`", "a'b\"c", "\u202egnp.exe", "\ud7ff\ue000",
+                     "?sig=SECRET", "x" * 70_000, "\u00e9" * 5000, "", " "]),
+    st.text(max_size=50),
+)
+
+
+@st.composite
+def hostile(draw, resource):
+    """Hostile text in the name and in tag keys and values of a resource object."""
+    if isinstance(resource, dict) and draw(st.booleans()):
+        resource = dict(resource)
+        resource["tags"] = draw(st.dictionaries(HOSTILE_TEXT, HOSTILE_TEXT, max_size=3))
+        if draw(st.booleans()):
+            resource["name"] = draw(HOSTILE_TEXT)
+    return resource
+
+
 @st.composite
 def input_file(draw) -> tuple[str, bytes]:
     """A file name and its bytes, as a user might pass them to `image-audit import`."""
-    resources = draw(st.lists(mutated_resource(), min_size=0, max_size=6))
+    resources = [draw(hostile(r)) for r in draw(st.lists(mutated_resource(), max_size=6))]
     shape = draw(st.sampled_from(["list", "data", "value", "single", "jsonl"]))
     if shape == "jsonl":
         name, data = "fuzz.jsonl", b"\n".join(json.dumps(r).encode() for r in resources)

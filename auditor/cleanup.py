@@ -70,8 +70,10 @@ class CleanupPlan:
                  _comment(f"as of: {context['as_of']}"),
                  _comment(f"{len(self.deletions)} deletion(s), {len(self.blocked)} blocked item(s)"
                           + (f"; saves about {saving:,.2f} {self.currency} per month"
-                             if pd.notna(saving) else "")),
-                 "set -euo pipefail", ""]
+                             if pd.notna(saving) else ""))]
+        if context.get("cost_basis") and pd.notna(saving):
+            lines.append(_comment(f"storage cost basis: {context['cost_basis']}"))
+        lines += ["set -euo pipefail", ""]
         if self.deletions.empty:
             lines += [_comment("Nothing to delete."), ""]
         for row in self.deletions.itertuples(index=False):

@@ -210,6 +210,22 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occup
             sys.exit(1)
 
 
+@cli.command()
+@click.option("--machines", required=True, type=click.IntRange(min=1),
+              help="Number of VMs and scale sets.")
+@click.option("--seed", default=0, show_default=True, help="Same seed, same estate.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="File to write: .jsonl, or .jsonl.gz for gzip.")
+def synth(machines, seed, output):
+    """Write a deterministic synthetic tenant in raw Resource Graph shape (JSON lines)."""
+    from auditor.synth import COLLECTED_AT, write_estate
+
+    count = write_estate(output, machines, seed)
+    click.echo(f"wrote {output}: {count} resources ({machines} machines); import it with "
+               f"`image-audit import {output} -o SNAPSHOT --collected-at "
+               f"{COLLECTED_AT.isoformat()}`")
+
+
 @cli.command("cleanup-plan")
 @click.argument("snapshot", required=False, type=click.Path(path_type=Path))
 @click.option("--sample", is_flag=True, help="Plan for the bundled sample estate.")
@@ -222,8 +238,13 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occup
 @click.option("--as-of", help="The 'now' of time-based rules (default: the snapshot's time).")
 @click.option("--retain-tag", help="A resource with this tag (any value but false/no/0) is never "
               "deleted (default: RET001's retain_tag param, else `retain`).")
+@click.option("--occupancy", type=float,
+              help="Occupied share of the provisioned disk size (0-1] for the savings; default: "
+                   "provisioned size, an upper bound.")
+@click.option("--prices", "prices_path", type=click.Path(path_type=Path),
+              help="Price table CSV (default: the one shipped, see `prices refresh`).")
 def cleanup_plan_command(snapshot, sample, output, config_path, exemptions_path, as_of,
-                         retain_tag):
+                         retain_tag, occupancy, prices_path):
     """Write a reviewed script of the deletions that RET and STL findings call for."""
     if bool(snapshot) == bool(sample):
         raise click.UsageError("give a SNAPSHOT directory or --sample (one of them)")
@@ -238,14 +259,19 @@ def cleanup_plan_command(snapshot, sample, output, config_path, exemptions_path,
     if retain_tag is None:
         retain_tag = next((str(r.params["retain_tag"]) for r in rules if "retain_tag" in r.params),
                           "retain")
-    plan = cleanup_plan(findings, estate, retain_tag=retain_tag)
+    cost = costing.estimate(estate, price_table.load_prices(prices_path), occupancy)
+    plan = cleanup_plan(findings, estate, retain_tag=retain_tag,
+                        monthly_cost=cost.resource_costs, currency=cost.currency)
     script = plan.script({"tool_version": __version__,
                           "snapshot": "sample estate" if sample else str(snapshot),
-                          "snapshot_sha256": loaded.sha256, "as_of": estate.as_of.isoformat()})
+                          "snapshot_sha256": loaded.sha256, "as_of": estate.as_of.isoformat(),
+                          "cost_basis": cost.basis})
     atomic_write(output, lambda temporary: temporary.write_text(script, encoding="utf-8"))
     output.chmod(0o644)
     click.echo(f"wrote {output}: {len(plan.deletions)} deletion(s), {len(plan.blocked)} "
                "blocked; nothing was run")
+
+
 def _rule_pack_hashes() -> dict[str, str]:
     """SHA-256 of each rule file, so a report names the exact rule pack that produced it."""
     import hashlib

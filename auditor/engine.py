@@ -71,6 +71,8 @@ NO_VALUE_OPS = {"missing", "present"}
 
 
 def _text(series: pd.Series, ignore_case: bool) -> pd.Series:
+    if ignore_case and isinstance(series.dtype, pd.StringDtype):
+        return series.str.lower()  # vectorised in Arrow; missing values stay missing
     text = series.astype("object").where(series.notna(), None)
     return text.map(lambda v: v.lower() if isinstance(v, str) else v) if ignore_case else text
 
@@ -81,6 +83,11 @@ def _fold(value, ignore_case: bool):
     if ignore_case and isinstance(value, list):
         return [v.lower() if isinstance(v, str) else v for v in value]
     return value
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    """Typed string columns compare as they are; anything else as objects."""
+    return series if isinstance(series.dtype, pd.StringDtype) else series.astype("object")
 
 
 def _days_before(estate: Estate, days) -> pd.Timestamp:
@@ -98,8 +105,8 @@ OPS: dict[str, Callable] = {
     "ge": lambda s, v, e: s >= v,
     "regex": lambda s, v, e: s.astype("object").map(
         lambda x, rx=re.compile(v): isinstance(x, str) and rx.search(x) is not None),
-    "missing": lambda s, v, e: s.isna() | (s.astype("object") == ""),
-    "present": lambda s, v, e: s.notna() & (s.astype("object") != ""),
+    "missing": lambda s, v, e: s.isna() | (_as_text(s) == ""),
+    "present": lambda s, v, e: s.notna() & (_as_text(s) != ""),
     "older-than-days": lambda s, v, e: s < _days_before(e, v),
     "due-within-days": lambda s, v, e: (s >= e.as_of) & (s < e.as_of + pd.Timedelta(days=v)),
 }
@@ -442,7 +449,10 @@ def render(template: str, frame: pd.DataFrame, params: dict) -> pd.Series:
             continue
         if name in frame.columns:
             column = frame[name]
-            text = column.astype("object").map(_display).astype(str)
+            if isinstance(column.dtype, pd.StringDtype):
+                text = column.fillna("(none)").astype("object")
+            else:
+                text = column.astype("object").map(_display).astype(str)
         elif name in params:
             text = _display(params[name])
         else:

@@ -8,14 +8,18 @@ properties that are absent or of the wrong type, timestamps with 7-digit fractio
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 GALLERY = "microsoft.compute/galleries"
 DEFINITION = "microsoft.compute/galleries/images"
@@ -74,6 +78,7 @@ MAX_PROBLEMS = 1000
 _FAR_PAST = pd.Timestamp.min.ceil("us").tz_localize("UTC")
 _FAR_FUTURE = pd.Timestamp.max.floor("us").tz_localize("UTC")
 _YEAR = re.compile(r"^\s*([+-]?\d{4,})-\d\d")
+_TAGS_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 _SUB_RG = re.compile(r"/subscriptions/([^/]+)(?:/resourcegroups/([^/]+))?", re.IGNORECASE)
 _VERSION_SUFFIX = re.compile(r"/versions/([^/]+)$")
@@ -228,33 +233,74 @@ def parent_of(child_id: str, segment: str) -> str:
 
 
 class _Rows:
-    """Column lists for one table, appended to row by row and turned into Arrow once."""
+    """Rows for one table, kept as tuples and turned into Arrow every `CHUNK_ROWS` rows, so a
+    million-row table never exists as Python objects all at once."""
+
+    CHUNK_ROWS = 65_536
 
     def __init__(self, name: str):
         self.name = name
-        self.columns = {col: [] for col in TABLE_SCHEMAS[name].names}
+        self.schema = TABLE_SCHEMAS[name]
+        self._in_order = itemgetter(*self.schema.names)
+        self.pending: list[tuple] = []
+        self.chunks: list[pa.Table] = []
         self.problems: list[str] = []
 
     def add(self, **values):
-        for col, items in self.columns.items():
-            items.append(values.get(col))
+        try:
+            row = self._in_order(values)
+        except KeyError:
+            row = tuple(values.get(col) for col in self.schema.names)
+        self.pending.append(row)
+        if len(self.pending) >= self.CHUNK_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        columns = zip(*self.pending, strict=True)
+        arrays = [pa.array(values, type=S if fld.name in _TIMESTAMPS else fld.type,
+                           from_pandas=True)
+                  for fld, values in zip(self.schema, columns, strict=True)]
+        self.chunks.append(pa.Table.from_arrays(arrays, names=self.schema.names))
+        self.pending = []
+
+    def extend(self, other: _Rows) -> None:
+        """Append another normaliser's rows (already flushed) after ours."""
+        self.flush()
+        self.chunks.extend(other.chunks)
 
     def table(self) -> pa.Table:
-        schema = TABLE_SCHEMAS[self.name]
-        frame = pd.DataFrame(self.columns)
-        arrays = []
-        for fld in schema:
-            column = frame[fld.name]
-            if fld.name in _TIMESTAMPS:
-                column = _stamps(column, frame["arm_id"], fld.name, self.problems)
-                column = column.dt.floor("us").astype("datetime64[us, UTC]")
-            arrays.append(pa.array(column, type=fld.type, from_pandas=True))
-        table = pa.Table.from_arrays(arrays, schema=schema)
+        self.flush()
+        schema = self.schema
+        if self.chunks:
+            table = pa.concat_tables(self.chunks)
+        else:
+            table = pa.Table.from_arrays(
+                [pa.array([], type=S if f.name in _TIMESTAMPS else f.type) for f in schema],
+                names=schema.names)
+        self.chunks = []
+        for name in _TIMESTAMPS & set(schema.names):
+            text = table.column(name).to_pandas().astype("object")
+            ids = table.column("arm_id").to_pandas()
+            stamps = _stamps(text, ids, name, self.problems)
+            stamps = stamps.dt.floor("us").astype("datetime64[us, UTC]")
+            table = table.set_column(schema.get_field_index(name), schema.field(name),
+                                     pa.array(stamps, type=schema.field(name).type,
+                                              from_pandas=True))
+        table = table.cast(schema)
+        if not table.num_rows:
+            return table
         sort_key = "id" if "id" in schema.names else schema.names[0]
-        if table.num_rows:
-            table = table.sort_by([(sort_key, "ascending")] + [
-                (c, "ascending") for c in schema.names[1:3] if c != sort_key])
-        return table
+        order = pc.sort_indices(table, sort_keys=[(sort_key, "ascending")] + [
+            (c, "ascending") for c in schema.names[1:3] if c != sort_key])
+        # Reorder column by column, letting each unsorted column go as soon as it is copied:
+        # the peak is one table plus one column, not two tables.
+        columns = table.columns
+        del table
+        for index in range(len(columns)):
+            columns[index] = columns[index].take(order)
+        return pa.Table.from_arrays(columns, schema=schema)
 
 
 class _Normalizer:
@@ -323,13 +369,32 @@ class _Normalizer:
         handler[1](self, common, self._read(resource.get("properties"), _obj, "properties"),
                    resource, tags)
 
+    def absorb(self, part: _Normalizer) -> bool:
+        """Take over what `part` made from the resources that follow ours, as if we had read
+        them; refused (False) when it holds an id we have too, so the caller redoes them."""
+        if not self.seen.isdisjoint(part.seen):
+            return False
+        for name, rows in self.rows.items():
+            rows.extend(part.rows[name])
+        self.seen |= part.seen
+        self.read.update(part.read)
+        self.skipped.update(part.skipped)
+        self.problem_count += part.problem_count
+        self.problems.extend(part.problems[:MAX_PROBLEMS - len(self.problems)])
+        for owner, version_id in part.disk_versions.items():
+            current = self.disk_versions.get(owner)
+            self.disk_versions[owner] = min(current, version_id) if current else version_id
+        return True
+
     def _tags(self, raw, rid: str, table: str) -> str:
-        tags = {str(k): _str(v) if _str(v) is not None else "" for k, v in _obj(raw).items()}
+        if not raw or not isinstance(raw, dict):
+            return "{}"
+        tags = {str(k): _str(v) if _str(v) is not None else "" for k, v in raw.items()}
         out = self.rows["resource_tags"]
-        for key, value in tags.items():
-            out.add(resource_id=rid, resource_table=table, key=key, key_lower=key.lower(),
-                    value=value)
-        return json.dumps(tags, sort_keys=True, ensure_ascii=False)
+        out.pending.extend((rid, table, key, key.lower(), value) for key, value in tags.items())
+        if len(out.pending) >= out.CHUNK_ROWS:
+            out.flush()
+        return _TAGS_JSON(tags)
 
     def _gallery(self, common, props, raw, tags):
         self.rows["galleries"].add(**common, description=_str(props.get("description")),
@@ -483,16 +548,19 @@ class _Normalizer:
     }
 
     def finish(self, scope: Iterable[dict] | None) -> Normalized:
-        machines = self.rows["machines"].columns
-        if self.disk_versions:
-            machines["running_version_id"] = [
-                self.disk_versions.get(mid) for mid in machines["id"]]
         for row in scope or ():
             self.rows["scope"].add(**{k: row.get(k) for k in TABLE_SCHEMAS["scope"].names})
         tables = {name: rows.table() for name, rows in self.rows.items()}
         for rows in self.rows.values():
             for problem in rows.problems:
                 self._note(problem)
+        if self.disk_versions:
+            machines = tables["machines"]
+            owners = pa.array(list(self.disk_versions), type=S)
+            running = pa.array(list(self.disk_versions.values()), type=S).take(
+                pc.index_in(machines.column("id"), value_set=owners))
+            index = machines.schema.get_field_index("running_version_id")
+            tables["machines"] = machines.set_column(index, machines.schema.field(index), running)
         return Normalized(tables=tables, read_types=self.read, skipped_types=self.skipped,
                           problems=self.problems, problem_count=self.problem_count)
 
@@ -528,16 +596,54 @@ def _image_reference(ref: dict, vhd_uri: str | None) -> dict:
     return out
 
 
+@dataclass
+class Part:
+    """A run of consecutive input resources normalised in another process (normalize_part),
+    with the way to read them again should they have to be normalised here, in order."""
+
+    normalizer: _Normalizer
+    again: Callable[[], Iterable]
+
+
+def normalize_part(resources: Iterable) -> _Normalizer:
+    """Normalise a run of resources, for a worker process: the result goes into a `Part`."""
+    normalizer = _Normalizer()
+    with _collector_paused():
+        for where, resource in resources:
+            normalizer.add(resource, where=where)
+    for rows in normalizer.rows.values():
+        rows.flush()
+    return normalizer
+
+
+@contextmanager
+def _collector_paused():
+    """Bulk loading allocates millions of acyclic objects; the cyclic collector would rescan
+    the growing heap again and again (3x slower), so it is paused for the load."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def normalize(resources: Iterable, scope: Iterable[dict] | None = None) -> Normalized:
     """Turn raw resources (any mix of supported types, any casing) into snapshot tables.
 
-    Items are resource dicts, or `(where, resource)` pairs whose `where` (file and position)
-    names the item in problems reported about it.
+    Items are resource dicts, `(where, resource)` pairs whose `where` (file and position)
+    names the item in problems reported about it, or `Part`s normalised elsewhere.
     """
     normalizer = _Normalizer()
-    for index, item in enumerate(resources):
-        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
-            normalizer.add(item[1], where=item[0])
-        else:
-            normalizer.add(item, where=f"item {index}")
+    with _collector_paused():
+        for index, item in enumerate(resources):
+            if isinstance(item, Part):
+                if not normalizer.absorb(item.normalizer):
+                    for where, resource in item.again():
+                        normalizer.add(resource, where=where)
+            elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+                normalizer.add(item[1], where=item[0])
+            else:
+                normalizer.add(item, where=f"item {index}")
     return normalizer.finish(scope)

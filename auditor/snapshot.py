@@ -50,7 +50,9 @@ class Snapshot:
         files = {}
         for name, table in self.arrow_tables.items():
             sink = pa.BufferOutputStream()
-            pq.write_table(table, sink, compression="zstd")
+            # One row group per table, so a loaded column is one chunk (see _read_table).
+            pq.write_table(table, sink, compression="zstd",
+                           row_group_size=max(table.num_rows, 1))
             files[name] = sink.getvalue().to_pybytes()
         return files
 
@@ -150,7 +152,9 @@ def _read_table(root: Path, name: str, entry) -> pa.Table:
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise AuditError(f"{file}: SHA-256 does not match the manifest (file edited or corrupt)")
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        # One chunk per row group (read_table splits into many): filtering a many-chunk
+        # column first concatenates the whole column, which made every rule pay for a copy.
+        table = pq.ParquetFile(pa.BufferReader(data)).read()
     except (pa.ArrowException, OSError) as exc:
         raise AuditError(f"{file}: unreadable Parquet ({exc})") from None
     if table.num_rows != entry.get("rows"):

@@ -13,7 +13,10 @@ import pytest
 
 from auditor.cleanup import cleanup_plan
 from auditor.cli import main
+from auditor.cost import estimate
 from auditor.engine import FINDING_COLUMNS
+from auditor.estate import Estate
+from auditor.snapshot import Snapshot
 from tests.builders import (
     GOOD_TAGS,
     SUB,
@@ -334,9 +337,18 @@ def test_cli_with_the_shipped_retention_rules(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["cleanup-plan", str(tmp_path / "snap"), "-o", str(out)])
     assert info.value.code == 0
-    commands = [shlex.split(line) for line in out.read_text().splitlines()
-                if line.startswith("az ")]
+    text = out.read_text()
+    commands = [shlex.split(line) for line in text.splitlines() if line.startswith("az ")]
     assert [c[-1] for c in commands] == ["1.0.0", "1.1.0", "img-old"]
+
+    # What each deletion saves comes from the cost estimate, with its basis in the header.
+    cost = estimate(Estate(Snapshot.read(tmp_path / "snap")))
+    deleted = [old[0]["id"], old[1]["id"], managed_image("img-old")["id"]]
+    monthly = cost.resource_costs.loc[[i.lower() for i in deleted]]
+    assert monthly.notna().all() and (monthly > 0).all()
+    assert [f"#   saves: about {c:,.2f} USD per month" in text for c in monthly] == [True] * 3
+    assert f"; saves about {monthly.sum():,.2f} USD per month" in text
+    assert f"# storage cost basis: {cost.basis}" in text
 
 
 def test_cli_sample_accounts_for_every_flagged_resource(tmp_path, capsys):

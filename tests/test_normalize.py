@@ -184,3 +184,11 @@ def test_wrong_types_tolerated():
     item["properties"]["storageProfile"] = ["not", "an", "object"]
     row = snapshot_of(item).tables["image_versions"].iloc[0]
     assert row["replica_count"] == 3 and row["target_region_count"] == 0
+
+
+def test_integers_beyond_int64_tolerated_as_missing():
+    item = version(replicaCount=2**70)
+    item["properties"]["publishingProfile"]["targetRegions"][0]["regionalReplicaCount"] = 9.3e18
+    snap = snapshot_of(item)
+    assert pd.isna(snap.tables["image_versions"].iloc[0]["replica_count"])
+    assert pd.isna(snap.tables["version_regions"].iloc[0]["regional_replica_count"])

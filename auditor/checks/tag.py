@@ -3,7 +3,10 @@ case-insensitively, as Azure's do, without parsing tags per resource."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from auditor.engine import RESOURCE_TYPES
 
@@ -11,12 +14,22 @@ IMAGE_TABLES = ["galleries", "image_definitions", "image_versions", "managed_ima
 _IDENTITY = ["id", "arm_id", "name", "subscription_id", "resource_group", "location"]
 
 
-def resources(estate, tables: list[str]) -> pd.DataFrame:
-    """The identity columns of several tables stacked, with each row's resource type.
-    A version is named `definition/version`: its own name (`1.2.0`) says too little."""
+def _isin(column: pd.Series, values) -> np.ndarray:
+    """`column.isin(values)` computed by Arrow: several times faster on string columns."""
+    found = pc.is_in(pa.array(column), value_set=pa.array(pd.Series(values), type=pa.string()))
+    return found.to_numpy(zero_copy_only=False)
+
+
+def resources(estate, tables: list[str], ids: pd.Index | None = None) -> pd.DataFrame:
+    """The identity columns of several tables stacked (only rows whose id is in `ids`, when
+    given), with each row's resource type. A version is named `definition/version`: its own
+    name (`1.2.0`) says too little."""
     frames = []
     for table in tables:
-        frame = estate.tables[table][_IDENTITY].assign(resource_type=RESOURCE_TYPES[table])
+        frame = estate.tables[table][_IDENTITY]
+        if ids is not None:
+            frame = frame[_isin(frame["id"], ids)]
+        frame = frame.assign(resource_type=RESOURCE_TYPES[table])
         if table == "image_versions":
             frame = frame.assign(name=frame["id"].str.extract(r"/images/([^/]+)/versions/")[0]
                                  .fillna("?") + "/" + frame["name"])
@@ -26,7 +39,13 @@ def resources(estate, tables: list[str]) -> pd.DataFrame:
 
 def _listed(frame: pd.DataFrame, by: str, column: str) -> pd.Series:
     """`column` values joined per `by` group, in a stable order."""
-    return frame.sort_values(column).groupby(by, sort=False)[column].agg(", ".join)
+    ordered = frame.sort_values(column)
+    several = ordered.duplicated(by, keep=False)
+    single = ordered.loc[~several].set_index(by)[column]
+    if not several.any():
+        return single
+    joined = ordered.loc[several].groupby(by, sort=False)[column].agg(", ".join)
+    return pd.concat([single, joined])
 
 
 def missing_required_tags(estate, params) -> pd.DataFrame:
@@ -37,6 +56,7 @@ def missing_required_tags(estate, params) -> pd.DataFrame:
     if targets.empty or required.empty:
         return targets.iloc[0:0]
     tags = estate.tables["resource_tags"]
+    tags = tags[_isin(tags["key_lower"], required) & _isin(tags["resource_id"], targets["id"])]
     present = tags.loc[tags["value"].fillna("").str.strip() != "", ["resource_id", "key_lower"]]
     wanted = targets[["id"]].merge(required, how="cross")
     gaps = wanted.merge(present.drop_duplicates(), how="left", left_on=["id", "key_lower"],
@@ -52,7 +72,7 @@ def tag_value_not_allowed(estate, params) -> pd.DataFrame:
         [(key.lower(), str(value).lower()) for key, values in params["allowed_values"].items()
          for value in values], columns=["key_lower", "value_lower"])
     tags = estate.tables["resource_tags"]
-    tags = tags[tags["key_lower"].isin(allowed["key_lower"])].assign(
+    tags = tags[_isin(tags["key_lower"], allowed["key_lower"])].assign(
         value_lower=lambda t: t["value"].fillna("").str.lower())
     checked = tags.merge(allowed, how="left", on=["key_lower", "value_lower"], indicator=True)
     bad = checked[checked["_merge"] == "left_only"]
@@ -60,7 +80,7 @@ def tag_value_not_allowed(estate, params) -> pd.DataFrame:
         return resources(estate, IMAGE_TABLES).iloc[0:0]
     bad = bad.assign(bad_tags=bad["key"] + "=" + bad["value"].fillna("").map(repr))
     listed = _listed(bad, "resource_id", "bad_tags")
-    targets = resources(estate, IMAGE_TABLES + ["machines"])
+    targets = resources(estate, IMAGE_TABLES + ["machines"], ids=listed.index)
     rows = targets.join(listed, on="id", how="inner")
     allowed_text = "; ".join(f"{key}: {', '.join(map(str, values))}"
                              for key, values in params["allowed_values"].items())

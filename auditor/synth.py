@@ -1,0 +1,346 @@
+"""`image-audit synth`: a deterministic synthetic tenant of any size, in raw Resource Graph
+shape (JSON lines), for benchmarks and for trying the tool on an estate the size of a large
+enterprise's. It goes through the normal import path like any export.
+
+Proportions follow what large tenants look like: tens of subscriptions and regions, a few
+galleries with hundreds of definitions, 5 to 40 versions per definition, mostly Marketplace
+and gallery references, scale sets with capacities. The bulk is random (seeded) with the
+untidiness real estates have; besides it, every rule of the pack gets a few resources built
+to break it on purpose, tagged `synth-case` = rule id(s), so that even a small estate
+triggers every rule.
+"""
+
+from __future__ import annotations
+
+import gzip
+import random
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+
+from auditor.errors import AuditError
+from auditor.report import atomic_write
+
+COLLECTED_AT = datetime(2026, 11, 15, 6, 0, tzinfo=timezone.utc)
+REGIONS = {
+    "eastus": "East US", "eastus2": "East US 2", "westus2": "West US 2", "westus3": "West US 3",
+    "centralus": "Central US", "northeurope": "North Europe", "westeurope": "West Europe",
+    "uksouth": "UK South", "francecentral": "France Central",
+    "germanywestcentral": "Germany West Central", "swedencentral": "Sweden Central",
+    "japaneast": "Japan East", "southeastasia": "Southeast Asia",
+    "australiaeast": "Australia East", "canadacentral": "Canada Central",
+    "brazilsouth": "Brazil South",
+}
+ENVIRONMENTS = ["production", "production", "staging", "qa", "dev", "test"]
+BAD_ENVIRONMENTS = ["Prod", "prd", "PRODUCTION ", "develop"]
+TEAMS = ["platform", "payments", "web", "data", "ml", "erp", "identity", "search", "mobile"]
+MARKETPLACE = [
+    ("Canonical", "0001-com-ubuntu-server-jammy", "22_04-lts-gen2", "22.04.202410020", "Linux"),
+    ("Canonical", "ubuntu-24_04-lts", "server", "24.04.202409250", "Linux"),
+    ("MicrosoftWindowsServer", "WindowsServer", "2022-datacenter-azure-edition",
+     "20348.2762.241009", "Windows"),
+    ("MicrosoftWindowsServer", "WindowsServer", "2019-datacenter-gensecond", "17763.6414.241004",
+     "Windows"),
+    ("RedHat", "RHEL", "9-lvm-gen2", "9.4.2024081415", "Linux"),
+    ("MicrosoftCBLMariner", "cbl-mariner", "cbl-mariner-2-gen2", "2.20241006.01", "Linux"),
+]
+PAID = ("MicrosoftSQLServer", "sql2022-ws2022", "standard-gen2", "16.0.241008", "Windows")
+VM_SIZES = ["Standard_D2s_v5", "Standard_D4s_v5", "Standard_D8s_v5", "Standard_E4s_v5",
+            "Standard_B2ms", "Standard_F4s_v2"]
+
+
+def _iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + ".0000000+00:00"
+
+
+class _Tenant:
+    """The fixed parts of the estate (subscriptions, galleries, definitions, versions), which
+    machines then reference."""
+
+    def __init__(self, machines: int, rng: random.Random):
+        self.rng = rng
+        count = 10 + machines // 50_000
+        self.subs = [f"{rng.getrandbits(128):032x}" for _ in range(min(count, 60))]
+        self.subs = [f"{s[:8]}-{s[8:12]}-4{s[13:16]}-a{s[17:20]}-{s[20:32]}" for s in self.subs]
+        self.regions = list(REGIONS)[:max(6, min(len(REGIONS), 6 + machines // 100_000))]
+        galleries = max(2, len(self.subs) // 3)
+        # The last gallery holds no definitions: an empty gallery left behind.
+        self.galleries = [(self.subs[i % len(self.subs)], f"rg-images-{i:02d}", f"gal_{i:02d}",
+                           self.regions[i % len(self.regions)]) for i in range(galleries + 1)]
+        definitions = min(400, max(8, machines // 2500))
+        self.definitions = []  # (gallery index, name, os type, os state, [(version, regions)])
+        for d in range(definitions):
+            os_type = "Windows" if d % 3 == 1 else "Linux"
+            state = "Specialized" if d % 17 == 5 else "Generalized"
+            home = self.galleries[d % galleries][3]
+            stale = 200 if d % 6 == 4 else 0  # an image line nobody rebuilds any more
+            versions = []
+            for n in range(rng.randint(5, 40)):
+                others = rng.sample([r for r in self.regions if r != home], rng.randint(0, 3))
+                versions.append((f"1.{n}.{rng.randint(0, 3)}", [home] + others, stale))
+            self.definitions.append((d % galleries, f"img-{d:03d}-{os_type.lower()}", os_type,
+                                     state, versions))
+        images = min(500, max(4, machines // 2000))
+        self.managed_images = [self.arm(i % len(self.subs), f"rg-legacy-{i % 7}", "images",
+                                        f"legacy-{i:03d}") for i in range(images)]
+
+    def arm(self, sub: int, rg: str, *path: str) -> str:
+        return (f"/subscriptions/{self.subs[sub]}/resourceGroups/{rg}/providers/"
+                "Microsoft.Compute/" + "/".join(path))
+
+    def definition_id(self, d: int) -> str:
+        g = self.definitions[d][0]
+        sub, rg, name, _ = self.galleries[g]
+        return (f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/"
+                f"galleries/{name}/images/{self.definitions[d][1]}")
+
+    def tags(self, complete: float = 0.9, case: str | None = None) -> dict:
+        rng = self.rng
+        tags = {"environment": rng.choice(ENVIRONMENTS), "team": rng.choice(TEAMS),
+                "created": f"20{rng.randint(21, 26)}-{rng.randint(1, 12):02d}-01"}
+        if rng.random() > complete:
+            del tags[rng.choice(list(tags))]
+        if case:
+            tags["synth-case"] = case
+        return tags
+
+
+def _gallery(t: _Tenant, g: int) -> dict:
+    sub, rg, name, location = t.galleries[g]
+    return {"id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/"
+                  f"galleries/{name}", "name": name, "type": "microsoft.compute/galleries",
+            "location": location, "subscriptionId": sub, "resourceGroup": rg,
+            "tags": t.tags(0.95), "properties": {"description": f"golden images {name}",
+                                                 "provisioningState": "Succeeded"}}
+
+
+def _definition(t: _Tenant, d: int) -> dict:
+    g, name, os_type, state, _ = t.definitions[d]
+    sub, rg, _, location = t.galleries[g]
+    props = {"osType": os_type, "osState": state, "hyperVGeneration": "V2" if d % 5 else "V1",
+             "architecture": "x64",
+             "identifier": {"publisher": "contoso", "offer": name, "sku": f"sku-{d}"},
+             "provisioningState": "Succeeded"}
+    if d % 11 == 3:  # a retired image line
+        props["endOfLifeDate"] = _iso(COLLECTED_AT - timedelta(days=30 + d))
+    return {"id": t.definition_id(d), "name": name, "type": "microsoft.compute/galleries/images",
+            "location": location, "subscriptionId": sub, "resourceGroup": rg,
+            "tags": t.tags(0.85), "properties": props}
+
+
+def _version(t: _Tenant, d: int, n: int) -> dict:
+    rng = t.rng
+    g, _, os_type, _, versions = t.definitions[d]
+    sub, rg, _, location = t.galleries[g]
+    name, regions, stale = versions[n]
+    age = 20 + stale + (len(versions) - 1 - n) * rng.randint(14, 45)
+    published = COLLECTED_AT - timedelta(days=age, hours=rng.randint(0, 23))
+    storage_type = "Standard_ZRS" if rng.random() < 0.3 else "Standard_LRS"
+    targets = [{"name": REGIONS[r], "regionalReplicaCount": rng.randint(1, 3),
+                "storageAccountType": storage_type, "excludeFromLatest": False} for r in regions]
+    profile = {"targetRegions": targets, "replicaCount": 1,
+               "publishedDate": _iso(published), "storageAccountType": storage_type,
+               "excludeFromLatest": rng.random() < 0.05,
+               "replicationMode": "Shallow" if d % 4 == 0 and n >= len(versions) - 2 else "Full"}
+    if rng.random() < 0.85:
+        profile["endOfLifeDate"] = _iso(published + timedelta(days=365))
+    data_disks = [{"lun": 0, "sizeInGB": 128, "hostCaching": "None"}] if d % 7 == 2 else []
+    properties = {}
+    if d % 5 == 1 and n == len(versions) - 1 and len(regions) > 1:
+        # As a deep collection reads it: one region failed, the others done or still copying.
+        states = ["Failed"] + ["Replicating" if d % 2 else "Completed"] * (len(regions) - 1)
+        properties["replicationStatus"] = {"aggregatedState": "Failed", "summary": [
+            {"region": REGIONS[r], "state": state, "progress": 100 if state == "Completed" else 40,
+             "details": "Quota exceeded for the region" if state == "Failed" else ""}
+            for r, state in zip(regions, states, strict=True)]}
+    return {"id": t.definition_id(d) + f"/versions/{name}", "name": name,
+            "type": "microsoft.compute/galleries/images/versions", "location": location,
+            "subscriptionId": sub, "resourceGroup": rg, "tags": t.tags(0.9),
+            "properties": {
+                "publishingProfile": profile,
+                "storageProfile": {
+                    "source": {"id": t.arm(0, "rg-build", "images", f"build-{d}-{name}")},
+                    "osDiskImage": {"sizeInGB": 127 if os_type == "Windows" else 30,
+                                    "hostCaching": "ReadWrite"},
+                    "dataDiskImages": data_disks},
+                "safetyProfile": {"allowDeletionOfReplicatedLocations": False},
+                "provisioningState": "Failed" if rng.random() < 0.01 else "Succeeded",
+                **properties}}
+
+
+def _managed_image(t: _Tenant, i: int) -> dict:
+    image_id = t.managed_images[i]
+    os_disk = {"osType": "Windows" if i % 3 == 1 else "Linux",
+               "osState": "Specialized" if i % 9 == 2 else "Generalized",
+               "diskSizeGB": 127 if i % 3 == 1 else 30, "storageAccountType": "Standard_LRS"}
+    if i % 10 == 7:
+        os_disk["blobUri"] = f"https://legacyvhds{i}.blob.core.windows.net/vhds/legacy-{i}.vhd"
+    else:
+        os_disk["managedDisk"] = {"id": image_id.replace("/images/", "/disks/") + "-osdisk"}
+    return {"id": image_id, "name": image_id.rsplit("/", 1)[1], "type": "microsoft.compute/images",
+            "location": t.regions[i % len(t.regions)], "tags": t.tags(0.8),
+            "properties": {"storageProfile": {"osDisk": os_disk, "dataDisks": []},
+                           "hyperVGeneration": "V2", "provisioningState": "Succeeded",
+                           "sourceVirtualMachine": {"id": image_id.replace(
+                               "/images/", "/virtualMachines/") + "-src"}}}
+
+
+def _image_reference(t: _Tenant, roll: float, region: str) -> tuple[dict, str, str | None]:
+    """An imageReference, the OS type, and (for a definition reference) the version the OS
+    disk was really created from."""
+    rng = t.rng
+    if roll < 0.50 or roll >= 0.985:
+        pub, offer, sku, version, os_type = PAID if roll >= 0.985 else rng.choice(MARKETPLACE)
+        return {"publisher": pub, "offer": offer, "sku": sku, "version": version}, os_type, None
+    if roll < 0.57:
+        pub, offer, sku, version, os_type = rng.choice(MARKETPLACE)
+        return ({"publisher": pub, "offer": offer, "sku": sku,
+                 "version": "latest" if roll < 0.565 else "Latest", "exactVersion": version},
+                os_type, None)
+    d = rng.randrange(len(t.definitions))
+    _, _, os_type, _, versions = t.definitions[d]
+    if roll < 0.85:
+        # Mostly recent versions; the machine's region is usually, not always, a replica region.
+        n = max(0, len(versions) - 1 - int(rng.expovariate(0.4)))
+        return {"id": t.definition_id(d) + f"/versions/{versions[n][0]}"}, os_type, None
+    if roll < 0.90:
+        ref = t.definition_id(d) + ("/versions/latest" if roll < 0.87 else "")
+        got = t.definition_id(d) + f"/versions/{versions[rng.randrange(len(versions))][0]}"
+        return {"id": ref}, os_type, got
+    if roll < 0.92:
+        kind = "sharedGalleryImageId" if roll < 0.91 else "communityGalleryImageId"
+        prefix = "/SharedGalleries/partner-GAL" if roll < 0.91 else "/CommunityGalleries/pub-1f2e"
+        version = "/Versions/2.3.1" if rng.random() < 0.7 else ""
+        return {kind: f"{prefix}/Images/hardened-base{version}"}, "Linux", None
+    if roll < 0.975:
+        # The last managed image is never used: one left behind after a migration.
+        return {"id": rng.choice(t.managed_images[:-1])}, "Linux", None
+    return {}, "Windows", None
+
+
+def _machine(t: _Tenant, i: int, cases: dict) -> Iterator[dict]:
+    rng = t.rng
+    sub = rng.randrange(len(t.subs))
+    rg = f"rg-{rng.choice(TEAMS)}-{rng.randrange(40):02d}"
+    region = cases.get("region") or rng.choice(t.regions)
+    is_vmss = rng.random() < 0.12
+    ref, os_type, got = _image_reference(t, rng.random(), region)
+    ref, os_type, got = cases.get("ref", (ref, os_type, got))
+    name = f"{'vmss' if is_vmss else 'vm'}-{i:07d}"
+    kind = "virtualMachineScaleSets" if is_vmss else "virtualMachines"
+    machine_id = t.arm(sub, rg, kind, name)
+    os_disk = {"osType": os_type, "createOption": "FromImage",
+               "managedDisk": {"storageAccountType": "Premium_LRS"}}
+    if not ref:
+        os_disk["image"] = {"uri": f"https://legacyvhds.blob.core.windows.net/vhds/base-{i}.vhd"}
+    storage = {"imageReference": ref, "osDisk": os_disk}
+    config = "windowsConfiguration" if os_type == "Windows" else "linuxConfiguration"
+    os_profile = {"computerName": name[:15], "adminUsername": "azureuser", config: {}}
+    roll = rng.random()
+    tags = {} if roll < 0.04 else {"environment": rng.choice(
+        BAD_ENVIRONMENTS if roll < 0.06 else ENVIRONMENTS), "team": rng.choice(TEAMS)}
+    tags.update(cases.get("tags", {}))
+    item = {"id": machine_id, "name": name,
+            "type": "microsoft.compute/virtualmachinescalesets" if is_vmss
+            else "microsoft.compute/virtualmachines",
+            "location": region, "subscriptionId": t.subs[sub], "resourceGroup": rg,
+            "tags": tags}
+    size = rng.choice(VM_SIZES)
+    if is_vmss:
+        item["sku"] = {"name": size, "tier": "Standard", "capacity": rng.choice(
+            [0, 2, 3, 5, 10, 20, 50, 100])}
+        item["properties"] = {"virtualMachineProfile": {"storageProfile": storage,
+                                                        "osProfile": os_profile},
+                              "upgradePolicy": {"mode": "Rolling"},
+                              "provisioningState": "Succeeded"}
+    else:
+        power = "running" if rng.random() < 0.85 else rng.choice(["deallocated", "stopped"])
+        item["properties"] = {"hardwareProfile": {"vmSize": size}, "storageProfile": storage,
+                              "osProfile": os_profile,
+                              "extended": {"instanceView": {"powerState": {
+                                  "code": f"PowerState/{power}"}}},
+                              "provisioningState": "Succeeded"}
+    if ref.get("publisher") == PAID[0]:
+        item["plan"] = {"name": PAID[2], "publisher": PAID[0].lower(), "product": PAID[1]}
+    yield item
+    if got:
+        owner = machine_id + ("/virtualMachines/0" if is_vmss else "")
+        yield {"id": t.arm(sub, rg, "disks", f"{name}_OsDisk_1"), "name": f"{name}_OsDisk_1",
+               "type": "microsoft.compute/disks", "location": region, "managedBy": owner,
+               "properties": {"creationData": {"createOption": "FromImage",
+                                               "galleryImageReference": {"id": got}}}}
+
+
+def _cases(t: _Tenant) -> list[dict]:
+    """Machine variations built to break rules on purpose, whatever the random bulk holds."""
+    pub, offer, sku, version, _ = MARKETPLACE[0]
+    d = 0
+    newest = t.definition_id(d) + f"/versions/{t.definitions[d][4][-1][0]}"
+    oldest = t.definition_id(d) + f"/versions/{t.definitions[d][4][0][0]}"
+    specialized = next(i for i, item in enumerate(t.definitions) if item[3] == "Specialized")
+    return [
+        {"ref": ({"publisher": pub, "offer": offer, "sku": sku, "version": "latest",
+                  "exactVersion": version}, "Linux", None), "tags": {"synth-case": "PIN001"}},
+        {"ref": ({"id": t.definition_id(d)}, "Linux", oldest), "tags": {"synth-case": "PIN002"}},
+        {"ref": ({"id": newest}, "Linux", None), "tags": {"environment": "Prod"}},
+        {"ref": ({"id": newest}, "Linux", None), "tags": {"synth-case": "REP001"},
+         "region": next(r for r in t.regions if r not in t.definitions[d][4][-1][1])},
+        {"ref": ({"id": t.definition_id(specialized) + "/versions/"
+                  f"{t.definitions[specialized][4][-1][0]}"}, "Linux", None), "tags": {}},
+        {"ref": ({"id": oldest}, "Linux", None), "tags": {}},
+    ]
+
+
+def resources(machines: int, seed: int = 0) -> Iterator[dict]:
+    """Every raw resource of the synthetic tenant, generated lazily (never all in memory)."""
+    if machines < 1:
+        raise AuditError(f"--machines must be at least 1 (got {machines})")
+    rng = random.Random(seed)
+    t = _Tenant(machines, rng)
+    for g in range(len(t.galleries)):
+        yield _gallery(t, g)
+    for d in range(len(t.definitions)):
+        yield _definition(t, d)
+        for n in range(len(t.definitions[d][4])):
+            yield _version(t, d, n)
+    for i in range(len(t.managed_images)):
+        yield _managed_image(t, i)
+    cases = _cases(t)
+    for i in range(machines):
+        yield from _machine(t, i, cases[i] if i < len(cases) else {})
+    yield {"id": f"/subscriptions/{t.subs[0]}/resourceGroups/rg-net/providers/"
+                 "Microsoft.Network/virtualNetworks/vnet-hub",
+           "name": "vnet-hub", "type": "microsoft.network/virtualnetworks",
+           "location": t.regions[0]}
+
+
+def write_estate(path: Path, machines: int, seed: int = 0) -> int:
+    """Write the estate as JSON lines (gzip-compressed when `path` ends in .gz); returns the
+    number of resources written."""
+    path = Path(path)
+    stem = path.name[:-3] if path.name.endswith(".gz") else path.name
+    if not stem.endswith((".jsonl", ".ndjson")):
+        raise AuditError(f"{path}: a synthetic estate is JSON lines: name it .jsonl or .jsonl.gz")
+    count = 0
+
+    def write(temporary: Path):
+        nonlocal count
+        with open(temporary, "wb") as raw:
+            handle = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) \
+                if path.name.endswith(".gz") else raw
+            buffer = []
+            for item in resources(machines, seed):
+                buffer.append(orjson.dumps(item))
+                if len(buffer) == 4096:
+                    handle.write(b"\n".join(buffer) + b"\n")
+                    count += len(buffer)
+                    buffer.clear()
+            if buffer:
+                handle.write(b"\n".join(buffer) + b"\n")
+                count += len(buffer)
+            if handle is not raw:
+                handle.close()
+    atomic_write(path, write)
+    return count

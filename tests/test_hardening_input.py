@@ -444,3 +444,25 @@ def test_null_or_missing_at_every_level_reads_without_problems(shape_index, path
         expected = ["targetRegions[]: region without a name"]
     assert len(result.problems) == len(expected), result.problems
     assert all(e in p for e, p in zip(expected, result.problems, strict=True))
+
+
+def test_problems_counted_the_same_in_parallel_import(tmp_path, monkeypatch):
+    from auditor.synth import COLLECTED_AT, write_estate
+
+    path = tmp_path / "estate.jsonl"
+    write_estate(path, 200)
+    lines = path.read_bytes().splitlines(keepends=True)
+    for index in range(3, len(lines), 40):  # wrong-typed values spread over every block
+        item = json.loads(lines[index])
+        item["properties"] = ["not", "an", "object"]
+        lines[index] = json.dumps(item).encode() + b"\n"
+    path.write_bytes(b"".join(lines))
+    monkeypatch.setattr("auditor.importer.WORKERS", 1)
+    serial = import_files([path], collected_at=COLLECTED_AT)
+    monkeypatch.setattr("auditor.importer.WORKERS", 2)
+    monkeypatch.setattr("auditor.importer.PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr("auditor.importer.BLOCK_BYTES", 20_000)
+    parallel = import_files([path], collected_at=COLLECTED_AT)
+    assert serial.manifest["problem_count"] == len(range(3, len(lines), 40))
+    assert parallel.manifest["problems"] == serial.manifest["problems"]
+    assert parallel.manifest["problem_count"] == serial.manifest["problem_count"]

@@ -329,6 +329,13 @@ class _Normalizer:
                        f"{_expected(value, convert)}, got {_show(value)}")
         return out
 
+    def _object(self, value, path: str) -> dict:
+        """`_read(value, _obj, path)` for the common case, kept cheap: it runs several times
+        for every resource."""
+        if value.__class__ is dict:
+            return value
+        return self._read(value, _obj, path) if value is not None else {}
+
     def add(self, resource, where: str = "") -> None:
         if not isinstance(resource, dict):
             self.skipped["(not an object)"] += 1
@@ -365,8 +372,8 @@ class _Normalizer:
             location=region(resource.get("location")),
             type=rtype,
         )
-        tags = self._tags(self._read(resource.get("tags"), _obj, "tags"), rid, handler[0])
-        handler[1](self, common, self._read(resource.get("properties"), _obj, "properties"),
+        tags = self._tags(self._object(resource.get("tags"), "tags"), rid, handler[0])
+        handler[1](self, common, self._object(resource.get("properties"), "properties"),
                    resource, tags)
 
     def absorb(self, part: _Normalizer) -> bool:
@@ -414,11 +421,11 @@ class _Normalizer:
     def _version(self, common, props, raw, tags):
         vid = common["id"]
         read = self._read
-        publishing = read(props.get("publishingProfile"), _obj, "properties.publishingProfile")
-        storage = read(props.get("storageProfile"), _obj, "properties.storageProfile")
+        publishing = self._object(props.get("publishingProfile"), "properties.publishingProfile")
+        storage = self._object(props.get("storageProfile"), "properties.storageProfile")
         safety = _obj(props.get("safetyProfile"))
-        os_image = read(storage.get("osDiskImage"), _obj,
-                        "properties.storageProfile.osDiskImage")
+        os_image = self._object(storage.get("osDiskImage"),
+                                "properties.storageProfile.osDiskImage")
         semver = _SEMVER.match(common["name"] or "")
         if not semver:
             self._note(f"{self.where}: {self.arm_id}: name: expected MAJOR.MINOR.PATCH, "
@@ -472,8 +479,8 @@ class _Normalizer:
             tags=tags)
 
     def _managed_image(self, common, props, raw, tags):
-        storage = self._read(props.get("storageProfile"), _obj, "properties.storageProfile")
-        os_disk = self._read(storage.get("osDisk"), _obj, "properties.storageProfile.osDisk")
+        storage = self._object(props.get("storageProfile"), "properties.storageProfile")
+        os_disk = self._object(storage.get("osDisk"), "properties.storageProfile.osDisk")
         data_sizes = [_float(_obj(d).get("diskSizeGB")) for d in _list(storage.get("dataDisks"))]
         self.rows["managed_images"].add(
             **common, os_type=_str(os_disk.get("osType")), os_state=_str(os_disk.get("osState")),
@@ -493,20 +500,20 @@ class _Normalizer:
         is_vmss = common["type"] == VMSS
         sku = _obj(raw.get("sku"))
         if is_vmss:
-            vm_profile = self._read(props.get("virtualMachineProfile"), _obj,
-                                    "properties.virtualMachineProfile")
-            storage = self._read(vm_profile.get("storageProfile"), _obj,
-                                 "properties.virtualMachineProfile.storageProfile")
+            vm_profile = self._object(props.get("virtualMachineProfile"),
+                                      "properties.virtualMachineProfile")
+            storage = self._object(vm_profile.get("storageProfile"),
+                                   "properties.virtualMachineProfile.storageProfile")
             capacity = self._read(sku.get("capacity"), _int, "sku.capacity")
             capacity = capacity if capacity is not None else 0
             vm_size = _str(sku.get("name"))
             os_profile = _obj(vm_profile.get("osProfile"))
         else:
-            storage = self._read(props.get("storageProfile"), _obj, "properties.storageProfile")
+            storage = self._object(props.get("storageProfile"), "properties.storageProfile")
             capacity = 1
             vm_size = _str(_obj(props.get("hardwareProfile")).get("vmSize"))
             os_profile = _obj(props.get("osProfile"))
-        ref = self._read(storage.get("imageReference"), _obj, "storageProfile.imageReference")
+        ref = self._object(storage.get("imageReference"), "storageProfile.imageReference")
         os_disk = _obj(storage.get("osDisk"))
         vhd_uri = strip_query(_obj(os_disk.get("image")).get("uri")
                               or _obj(os_disk.get("vhd")).get("uri"))

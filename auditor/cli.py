@@ -21,7 +21,12 @@ from auditor.engine import SEVERITIES, SEVERITY_RANK, apply_config, evaluate, lo
 from auditor.errors import AuditError
 from auditor.estate import Estate
 from auditor.exemptions import load_exemptions
-from auditor.importer import import_files, sample_config, sample_snapshot
+from auditor.importer import (
+    import_files,
+    sample_config,
+    sample_exemptions_path,
+    sample_snapshot,
+)
 from auditor.report import atomic_write, summary, write_cost, write_reports
 from auditor.snapshot import Snapshot
 
@@ -154,6 +159,8 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occup
     if fail_on_new and not (fail_on and baseline_path):
         raise click.UsageError("--fail-on-new needs --fail-on and --baseline")
     rules = _rules_and_config(config_path, sample_config() if sample else None)
+    if sample and exemptions_path is None:
+        exemptions_path = sample_exemptions_path()
     exemptions = load_exemptions(exemptions_path, rules) if exemptions_path else None
     baseline = load_baseline(baseline_path) if baseline_path else None
     if collect_now:

@@ -184,3 +184,10 @@ def sample_config() -> dict:
     import yaml
 
     return yaml.safe_load(files("auditor.data").joinpath("sample_config.yaml").read_text())
+
+
+def sample_exemptions_path() -> Path:
+    """The sample tenant's exemptions file, applied by `audit --sample` unless --exemptions."""
+    from importlib.resources import files
+
+    return Path(str(files("auditor.data").joinpath("sample_exemptions.yaml")))

@@ -105,3 +105,27 @@ def test_installed_console_script_works_from_any_directory(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "image-audit.xlsx").is_file()
     assert sys.executable
+
+
+def test_sample_audit_fires_every_rule_id_and_applies_sample_exemptions(tmp_path, capsys):
+    from auditor.engine import load_rules
+
+    code, _ = run("audit", "--sample", "-o", str(tmp_path), "--format", "json", capsys=capsys)
+    assert code == 0
+    findings = json.loads((tmp_path / "findings.json").read_text())["findings"]
+    pack = {rule.id for rule in load_rules() if not rule.retired}
+    assert pack <= {f["rule_id"] for f in findings}
+    exempted = {f["resource_name"] for f in findings if f["exempted"]}
+    assert exempted == {f"vm-latest-1{i}" for i in range(10)}
+    expired = [f for f in findings if f["rule_id"] == "EXM001"]
+    assert len(expired) == 1 and "TAG001" in expired[0]["message"]
+
+
+def test_sample_exemptions_replaced_by_given_file(tmp_path, capsys):
+    empty = tmp_path / "none.yaml"
+    empty.write_text("exemptions: []\n")
+    code, _ = run("audit", "--sample", "-o", str(tmp_path), "--format", "json",
+                  "--exemptions", str(empty), capsys=capsys)
+    findings = json.loads((tmp_path / "findings.json").read_text())["findings"]
+    assert code == 0 and not any(f["exempted"] for f in findings)
+    assert not {"EXM001", "EXM002"} & {f["rule_id"] for f in findings}

@@ -1,7 +1,9 @@
 """Exemptions: file validation, matching (ids and globs, ignoring case), expiry against the
 as-of date, the EXM rules, and the whole path through the CLI."""
 
+import csv
 import fnmatch
+import io
 import json
 import random
 import textwrap
@@ -9,6 +11,7 @@ import textwrap
 import pandas as pd
 import pyarrow as pa
 import pytest
+from openpyxl import load_workbook
 
 from auditor.cli import main
 from auditor.engine import FINDING_COLUMNS, evaluate, load_rules
@@ -199,8 +202,12 @@ def snapshot(tmp_path):
 
 
 def run(*args, capsys):
+    """The CLI; an audit writes findings.json only unless the test names its formats."""
+    args = [str(a) for a in args]
+    if args[0] == "audit" and "--format" not in args:
+        args += ["--format", "json"]
     with pytest.raises(SystemExit) as info:
-        main([str(a) for a in args])
+        main(args)
     return info.value.code, capsys.readouterr()
 
 
@@ -208,14 +215,26 @@ def test_cli_exempted_finding_does_not_fail_the_build(tmp_path, snapshot, capsys
     out = tmp_path / "out"
     assert run("audit", snapshot, "-o", out, "--fail-on", "high", capsys=capsys)[0] == 1
     path = exemptions_file(tmp_path, entry())
+    formats = [arg for name in ("json", "csv", "xlsx", "sarif", "junit") for arg in ("--format", name)]
     code, printed = run("audit", snapshot, "-o", out, "--fail-on", "high", "--exemptions", path,
-                        capsys=capsys)
+                        *formats, capsys=capsys)
     assert code == 0 and "1 exempted" in printed.out
     document = json.loads((out / "findings.json").read_text())
     assert document["exemptions"] == str(path)
     assert [(f["rule_id"], f["exempted"]) for f in document["findings"]] == [("PIN001", True)]
-    assert document["findings"][0]["exemption_reason"].startswith("vendor appliance")
-    assert "True" in (out / "findings.csv").read_text(encoding="utf-8-sig")
+    reason = document["findings"][0]["exemption_reason"]
+    assert reason.startswith("vendor appliance (approved by ciso@example.com")
+
+    # The finding stays in every output, marked exempted with its reason.
+    rows = list(csv.DictReader(io.StringIO((out / "findings.csv").read_text("utf-8-sig"))))
+    assert [(r["rule_id"], r["exempted"], r["exemption_reason"]) for r in rows] == [
+        ("PIN001", "True", reason)]
+    sarif = json.loads((out / "findings.sarif").read_text())
+    [result] = sarif["runs"][0]["results"]
+    assert result["suppressions"][0]["justification"] == reason
+    assert "exempted" in (out / "findings.junit.xml").read_text()
+    sheet = load_workbook(out / "image-audit.xlsx", read_only=True)["Exemptions"]
+    assert "vendor appliance" in [cell for row in sheet.iter_rows(values_only=True) for cell in row]
 
 
 def test_cli_expired_exemption_fails_the_build(tmp_path, snapshot, capsys):

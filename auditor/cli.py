@@ -70,6 +70,11 @@ def import_command(files, output, collected_at, force):
                        snapshot.arrow_tables.items() if name not in ("resource_tags", "scope"))
     skipped = sum(snapshot.manifest["skipped_types"].values())
     click.echo(f"snapshot {output}: {counts}; {skipped} other resources skipped")
+    problems = snapshot.manifest.get("problem_count", 0)
+    if problems:
+        click.echo(f"image-audit: warning: {problems} input problems (values of the wrong type, "
+                   f"items skipped); they are listed under 'problems' in {output / 'manifest.json'}",
+                   err=True)
 
 
 def _scope_options(command):
@@ -86,6 +91,8 @@ def _scope_options(command):
         click.option("--deep", is_flag=True,
                      help="Also read each image version's replication status (one GET each)."),
         click.option("--quiet", is_flag=True, help="No progress and no closing line on stderr."),
+        click.option("--timeout", type=click.FloatRange(min=1), default=60, show_default=True,
+                     help="Seconds to wait for a connection or an answer before retrying."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -392,12 +399,14 @@ def main(argv=None):
     except AuditError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"image-audit: error: {exc}", err=True)
+        click.echo(f"image-audit: error: {' '.join(str(exc).splitlines())}", err=True)
         sys.exit(2)
     except Exception as exc:  # an unexpected failure still ends in one line, not a traceback
         if debug:
             raise
-        click.echo(f"image-audit: internal error: {type(exc).__name__}: {exc} "
+        detail = " ".join(str(exc).splitlines())  # one line, whatever the exception holds
+        detail = detail if len(detail) <= 200 else detail[:197] + "..."
+        click.echo(f"image-audit: internal error: {type(exc).__name__}: {detail} "
                    "(run with --debug for the traceback)", err=True)
         sys.exit(2)
     sys.exit(0)

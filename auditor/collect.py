@@ -126,9 +126,10 @@ class Collected:
 class _Failure(Exception):
     """A request that was denied, or still failed after its retries."""
 
-    def __init__(self, status: str, detail: str):
+    def __init__(self, status: str, detail: str, rejected: bool = False):
         super().__init__(detail)
         self.status, self.detail = status, detail
+        self.rejected = rejected  # a 4xx answer to this very request (a bad $skipToken...)
 
 
 # --- endpoint and HTTP plumbing ---------------------------------------------------------------
@@ -381,6 +382,7 @@ class _Settings:
     max_throttled: int = 20
     backoff: float = 0.5
     backoff_cap: float = 30.0
+    timeout: float = 60.0  # seconds to connect, and to wait for each answer
 
 
 class _Malformed(Exception):
@@ -462,6 +464,7 @@ class _Collector:
         """One request with our retries: 429 pauses every thread (Retry-After, else back-off);
         5xx, dropped connections and malformed answers back off; 401/403 are denials."""
         failures = throttles = 0
+        refreshed = False  # a 401 mid-run (token expired or revoked): one fresh token, then report
         while True:
             ticket = pacer.acquire(priority)
             self.count("requests")
@@ -478,7 +481,11 @@ class _Collector:
                     pacer.done(ticket, None, False)
                     raise AuditError(f"{SIGN_IN_HELP} ({str(exc).splitlines()[0]})") from None
                 pacer.done(ticket, exc.response.headers, False)
-                raise _Failure("denied", _describe(exc)) from None
+                if exc.status_code == 401 and not refreshed:
+                    refreshed = True  # azure-core dropped the cached token: the retry gets a new one
+                    self.count("token_refreshes")
+                    continue
+                raise _Failure("denied", _describe(exc) + self._after_refresh(refreshed)) from None
             except HttpResponseError as exc:
                 headers = exc.response.headers if exc.response is not None else None
                 pacer.done(ticket, headers, False)
@@ -495,10 +502,14 @@ class _Collector:
                     wait = parse_retry_after((headers or {}).get("Retry-After"))
                     pacer.pause(wait if wait is not None else self._backoff(throttles))
                     continue
+                elif status == 401 and not refreshed:
+                    refreshed = True
+                    self.count("token_refreshes")
+                    continue
                 elif status in (401, 403):
-                    raise _Failure("denied", detail) from None
+                    raise _Failure("denied", detail + self._after_refresh(refreshed)) from None
                 elif status is not None and status < 500 and status != 408:
-                    raise _Failure("failed", detail) from None
+                    raise _Failure("failed", detail, rejected=True) from None
                 else:
                     reason = "server_error"
             except (ServiceRequestError, ServiceResponseError) as exc:
@@ -510,7 +521,27 @@ class _Collector:
                 raise _Failure("failed", f"{detail} (gave up after {failures} attempts)")
             time.sleep(self._backoff(failures))
 
+    @staticmethod
+    def _after_refresh(refreshed: bool) -> str:
+        return " (again after a token refresh)" if refreshed else ""
+
     def pages(self, table: str, query: str, target: tuple) -> list[dict]:
+        """Every page of one query over one scope. A $skipToken the service rejects (expired,
+        or lost by a failover) restarts the query from its first page, once: the partial rows
+        are dropped, so nothing is duplicated, and a second rejection is a gap."""
+        try:
+            return self._pages(table, query, target)
+        except _Failure as failure:
+            if not (failure.rejected and getattr(failure, "paging", False)):
+                raise
+            self.count("restarted_queries")
+        try:
+            return self._pages(table, query, target)
+        except _Failure as failure:
+            failure.detail += " (after restarting the query from its first page)"
+            raise
+
+    def _pages(self, table: str, query: str, target: tuple) -> list[dict]:
         """Every page of one query over one scope: $top first, then $skipToken until none."""
         from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
@@ -528,14 +559,19 @@ class _Collector:
                 management_groups=list(ids) if kind == "managementGroups" else None,
                 options=options,
             )
-            answer = self.call(
-                lambda request=request: self.graph.resources(
-                    request, cls=_with_headers, enforce_https=self.enforce_https
-                ),
-                self.pacer,
-                _check_page if table != "plan" else _check_plan,
-                priority,
-            )
+            try:
+                answer = self.call(
+                    lambda request=request: self.graph.resources(
+                        request, cls=_with_headers, enforce_https=self.enforce_https,
+                        connection_timeout=self.settings.timeout, read_timeout=self.settings.timeout,
+                    ),
+                    self.pacer,
+                    _check_page if table != "plan" else _check_plan,
+                    priority,
+                )
+            except _Failure as failure:
+                failure.paging = bool(token)
+                raise
             rows += answer.data
             total = answer.total_records if isinstance(answer.total_records, int) else 0
             priority = -(-max(0, total - len(rows)) // self.settings.page_size)
@@ -600,6 +636,8 @@ class _Collector:
                 expand="ReplicationStatus",
                 api_version=COMPUTE_API_VERSION,
                 enforce_https=self.enforce_https,
+                connection_timeout=self.settings.timeout,
+                read_timeout=self.settings.timeout,
                 cls=lambda response, _, __: (
                     response.http_response.json(),
                     response.http_response.headers,
@@ -681,6 +719,12 @@ def _discover(collector: _Collector, scope: Scope, gaps: list) -> tuple[dict, di
                     detail = "not visible to this credential (no read access, or no such subscription)"
                     rows[sub] = _scope_row(sub, None, "denied", detail)
                     gaps.append(_gap("subscriptions", ("subscriptions", (sub,)), _Failure("denied", detail)))
+        elif kind == "managementGroups" and chain.succeeded and not found:
+            # Resource Graph answers an unknown group, or one we cannot read, with no rows.
+            detail = "no subscription visible in this management group (no such group, or no read access)"
+            group = _group_id(ids[0])
+            rows[group] = _scope_row(group, f"management group {ids[0]}", "denied", detail)
+            gaps.append(_gap("subscriptions", (kind, ids), _Failure("denied", detail)))
         elif kind == "managementGroups" and chain.succeeded:
             covers[(kind, ids)] = sorted(found)
         elif kind == "tenant":
@@ -748,6 +792,7 @@ def collect_resources(
     max_workers: int = 16,
     max_retries: int = 5,
     backoff: float = 0.5,
+    timeout: float = 60.0,
     progress: bool = False,
 ) -> Collected:
     """Raw rows in ARM shape plus scope rows, gaps, query texts and request statistics."""
@@ -763,6 +808,7 @@ def collect_resources(
         max_workers=max_workers,
         max_retries=max_retries,
         backoff=backoff,
+        timeout=timeout,
     )
     bar = _Progress(progress)
     collector = _Collector(credential, endpoint, loopback, settings, bar)
@@ -803,6 +849,8 @@ def collect_resources(
         "pages": counts["pages"],
         "retries": {k.removeprefix("retried_"): v for k, v in counts.items() if "retried_" in k},
         "throttled": counts["throttled"],
+        "token_refreshes": counts["token_refreshes"],
+        "restarted_queries": counts["restarted_queries"],
         "quota_waits": collector.pacer.waits,
         "quota_waited_s": round(collector.pacer.waited, 3),
         "rows": {table: collector.rows_by_query[table] for table in _ORDER},
@@ -911,6 +959,7 @@ def collect_from_options(
     endpoint: str | None = None,
     deep: bool = False,
     quiet: bool = False,
+    timeout: float = 60.0,
 ):
     """What `image-audit collect` and `audit --collect` do: DefaultAzureCredential for the
     cloud, live progress only on a terminal, and the closing line unless quiet."""
@@ -923,6 +972,7 @@ def collect_from_options(
         credential=_default_credential(cloud),
         endpoint=endpoint or CLOUDS[cloud],
         deep=deep,
+        timeout=timeout,
         progress=not quiet and sys.stderr.isatty(),
     )
     if not quiet:

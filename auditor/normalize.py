@@ -72,6 +72,12 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
 TABLES = list(TABLE_SCHEMAS)
 _TIMESTAMPS = {"published_date", "end_of_life_date"}
 
+# A bad input file can hold a million problems; the manifest keeps the first ones and the count.
+MAX_PROBLEMS = 1000
+# Dates pandas cannot hold (it counts nanoseconds) are clamped to its range and reported.
+_FAR_PAST = pd.Timestamp.min.ceil("us").tz_localize("UTC")
+_FAR_FUTURE = pd.Timestamp.max.floor("us").tz_localize("UTC")
+_YEAR = re.compile(r"^\s*([+-]?\d{4,})-\d\d")
 _TAGS_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 _SUB_RG = re.compile(r"/subscriptions/([^/]+)(?:/resourcegroups/([^/]+))?", re.IGNORECASE)
@@ -86,6 +92,7 @@ class Normalized:
     read_types: Counter = field(default_factory=Counter)
     skipped_types: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    problem_count: int = 0
 
 
 # --- small tolerant readers: Azure data may lack any optional field or carry a wrong type ---
@@ -151,6 +158,56 @@ def region(value) -> str | None:
     return text.replace(" ", "").lower() if text else None
 
 
+_URL_QUERY = re.compile(r"(https?://[^?\s\"]*)\?[^\s\"]*", re.IGNORECASE)
+
+
+def _show(value) -> str:
+    """A wrong value as a problem message shows it: its JSON, cut short, with any URL's
+    query string (a SAS token, perhaps) removed."""
+    text = _URL_QUERY.sub(r"\1?...", json.dumps(value, ensure_ascii=False, default=str))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _expected(value, convert) -> str:
+    if convert is _obj:
+        return "an object"
+    if convert is _list:
+        return "a list"
+    if convert is _bool:
+        return "true or false"
+    return "a whole number" if convert is _int else "a number"
+
+
+_CONTAINERS = {_obj: dict, _list: list}
+
+
+def _stamps(text: pd.Series, ids: pd.Series, column: str, problems: list[str]) -> pd.Series:
+    """ISO 8601 text to UTC timestamps. A value that cannot be read is named in `problems`;
+    a date outside 1678-2262 (pandas counts nanoseconds) is clamped to that range and named,
+    so `9999-12-31` stays "far future" for the rules instead of becoming missing."""
+    # Azure writes 7-digit fractions; cut to microseconds so one batch parses one way.
+    text = text.astype("object")
+    trimmed = text.str.replace(r"(\.\d{6})\d+", r"\1", regex=True)
+    stamps = pd.to_datetime(trimmed, utc=True, format="ISO8601", errors="coerce")
+    if stamps.dt.unit != "ns":
+        stamps = stamps.astype("datetime64[us, UTC]")
+    unread = text.notna() & stamps.isna()
+    early = (stamps < _FAR_PAST).fillna(False)
+    late = (stamps > _FAR_FUTURE).fillna(False)
+    for index in unread[unread].index:
+        year = _YEAR.match(str(text[index]))
+        late[index] = bool(year) and int(year.group(1)) > 2262
+        early[index] = bool(year) and int(year.group(1)) < 1678
+        if not (late[index] or early[index]):
+            problems.append(f"{ids[index]}: {column}: cannot read {_show(text[index])} as a date")
+    for mask, bound, side in ((late, _FAR_FUTURE, "after 2262"), (early, _FAR_PAST, "before 1678")):
+        for index in mask[mask].index:
+            problems.append(f"{ids[index]}: {column}: {_show(text[index])} is {side}, "
+                            f"stored as {bound.date()}")
+        stamps = stamps.mask(mask, bound)
+    return stamps.astype("datetime64[ns, UTC]")
+
+
 def strip_query(uri) -> str | None:
     """Blob URIs may carry a SAS token in the query string: never store it."""
     text = _str(uri)
@@ -187,6 +244,7 @@ class _Rows:
         self._in_order = itemgetter(*self.schema.names)
         self.pending: list[tuple] = []
         self.chunks: list[pa.Table] = []
+        self.problems: list[str] = []
 
     def add(self, **values):
         try:
@@ -224,7 +282,8 @@ class _Rows:
         self.chunks = []
         for name in _TIMESTAMPS & set(schema.names):
             text = table.column(name).to_pandas().astype("object")
-            stamps = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+            ids = table.column("arm_id").to_pandas()
+            stamps = _stamps(text, ids, name, self.problems)
             stamps = stamps.dt.floor("us").astype("datetime64[us, UTC]")
             table = table.set_column(schema.get_field_index(name), schema.field(name),
                                      pa.array(stamps, type=schema.field(name).type,
@@ -251,17 +310,41 @@ class _Normalizer:
         self.read: Counter = Counter()
         self.skipped: Counter = Counter()
         self.problems: list[str] = []
+        self.problem_count = 0
+        self.where = self.arm_id = ""
         self.disk_versions: dict[str, str] = {}
+
+    def _note(self, problem: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+
+    def _read(self, value, convert, path: str):
+        """`convert(value)`; a value present but of the wrong type becomes a named problem
+        (file, item, id, property path) and reads as missing."""
+        out = convert(value)
+        kind = _CONTAINERS.get(convert)
+        if value is not None and (out is None if kind is None else not isinstance(value, kind)):
+            self._note(f"{self.where}: {self.arm_id}: {path}: expected "
+                       f"{_expected(value, convert)}, got {_show(value)}")
+        return out
+
+    def _object(self, value, path: str) -> dict:
+        """`_read(value, _obj, path)` for the common case, kept cheap: it runs several times
+        for every resource."""
+        if value.__class__ is dict:
+            return value
+        return self._read(value, _obj, path) if value is not None else {}
 
     def add(self, resource, where: str = "") -> None:
         if not isinstance(resource, dict):
             self.skipped["(not an object)"] += 1
-            self.problems.append(f"{where}: not a JSON object")
+            self._note(f"{where}: not a JSON object")
             return
         arm_id = _str(resource.get("id"))
         if not arm_id:
             self.skipped["(no id)"] += 1
-            self.problems.append(f"{where}: resource without an id")
+            self._note(f"{where}: resource without an id")
             return
         rtype = (_str(resource.get("type")) or type_from_id(arm_id)).lower()
         handler = self.handlers.get(rtype)
@@ -271,9 +354,10 @@ class _Normalizer:
         rid = arm_id.lower().rstrip("/")
         if rid in self.seen:
             self.skipped["(duplicate id)"] += 1
-            self.problems.append(f"{where}: duplicate id {arm_id}")
+            self._note(f"{where}: duplicate id {arm_id}")
             return
         self.seen.add(rid)
+        self.where, self.arm_id = where, arm_id
         self.read[rtype] += 1
         if rtype == DISK:
             self._disk(resource)
@@ -288,8 +372,9 @@ class _Normalizer:
             location=region(resource.get("location")),
             type=rtype,
         )
-        tags = self._tags(resource.get("tags"), rid, handler[0])
-        handler[1](self, common, _obj(resource.get("properties")), resource, tags)
+        tags = self._tags(self._object(resource.get("tags"), "tags"), rid, handler[0])
+        handler[1](self, common, self._object(resource.get("properties"), "properties"),
+                   resource, tags)
 
     def absorb(self, part: _Normalizer) -> bool:
         """Take over what `part` made from the resources that follow ours, as if we had read
@@ -301,7 +386,8 @@ class _Normalizer:
         self.seen |= part.seen
         self.read.update(part.read)
         self.skipped.update(part.skipped)
-        self.problems.extend(part.problems)
+        self.problem_count += part.problem_count
+        self.problems.extend(part.problems[:MAX_PROBLEMS - len(self.problems)])
         for owner, version_id in part.disk_versions.items():
             current = self.disk_versions.get(owner)
             self.disk_versions[owner] = min(current, version_id) if current else version_id
@@ -334,21 +420,30 @@ class _Normalizer:
 
     def _version(self, common, props, raw, tags):
         vid = common["id"]
-        publishing = _obj(props.get("publishingProfile"))
-        storage = _obj(props.get("storageProfile"))
+        read = self._read
+        publishing = self._object(props.get("publishingProfile"), "properties.publishingProfile")
+        storage = self._object(props.get("storageProfile"), "properties.storageProfile")
         safety = _obj(props.get("safetyProfile"))
-        os_image = _obj(storage.get("osDiskImage"))
+        os_image = self._object(storage.get("osDiskImage"),
+                                "properties.storageProfile.osDiskImage")
         semver = _SEMVER.match(common["name"] or "")
-        replica_count = _int(publishing.get("replicaCount"))
+        if not semver:
+            self._note(f"{self.where}: {self.arm_id}: name: expected MAJOR.MINOR.PATCH, "
+                       f"got {_show(common['name'])}")
+        replica_count = read(publishing.get("replicaCount"), _int,
+                             "properties.publishingProfile.replicaCount")
         storage_type = _str(publishing.get("storageAccountType"))
         data_sizes = [_float(_obj(d).get("sizeInGB")) for d in _list(storage.get("dataDiskImages"))]
-        targets = [_obj(t) for t in _list(publishing.get("targetRegions"))]
+        targets = [_obj(t) for t in read(publishing.get("targetRegions"), _list,
+                                          "properties.publishingProfile.targetRegions")]
         for target in targets:
             target_region = region(target.get("name"))
             if not target_region:
-                self.problems.append(f"{common['arm_id']}: target region without a name")
+                self._note(f"{self.where}: {self.arm_id}: "
+                           "properties.publishingProfile.targetRegions[]: region without a name")
                 continue
-            regional = _int(target.get("regionalReplicaCount"))
+            regional = read(target.get("regionalReplicaCount"), _int,
+                            "properties.publishingProfile.targetRegions[].regionalReplicaCount")
             self.rows["version_regions"].add(
                 version_id=vid, region=target_region,
                 regional_replica_count=regional if regional is not None else replica_count,
@@ -372,7 +467,8 @@ class _Normalizer:
             replica_count=replica_count, storage_account_type=storage_type,
             replication_mode=_str(publishing.get("replicationMode")),
             target_region_count=len(targets),
-            os_disk_size_gb=_float(os_image.get("sizeInGB")),
+            os_disk_size_gb=read(os_image.get("sizeInGB"), _float,
+                                 "properties.storageProfile.osDiskImage.sizeInGB"),
             data_disk_size_gb=sum(s for s in data_sizes if s is not None) if data_sizes else 0.0,
             source_id=_lower(source.get("id") or _obj(os_image.get("source")).get("id")),
             source_uri=strip_query(source.get("uri") or _obj(os_image.get("source")).get("uri")),
@@ -383,14 +479,15 @@ class _Normalizer:
             tags=tags)
 
     def _managed_image(self, common, props, raw, tags):
-        storage = _obj(props.get("storageProfile"))
-        os_disk = _obj(storage.get("osDisk"))
+        storage = self._object(props.get("storageProfile"), "properties.storageProfile")
+        os_disk = self._object(storage.get("osDisk"), "properties.storageProfile.osDisk")
         data_sizes = [_float(_obj(d).get("diskSizeGB")) for d in _list(storage.get("dataDisks"))]
         self.rows["managed_images"].add(
             **common, os_type=_str(os_disk.get("osType")), os_state=_str(os_disk.get("osState")),
             hyper_v_generation=_str(props.get("hyperVGeneration")),
             source_vm_id=_lower(_obj(props.get("sourceVirtualMachine")).get("id")),
-            os_disk_size_gb=_float(os_disk.get("diskSizeGB")),
+            os_disk_size_gb=self._read(os_disk.get("diskSizeGB"), _float,
+                                       "properties.storageProfile.osDisk.diskSizeGB"),
             data_disk_size_gb=sum(s for s in data_sizes if s is not None) if data_sizes else 0.0,
             storage_account_type=_str(os_disk.get("storageAccountType")),
             blob_uri=strip_query(os_disk.get("blobUri")),
@@ -403,18 +500,20 @@ class _Normalizer:
         is_vmss = common["type"] == VMSS
         sku = _obj(raw.get("sku"))
         if is_vmss:
-            vm_profile = _obj(props.get("virtualMachineProfile"))
-            storage = _obj(vm_profile.get("storageProfile"))
-            capacity = _int(sku.get("capacity"))
+            vm_profile = self._object(props.get("virtualMachineProfile"),
+                                      "properties.virtualMachineProfile")
+            storage = self._object(vm_profile.get("storageProfile"),
+                                   "properties.virtualMachineProfile.storageProfile")
+            capacity = self._read(sku.get("capacity"), _int, "sku.capacity")
             capacity = capacity if capacity is not None else 0
             vm_size = _str(sku.get("name"))
             os_profile = _obj(vm_profile.get("osProfile"))
         else:
-            storage = _obj(props.get("storageProfile"))
+            storage = self._object(props.get("storageProfile"), "properties.storageProfile")
             capacity = 1
             vm_size = _str(_obj(props.get("hardwareProfile")).get("vmSize"))
             os_profile = _obj(props.get("osProfile"))
-        ref = _obj(storage.get("imageReference"))
+        ref = self._object(storage.get("imageReference"), "storageProfile.imageReference")
         os_disk = _obj(storage.get("osDisk"))
         vhd_uri = strip_query(_obj(os_disk.get("image")).get("uri")
                               or _obj(os_disk.get("vhd")).get("uri"))
@@ -459,6 +558,9 @@ class _Normalizer:
         for row in scope or ():
             self.rows["scope"].add(**{k: row.get(k) for k in TABLE_SCHEMAS["scope"].names})
         tables = {name: rows.table() for name, rows in self.rows.items()}
+        for rows in self.rows.values():
+            for problem in rows.problems:
+                self._note(problem)
         if self.disk_versions:
             machines = tables["machines"]
             owners = pa.array(list(self.disk_versions), type=S)
@@ -467,7 +569,7 @@ class _Normalizer:
             index = machines.schema.get_field_index("running_version_id")
             tables["machines"] = machines.set_column(index, machines.schema.field(index), running)
         return Normalized(tables=tables, read_types=self.read, skipped_types=self.skipped,
-                          problems=self.problems)
+                          problems=self.problems, problem_count=self.problem_count)
 
 
 def _image_reference(ref: dict, vhd_uri: str | None) -> dict:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from auditor import __version__
 from auditor.engine import SEVERITIES
+from auditor.errors import AuditError
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _UMASK = os.umask(0)
@@ -34,17 +35,21 @@ def defuse(value):
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Run `write(temporary_path)` beside `path`, then rename: never a half-written file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
+    temporary = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                             dir=path.parent)
+        os.close(handle)
         write(Path(temporary))
         with open(temporary, "rb") as synced:
             os.fsync(synced.fileno())
         os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, path)
+    except OSError as exc:  # disk full, permission denied: the previous file stays as it was
+        raise AuditError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     finally:
-        if os.path.exists(temporary):
+        if temporary and os.path.exists(temporary):
             os.unlink(temporary)
     return path
 

@@ -95,8 +95,13 @@ class Snapshot:
             if target.exists():
                 retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
                 os.replace(target, retired / "snapshot")
-                os.replace(staging, target)
-                shutil.rmtree(retired, ignore_errors=True)
+                try:
+                    os.replace(staging, target)
+                except BaseException:  # interrupted between the two renames: put the old back
+                    os.replace(retired / "snapshot", target)
+                    raise
+                finally:
+                    shutil.rmtree(retired, ignore_errors=True)
             else:
                 os.replace(staging, target)
         finally:
@@ -190,8 +195,8 @@ def build_snapshot(resources: Iterable, *, collected_at: datetime | None = None,
         "collected_at": collected_at.astimezone(timezone.utc).isoformat(),
         "read_types": dict(sorted(normalized.read_types.items())),
         "skipped_types": dict(sorted(normalized.skipped_types.items())),
-        "problems": normalized.problems[:1000],
-        "problem_count": len(normalized.problems),
+        "problems": normalized.problems,
+        "problem_count": normalized.problem_count,
         "gaps": [],
     }
     manifest.update(source or {})

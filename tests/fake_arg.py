@@ -33,12 +33,15 @@ VERSION_PATH = re.compile(
 @dataclass
 class Fault:
     """A scripted answer: `kind` is one of 429, 429-bare (no Retry-After), 500, drop,
-    malformed, truncated, 401, 403; it applies to the next `times` requests that `when` accepts."""
+    malformed, truncated, 401, 403, 400 (a rejected $skipToken), wrong-shape (valid JSON, but
+    `data` is not a list of rows), slow (answers after `delay` seconds); it applies to the
+    next `times` requests that `when` accepts."""
 
     kind: str
     times: int = 1
     when: object = None  # callable(body: dict, path: str) -> bool
     retry_after: str = "1"
+    delay: float = 0.0
 
 
 @dataclass
@@ -80,6 +83,7 @@ class FakeArg:
     forbidden_groups: set = field(default_factory=set)
     replication: dict = field(default_factory=dict)
     api_version: str = "2024-04-01"
+    quota_values: tuple | None = None  # (remaining, resets-after) sent verbatim, even malformed
 
     def __post_init__(self):
         self.faults: list[Fault] = []
@@ -122,8 +126,8 @@ class FakeArg:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def add_fault(self, kind, times=1, when=None, retry_after="1"):
-        self.faults.append(Fault(kind, times, when, retry_after))
+    def add_fault(self, kind, times=1, when=None, retry_after="1", delay=0.0):
+        self.faults.append(Fault(kind, times, when, retry_after, delay))
 
     # -- quota ------------------------------------------------------------------------------
     def _take_quota(self):
@@ -335,6 +339,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "x-ms-user-quota-remaining": str(remaining),
                 "x-ms-user-quota-resets-after": timespan(resets, fake.fractional_reset),
             }
+            if fake.quota_values is not None:
+                headers = dict(zip(headers, fake.quota_values, strict=True))
         if not allowed:
             error = {"error": {"code": "RateLimiting", "message": "Too many requests."}}
             return self._send(record, 429, error, headers)
@@ -365,6 +371,15 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "403":
             error = {"error": {"code": "AuthorizationFailed", "message": "Denied by script."}}
             return self._send(record, 403, error, headers)
+        if kind == "400":
+            error = {"error": {"code": "BadRequest", "message": "The $skipToken is invalid."}}
+            return self._send(record, 400, error, headers)
+        if kind == "wrong-shape":
+            answer = {"totalRecords": 5, "count": 1, "data": {"id": "not a list"}}
+            return self._send(record, 200, answer, headers)
+        if kind == "slow":
+            time.sleep(fault.delay)
+            return False  # then the real answer, late
         if kind == "truncated":
             answer = {"totalRecords": 5000, "count": 0, "resultTruncated": "true", "data": []}
             return self._send(record, 200, dict(answer, facets=[]), headers)
@@ -444,7 +459,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (a timeout test)
         return True
 
 

@@ -32,7 +32,9 @@ ODD_VALUES = st.one_of(st.none(), st.integers(-5, 10**12), st.floats(allow_nan=T
                        st.text(max_size=30), st.booleans(), st.lists(st.integers(), max_size=3),
                        st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
                        st.sampled_from(["=1+1", "latest", "East US", "Specialized",
-                                        "9999-99-99T00:00:00Z", "1.2.3.4", "\u00e9\u00e8" * 300]))
+                                        "9999-99-99T00:00:00Z", "1.2.3.4", "\u00e9\u00e8" * 300,
+                                        "9999-12-31T00:00:00Z", "0001-01-01T00:00:00+05:00",
+                                        "a\x00b\x1b", "../../x", "$(touch x)", "Premium_V9"]))
 
 
 def _paths(item, prefix=()):

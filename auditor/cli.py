@@ -77,6 +77,17 @@ def import_command(files, output, collected_at, force):
                    err=True)
 
 
+def _price_options(command):
+    """How storage is priced: shared by `audit`, `cost` and `cleanup-plan`."""
+    command = click.option(
+        "--prices", "prices_path", type=click.Path(path_type=Path),
+        help="Price table CSV (default: the one shipped, see `prices refresh`).")(command)
+    return click.option(
+        "--occupancy", type=float,
+        help="Occupied share of the provisioned disk size (0-1] for cost; default: "
+             "provisioned size, an upper bound.")(command)
+
+
 def _scope_options(command):
     """Where to collect from: shared by `collect` and `audit --collect`."""
     options = [
@@ -136,11 +147,7 @@ def _rules_and_config(config_path: Path | None, base: dict | None = None):
 @click.option("--as-of", help="The 'now' of time-based rules (default: the snapshot's time).")
 @click.option("--format", "formats", multiple=True, type=click.Choice(FORMATS),
               help="Report formats to write (repeatable; default all).")
-@click.option("--occupancy", type=float,
-              help="Occupied share of the provisioned disk size (0-1] for cost; default: "
-                   "provisioned size, an upper bound.")
-@click.option("--prices", "prices_path", type=click.Path(path_type=Path),
-              help="Price table CSV (default: the one shipped, see `prices refresh`).")
+@_price_options
 @click.option("--exemptions", "exemptions_path", type=click.Path(path_type=Path),
               help="Exemptions file (YAML): matched findings are reported as exempted.")
 @click.option("--baseline", "baseline_path", type=click.Path(path_type=Path),
@@ -245,11 +252,7 @@ def synth(machines, seed, output):
 @click.option("--as-of", help="The 'now' of time-based rules (default: the snapshot's time).")
 @click.option("--retain-tag", help="A resource with this tag (any value but false/no/0) is never "
               "deleted (default: RET001's retain_tag param, else `retain`).")
-@click.option("--occupancy", type=float,
-              help="Occupied share of the provisioned disk size (0-1] for the savings; default: "
-                   "provisioned size, an upper bound.")
-@click.option("--prices", "prices_path", type=click.Path(path_type=Path),
-              help="Price table CSV (default: the one shipped, see `prices refresh`).")
+@_price_options
 def cleanup_plan_command(snapshot, sample, output, config_path, exemptions_path, as_of,
                          retain_tag, occupancy, prices_path):
     """Write a reviewed script of the deletions that RET and STL findings call for."""
@@ -293,11 +296,7 @@ def _rule_pack_hashes() -> dict[str, str]:
 @click.option("--sample", is_flag=True, help="Cost the bundled sample estate.")
 @click.option("-o", "--output", "out_dir", default="reports", show_default=True,
               type=click.Path(path_type=Path), help="Folder for cost.csv and cost_lines.csv.")
-@click.option("--occupancy", type=float,
-              help="Occupied share of the provisioned disk size (0-1]; default: provisioned "
-                   "size, an upper bound.")
-@click.option("--prices", "prices_path", type=click.Path(path_type=Path),
-              help="Price table CSV (default: the one shipped).")
+@_price_options
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
               help="Config file for the rules whose findings give the savings.")
 def cost_command(snapshot, sample, out_dir, occupancy, prices_path, config_path):

@@ -129,30 +129,30 @@ def _resolve(value, params: dict):
     return value
 
 
-def _column(frame: pd.DataFrame, estate: Estate, name: str, table: str) -> pd.Series:
+def _column(frame: pd.DataFrame, estate: Estate, name: str) -> pd.Series:
     if name.startswith("tag:"):
         return estate.tag(frame, name[4:])
     return frame[name]
 
 
-def evaluate_condition(condition: dict, frame: pd.DataFrame, estate: Estate, params: dict,
-                       table: str) -> pd.Series:
+def evaluate_condition(condition: dict, frame: pd.DataFrame, estate: Estate,
+                       params: dict) -> pd.Series:
     """A boolean mask over `frame`: vectorised, missing values never match a comparison."""
     if "all" in condition:
         mask = pd.Series(True, index=frame.index)
         for sub in condition["all"]:
-            mask &= evaluate_condition(sub, frame, estate, params, table)
+            mask &= evaluate_condition(sub, frame, estate, params)
         return mask
     if "any" in condition:
         mask = pd.Series(False, index=frame.index)
         for sub in condition["any"]:
-            mask |= evaluate_condition(sub, frame, estate, params, table)
+            mask |= evaluate_condition(sub, frame, estate, params)
         return mask
     if "not" in condition:
-        return ~evaluate_condition(condition["not"], frame, estate, params, table)
+        return ~evaluate_condition(condition["not"], frame, estate, params)
     op = condition["op"]
     ignore_case = bool(condition.get("ignore_case"))
-    series = _column(frame, estate, condition["column"], table)
+    series = _column(frame, estate, condition["column"])
     value = _fold(_resolve(condition.get("value"), params), ignore_case)
     if op not in NO_VALUE_OPS and op not in ("older-than-days", "due-within-days"):
         series = _text(series, ignore_case) if ignore_case else series
@@ -484,10 +484,13 @@ def _evidence(rows: pd.DataFrame, columns: list[str], estate: Estate) -> pd.Seri
 def _violations(rule: Rule, estate: Estate, params: dict) -> pd.DataFrame:
     table = estate.tables[rule.tables[0]]
     if rule.condition is not None:
-        return table[evaluate_condition(rule.condition, table, estate, params, rule.tables[0])]
+        return table[evaluate_condition(rule.condition, table, estate, params)]
     rows = rule.check()(estate, params)
     if "id" not in rows.columns:
         raise AuditError(f"{rule.id}: check {rule.python} returned rows without an 'id'")
+    if rule.per_region and not rows.empty and "region" not in rows.columns:
+        raise AuditError(f"{rule.id}: per_region rule's check {rule.python} returned rows "
+                         "without a 'region' (its findings would share one fingerprint)")
     missing = [c for c in ("arm_id", "name", "subscription_id", "resource_group", "location")
                if c not in rows.columns and c in table.columns]
     if missing and not rows.empty:

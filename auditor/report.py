@@ -24,14 +24,6 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def defuse(value):
-    """OWASP CSV-injection guidance: text that a spreadsheet would evaluate gets a leading
-    apostrophe, so it is shown as the text it is."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
-
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Run `write(temporary_path)` beside `path`, then rename: never a half-written file."""
     path = Path(path)
@@ -140,7 +132,8 @@ def write_json(path: Path, findings: pd.DataFrame, context: dict, chunk: int = 2
 
 
 def _defused(frame: pd.DataFrame) -> pd.DataFrame:
-    """`defuse` over every text column, vectorised: only risky cells are touched."""
+    """OWASP CSV-injection guidance over every text column, vectorised: text a spreadsheet
+    would evaluate gets a leading apostrophe, so it is shown as the text it is."""
     safe = frame.copy()
     for column in safe.columns:
         if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column].dtype):

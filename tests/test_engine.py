@@ -141,3 +141,14 @@ def test_findings_deterministic_and_ordered(rules):
     second = evaluate(estate_of(*reversed(resources)), list(rules.values()))
     pd.testing.assert_frame_equal(first, second)
     assert list(first["severity"]) == ["high"] * 5 + ["low"]
+
+
+def test_per_region_rule_must_return_regions(tmp_path):
+    body = GOOD.replace("condition: {column: image_kind, op: eq, value: marketplace}",
+                        "python: auditor.checks.tag:missing_required_tags\n"
+                        "    per_region: true\n    params: {required_tags: [team]}"
+                        ).replace("resource: machines", "resource: galleries")
+    rule = load_rules(pack(tmp_path, body))[0]
+    from tests.builders import gallery
+    with pytest.raises(AuditError, match="XYZ001: per_region rule's check .* without a 'region'"):
+        evaluate(estate_of(gallery(tags={})), [rule])

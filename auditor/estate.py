@@ -15,23 +15,35 @@ import pyarrow.compute as pc
 
 from auditor.snapshot import Snapshot
 
+# Snapshot tables with one row per resource id (the import drops a repeated id).
+UNIQUE_IDS = {"galleries", "image_definitions", "image_versions", "managed_images", "machines"}
 
-class _TagsByKey:
-    """Per lower-cased tag key, the values by resource id: built for a key when first asked."""
 
-    def __init__(self, tags: pd.DataFrame):
-        self._tags = tags
-        self._keys = set(tags["key_lower"].dropna().unique()) if not tags.empty else set()
-        self._built: dict[str, pd.Series] = {}
+class _KeyTags:
+    """The rows of `resource_tags` with one lower-cased key: their resource ids (Arrow) and
+    their values as codes into the distinct values, so lookups move integers, not text."""
 
-    def get(self, key: str, default=None):
-        if key not in self._keys:
-            return default
-        if key not in self._built:
-            tags = self._tags
-            rows = tags[(tags["key_lower"] == key).to_numpy(dtype=bool)]
-            self._built[key] = rows.set_index("resource_id")["value"]
-        return self._built[key]
+    def __init__(self, tags: pd.DataFrame, key: str):
+        rows = tags[(tags["key_lower"] == key).to_numpy(dtype=bool)]
+        self.resource_ids = _arrow_strings(rows["resource_id"])
+        self.value_code, values = pd.factorize(rows["value"])
+        self.values = np.append(np.asarray(values, dtype=object), np.nan)  # code -1: NaN
+
+    def codes_for(self, ids: pd.Series, own_ids: bool) -> np.ndarray:
+        """For each id, the code of its value (-1 where it has no such tag). A resource
+        holding the key twice in different casings gets the first (Azure tag names are
+        case-insensitive). `own_ids`: the ids are a table's id column, distinct already."""
+        if own_ids:
+            codes, distinct = np.arange(len(ids)), ids
+        else:
+            codes, distinct = pd.factorize(ids)
+        at = pc.index_in(self.resource_ids, value_set=_arrow_strings(distinct))
+        at = at.fill_null(-1).to_numpy(zero_copy_only=False)
+        matched = np.flatnonzero(at >= 0)
+        found, first = np.unique(at[matched], return_index=True)
+        value_of_distinct = np.full(len(distinct) + 1, -1, dtype=np.int64)
+        value_of_distinct[found] = self.value_code[matched[first]]
+        return value_of_distinct[codes]
 
 
 class Estate:
@@ -48,67 +60,52 @@ class Estate:
             return tables[name]
         raise AttributeError(name)
 
-    @cached_property
-    def _tags_unique(self) -> pd.DataFrame:
-        """`resource_tags` without keys that differ from an earlier one only in case (Azure
-        tag names are case-insensitive; the first is kept)."""
-        tags = self.tables["resource_tags"]
-        if tags.empty:
-            return tags
-        # Duplicates found on integer codes: hashing two string columns is the slow way.
-        resource = pd.factorize(tags["resource_id"], use_na_sentinel=False)[0]
-        key = pd.factorize(tags["key_lower"], use_na_sentinel=False)[0]
-        combined = resource.astype(np.int64) * (int(key.max()) + 1) + key
-        duplicated = pd.Series(combined).duplicated().to_numpy()
-        return tags[~duplicated] if duplicated.any() else tags
+    def _key_tags(self, key: str) -> _KeyTags | None:
+        cache = self.__dict__.setdefault("_key_tags_cache", {})
+        if key not in cache:
+            tags = self.tables["resource_tags"]
+            present = not tags.empty and bool((tags["key_lower"] == key).any())
+            cache[key] = _KeyTags(tags, key) if present else None
+        return cache[key]
 
-    @cached_property
-    def _tags_by_key(self) -> _TagsByKey:
-        return _TagsByKey(self._tags_unique)
+    def _tag_codes(self, table: str | pd.DataFrame, key: str, ids) -> tuple[_KeyTags, np.ndarray]:
+        """Codes of tag `key`'s values for each row (cached for a snapshot table's own ids)."""
+        key_tags = self._key_tags(key.lower())
+        if key_tags is None:
+            return None, None
+        cacheable = isinstance(table, str) and ids is None
+        cache = self.__dict__.setdefault("_tag_code_cache", {})
+        if cacheable and (table, key.lower()) in cache:
+            return key_tags, cache[(table, key.lower())]
+        frame = self.tables[table] if isinstance(table, str) else table
+        own = ids is None and isinstance(table, str) and table in UNIQUE_IDS
+        codes = key_tags.codes_for(frame["id"] if ids is None else ids, own)
+        if cacheable:
+            cache[(table, key.lower())] = codes
+        return key_tags, codes
 
     def tag(self, table: str | pd.DataFrame, key: str, ids: pd.Series | None = None) -> pd.Series:
-        """The value of tag `key` (any casing) for each row of `table` (NaN where absent).
-        Cached per snapshot table and key: rules and evidence ask the same of the machines."""
-        cacheable = isinstance(table, str) and ids is None
-        cache = self.__dict__.setdefault("_tag_columns", {})
-        if cacheable and (table, key.lower()) in cache:
-            return cache[(table, key.lower())].copy()
+        """The value of tag `key` (any casing) for each row of `table` (NaN where absent),
+        or of the resources `ids` names."""
         frame = self.tables[table] if isinstance(table, str) else table
-        ids = frame["id"] if ids is None else ids
-        values = self._tags_by_key.get(key.lower())
-        if values is None:
+        key_tags, codes = self._tag_codes(table, key, ids)
+        if key_tags is None:
             return pd.Series(pd.NA, index=frame.index, dtype="object")
-        result = pd.Series(_take_by_key(ids, values), index=frame.index)
-        if cacheable:
-            cache[(table, key.lower())] = result
-            return result.copy()
-        return result
+        return pd.Series(key_tags.values[codes], index=frame.index, dtype="object")
 
     # --- environment ---------------------------------------------------------------------
 
     def is_production(self, table: str | pd.DataFrame, production_values, ids=None) -> pd.Series:
-        """True where the row's `environment` tag is a production value (any casing).
-        Cached per table and values: several rules ask the same of the machines."""
-        values = tuple(str(v).strip().lower() for v in production_values)
-        cacheable = isinstance(table, str) and ids is None
-        cache = self.__dict__.setdefault("_production", {})
-        if cacheable and (table, values) in cache:
-            return cache[(table, values)].copy()
+        """True where the row's `environment` tag is a production value (any casing and
+        surrounding spaces). Each distinct tag value is judged once."""
+        values = [str(v).strip().lower() for v in production_values]
         frame = self.tables[table] if isinstance(table, str) else table
-        tagged = self._tags_by_key.get("environment")
-        if tagged is None or "" in values:
-            result = lowered(self.tag(table, "environment", ids)).str.strip().isin(list(values))
-        else:
-            # Judge each distinct tag value once, then test ids against the production ones.
-            distinct = [v for v in tagged.unique() if isinstance(v, str)]
-            production = [v for v in distinct if v.lower().strip() in values]
-            production_ids = tagged.index[tagged.isin(production).to_numpy(dtype=bool)]
-            result = pd.Series(_isin(frame["id"] if ids is None else ids, production_ids),
-                               index=frame.index)
-        if cacheable:
-            cache[(table, values)] = result
-            return result.copy()
-        return result
+        key_tags, codes = self._tag_codes(table, "environment", ids)
+        if key_tags is None:
+            return pd.Series("" in values, index=frame.index, dtype=bool)
+        judged = lowered(pd.Series(key_tags.values[:-1], dtype=object)).str.strip().isin(values)
+        production = np.append(judged.to_numpy(dtype=bool), "" in values)
+        return pd.Series(production[codes], index=frame.index, dtype=bool)
 
     # --- usage resolution ----------------------------------------------------------------
 
@@ -172,48 +169,77 @@ class Estate:
         the version is not in the snapshot, so replica rules never judge what they cannot see.
         """
         machines = self.tables["machines"]
-        # Reference columns repeat across machines: made Python objects once per value.
-        kind = _objects(machines["image_kind"])
-        version = machines["image_version"]
-        gallery = kind == "gallery"
-        unversioned = lowered(version).isin(["", "latest"])
-        definition = _objects(machines["image_definition_id"]).where(
-            kind.isin(["gallery", "shared", "community"]))
-        running = _objects(machines["running_version_id"])
-        image_id = _objects(machines["image_id"])
-        from_disk = gallery & unversioned & running.notna() & (
-            _definition_of(running) == definition)
+        # A million machines reference a few thousand images: every join below is made on
+        # integer codes of the distinct values, and text columns are taken by code in Arrow.
+        kind = machines["image_kind"]
+        gallery = kind.eq("gallery").fillna(False).to_numpy(dtype=bool)
+        in_gallery = kind.isin(["gallery", "shared", "community"]).fillna(False).to_numpy(bool)
+        unversioned = _per_value(machines["image_version"], lambda v: lowered(v).isin(
+            ["", "latest"])).fillna(True).to_numpy(dtype=bool)
+        definition = machines["image_definition_id"].where(in_gallery)
+        definition_code, definitions = pd.factorize(definition)
+        region_code, regions = pd.factorize(machines["location"])
+        running_code, running = pd.factorize(machines["running_version_id"])
+        running_definition = pd.Index(_definition_of(pd.Series(running, dtype=object)))
+        # The appended -2 is what a missing running version (code -1) reads: never a match.
+        from_disk = gallery & unversioned & (definition_code >= 0) & (
+            np.append(definitions.get_indexer(running_definition), -2)[running_code]
+            == definition_code)
+        image_code, images = pd.factorize(machines["image_id"])
+
+        latest = self.latest_by_definition_region
+        latest_key = _pair_code(definitions.get_indexer(latest["definition_id"]),
+                                regions.get_indexer(latest["region"]), len(regions))
+        latest_at = pd.Index(latest_key).get_indexer(
+            _pair_code(definition_code, region_code, len(regions)))
+        latest_at[(definition_code < 0) | (region_code < 0)] = -1
+        latest_ids = pd.Index(latest["version_id"])
+
+        # Version ids come from three places: one code space over all of them.
+        candidates = images.append(running).append(latest_ids)
+        offsets = np.cumsum([0, len(images), len(running)])
+        pinned = gallery & ~unversioned
+        from_latest = gallery & unversioned & ~from_disk
+        version_code = np.select(
+            [pinned & (image_code >= 0), from_disk, from_latest & (latest_at >= 0)],
+            [image_code + offsets[0], running_code + offsets[1], latest_at + offsets[2]],
+            default=-1)
+        version_code, versions_used = _recode(version_code, candidates)
+        resolved = np.select(
+            [pinned, from_disk, from_latest & (latest_at >= 0), in_gallery],
+            [0, 1, 2, 3], default=-1)
+
+        versions = self.tables["image_versions"].set_index("id")
+        known = versions_used.isin(versions.index)
+        replicas = self.tables["version_regions"]
+        replica_key = _pair_code(versions_used.get_indexer(replicas["version_id"]),
+                                 regions.get_indexer(replicas["region"]), len(regions))
+        replicated = np.isin(_pair_code(version_code, region_code, len(regions)),
+                             replica_key[replica_key >= 0])
+        has_replica = pd.array(replicated, dtype="boolean")
+        has_replica[~np.append(known, False)[version_code]] = pd.NA
+
         out = pd.DataFrame({
             "machine_id": machines["id"], "name": machines["name"],
             "kind": machines["kind"], "region": machines["location"],
             "capacity": machines["capacity"].fillna(0).astype("int64"),
-            "image_kind": kind, "definition_id": definition,
-            "managed_image_id": image_id.where(kind == "managed"),
-        })
-        latest = self.latest_by_definition_region.rename(
-            columns={"definition_id": "_def", "version_id": "_latest"})
-        out = out.merge(latest[["_def", "region", "_latest"]], how="left",
-                        left_on=["definition_id", "region"], right_on=["_def", "region"])
-        out.index = machines.index
-        pinned_id = image_id
-        out["version_id"] = _choose(
-            [gallery & ~unversioned, from_disk, gallery & unversioned],
-            [pinned_id, running, out["_latest"]], out.index)
-        out["resolved_from"] = _choose(
-            [gallery & ~unversioned, from_disk, gallery & unversioned & out["_latest"].notna(),
-             kind.isin(["gallery", "shared", "community"])],
-            ["pinned", "disk", "latest", "unresolved"], out.index)
-        versions = self.tables["image_versions"].set_index("id")
-        out["version_name"] = lookup(out["version_id"], versions["name"]).astype(object)
-        out["version_known"] = out["version_id"].isin(versions.index)
-        replicas = self.tables["version_regions"][["version_id", "region"]].drop_duplicates()
-        replicated = out[["version_id", "region"]].merge(
-            replicas.assign(_has=True), how="left", on=["version_id", "region"])["_has"]
-        out["has_replica"] = pd.Series(replicated.fillna(False).to_numpy(dtype=bool),
-                                       index=out.index).astype("boolean").where(
-            out["version_known"], pd.NA)
-        out["resolution"] = _resolution_text(out)
-        return out.drop(columns=["_def", "_latest"])
+            "image_kind": kind, "definition_id": _taken(definitions, definition_code),
+            "managed_image_id": machines["image_id"].where(kind.eq("managed").fillna(False)),
+            "version_id": _taken(versions_used, version_code),
+            "resolved_from": _taken(pd.Index(RESOLVED_FROM, dtype="str"), resolved),
+            "version_name": _taken(pd.Index(lookup(pd.Series(versions_used, dtype=object),
+                                                   versions["name"]), dtype="str"), version_code),
+            "version_known": np.append(known, False)[version_code],
+            "has_replica": has_replica,
+        }, index=machines.index)
+        # Worded once per distinct (resolved_from, version, region), then taken by code.
+        key = ((resolved.astype(np.int64) + 1) * (len(versions_used) + 1) + version_code + 1) \
+            * (len(regions) + 1) + region_code + 1
+        _, first, key_code = np.unique(key, return_index=True, return_inverse=True)
+        worded = _resolution_text_each(out.iloc[first].reset_index(drop=True))
+        out["resolution"] = pd.Series(worded.to_numpy(dtype=object)[key_code.ravel()],
+                                      index=out.index)
+        return out
 
     @cached_property
     def used_version_ids(self) -> pd.Index:
@@ -224,6 +250,34 @@ class Estate:
         return pd.Index(ids.dropna().astype(str).unique())
 
 
+RESOLVED_FROM = ["pinned", "disk", "latest", "unresolved"]
+
+
+def _pair_code(first: np.ndarray, second: np.ndarray, width: int) -> np.ndarray:
+    """One int64 key for a pair of codes (-1 where either is missing)."""
+    first, second = np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)
+    return np.where((first < 0) | (second < 0), -1, first * (width + 1) + second)
+
+
+def _recode(codes: np.ndarray, values: pd.Index) -> tuple[np.ndarray, pd.Index]:
+    """Codes into `values` (which may repeat a value) as codes into its distinct values."""
+    distinct_code, distinct = pd.factorize(values)
+    mapped = np.append(distinct_code, -1)[codes]
+    return mapped, pd.Index(distinct)
+
+
+def _taken(values: pd.Index, codes: np.ndarray) -> pd.Series:
+    """values[code] for each code, missing where the code is -1 (taken in Arrow for text)."""
+    return pd.Series(values.array.take(codes, allow_fill=True))
+
+
+def _per_value(series: pd.Series, func) -> pd.Series:
+    """`func(series)` for an element-wise `func`, computed once per distinct value."""
+    codes, uniques = pd.factorize(series)
+    mapped = func(pd.Series(uniques, dtype=series.dtype))
+    return pd.Series(mapped.array.take(codes, allow_fill=True), index=series.index)
+
+
 def _arrow_strings(values) -> pa.Array:
     if isinstance(values, (pd.Series, pd.Index)):
         values = values.array if isinstance(values.dtype, pd.StringDtype) \
@@ -232,24 +286,6 @@ def _arrow_strings(values) -> pa.Array:
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     return array if array.type == pa.string() else array.cast(pa.string())
-
-
-def _isin(ids: pd.Series, value_set) -> np.ndarray:
-    """`ids.isin(value_set)` for strings, computed by Arrow (missing ids are never in it)."""
-    found = pc.is_in(_arrow_strings(ids), value_set=_arrow_strings(pd.Index(value_set)),
-                     skip_nulls=True)
-    return found.fill_null(False).to_numpy(zero_copy_only=False)
-
-
-def _take_by_key(ids: pd.Series, values: pd.Series) -> np.ndarray:
-    """`ids.map(values).to_numpy()` for a Series with a unique index, whose hash table pandas
-    keeps with the (cached) index, so it is built once per estate."""
-    position = _positions(ids, values.index)
-    found = position >= 0
-    out = np.full(len(position), np.nan, dtype=object)
-    if found.any():
-        out[found] = values.to_numpy(dtype=object)[position[found]]
-    return out
 
 
 def _positions(keys, index: pd.Index) -> np.ndarray:
@@ -292,19 +328,6 @@ def _definition_of(version_ids: pd.Series) -> pd.Series:
 def _definition_of_each(version_ids: pd.Series) -> pd.Series:
     text = version_ids.astype(object).fillna("").astype(str)
     return text.str.replace(r"/versions/[^/]+$", "", regex=True).astype(object)
-
-
-def _resolution_text(usage: pd.DataFrame) -> pd.Series:
-    """How a machine's gallery version was found, in words for the Machines sheet:
-    `latest` is what the machine would get today in its region, not what it may run.
-    Worded once per distinct (resolved_from, version_name, region)."""
-    keys = usage[["resolved_from", "version_name", "region"]]
-    if len(keys) < 2048:
-        return _resolution_text_each(keys)
-    distinct = keys.drop_duplicates()
-    worded = distinct.assign(_text=_resolution_text_each(distinct))
-    text = keys.merge(worded, how="left", on=list(keys.columns))["_text"]
-    return pd.Series(text.to_numpy(dtype=object), index=usage.index, dtype="object")
 
 
 def _resolution_text_each(usage: pd.DataFrame) -> pd.Series:

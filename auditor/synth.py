@@ -187,46 +187,52 @@ def _managed_image(t: _Tenant, i: int) -> dict:
                                "/images/", "/virtualMachines/") + "-src"}}}
 
 
-def _image_reference(t: _Tenant, roll: float, region: str) -> tuple[dict, str, str | None]:
-    """An imageReference, the OS type, and (for a definition reference) the version the OS
-    disk was really created from."""
+def _image_reference(t: _Tenant, roll: float) -> tuple[dict, str, str | None, list[str]]:
+    """An imageReference, the OS type, (for a definition reference) the version the OS disk
+    was really created from, and the regions where the referenced gallery image is replicated
+    (empty for other references)."""
     rng = t.rng
     if roll < 0.50 or roll >= 0.985:
         pub, offer, sku, version, os_type = PAID if roll >= 0.985 else rng.choice(MARKETPLACE)
-        return {"publisher": pub, "offer": offer, "sku": sku, "version": version}, os_type, None
+        return {"publisher": pub, "offer": offer, "sku": sku, "version": version}, os_type, None, []
     if roll < 0.57:
         pub, offer, sku, version, os_type = rng.choice(MARKETPLACE)
         return ({"publisher": pub, "offer": offer, "sku": sku,
                  "version": "latest" if roll < 0.565 else "Latest", "exactVersion": version},
-                os_type, None)
+                os_type, None, [])
     d = rng.randrange(len(t.definitions))
     _, _, os_type, _, versions = t.definitions[d]
     if roll < 0.85:
-        # Mostly recent versions; the machine's region is usually, not always, a replica region.
+        # Mostly recent versions.
         n = max(0, len(versions) - 1 - int(rng.expovariate(0.4)))
-        return {"id": t.definition_id(d) + f"/versions/{versions[n][0]}"}, os_type, None
+        return ({"id": t.definition_id(d) + f"/versions/{versions[n][0]}"}, os_type, None,
+                versions[n][1])
     if roll < 0.90:
         ref = t.definition_id(d) + ("/versions/latest" if roll < 0.87 else "")
-        got = t.definition_id(d) + f"/versions/{versions[rng.randrange(len(versions))][0]}"
-        return {"id": ref}, os_type, got
+        got = rng.randrange(len(versions))
+        return ({"id": ref}, os_type, t.definition_id(d) + f"/versions/{versions[got][0]}",
+                versions[got][1])
     if roll < 0.92:
         kind = "sharedGalleryImageId" if roll < 0.91 else "communityGalleryImageId"
         prefix = "/SharedGalleries/partner-GAL" if roll < 0.91 else "/CommunityGalleries/pub-1f2e"
         version = "/Versions/2.3.1" if rng.random() < 0.7 else ""
-        return {kind: f"{prefix}/Images/hardened-base{version}"}, "Linux", None
+        return {kind: f"{prefix}/Images/hardened-base{version}"}, "Linux", None, []
     if roll < 0.975:
         # The last managed image is never used: one left behind after a migration.
-        return {"id": rng.choice(t.managed_images[:-1])}, "Linux", None
-    return {}, "Windows", None
+        return {"id": rng.choice(t.managed_images[:-1])}, "Linux", None, []
+    return {}, "Windows", None, []
 
 
 def _machine(t: _Tenant, i: int, cases: dict) -> Iterator[dict]:
     rng = t.rng
     sub = rng.randrange(len(t.subs))
     rg = f"rg-{rng.choice(TEAMS)}-{rng.randrange(40):02d}"
-    region = cases.get("region") or rng.choice(t.regions)
     is_vmss = rng.random() < 0.12
-    ref, os_type, got = _image_reference(t, rng.random(), region)
+    ref, os_type, got, replicated = _image_reference(t, rng.random())
+    # Teams deploy where their image is replicated; a few machines land where it is not.
+    region = rng.choice(replicated) if replicated and rng.random() < 0.95 \
+        else rng.choice(t.regions)
+    region = cases.get("region") or region
     ref, os_type, got = cases.get("ref", (ref, os_type, got))
     name = f"{'vmss' if is_vmss else 'vm'}-{i:07d}"
     kind = "virtualMachineScaleSets" if is_vmss else "virtualMachines"

@@ -25,7 +25,7 @@ class _KeyTags:
 
     def __init__(self, tags: pd.DataFrame, key: str):
         rows = tags[(tags["key_lower"] == key).to_numpy(dtype=bool)]
-        self.resource_ids = _arrow_strings(rows["resource_id"])
+        self.resource_ids = arrow_strings(rows["resource_id"])
         self.value_code, values = pd.factorize(rows["value"])
         self.values = np.append(np.asarray(values, dtype=object), np.nan)  # code -1: NaN
 
@@ -37,7 +37,7 @@ class _KeyTags:
             codes, distinct = np.arange(len(ids)), ids
         else:
             codes, distinct = pd.factorize(ids)
-        at = pc.index_in(self.resource_ids, value_set=_arrow_strings(distinct))
+        at = pc.index_in(self.resource_ids, value_set=arrow_strings(distinct))
         at = at.fill_null(-1).to_numpy(zero_copy_only=False)
         matched = np.flatnonzero(at >= 0)
         found, first = np.unique(at[matched], return_index=True)
@@ -241,6 +241,19 @@ class Estate:
                                       index=out.index)
         return out
 
+    def shared(self, name: str, build):
+        """`build(self)`, computed once per estate: a view several rules of a family read."""
+        cache = self.__dict__.setdefault("_shared_views", {})
+        if name not in cache:
+            cache[name] = build(self)
+        return cache[name]
+
+    @cached_property
+    def known_usage(self) -> pd.DataFrame:
+        """`usage` of the machines whose version is in the snapshot (several rules judge
+        only those)."""
+        return self.usage[self.usage["version_known"].to_numpy(dtype=bool)]
+
     @cached_property
     def used_version_ids(self) -> pd.Index:
         """Every gallery version some machine references, resolves to or booted from."""
@@ -278,7 +291,7 @@ def _per_value(series: pd.Series, func) -> pd.Series:
     return pd.Series(mapped.array.take(codes, allow_fill=True), index=series.index)
 
 
-def _arrow_strings(values) -> pa.Array:
+def arrow_strings(values) -> pa.Array:
     if isinstance(values, (pd.Series, pd.Index)):
         values = values.array if isinstance(values.dtype, pd.StringDtype) \
             else values.astype("object").where(values.notna(), None)
@@ -381,6 +394,6 @@ def lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
     distinct key is looked up once."""
     if len(keys) < 2048:
         return pd.Series(values.reindex(keys.to_numpy(dtype=object)).array, index=keys.index)
-    codes, uniques = pd.factorize(keys.to_numpy(dtype=object))
-    found = values.reindex(uniques).array
+    codes, uniques = pd.factorize(keys)
+    found = values.reindex(np.asarray(uniques, dtype=object)).array
     return pd.Series(found.take(codes, allow_fill=True), index=keys.index)

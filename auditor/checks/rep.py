@@ -17,11 +17,6 @@ def _versions(estate) -> pd.DataFrame:
     return resources(estate, ["image_versions"])
 
 
-def _known_usage(estate) -> pd.DataFrame:
-    usage = estate.usage
-    return usage[usage["version_known"]]
-
-
 def version_not_replicated_where_used(estate, params) -> pd.DataFrame:
     """One row per machine whose region has no replica of the version it uses."""
     usage = estate.usage
@@ -39,7 +34,7 @@ def version_not_replicated_where_used(estate, params) -> pd.DataFrame:
 def too_few_replicas(estate, params) -> pd.DataFrame:
     """One row per version and target region with fewer replicas than the sizing guidance:
     at least `min_replicas`, one per `machines_per_replica` machines there, at most 50."""
-    usage = _known_usage(estate)
+    usage = estate.known_usage
     machines = usage.groupby(["version_id", "region"], as_index=False)["capacity"].sum() \
         .rename(columns={"capacity": "machines"})
     judged = pd.Index(usage["version_id"].unique()).union(
@@ -66,7 +61,7 @@ def too_few_replicas(estate, params) -> pd.DataFrame:
 def replicas_not_zone_redundant(estate, params) -> pd.DataFrame:
     """One row per version and region where a production machine uses it from replicas
     that are not zone-redundant."""
-    usage = _known_usage(estate)
+    usage = estate.known_usage
     production = estate.is_production("machines", params["production_values"])
     usage = usage[production.reindex(usage.index).fillna(False).astype(bool)]
     used = usage.groupby(["version_id", "region"], as_index=False).agg(
@@ -82,7 +77,7 @@ def replicas_not_zone_redundant(estate, params) -> pd.DataFrame:
 
 def shallow_replication_in_production(estate, params) -> pd.DataFrame:
     """One row per Shallow-replicated version that production machines use."""
-    usage = _known_usage(estate)
+    usage = estate.known_usage
     production = estate.is_production("machines", params["production_values"])
     usage = usage[production.reindex(usage.index).fillna(False).astype(bool)]
     counts = usage.groupby("version_id")["capacity"].sum().rename("production_machines")

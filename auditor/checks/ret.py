@@ -52,7 +52,7 @@ def versions_beyond_retention(estate, params) -> pd.DataFrame:
 def managed_image_unused(estate, params) -> pd.DataFrame:
     """Managed images no machine boots from and no gallery version was built from."""
     images = estate.managed_images
-    used = estate.machines.loc[estate.machines["image_kind"] == "managed", "image_id"]
+    used = estate.usage["managed_image_id"].unique()
     sources = estate.image_versions["source_id"]
     unused = images[~images["id"].isin(used) & ~images["id"].isin(sources)]
     return resources(estate, ["managed_images"]).merge(

@@ -12,6 +12,10 @@ from auditor.estate import last_segment, lookup, lowered, version_label
 
 def _machine_lifecycle(estate) -> pd.DataFrame:
     """Per machine using a known gallery version or definition: both end-of-life dates."""
+    return estate.shared("machine_lifecycle", _lifecycle)
+
+
+def _lifecycle(estate) -> pd.DataFrame:
     usage = estate.usage
     versions = estate.image_versions.set_index("id")
     definitions = estate.image_definitions.set_index("id")
@@ -70,8 +74,7 @@ def definition_not_rebuilt(estate, params) -> pd.DataFrame:
 def machine_version_stale(estate, params) -> pd.DataFrame:
     """Machines on a version older than `max_age_days` or `max_versions_behind` behind
     the definition's latest."""
-    usage = estate.usage
-    usage = usage[usage["version_known"]]
+    usage = estate.known_usage
     versions = estate.image_versions.set_index("id")
     used = usage[["machine_id", "name", "kind", "version_id", "definition_id", "resolved_from"]]
     # One hash pass over the machines' version ids for the four columns looked up.

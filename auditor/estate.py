@@ -24,7 +24,7 @@ class _KeyTags:
     their values as codes into the distinct values, so lookups move integers, not text."""
 
     def __init__(self, tags: pd.DataFrame, key: str):
-        rows = tags[(tags["key_lower"] == key).to_numpy(dtype=bool)]
+        rows = tags.loc[(tags["key_lower"] == key).to_numpy(dtype=bool), ["resource_id", "value"]]
         self.resource_ids = arrow_strings(rows["resource_id"])
         self.value_code, values = pd.factorize(rows["value"])
         self.values = np.append(np.asarray(values, dtype=object), np.nan)  # code -1: NaN
@@ -219,16 +219,21 @@ class Estate:
         has_replica = pd.array(replicated, dtype="boolean")
         has_replica[~np.append(known, False)[version_code]] = pd.NA
 
+        names = lookup(pd.Series(versions_used, dtype=object), versions["name"])
+        name_code, distinct_names = pd.factorize(names)
         out = pd.DataFrame({
             "machine_id": machines["id"], "name": machines["name"],
-            "kind": machines["kind"], "region": machines["location"],
+            "kind": _categories(machines["kind"]),
+            "region": pd.Categorical.from_codes(region_code, regions),
             "capacity": machines["capacity"].fillna(0).astype("int64"),
-            "image_kind": kind, "definition_id": _taken(definitions, definition_code),
-            "managed_image_id": machines["image_id"].where(kind.eq("managed").fillna(False)),
-            "version_id": _taken(versions_used, version_code),
-            "resolved_from": _taken(pd.Index(RESOLVED_FROM, dtype="str"), resolved),
-            "version_name": _taken(pd.Index(lookup(pd.Series(versions_used, dtype=object),
-                                                   versions["name"]), dtype="str"), version_code),
+            "image_kind": _categories(kind),
+            "definition_id": pd.Categorical.from_codes(definition_code, definitions),
+            "managed_image_id": _categories(machines["image_id"].where(
+                kind.eq("managed").fillna(False))),
+            "version_id": pd.Categorical.from_codes(version_code, versions_used),
+            "resolved_from": pd.Categorical.from_codes(resolved, RESOLVED_FROM),
+            "version_name": pd.Categorical.from_codes(
+                np.append(name_code, -1)[version_code], distinct_names),
             "version_known": np.append(known, False)[version_code],
             "has_replica": has_replica,
         }, index=machines.index)
@@ -258,9 +263,11 @@ class Estate:
     def used_version_ids(self) -> pd.Index:
         """Every gallery version some machine references, resolves to or booted from."""
         machines = self.tables["machines"]
-        ids = pd.concat([self.usage["version_id"], machines["running_version_id"],
-                         machines.loc[machines["image_kind"] == "gallery", "image_id"]])
-        return pd.Index(ids.dropna().astype(str).unique())
+        gallery = machines["image_kind"].eq("gallery").fillna(False).to_numpy(dtype=bool)
+        ids = [pd.Series(self.usage["version_id"].cat.categories, dtype=object),
+               pd.Series(machines["running_version_id"].unique(), dtype=object),
+               pd.Series(machines.loc[gallery, "image_id"].unique(), dtype=object)]
+        return pd.Index(pd.concat(ids).dropna().astype(str).unique())
 
 
 RESOLVED_FROM = ["pinned", "disk", "latest", "unresolved"]
@@ -279,9 +286,11 @@ def _recode(codes: np.ndarray, values: pd.Index) -> tuple[np.ndarray, pd.Index]:
     return mapped, pd.Index(distinct)
 
 
-def _taken(values: pd.Index, codes: np.ndarray) -> pd.Series:
-    """values[code] for each code, missing where the code is -1 (taken in Arrow for text)."""
-    return pd.Series(values.array.take(codes, allow_fill=True))
+def _categories(series: pd.Series) -> pd.Categorical:
+    """A text column as codes into its distinct values: usage columns repeat a few
+    thousand values across a million machines."""
+    codes, uniques = pd.factorize(series)
+    return pd.Categorical.from_codes(codes, uniques)
 
 
 def _per_value(series: pd.Series, func) -> pd.Series:

@@ -13,15 +13,22 @@ def production_uses_non_production_image(estate, params) -> pd.DataFrame:
     environment tag with a non-production value (a missing tag is TAG001's business)."""
     values = params["production_values"]
     usage = estate.usage
-    usage = usage[estate.is_production("machines", values)]
+    usage = usage[estate.is_production("machines", values).to_numpy(dtype=bool)]
+    # A million machines use a few thousand (definition, managed image) pairs: each pair's
+    # sources are judged once, then the machines take their pair's verdict.
+    pair, first = _pairs(usage["definition_id"], usage["managed_image_id"])
+    distinct = usage.iloc[first]
     definitions = estate.image_definitions.set_index("id")["gallery_id"]
     sources = pd.concat([
-        pd.DataFrame({"machine": usage.index, "image_id": usage["definition_id"].to_numpy(),
+        pd.DataFrame({"pair": np.arange(len(distinct)),
+                      "image_id": distinct["definition_id"].to_numpy(dtype=object),
                       "what": "image definition"}),
-        pd.DataFrame({"machine": usage.index,
-                      "image_id": lookup(usage["definition_id"], definitions).to_numpy(),
+        pd.DataFrame({"pair": np.arange(len(distinct)),
+                      "image_id": lookup(distinct["definition_id"].astype(object),
+                                         definitions).to_numpy(dtype=object),
                       "what": "gallery"}),
-        pd.DataFrame({"machine": usage.index, "image_id": usage["managed_image_id"].to_numpy(),
+        pd.DataFrame({"pair": np.arange(len(distinct)),
+                      "image_id": distinct["managed_image_id"].to_numpy(dtype=object),
                       "what": "managed image"}),
     ], ignore_index=True).dropna(subset=["image_id"])
     env = estate.tag(sources, "environment", ids=sources["image_id"])
@@ -30,12 +37,23 @@ def production_uses_non_production_image(estate, params) -> pd.DataFrame:
                      image=last_segment(bad["image_id"]))
     bad = bad.assign(offending=bad["what"] + " " + bad["image"] + " (environment="
                      + bad["environment"].astype(str) + ")")
-    listed = _listed_sources(bad)
-    rows = usage.join(listed, how="inner")
+    listed = _listed_sources(bad.rename(columns={"pair": "machine"}))
+    at = listed.index.get_indexer(pair)
+    hit = at >= 0
+    rows = usage[hit]
     return pd.DataFrame({"id": rows["machine_id"], "name": rows["name"], "kind": rows["kind"],
-                         "offending": rows["offending"],
-                         "image_environment": rows["image_environment"],
+                         "offending": listed["offending"].to_numpy(dtype=object)[at[hit]],
+                         "image_environment":
+                             listed["image_environment"].to_numpy(dtype=object)[at[hit]],
                          "environment": estate.tag("machines", "environment")[rows.index]})
+
+
+def _pairs(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's pair number over two categorical columns, and the first row of each pair."""
+    key = first.cat.codes.to_numpy(np.int64) * (len(second.cat.categories) + 1) \
+        + second.cat.codes.to_numpy(np.int64) + 1
+    _, start, pair = np.unique(key, return_index=True, return_inverse=True)
+    return pair.ravel(), start
 
 
 def _listed_sources(bad: pd.DataFrame) -> pd.DataFrame:

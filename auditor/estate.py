@@ -264,7 +264,7 @@ class Estate:
         """Every gallery version some machine references, resolves to or booted from."""
         machines = self.tables["machines"]
         gallery = machines["image_kind"].eq("gallery").fillna(False).to_numpy(dtype=bool)
-        ids = [pd.Series(self.usage["version_id"].cat.categories, dtype=object),
+        ids = [pd.Series(self.usage["version_id"].dropna().unique(), dtype=object),
                pd.Series(machines["running_version_id"].unique(), dtype=object),
                pd.Series(machines.loc[gallery, "image_id"].unique(), dtype=object)]
         return pd.Index(pd.concat(ids).dropna().astype(str).unique())

@@ -82,3 +82,13 @@ def test_production_values_compare_case_insensitively():
     estate = estate_of(vm("a", tags={"environment": " PROD "}), vm("b", tags={"environment": "dev"}),
                        vm("c", tags={}))
     assert list(estate.is_production("machines", ["production", "prod"])) == [True, False, False]
+
+
+def test_used_versions_are_what_machines_resolve_to():
+    """A version that `latest` gives only in a region no machine runs in is not in use."""
+    estate = estate_of(gallery(), definition(), version("1.0.0", regions=(WE, EUS)),
+                       version("1.1.0", regions=(EUS,)),
+                       vm("a", image=gallery_ref("base", None)))
+    assert estate.usage.set_index("name").loc["a", "version_id"] == vid("1.0.0")
+    assert vid("1.0.0") in estate.used_version_ids
+    assert vid("1.1.0") not in estate.used_version_ids

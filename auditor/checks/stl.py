@@ -73,15 +73,32 @@ def definition_not_rebuilt(estate, params) -> pd.DataFrame:
 
 def machine_version_stale(estate, params) -> pd.DataFrame:
     """Machines on a version older than `max_age_days` or `max_versions_behind` behind
-    the definition's latest."""
+    the definition's latest. Judged once per distinct (version, definition) pair."""
     usage = estate.known_usage
+    key = usage["version_id"].cat.codes.to_numpy(np.int64) \
+        * (len(usage["definition_id"].cat.categories) + 1) \
+        + usage["definition_id"].cat.codes.to_numpy(np.int64) + 1
+    _, first, pair = np.unique(key, return_index=True, return_inverse=True)
+    pairs = _version_staleness(estate, usage.iloc[first][["version_id", "definition_id"]]
+                               .astype(object).reset_index(drop=True), params)
+    pair = pair.ravel()
+    hit = pairs["stale"].to_numpy(dtype=bool)[pair]
+    rows, pair = usage[hit], pair[hit]
+    stale = pairs.drop(columns="stale").iloc[pair].set_axis(rows.index)
+    return pd.DataFrame({
+        "id": rows["machine_id"], "name": rows["name"], "kind": rows["kind"],
+        "version": stale["version"], "staleness": stale["staleness"],
+        "published_date": stale["published_date"], "age_days": stale["age_days"],
+        "versions_behind": stale["versions_behind"], "latest_version": stale["latest_version"],
+        "resolved_from": rows["resolved_from"]})
+
+
+def _version_staleness(estate, used: pd.DataFrame, params) -> pd.DataFrame:
+    """For each (version_id, definition_id) row: its age, how far behind the latest it is,
+    whether that is stale, and the reason in words."""
     versions = estate.image_versions.set_index("id")
-    used = usage[["machine_id", "name", "kind", "version_id", "definition_id", "resolved_from"]]
-    # One hash pass over the machines' version ids for the four columns looked up.
-    codes, uniques = pd.factorize(used["version_id"].to_numpy(dtype=object))
-    found = versions[["published_date", "major", "minor", "patch"]].reindex(uniques)
-    used = used.assign(**{column: found[column].array.take(codes, allow_fill=True)
-                          for column in found.columns})
+    found = versions[["published_date", "major", "minor", "patch"]].reindex(used["version_id"])
+    used = used.assign(**{column: found[column].array for column in found.columns})
     newer = used[["version_id", "definition_id", "major", "minor", "patch"]].drop_duplicates(
         "version_id").merge(estate.latest_candidates, on="definition_id", suffixes=("", "_c"))
     is_newer = (newer["major_c"] > newer["major"]) | (
@@ -94,21 +111,15 @@ def machine_version_stale(estate, params) -> pd.DataFrame:
                        age_days=(estate.as_of - used["published_date"]).dt.days)
     too_old = (used["age_days"] > int(params["max_age_days"])).fillna(False)
     too_far = used["versions_behind"] >= int(params["max_versions_behind"])
-    stale = used[too_old | too_far]
-    age_text = ("published " + stale["published_date"].dt.strftime("%Y-%m-%d").astype("object")
-                + " (" + stale["age_days"].astype("Int64").astype(str) + " days before the "
+    age_text = ("published " + used["published_date"].dt.strftime("%Y-%m-%d").astype("object")
+                + " (" + used["age_days"].astype("Int64").astype(str) + " days before the "
                 "as-of date)")
-    behind_text = (stale["versions_behind"].astype(str) + " versions behind the latest, "
-                   + stale["latest_version"].fillna("?").astype(str))
-    old, far = too_old[stale.index], too_far[stale.index]
-    reason = np.select([old & far, old], [age_text + " and " + behind_text, age_text],
+    behind_text = (used["versions_behind"].astype(str) + " versions behind the latest, "
+                   + used["latest_version"].fillna("?").astype(str))
+    reason = np.select([too_old & too_far, too_old], [age_text + " and " + behind_text, age_text],
                        default=behind_text)
-    return pd.DataFrame({
-        "id": stale["machine_id"], "name": stale["name"], "kind": stale["kind"],
-        "version": version_label(stale["version_id"]), "staleness": reason,
-        "published_date": stale["published_date"], "age_days": stale["age_days"],
-        "versions_behind": stale["versions_behind"], "latest_version": stale["latest_version"],
-        "resolved_from": stale["resolved_from"]})
+    return used.assign(version=version_label(used["version_id"]), staleness=reason,
+                       stale=(too_old | too_far).to_numpy(dtype=bool))
 
 
 def version_without_end_of_life(estate, params) -> pd.DataFrame:

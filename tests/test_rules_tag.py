@@ -56,3 +56,10 @@ def test_tag002_configured_allowed_values(run_rule):
     findings = run_rule("TAG002", vm(tags={"tier": "gold"}),
                         params={"allowed_values": {"tier": ["silver"]}})
     assert len(findings) == 1
+
+
+def test_tag002_judges_each_value_once_whatever_the_config_repeats(run_rule):
+    findings = run_rule("TAG002", vm("a", tags={"tier": "gold"}), vm("b", tags={"tier": "Silver"}),
+                        vm("c", tags={"Tier": "bronze"}), vm("d", tags={"tier": "gold"}),
+                        params={"allowed_values": {"tier": ["silver", "Silver", "gold"]}})
+    assert sorted(findings["resource_name"]) == ["c"]

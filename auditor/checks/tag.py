@@ -72,10 +72,20 @@ def tag_value_not_allowed(estate, params) -> pd.DataFrame:
         [(key.lower(), str(value).lower()) for key, values in params["allowed_values"].items()
          for value in values], columns=["key_lower", "value_lower"])
     tags = estate.tables["resource_tags"]
-    tags = tags[_isin(tags["key_lower"], allowed["key_lower"])].assign(
-        value_lower=lambda t: t["value"].fillna("").str.lower())
-    checked = tags.merge(allowed, how="left", on=["key_lower", "value_lower"], indicator=True)
-    bad = checked[checked["_merge"] == "left_only"]
+    candidate = np.flatnonzero(_isin(tags["key_lower"], allowed["key_lower"]))
+    # Tag values repeat: each distinct (key, value) pair is judged once.
+    keys = tags["key_lower"].take(candidate)
+    values = tags["value"].take(candidate)
+    key_code, value_code = pd.factorize(keys)[0], pd.factorize(values, use_na_sentinel=False)[0]
+    _, first, pair = np.unique(key_code.astype(np.int64) * (int(value_code.max(initial=0)) + 1)
+                               + value_code, return_index=True, return_inverse=True)
+    pairs = pd.DataFrame({"key_lower": keys.iloc[first].to_numpy(dtype=object),
+                          "value_lower": values.iloc[first].fillna("").str.lower()
+                          .to_numpy(dtype=object)})
+    checked = pairs.merge(allowed.drop_duplicates(), how="left", on=["key_lower", "value_lower"],
+                          indicator=True)
+    bad_pair = (checked["_merge"] == "left_only").to_numpy(dtype=bool)
+    bad = tags.iloc[candidate[bad_pair[pair.ravel()]]]
     if bad.empty:
         return resources(estate, IMAGE_TABLES).iloc[0:0]
     bad = bad.assign(bad_tags=bad["key"] + "=" + bad["value"].fillna("").map(repr))

@@ -37,8 +37,7 @@ class _KeyTags:
             codes, distinct = np.arange(len(ids)), ids
         else:
             codes, distinct = pd.factorize(ids)
-        at = pc.index_in(self.resource_ids, value_set=arrow_strings(distinct))
-        at = at.fill_null(-1).to_numpy(zero_copy_only=False)
+        at = _positions_in(self.resource_ids, arrow_strings(distinct))
         matched = np.flatnonzero(at >= 0)
         found, first = np.unique(at[matched], return_index=True)
         value_of_distinct = np.full(len(distinct) + 1, -1, dtype=np.int64)
@@ -308,6 +307,18 @@ def arrow_strings(values) -> pa.Array:
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     return array if array.type == pa.string() else array.cast(pa.string())
+
+
+def _positions_in(keys: pa.Array, values: pa.Array) -> np.ndarray:
+    """Where each key is in `values` (-1 where absent). Snapshot tables are sorted by id,
+    so a binary search does it without hashing a million ids; anything else is hashed."""
+    if values.null_count == 0 and len(values) > 1 \
+            and not pc.any(pc.greater(values[:-1], values[1:])).as_py():
+        at = pc.search_sorted(values, keys).to_numpy().astype(np.int64)
+        inside = np.minimum(at, len(values) - 1)
+        same = pc.equal(values.take(pa.array(inside)), keys).fill_null(False)
+        return np.where(same.to_numpy(zero_copy_only=False) & (at < len(values)), at, -1)
+    return pc.index_in(keys, value_set=values).fill_null(-1).to_numpy(zero_copy_only=False)
 
 
 def _positions(keys, index: pd.Index) -> np.ndarray:

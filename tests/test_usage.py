@@ -92,3 +92,15 @@ def test_used_versions_are_what_machines_resolve_to():
     assert estate.usage.set_index("name").loc["a", "version_id"] == vid("1.0.0")
     assert vid("1.0.0") in estate.used_version_ids
     assert vid("1.1.0") not in estate.used_version_ids
+
+
+@pytest.mark.parametrize("values", [["a", "b", "d", "e"], ["e", "a", "d", "b"]])
+def test_positions_in_sorted_and_unsorted_values(values):
+    """Tag lookups binary-search a sorted id column and hash any other; both agree."""
+    import pyarrow as pa
+
+    from auditor.estate import _positions_in
+
+    keys = ["d", "c", "a", "z", "e", "0"]
+    expected = [values.index(k) if k in values else -1 for k in keys]
+    assert list(_positions_in(pa.array(keys), pa.array(values))) == expected

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import yaml
 
 from auditor.errors import AuditError
-from auditor.estate import Estate, arrow_strings, take_rows
+from auditor.estate import Estate, arrow_strings, distinct, take_rows
 from auditor.normalize import TABLE_SCHEMAS
 
 SEVERITIES = ["info", "low", "medium", "high", "critical"]
@@ -502,8 +502,7 @@ def _distinct_rows(data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
         key, seen = pd.factorize(key * (len(uniques) + 1) + codes)
         if len(seen) > len(data) // 4:
             return None
-    _, first = np.unique(key, return_index=True)
-    return first, key
+    return distinct(key)
 
 
 def _violations(rule: Rule, estate: Estate, params: dict) -> pd.DataFrame:

@@ -24,9 +24,10 @@ class _KeyTags:
     their values as codes into the distinct values, so lookups move integers, not text."""
 
     def __init__(self, tags: pd.DataFrame, key: str):
-        rows = tags.loc[(tags["key_lower"] == key).to_numpy(dtype=bool), ["resource_id", "value"]]
-        self.resource_ids = arrow_strings(rows["resource_id"])
-        self.value_code, values = pd.factorize(rows["value"])
+        mask = pc.equal(arrow_strings(tags["key_lower"]), key).fill_null(False)
+        self.resource_ids = arrow_strings(tags["resource_id"]).filter(mask)
+        self.value_code, values = pd.factorize(arrow_strings(tags["value"]).filter(mask)
+                                               .to_pandas())
         self.values = np.append(np.asarray(values, dtype=object), np.nan)  # code -1: NaN
 
     def codes_for(self, ids: pd.Series, own_ids: bool) -> np.ndarray:
@@ -39,9 +40,11 @@ class _KeyTags:
             codes, distinct = pd.factorize(ids)
         at = _positions_in(self.resource_ids, arrow_strings(distinct))
         matched = np.flatnonzero(at >= 0)
-        found, first = np.unique(at[matched], return_index=True)
+        first = np.full(len(distinct), len(at))
+        np.minimum.at(first, at[matched], matched)  # a resource's first row with the key
+        found = first < len(at)
         value_of_distinct = np.full(len(distinct) + 1, -1, dtype=np.int64)
-        value_of_distinct[found] = self.value_code[matched[first]]
+        value_of_distinct[:-1][found] = self.value_code[first[found]]
         return value_of_distinct[codes]
 
 
@@ -239,9 +242,9 @@ class Estate:
         # Worded once per distinct (resolved_from, version, region), then taken by code.
         key = ((resolved.astype(np.int64) + 1) * (len(versions_used) + 1) + version_code + 1) \
             * (len(regions) + 1) + region_code + 1
-        _, first, key_code = np.unique(key, return_index=True, return_inverse=True)
+        first, key_code = distinct(key)
         worded = _resolution_text_each(out.iloc[first].reset_index(drop=True))
-        out["resolution"] = pd.Series(worded.to_numpy(dtype=object)[key_code.ravel()],
+        out["resolution"] = pd.Series(worded.to_numpy(dtype=object)[key_code],
                                       index=out.index)
         return out
 
@@ -307,6 +310,15 @@ def arrow_strings(values) -> pa.Array:
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     return array if array.type == pa.string() else array.cast(pa.string())
+
+
+def distinct(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each distinct key, each row's distinct number): hashed, not sorted, so
+    a million rows cost one pass; distinct numbers follow first appearance."""
+    code, uniques = pd.factorize(np.asarray(key))
+    first = np.full(len(uniques), len(code))
+    np.minimum.at(first, code, np.arange(len(code)))
+    return first, code
 
 
 def _positions_in(keys: pa.Array, values: pa.Array) -> np.ndarray:

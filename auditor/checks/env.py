@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from auditor.estate import last_segment, lookup
+from auditor.estate import distinct, last_segment, lookup
 
 
 def production_uses_non_production_image(estate, params) -> pd.DataFrame:
@@ -52,8 +52,8 @@ def _pairs(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np.ndarray]
     """Each row's pair number over two categorical columns, and the first row of each pair."""
     key = first.cat.codes.to_numpy(np.int64) * (len(second.cat.categories) + 1) \
         + second.cat.codes.to_numpy(np.int64) + 1
-    _, start, pair = np.unique(key, return_index=True, return_inverse=True)
-    return pair.ravel(), start
+    start, pair = distinct(key)
+    return pair, start
 
 
 def _listed_sources(bad: pd.DataFrame) -> pd.DataFrame:

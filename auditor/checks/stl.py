@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.checks.tag import resources
-from auditor.estate import last_segment, lookup, lowered, version_label
+from auditor.estate import distinct, last_segment, lookup, lowered, version_label
 
 
 def _machine_lifecycle(estate) -> pd.DataFrame:
@@ -78,10 +78,9 @@ def machine_version_stale(estate, params) -> pd.DataFrame:
     key = usage["version_id"].cat.codes.to_numpy(np.int64) \
         * (len(usage["definition_id"].cat.categories) + 1) \
         + usage["definition_id"].cat.codes.to_numpy(np.int64) + 1
-    _, first, pair = np.unique(key, return_index=True, return_inverse=True)
+    first, pair = distinct(key)
     pairs = _version_staleness(estate, usage.iloc[first][["version_id", "definition_id"]]
                                .astype(object).reset_index(drop=True), params)
-    pair = pair.ravel()
     hit = pairs["stale"].to_numpy(dtype=bool)[pair]
     rows, pair = usage[hit], pair[hit]
     stale = pairs.drop(columns="stale").iloc[pair].set_axis(rows.index)

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from auditor.engine import RESOURCE_TYPES
+from auditor.estate import distinct
 
 IMAGE_TABLES = ["galleries", "image_definitions", "image_versions", "managed_images"]
 _IDENTITY = ["id", "arm_id", "name", "subscription_id", "resource_group", "location"]
@@ -77,15 +78,15 @@ def tag_value_not_allowed(estate, params) -> pd.DataFrame:
     keys = tags["key_lower"].take(candidate)
     values = tags["value"].take(candidate)
     key_code, value_code = pd.factorize(keys)[0], pd.factorize(values, use_na_sentinel=False)[0]
-    _, first, pair = np.unique(key_code.astype(np.int64) * (int(value_code.max(initial=0)) + 1)
-                               + value_code, return_index=True, return_inverse=True)
+    first, pair = distinct(key_code.astype(np.int64) * (int(value_code.max(initial=0)) + 1)
+                           + value_code)
     pairs = pd.DataFrame({"key_lower": keys.iloc[first].to_numpy(dtype=object),
                           "value_lower": values.iloc[first].fillna("").str.lower()
                           .to_numpy(dtype=object)})
     checked = pairs.merge(allowed.drop_duplicates(), how="left", on=["key_lower", "value_lower"],
                           indicator=True)
     bad_pair = (checked["_merge"] == "left_only").to_numpy(dtype=bool)
-    bad = tags.iloc[candidate[bad_pair[pair.ravel()]]]
+    bad = tags.iloc[candidate[bad_pair[pair]]]
     if bad.empty:
         return resources(estate, IMAGE_TABLES).iloc[0:0]
     bad = bad.assign(bad_tags=bad["key"] + "=" + bad["value"].fillna("").map(repr))

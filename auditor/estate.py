@@ -179,15 +179,15 @@ class Estate:
         unversioned = _per_value(machines["image_version"], lambda v: lowered(v).isin(
             ["", "latest"])).fillna(True).to_numpy(dtype=bool)
         definition = machines["image_definition_id"].where(in_gallery)
-        definition_code, definitions = pd.factorize(definition)
-        region_code, regions = pd.factorize(machines["location"])
-        running_code, running = pd.factorize(machines["running_version_id"])
+        definition_code, definitions = codes_of(definition)
+        region_code, regions = codes_of(machines["location"])
+        running_code, running = codes_of(machines["running_version_id"])
         running_definition = pd.Index(_definition_of(pd.Series(running, dtype=object)))
         # The appended -2 is what a missing running version (code -1) reads: never a match.
         from_disk = gallery & unversioned & (definition_code >= 0) & (
             np.append(definitions.get_indexer(running_definition), -2)[running_code]
             == definition_code)
-        image_code, images = pd.factorize(machines["image_id"])
+        image_code, images = codes_of(machines["image_id"])
 
         latest = self.latest_by_definition_region
         latest_key = _pair_code(definitions.get_indexer(latest["definition_id"]),
@@ -288,11 +288,19 @@ def _recode(codes: np.ndarray, values: pd.Index) -> tuple[np.ndarray, pd.Index]:
     return mapped, pd.Index(distinct)
 
 
+def codes_of(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Each row's code (-1 where missing) and the values the codes point into. A categorical
+    column has them already; anything else is factorized."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.cat.codes.to_numpy(dtype=np.intp), series.cat.categories
+    codes, uniques = pd.factorize(series)
+    return codes, pd.Index(uniques)
+
+
 def _categories(series: pd.Series) -> pd.Categorical:
     """A text column as codes into its distinct values: usage columns repeat a few
     thousand values across a million machines."""
-    codes, uniques = pd.factorize(series)
-    return pd.Categorical.from_codes(codes, uniques)
+    return pd.Categorical.from_codes(*codes_of(series))
 
 
 def _per_value(series: pd.Series, func) -> pd.Series:

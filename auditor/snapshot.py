@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from auditor import __version__
@@ -29,8 +30,25 @@ MANIFEST = "manifest.json"
 _PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
-def to_pandas(table: pa.Table) -> pd.DataFrame:
-    """Arrow to pandas keeping nullable ints and bools nullable (never silently float)."""
+# Text columns that repeat a few thousand values over a million rows: loaded as pandas
+# categories (codes into the distinct values), which is a fraction of the memory, and makes
+# the joins and comparisons rules make on them integer work.
+REPEATED_TEXT = {
+    "machines": ["subscription_id", "resource_group", "location", "kind", "vm_size", "os_type",
+                 "image_kind", "image_publisher", "image_offer", "image_sku", "image_version",
+                 "exact_version", "image_id", "image_definition_id", "plan_name",
+                 "plan_publisher", "plan_product", "power_state", "running_version_id"],
+    "resource_tags": ["resource_table", "key", "key_lower", "value"],
+}
+
+
+def to_pandas(table: pa.Table, name: str = "") -> pd.DataFrame:
+    """Arrow to pandas keeping nullable ints and bools nullable (never silently float), and
+    the repeated text columns of `name` as categories (see REPEATED_TEXT)."""
+    for column in REPEATED_TEXT.get(name, []):
+        at = table.schema.get_field_index(column)
+        if at >= 0 and not pa.types.is_dictionary(table.schema.field(at).type):
+            table = table.set_column(at, column, pc.dictionary_encode(table.column(at)))
     return table.to_pandas(types_mapper=_PANDAS_TYPES.get)
 
 
@@ -43,7 +61,7 @@ class Snapshot:
 
     @cached_property
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {name: to_pandas(table) for name, table in self.arrow_tables.items()}
+        return {name: to_pandas(table, name) for name, table in self.arrow_tables.items()}
 
     @cached_property
     def _files(self) -> dict[str, bytes]:
@@ -154,7 +172,11 @@ def _read_table(root: Path, name: str, entry) -> pa.Table:
     try:
         # One chunk per row group (read_table splits into many): filtering a many-chunk
         # column first concatenates the whole column, which made every rule pay for a copy.
-        table = pq.ParquetFile(pa.BufferReader(data)).read()
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        repeated = [c for c in REPEATED_TEXT.get(name, []) if c in parquet.schema_arrow.names]
+        if repeated:  # read as codes into the distinct values the file already stores
+            parquet = pq.ParquetFile(pa.BufferReader(data), read_dictionary=repeated)
+        table = parquet.read()
     except (pa.ArrowException, OSError) as exc:
         raise AuditError(f"{file}: unreadable Parquet ({exc})") from None
     if table.num_rows != entry.get("rows"):

@@ -73,8 +73,8 @@ def definition_not_rebuilt(estate, params) -> pd.DataFrame:
 
 def machine_version_stale(estate, params) -> pd.DataFrame:
     """Machines on a version older than `max_age_days` or `max_versions_behind` behind
-    the definition's latest. Judged once per distinct (version, definition) pair."""
-    usage = estate.known_usage
+    the definition's latest."""
+    usage = estate.known_usage  # judged once per distinct (version, definition) pair
     key = usage["version_id"].cat.codes.to_numpy(np.int64) \
         * (len(usage["definition_id"].cat.categories) + 1) \
         + usage["definition_id"].cat.codes.to_numpy(np.int64) + 1
@@ -110,11 +110,16 @@ def _version_staleness(estate, used: pd.DataFrame, params) -> pd.DataFrame:
                        age_days=(estate.as_of - used["published_date"]).dt.days)
     too_old = (used["age_days"] > int(params["max_age_days"])).fillna(False)
     too_far = used["versions_behind"] >= int(params["max_versions_behind"])
-    age_text = ("published " + used["published_date"].dt.strftime("%Y-%m-%d").astype("object")
-                + " (" + used["age_days"].astype("Int64").astype(str) + " days before the "
-                "as-of date)")
-    behind_text = (used["versions_behind"].astype(str) + " versions behind the latest, "
-                   + used["latest_version"].fillna("?").astype(str))
+    # Worded for every pair as objects (a pair without a date is never too old, so its
+    # placeholder text is never shown).
+    age_text = ("published " + used["published_date"].dt.strftime("%Y-%m-%d")
+                .astype("object").fillna("?") + " ("
+                + used["age_days"].astype("Int64").astype(str).astype("object")
+                + " days before the as-of date)")
+    behind_text = (used["versions_behind"].astype(str).astype("object")
+                   + " versions behind the latest, "
+                   + used["latest_version"].astype("object").fillna("?").astype(str)
+                   .astype("object"))
     reason = np.select([too_old & too_far, too_old], [age_text + " and " + behind_text, age_text],
                        default=behind_text)
     return used.assign(version=version_label(used["version_id"]), staleness=reason,

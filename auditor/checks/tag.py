@@ -16,9 +16,16 @@ _IDENTITY = ["id", "arm_id", "name", "subscription_id", "resource_group", "locat
 
 
 def _isin(column: pd.Series, values) -> np.ndarray:
-    """`column.isin(values)` computed by Arrow: several times faster on string columns."""
-    found = pc.is_in(pa.array(column), value_set=pa.array(pd.Series(values), type=pa.string()))
-    return found.to_numpy(zero_copy_only=False)
+    """`column.isin(values)` computed by Arrow: several times faster on string columns; a
+    categorical column is tested once per category."""
+    value_set = pa.array(pd.Series(values, dtype=object), type=pa.string())
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        found = pc.is_in(pa.array(column.cat.categories.astype(object), type=pa.string()),
+                         value_set=value_set)
+        found = np.append(found.to_numpy(zero_copy_only=False), False)
+        return found[column.cat.codes.to_numpy()]
+    found = pc.is_in(pa.array(column), value_set=value_set)
+    return found.fill_null(False).to_numpy(zero_copy_only=False)
 
 
 def resources(estate, tables: list[str], ids: pd.Index | None = None) -> pd.DataFrame:
@@ -89,7 +96,8 @@ def tag_value_not_allowed(estate, params) -> pd.DataFrame:
     bad = tags.iloc[candidate[bad_pair[pair]]]
     if bad.empty:
         return resources(estate, IMAGE_TABLES).iloc[0:0]
-    bad = bad.assign(bad_tags=bad["key"] + "=" + bad["value"].fillna("").map(repr))
+    bad = bad.assign(bad_tags=bad["key"].astype(object) + "="
+                     + bad["value"].astype(object).fillna("").map(repr))
     listed = _listed(bad, "resource_id", "bad_tags")
     targets = resources(estate, IMAGE_TABLES + ["machines"], ids=listed.index)
     rows = targets.join(listed, on="id", how="inner")

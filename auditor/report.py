@@ -11,9 +11,13 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from auditor import __version__
 from auditor.engine import SEVERITIES
@@ -57,10 +61,25 @@ def summary(findings: pd.DataFrame) -> dict:
     }
 
 
+# --- findings.json -----------------------------------------------------------------------
+# Each chunk of findings becomes one Arrow array of finding texts, built column by column
+# with Arrow string kernels and numpy over the text bytes, and written straight from its
+# buffer. Values outside what those paths spell exactly (numbers in evidence, escapes pandas
+# writes as \uXXXX, whitespace between tokens, columns of other types) take `_dumped`.
+
 _SCALAR = json.JSONEncoder(ensure_ascii=False).encode  # C-accelerated; no indent
 _STRING = json.encoder.encode_basestring
 _FAST = {str: _STRING, int: int.__repr__, type(None): lambda v: "null",
          bool: lambda v: "true" if v else "false"}
+_TEXT = pa.large_string()
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
+_OPEN, _CLOSE, _COMMA, _COLON, _UNSURE = 1, 2, 3, 4, 5
+_KIND = np.full(256, _UNSURE, np.int8)  # what a byte outside strings in JSON text does; unsure:
+_KIND[list(b"0123456789-truefalsn")] = 0  # whitespace, or not JSON, or a float's "." "E" "+"
+_KIND[list(b"{[")], _KIND[list(b"}]")], _KIND[ord(",")], _KIND[ord(":")], _KIND[ord("e")] = \
+    _OPEN, _CLOSE, _COMMA, _COLON, _UNSURE  # "e" is unsure after a digit only
+_DIGIT = np.zeros(256, bool)
+_DIGIT[list(b"0123456789")] = True
 
 
 def _dumped(value, level: int) -> str:
@@ -89,25 +108,185 @@ def _key(key) -> str:
     return _STRING(key) if isinstance(key, str) else _STRING(_SCALAR(key).strip('"'))
 
 
-def _column_texts(column: pd.Series) -> list[str]:
+def _literal(text: str) -> pa.Scalar:
+    return pa.scalar(text, _TEXT)
+
+
+def _bytes(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The offsets (from 0) and UTF-8 bytes of a large_string array, without copying."""
+    buffers = texts.buffers()
+    offsets = np.frombuffer(buffers[1], np.int64)[texts.offset:texts.offset + len(texts) + 1]
+    if buffers[2] is None:
+        return offsets - offsets[0], np.zeros(0, np.uint8)
+    return offsets - offsets[0], np.frombuffer(buffers[2], np.uint8)[offsets[0]:offsets[-1]]
+
+
+def _is_text(column: pd.Series) -> bool:
+    dtype = column.dtype
+    if isinstance(dtype, pd.StringDtype):
+        return True
+    if isinstance(dtype, pd.ArrowDtype):
+        return pa.types.is_string(dtype.pyarrow_dtype) or \
+            pa.types.is_large_string(dtype.pyarrow_dtype)
+    return pd.api.types.is_object_dtype(dtype) and \
+        pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty")
+
+
+def _as_text(part: pd.Series) -> pa.Array:
+    """A text column (object, str or Arrow strings) as one large_string array; missing: null."""
+    values = part.to_numpy() if pd.api.types.is_object_dtype(part.dtype) else part
+    texts = pa.array(values, from_pandas=True)
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    return texts.cast(_TEXT)
+
+
+def _escaped(texts: pa.Array) -> pa.Array:
+    """Texts with quotes, backslashes and control characters escaped the way
+    `json.dumps(ensure_ascii=False)` escapes them (everything else stays as it is)."""
+    _, data = _bytes(texts)
+    if len(data) and (data.min() < 0x20 or (data == _QUOTE).any() or (data == _BACKSLASH).any()):
+        for char in ["\\", '"', *map(chr, np.unique(data[data < 0x20]))]:
+            texts = pc.replace_substring(texts, char, json.encoder.ESCAPE_DCT[char])
+    return texts
+
+
+def _value_texts(part: pd.Series, is_text: bool) -> tuple[pa.Array | str, str]:
     """Each value of a findings column as findings.json spells it: what
-    `to_json(orient="records", date_format="iso", date_unit="s")` gives, parsed and dumped."""
-    if pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
-        return [_STRING(v) if isinstance(v, str) else "null"
-                for v in column.astype("object").tolist()]
-    values = json.loads(column.to_json(orient="values", date_format="iso", date_unit="s"))
-    return [_dumped(v, 3) for v in values]
+    `to_json(orient="records", date_format="iso", date_unit="s")` gives, parsed and dumped.
+    Returns the texts and the quote that goes around each, or one text for the whole part
+    when every value spells the same (all missing, all false)."""
+    if not part.notna().any():
+        return "null", ""
+    if is_text:
+        texts = _as_text(part)
+        if texts.null_count == 0:  # the quotes go in the text between the columns
+            return _escaped(texts), '"'
+        quoted = pc.binary_join_element_wise(_literal('"'), _escaped(texts), _literal('"'),
+                                             _literal(""))
+        return pc.fill_null(quoted, _literal("null")), ""
+    if pd.api.types.is_bool_dtype(part.dtype) and not pd.api.types.is_object_dtype(part.dtype):
+        flags = pa.array(part, from_pandas=True)
+        if flags.null_count == 0 and not pc.any(flags).as_py():
+            return "false", ""
+        return pc.fill_null(pc.if_else(flags, _literal("true"), _literal("false")),
+                            _literal("null")), ""
+    present = part.notna().to_numpy()
+    texts = np.full(len(part), "null", dtype=object)
+    # floats as pandas rounds them, then as Python spells the result
+    values = json.loads(part[present].to_json(orient="values", date_format="iso", date_unit="s"))
+    texts[present] = [_dumped(v, 3) for v in values]
+    return pa.array(texts, type=_TEXT), ""
 
 
-def _evidence_texts(column: pd.Series) -> list[str]:
-    loads = json.loads
-    return [_dumped(loads(v), 3) if isinstance(v, str) and v else "{}"
-            for v in column.astype("object").tolist()]
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Every position in [start, start + length) for each pair, in order."""
+    ends = np.cumsum(lengths)
+    return np.repeat(starts - (ends - lengths), lengths) + np.arange(ends[-1] if len(ends) else 0)
+
+
+def _rows_of(positions: np.ndarray, offsets: np.ndarray, count: int) -> np.ndarray:
+    """Which of `count` texts holds each byte position."""
+    rows = np.zeros(count, bool)
+    rows[np.searchsorted(offsets, positions, side="right") - 1] = True
+    return rows
+
+
+def _laid_out(compact: pa.Array, level: int) -> tuple[pa.Array, np.ndarray]:
+    """Compact JSON objects as `json.dumps(indent=1)` lays them out nested `level` deep, and
+    which of them are left to json.loads: those with "\\\\" or "\\uXXXX" escapes (json.loads
+    spells them otherwise), whitespace between tokens, or a number json.loads makes a float."""
+    offsets, data = _bytes(compact)
+    backslashes = np.flatnonzero(data == _BACKSLASH)
+    escaped = data[np.minimum(backslashes + 1, len(data) - 1)]
+    odd = (data[offsets[:-1]] != ord("{")) | (data[offsets[1:] - 1] != ord("}"))
+    if data.min() < 0x20:  # JSON escapes control characters: json.loads will refuse these
+        odd |= _rows_of(np.flatnonzero(data < 0x20), offsets, len(compact))
+    odd |= _rows_of(backslashes[(escaped == _BACKSLASH) | (escaped == ord("u"))], offsets,
+                    len(compact))
+    if odd.any():  # lay out the others alone: an escaped backslash would hide a quote
+        laid_out, redo = _laid_out(compact.filter(pa.array(~odd)), level) if not odd.all() \
+            else (compact, np.zeros(0, bool))
+        position = np.cumsum(~odd) - 1
+        odd[~odd] = redo
+        return laid_out.take(pa.array(position, mask=odd)), odd
+    slashes = backslashes[escaped == ord("/")]  # pandas writes "/" as "\/"
+    if len(slashes):
+        data, offsets = np.delete(data, slashes), offsets - np.searchsorted(slashes, offsets)
+    quotes = np.flatnonzero(data == _QUOTE)
+    quotes = quotes[data[quotes - 1] != _BACKSLASH]  # every text starts with "{"
+    if (np.diff(np.searchsorted(quotes, offsets)) % 2).any():
+        return compact, np.ones(len(compact), bool)  # not JSON: json.loads will say so
+    outside = _ranges(np.append(0, quotes[1::2] + 1),  # the bytes outside strings
+                      np.append(quotes[::2], len(data)) - np.append(0, quotes[1::2] + 1))
+    kind = _KIND[data[outside]]
+    unsure = outside[kind >= _UNSURE]
+    unsure = unsure[(data[unsure] != ord("e")) | _DIGIT[data[unsure - 1]]]  # not in true
+    redo = _rows_of(unsure, offsets, len(compact))
+    is_mark = (kind != 0) & (kind < _UNSURE)
+    marks, step = outside[is_mark], kind[is_mark]
+    depth = np.cumsum(step == _OPEN, dtype=np.int32) - np.cumsum(step == _CLOSE, dtype=np.int32)
+    if (depth[np.searchsorted(marks, offsets[1:]) - 1] != 0).any():
+        return compact, np.ones(len(compact), bool)
+    opens_empty = np.append((step[:-1] == _OPEN) & (step[1:] == _CLOSE) & (np.diff(marks) == 1),
+                            False)
+    empty = opens_empty | np.append(False, opens_empty[:-1])
+    colon = step == _COLON
+    closes = (step == _CLOSE) & ~empty  # a new line before the mark
+    where = np.flatnonzero((((step == _OPEN) | (step == _COMMA)) & ~empty) | closes | colon)
+    after = marks[where] - closes[where]  # each insertion follows the byte at `after`
+    width = np.where(colon[where], 1, 1 + level + depth[where])
+    firsts = after + 1 + np.cumsum(width) - width
+    inserted = _ranges(firsts, width)
+    laid_out = np.full(len(data) + len(inserted), ord(" "), np.uint8)
+    kept = np.ones(len(laid_out), bool)
+    kept[inserted] = False
+    laid_out[kept] = data
+    laid_out[firsts[~colon[where]]] = ord("\n")
+    shifts = np.append(0, np.cumsum(width))[np.searchsorted(after, offsets)]
+    texts = pa.LargeStringArray.from_buffers(len(compact), pa.py_buffer(offsets + shifts),
+                                             pa.py_buffer(laid_out))
+    return texts, redo
+
+
+def _evidence_texts(part: pd.Series, is_text: bool) -> pa.Array:
+    """Each finding's evidence (compact JSON from pandas' to_json) as the nested object
+    findings.json holds, laid out once per distinct text in the chunk."""
+    if not is_text:
+        return pa.array([_dumped(json.loads(v), 3) if isinstance(v, str) and v else "{}"
+                         for v in part.astype("object").tolist()], type=_TEXT)
+    texts = _as_text(part)
+    texts = pc.if_else(pc.greater(pc.binary_length(texts), 0), texts, _literal("{}"))
+    distinct = pc.dictionary_encode(pc.fill_null(texts, _literal("{}")))
+    laid_out, redo = _laid_out(distinct.dictionary, 3)
+    if redo.any():
+        redone = [_dumped(json.loads(t), 3) for t in distinct.dictionary.filter(redo).to_pylist()]
+        laid_out = pc.replace_with_mask(laid_out, pa.array(redo), pa.array(redone, type=_TEXT))
+    return laid_out.take(distinct.indices)
+
+
+def _finding_texts(part: pd.DataFrame, is_text: list[bool]) -> pa.Array:
+    """Each finding of `part` as findings.json spells it, a comma before each."""
+    pieces, between = [], ",\n  {\n"
+    for number, (column, textual) in enumerate(zip(part.columns, is_text, strict=True)):
+        between += (",\n" if number else "") + "   " + _STRING(str(column)) + ": "
+        if column == "evidence":
+            texts, quote = _evidence_texts(part[column], textual), ""
+        else:
+            texts, quote = _value_texts(part[column], textual)
+        if isinstance(texts, str):
+            between += texts
+        else:
+            pieces += [_literal(between + quote), texts]
+            between = quote
+    if not pieces:  # every column spells the same in every row
+        return pa.array([between + "\n  }"] * len(part), type=_TEXT)
+    return pc.binary_join_element_wise(*pieces, _literal(between + "\n  }"), _literal(""))
 
 
 def write_json(path: Path, findings: pd.DataFrame, context: dict, chunk: int = 20_000) -> Path:
-    """findings.json, written row by row: the same document `json.dumps(..., indent=1)` of
-    the records would give, without holding the findings as Python dicts."""
+    """findings.json: the same bytes `json.dumps(..., indent=1, ensure_ascii=False)` of the
+    records would give, written a chunk of findings at a time from Arrow buffers."""
     head = json.dumps({**context, "summary": summary(findings), "findings": []}, indent=1,
                       ensure_ascii=False)
     if not head.endswith('"findings": []\n}') or findings.empty:
@@ -115,19 +294,19 @@ def write_json(path: Path, findings: pd.DataFrame, context: dict, chunk: int = 2
             temporary.write_text(head, encoding="utf-8")
         return atomic_write(path, write_whole)
     head = head[:-len("[]\n}")]
-    keys = ["   " + _STRING(str(c)) + ": " for c in findings.columns]
+    is_text = [_is_text(findings[c]) for c in findings.columns]
 
     def write(temporary: Path):
-        with open(temporary, "w", encoding="utf-8") as out:
-            out.write(head + "[")
+        # One chunk is written by a second thread while the next is made: both let go of
+        # the GIL, so the disk and the CPU work at once, and two chunks at most are held.
+        with open(temporary, "wb") as out, ThreadPoolExecutor(1) as writer:
+            written = writer.submit(out.write, (head + "[").encode("utf-8"))
             for start in range(0, len(findings), chunk):
-                part = findings.iloc[start:start + chunk]
-                columns = [_evidence_texts(part[c]) if c == "evidence" else _column_texts(part[c])
-                           for c in part.columns]
-                rows = ("\n  {\n" + ",\n".join(k + v for k, v in zip(keys, values, strict=True))
-                        + "\n  }" for values in zip(*columns, strict=True))
-                out.write(("," if start else "") + ",".join(rows))
-            out.write("\n ]\n}")
+                _, data = _bytes(_finding_texts(findings.iloc[start:start + chunk], is_text))
+                written.result()
+                written = writer.submit(out.write, data[1:] if start == 0 else data)
+            written.result()  # no comma before the first finding, above
+            out.write(b"\n ]\n}")
     return atomic_write(path, write)
 
 

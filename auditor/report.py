@@ -121,24 +121,27 @@ def _bytes(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return offsets - offsets[0], np.frombuffer(buffers[2], np.uint8)[offsets[0]:offsets[-1]]
 
 
-def _is_text(column: pd.Series) -> bool:
+def _texts_of(column: pd.Series) -> pa.Array | np.ndarray | None:
+    """A column of text (Arrow-backed, or objects that are text or missing) in a form that
+    slices without pandas: an Arrow array, or the object array. None for other columns."""
     dtype = column.dtype
-    if isinstance(dtype, pd.StringDtype):
-        return True
-    if isinstance(dtype, pd.ArrowDtype):
-        return pa.types.is_string(dtype.pyarrow_dtype) or \
-            pa.types.is_large_string(dtype.pyarrow_dtype)
-    return pd.api.types.is_object_dtype(dtype) and \
-        pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty")
+    if isinstance(dtype, pd.StringDtype) or isinstance(dtype, pd.ArrowDtype) and (
+            pa.types.is_string(dtype.pyarrow_dtype) or
+            pa.types.is_large_string(dtype.pyarrow_dtype)):
+        texts = pa.array(column, from_pandas=True)  # no copy when it is Arrow already
+        return (texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts) \
+            .cast(_TEXT)
+    if pd.api.types.is_object_dtype(dtype) and \
+            pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
+        return column.to_numpy()
+    return None
 
 
-def _as_text(part: pd.Series) -> pa.Array:
-    """A text column (object, str or Arrow strings) as one large_string array; missing: null."""
-    values = part.to_numpy() if pd.api.types.is_object_dtype(part.dtype) else part
-    texts = pa.array(values, from_pandas=True)
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks()
-    return texts.cast(_TEXT)
+def _rows(texts: pa.Array | np.ndarray, start: int, stop: int) -> pa.Array:
+    """Rows [start, stop) of what `_texts_of` gives, as large_string; missing: null."""
+    if isinstance(texts, np.ndarray):
+        return pa.array(texts[start:stop], type=_TEXT, from_pandas=True)
+    return texts.slice(start, stop - start)
 
 
 def _escaped(texts: pa.Array) -> pa.Array:
@@ -151,32 +154,35 @@ def _escaped(texts: pa.Array) -> pa.Array:
     return texts
 
 
-def _value_texts(part: pd.Series, is_text: bool) -> tuple[pa.Array | str, str]:
-    """Each value of a findings column as findings.json spells it: what
+def _value_texts(column: pd.Series, texts, start: int, stop: int) -> tuple[pa.Array | str, str]:
+    """Rows [start, stop) of a findings column as findings.json spells them: what
     `to_json(orient="records", date_format="iso", date_unit="s")` gives, parsed and dumped.
-    Returns the texts and the quote that goes around each, or one text for the whole part
-    when every value spells the same (all missing, all false)."""
-    if not part.notna().any():
-        return "null", ""
-    if is_text:
-        texts = _as_text(part)
-        if texts.null_count == 0:  # the quotes go in the text between the columns
-            return _escaped(texts), '"'
-        quoted = pc.binary_join_element_wise(_literal('"'), _escaped(texts), _literal('"'),
+    Returns the texts and the quote that goes around each, or one text for all the rows
+    when every one spells the same (all missing, all false)."""
+    if texts is not None:
+        part = _rows(texts, start, stop)
+        if part.null_count == len(part):
+            return "null", ""
+        if part.null_count == 0:  # the quotes go in the text between the columns
+            return _escaped(part), '"'
+        quoted = pc.binary_join_element_wise(_literal('"'), _escaped(part), _literal('"'),
                                              _literal(""))
         return pc.fill_null(quoted, _literal("null")), ""
+    part = column.iloc[start:stop]
+    present = part.notna().to_numpy()
+    if not present.any():
+        return "null", ""
     if pd.api.types.is_bool_dtype(part.dtype) and not pd.api.types.is_object_dtype(part.dtype):
         flags = pa.array(part, from_pandas=True)
         if flags.null_count == 0 and not pc.any(flags).as_py():
             return "false", ""
         return pc.fill_null(pc.if_else(flags, _literal("true"), _literal("false")),
                             _literal("null")), ""
-    present = part.notna().to_numpy()
-    texts = np.full(len(part), "null", dtype=object)
+    spelled = np.full(len(part), "null", dtype=object)
     # floats as pandas rounds them, then as Python spells the result
     values = json.loads(part[present].to_json(orient="values", date_format="iso", date_unit="s"))
-    texts[present] = [_dumped(v, 3) for v in values]
-    return pa.array(texts, type=_TEXT), ""
+    spelled[present] = [_dumped(v, 3) for v in values]
+    return pa.array(spelled, type=_TEXT), ""
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -249,15 +255,15 @@ def _laid_out(compact: pa.Array, level: int) -> tuple[pa.Array, np.ndarray]:
     return texts, redo
 
 
-def _evidence_texts(part: pd.Series, is_text: bool) -> pa.Array:
-    """Each finding's evidence (compact JSON from pandas' to_json) as the nested object
-    findings.json holds, laid out once per distinct text in the chunk."""
-    if not is_text:
+def _evidence_texts(column: pd.Series, texts, start: int, stop: int) -> pa.Array:
+    """Rows [start, stop) of the evidence (compact JSON from pandas' to_json) as the nested
+    objects findings.json holds, each distinct text laid out once."""
+    if texts is None:
         return pa.array([_dumped(json.loads(v), 3) if isinstance(v, str) and v else "{}"
-                         for v in part.astype("object").tolist()], type=_TEXT)
-    texts = _as_text(part)
-    texts = pc.if_else(pc.greater(pc.binary_length(texts), 0), texts, _literal("{}"))
-    distinct = pc.dictionary_encode(pc.fill_null(texts, _literal("{}")))
+                         for v in column.iloc[start:stop].astype("object").tolist()], type=_TEXT)
+    part = _rows(texts, start, stop)
+    part = pc.if_else(pc.greater(pc.binary_length(part), 0), part, _literal("{}"))
+    distinct = pc.dictionary_encode(pc.fill_null(part, _literal("{}")))
     laid_out, redo = _laid_out(distinct.dictionary, 3)
     if redo.any():
         redone = [_dumped(json.loads(t), 3) for t in distinct.dictionary.filter(redo).to_pylist()]
@@ -265,22 +271,23 @@ def _evidence_texts(part: pd.Series, is_text: bool) -> pa.Array:
     return laid_out.take(distinct.indices)
 
 
-def _finding_texts(part: pd.DataFrame, is_text: list[bool]) -> pa.Array:
-    """Each finding of `part` as findings.json spells it, a comma before each."""
+def _finding_texts(findings: pd.DataFrame, texts: list, start: int, stop: int) -> pa.Array:
+    """Findings [start, stop) as findings.json spells them, a comma before each."""
     pieces, between = [], ",\n  {\n"
-    for number, (column, textual) in enumerate(zip(part.columns, is_text, strict=True)):
-        between += (",\n" if number else "") + "   " + _STRING(str(column)) + ": "
-        if column == "evidence":
-            texts, quote = _evidence_texts(part[column], textual), ""
+    for number, (name, column_texts) in enumerate(zip(findings.columns, texts, strict=True)):
+        between += (",\n" if number else "") + "   " + _STRING(str(name)) + ": "
+        column = findings[name]
+        if name == "evidence":
+            spelled, quote = _evidence_texts(column, column_texts, start, stop), ""
         else:
-            texts, quote = _value_texts(part[column], textual)
-        if isinstance(texts, str):
-            between += texts
+            spelled, quote = _value_texts(column, column_texts, start, stop)
+        if isinstance(spelled, str):
+            between += spelled
         else:
-            pieces += [_literal(between + quote), texts]
+            pieces += [_literal(between + quote), spelled]
             between = quote
     if not pieces:  # every column spells the same in every row
-        return pa.array([between + "\n  }"] * len(part), type=_TEXT)
+        return pa.array([between + "\n  }"] * (stop - start), type=_TEXT)
     return pc.binary_join_element_wise(*pieces, _literal(between + "\n  }"), _literal(""))
 
 
@@ -294,7 +301,7 @@ def write_json(path: Path, findings: pd.DataFrame, context: dict, chunk: int = 2
             temporary.write_text(head, encoding="utf-8")
         return atomic_write(path, write_whole)
     head = head[:-len("[]\n}")]
-    is_text = [_is_text(findings[c]) for c in findings.columns]
+    texts = [_texts_of(findings[c]) for c in findings.columns]
 
     def write(temporary: Path):
         # One chunk is written by a second thread while the next is made: both let go of
@@ -302,7 +309,8 @@ def write_json(path: Path, findings: pd.DataFrame, context: dict, chunk: int = 2
         with open(temporary, "wb") as out, ThreadPoolExecutor(1) as writer:
             written = writer.submit(out.write, (head + "[").encode("utf-8"))
             for start in range(0, len(findings), chunk):
-                _, data = _bytes(_finding_texts(findings.iloc[start:start + chunk], is_text))
+                stop = min(start + chunk, len(findings))
+                _, data = _bytes(_finding_texts(findings, texts, start, stop))
                 written.result()
                 written = writer.submit(out.write, data[1:] if start == 0 else data)
             written.result()  # no comma before the first finding, above

@@ -330,7 +330,8 @@ def _finding(number: int, **values) -> dict:
     row.update(rule_id=f"T{number % 3:03d}", severity=["high", "low"][number % 2],
                resource_name=text, message=f"message {number}: {text}",
                region=None if number % 4 else text, exempted=number % 5 == 0,
-               exemption_reason="reason" if number % 5 == 0 else None, status=None,
+               exemption_reason=["reason", None, float("nan"), pd.NA, None][number % 5],
+               status=[None, "new", pd.NA][number % 3],
                monthly_cost=[float("nan"), 12.5, 0.1, 1234.5678][number % 4])
     row.update(values)
     return row
@@ -341,7 +342,8 @@ def _obvious_json(rows: list[dict], findings: pd.DataFrame, context: dict) -> by
     from auditor.report import summary
     records = []
     for row in rows:
-        record = {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+        record = {k: None if v is pd.NA or isinstance(v, float) and v != v else v
+                  for k, v in row.items()}
         evidence = row["evidence"]
         record["evidence"] = json.loads(evidence) if isinstance(evidence, str) and evidence \
             else {}

@@ -63,9 +63,9 @@ def summary(findings: pd.DataFrame) -> dict:
 
 # --- findings.json -----------------------------------------------------------------------
 # Each chunk of findings becomes one Arrow array of finding texts, built column by column
-# with Arrow string kernels and numpy over the text bytes, and written straight from its
-# buffer. Values outside what those paths spell exactly (numbers in evidence, escapes pandas
-# writes as \uXXXX, whitespace between tokens, columns of other types) take `_dumped`.
+# with Arrow string kernels and numpy over the text bytes, and written from its buffer.
+# What those cannot spell exactly as json.loads + json.dumps would (floats and \\ or \uXXXX
+# escapes in evidence, columns neither text nor bool) goes through `_dumped`, as before.
 
 _SCALAR = json.JSONEncoder(ensure_ascii=False).encode  # C-accelerated; no indent
 _STRING = json.encoder.encode_basestring
@@ -73,11 +73,14 @@ _FAST = {str: _STRING, int: int.__repr__, type(None): lambda v: "null",
          bool: lambda v: "true" if v else "false"}
 _TEXT = pa.large_string()
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")
+# What a byte outside the strings of evidence JSON does. An unsure one leaves its text to
+# json.loads: whitespace between tokens, a byte JSON has no use for there, or the ".", "E",
+# "+" or "e" (after a digit) of a float, which Python may spell otherwise than pandas.
 _OPEN, _CLOSE, _COMMA, _COLON, _UNSURE = 1, 2, 3, 4, 5
-_KIND = np.full(256, _UNSURE, np.int8)  # what a byte outside strings in JSON text does; unsure:
-_KIND[list(b"0123456789-truefalsn")] = 0  # whitespace, or not JSON, or a float's "." "E" "+"
+_KIND = np.full(256, _UNSURE, np.int8)
+_KIND[list(b"0123456789-truefalsn")] = 0  # integers, true, false, null: spelled the same
 _KIND[list(b"{[")], _KIND[list(b"}]")], _KIND[ord(",")], _KIND[ord(":")], _KIND[ord("e")] = \
-    _OPEN, _CLOSE, _COMMA, _COLON, _UNSURE  # "e" is unsure after a digit only
+    _OPEN, _CLOSE, _COMMA, _COLON, _UNSURE
 _DIGIT = np.zeros(256, bool)
 _DIGIT[list(b"0123456789")] = True
 
@@ -199,9 +202,10 @@ def _rows_of(positions: np.ndarray, offsets: np.ndarray, count: int) -> np.ndarr
 
 
 def _laid_out(compact: pa.Array, level: int) -> tuple[pa.Array, np.ndarray]:
-    """Compact JSON objects as `json.dumps(indent=1)` lays them out nested `level` deep, and
-    which of them are left to json.loads: those with "\\\\" or "\\uXXXX" escapes (json.loads
-    spells them otherwise), whitespace between tokens, or a number json.loads makes a float."""
+    """Compact JSON objects (pandas' to_json) as `json.dumps(indent=1)` lays them out nested
+    `level` deep, and which of them are left to json.loads: those with "\\\\" or "\\uXXXX"
+    escapes or floats (Python spells them otherwise), or that do not look like JSON
+    (whitespace between tokens, quotes or brackets that do not pair up, stray bytes)."""
     offsets, data = _bytes(compact)
     backslashes = np.flatnonzero(data == _BACKSLASH)
     escaped = data[np.minimum(backslashes + 1, len(data) - 1)]
@@ -312,8 +316,9 @@ def write_json(path: Path, findings: pd.DataFrame, context: dict, chunk: int = 2
                 stop = min(start + chunk, len(findings))
                 _, data = _bytes(_finding_texts(findings, texts, start, stop))
                 written.result()
-                written = writer.submit(out.write, data[1:] if start == 0 else data)
-            written.result()  # no comma before the first finding, above
+                first = start == 0  # each finding's text starts with a comma, but for the first
+                written = writer.submit(out.write, data[1:] if first else data)
+            written.result()
             out.write(b"\n ]\n}")
     return atomic_write(path, write)
 

@@ -11,9 +11,13 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from auditor import __version__
 from auditor.engine import SEVERITIES
@@ -57,10 +61,28 @@ def summary(findings: pd.DataFrame) -> dict:
     }
 
 
+# --- findings.json -----------------------------------------------------------------------
+# Each chunk of findings becomes one Arrow array of finding texts, built column by column
+# with Arrow string kernels and numpy over the text bytes, and written from its buffer.
+# What those cannot spell exactly as json.loads + json.dumps would (floats and \\ or \uXXXX
+# escapes in evidence, columns neither text nor bool) goes through `_dumped`, as before.
+
 _SCALAR = json.JSONEncoder(ensure_ascii=False).encode  # C-accelerated; no indent
 _STRING = json.encoder.encode_basestring
 _FAST = {str: _STRING, int: int.__repr__, type(None): lambda v: "null",
          bool: lambda v: "true" if v else "false"}
+_TEXT = pa.large_string()
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
+# What a byte outside the strings of evidence JSON does. An unsure one leaves its text to
+# json.loads: whitespace between tokens, a byte JSON has no use for there, or the ".", "E",
+# "+" or "e" (after a digit) of a float, which Python may spell otherwise than pandas.
+_OPEN, _CLOSE, _COMMA, _COLON, _UNSURE = 1, 2, 3, 4, 5
+_KIND = np.full(256, _UNSURE, np.int8)
+_KIND[list(b"0123456789-truefalsn")] = 0  # integers, true, false, null: spelled the same
+_KIND[list(b"{[")], _KIND[list(b"}]")], _KIND[ord(",")], _KIND[ord(":")], _KIND[ord("e")] = \
+    _OPEN, _CLOSE, _COMMA, _COLON, _UNSURE
+_DIGIT = np.zeros(256, bool)
+_DIGIT[list(b"0123456789")] = True
 
 
 def _dumped(value, level: int) -> str:
@@ -89,25 +111,193 @@ def _key(key) -> str:
     return _STRING(key) if isinstance(key, str) else _STRING(_SCALAR(key).strip('"'))
 
 
-def _column_texts(column: pd.Series) -> list[str]:
-    """Each value of a findings column as findings.json spells it: what
-    `to_json(orient="records", date_format="iso", date_unit="s")` gives, parsed and dumped."""
-    if pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
-        return [_STRING(v) if isinstance(v, str) else "null"
-                for v in column.astype("object").tolist()]
-    values = json.loads(column.to_json(orient="values", date_format="iso", date_unit="s"))
-    return [_dumped(v, 3) for v in values]
+def _literal(text: str) -> pa.Scalar:
+    return pa.scalar(text, _TEXT)
 
 
-def _evidence_texts(column: pd.Series) -> list[str]:
-    loads = json.loads
-    return [_dumped(loads(v), 3) if isinstance(v, str) and v else "{}"
-            for v in column.astype("object").tolist()]
+def _bytes(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The offsets (from 0) and UTF-8 bytes of a large_string array, without copying."""
+    buffers = texts.buffers()
+    offsets = np.frombuffer(buffers[1], np.int64)[texts.offset:texts.offset + len(texts) + 1]
+    if buffers[2] is None:
+        return offsets - offsets[0], np.zeros(0, np.uint8)
+    return offsets - offsets[0], np.frombuffer(buffers[2], np.uint8)[offsets[0]:offsets[-1]]
+
+
+def _texts_of(column: pd.Series) -> pa.Array | np.ndarray | None:
+    """A column of text (Arrow-backed, or objects that are text or missing) in a form that
+    slices without pandas: an Arrow array, or the object array. None for other columns."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.StringDtype) or isinstance(dtype, pd.ArrowDtype) and (
+            pa.types.is_string(dtype.pyarrow_dtype) or
+            pa.types.is_large_string(dtype.pyarrow_dtype)):
+        texts = pa.array(column, from_pandas=True)  # no copy when it is Arrow already
+        return (texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts) \
+            .cast(_TEXT)
+    if pd.api.types.is_object_dtype(dtype) and \
+            pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
+        return column.to_numpy()
+    return None
+
+
+def _rows(texts: pa.Array | np.ndarray, start: int, stop: int) -> pa.Array:
+    """Rows [start, stop) of what `_texts_of` gives, as large_string; missing: null."""
+    if isinstance(texts, np.ndarray):
+        return pa.array(texts[start:stop], type=_TEXT, from_pandas=True)
+    return texts.slice(start, stop - start)
+
+
+def _escaped(texts: pa.Array) -> pa.Array:
+    """Texts with quotes, backslashes and control characters escaped the way
+    `json.dumps(ensure_ascii=False)` escapes them (everything else stays as it is)."""
+    _, data = _bytes(texts)
+    if len(data) and (data.min() < 0x20 or (data == _QUOTE).any() or (data == _BACKSLASH).any()):
+        for char in ["\\", '"', *map(chr, np.unique(data[data < 0x20]))]:
+            texts = pc.replace_substring(texts, char, json.encoder.ESCAPE_DCT[char])
+    return texts
+
+
+def _value_texts(column: pd.Series, texts, start: int, stop: int) -> tuple[pa.Array | str, str]:
+    """Rows [start, stop) of a findings column as findings.json spells them: what
+    `to_json(orient="records", date_format="iso", date_unit="s")` gives, parsed and dumped.
+    Returns the texts and the quote that goes around each, or one text for all the rows
+    when every one spells the same (all missing, all false)."""
+    if texts is not None:
+        part = _rows(texts, start, stop)
+        if part.null_count == len(part):
+            return "null", ""
+        if part.null_count == 0:  # the quotes go in the text between the columns
+            return _escaped(part), '"'
+        quoted = pc.binary_join_element_wise(_literal('"'), _escaped(part), _literal('"'),
+                                             _literal(""))
+        return pc.fill_null(quoted, _literal("null")), ""
+    part = column.iloc[start:stop]
+    present = part.notna().to_numpy()
+    if not present.any():
+        return "null", ""
+    if pd.api.types.is_bool_dtype(part.dtype) and not pd.api.types.is_object_dtype(part.dtype):
+        flags = pa.array(part, from_pandas=True)
+        if flags.null_count == 0 and not pc.any(flags).as_py():
+            return "false", ""
+        return pc.fill_null(pc.if_else(flags, _literal("true"), _literal("false")),
+                            _literal("null")), ""
+    spelled = np.full(len(part), "null", dtype=object)
+    # floats as pandas rounds them, then as Python spells the result
+    values = json.loads(part[present].to_json(orient="values", date_format="iso", date_unit="s"))
+    spelled[present] = [_dumped(v, 3) for v in values]
+    return pa.array(spelled, type=_TEXT), ""
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Every position in [start, start + length) for each pair, in order."""
+    ends = np.cumsum(lengths)
+    return np.repeat(starts - (ends - lengths), lengths) + np.arange(ends[-1] if len(ends) else 0)
+
+
+def _rows_of(positions: np.ndarray, offsets: np.ndarray, count: int) -> np.ndarray:
+    """Which of `count` texts holds each byte position."""
+    rows = np.zeros(count, bool)
+    rows[np.searchsorted(offsets, positions, side="right") - 1] = True
+    return rows
+
+
+def _laid_out(compact: pa.Array, level: int) -> tuple[pa.Array, np.ndarray]:
+    """Compact JSON objects (pandas' to_json) as `json.dumps(indent=1)` lays them out nested
+    `level` deep, and which of them are left to json.loads: those with "\\\\" or "\\uXXXX"
+    escapes or floats (Python spells them otherwise), or that do not look like JSON
+    (whitespace between tokens, quotes or brackets that do not pair up, stray bytes)."""
+    offsets, data = _bytes(compact)
+    backslashes = np.flatnonzero(data == _BACKSLASH)
+    escaped = data[np.minimum(backslashes + 1, len(data) - 1)]
+    odd = (data[offsets[:-1]] != ord("{")) | (data[offsets[1:] - 1] != ord("}"))
+    if data.min() < 0x20:  # JSON escapes control characters: json.loads will refuse these
+        odd |= _rows_of(np.flatnonzero(data < 0x20), offsets, len(compact))
+    odd |= _rows_of(backslashes[(escaped == _BACKSLASH) | (escaped == ord("u"))], offsets,
+                    len(compact))
+    if odd.any():  # lay out the others alone: an escaped backslash would hide a quote
+        laid_out, redo = _laid_out(compact.filter(pa.array(~odd)), level) if not odd.all() \
+            else (compact, np.zeros(0, bool))
+        position = np.cumsum(~odd) - 1
+        odd[~odd] = redo
+        return laid_out.take(pa.array(position, mask=odd)), odd
+    slashes = backslashes[escaped == ord("/")]  # pandas writes "/" as "\/"
+    if len(slashes):
+        data, offsets = np.delete(data, slashes), offsets - np.searchsorted(slashes, offsets)
+    quotes = np.flatnonzero(data == _QUOTE)
+    quotes = quotes[data[quotes - 1] != _BACKSLASH]  # every text starts with "{"
+    if (np.diff(np.searchsorted(quotes, offsets)) % 2).any():
+        return compact, np.ones(len(compact), bool)  # not JSON: json.loads will say so
+    outside = _ranges(np.append(0, quotes[1::2] + 1),  # the bytes outside strings
+                      np.append(quotes[::2], len(data)) - np.append(0, quotes[1::2] + 1))
+    kind = _KIND[data[outside]]
+    unsure = outside[kind >= _UNSURE]
+    unsure = unsure[(data[unsure] != ord("e")) | _DIGIT[data[unsure - 1]]]  # not in true
+    redo = _rows_of(unsure, offsets, len(compact))
+    is_mark = (kind != 0) & (kind < _UNSURE)
+    marks, step = outside[is_mark], kind[is_mark]
+    depth = np.cumsum(step == _OPEN, dtype=np.int32) - np.cumsum(step == _CLOSE, dtype=np.int32)
+    if (depth[np.searchsorted(marks, offsets[1:]) - 1] != 0).any():
+        return compact, np.ones(len(compact), bool)
+    opens_empty = np.append((step[:-1] == _OPEN) & (step[1:] == _CLOSE) & (np.diff(marks) == 1),
+                            False)
+    empty = opens_empty | np.append(False, opens_empty[:-1])
+    colon = step == _COLON
+    closes = (step == _CLOSE) & ~empty  # a new line before the mark
+    where = np.flatnonzero((((step == _OPEN) | (step == _COMMA)) & ~empty) | closes | colon)
+    after = marks[where] - closes[where]  # each insertion follows the byte at `after`
+    width = np.where(colon[where], 1, 1 + level + depth[where])
+    firsts = after + 1 + np.cumsum(width) - width
+    inserted = _ranges(firsts, width)
+    laid_out = np.full(len(data) + len(inserted), ord(" "), np.uint8)
+    kept = np.ones(len(laid_out), bool)
+    kept[inserted] = False
+    laid_out[kept] = data
+    laid_out[firsts[~colon[where]]] = ord("\n")
+    shifts = np.append(0, np.cumsum(width))[np.searchsorted(after, offsets)]
+    texts = pa.LargeStringArray.from_buffers(len(compact), pa.py_buffer(offsets + shifts),
+                                             pa.py_buffer(laid_out))
+    return texts, redo
+
+
+def _evidence_texts(column: pd.Series, texts, start: int, stop: int) -> pa.Array:
+    """Rows [start, stop) of the evidence (compact JSON from pandas' to_json) as the nested
+    objects findings.json holds, each distinct text laid out once."""
+    if texts is None:
+        return pa.array([_dumped(json.loads(v), 3) if isinstance(v, str) and v else "{}"
+                         for v in column.iloc[start:stop].astype("object").tolist()], type=_TEXT)
+    part = _rows(texts, start, stop)
+    part = pc.if_else(pc.greater(pc.binary_length(part), 0), part, _literal("{}"))
+    distinct = pc.dictionary_encode(pc.fill_null(part, _literal("{}")))
+    laid_out, redo = _laid_out(distinct.dictionary, 3)
+    if redo.any():
+        redone = [_dumped(json.loads(t), 3) for t in distinct.dictionary.filter(redo).to_pylist()]
+        laid_out = pc.replace_with_mask(laid_out, pa.array(redo), pa.array(redone, type=_TEXT))
+    return laid_out.take(distinct.indices)
+
+
+def _finding_texts(findings: pd.DataFrame, texts: list, start: int, stop: int) -> pa.Array:
+    """Findings [start, stop) as findings.json spells them, a comma before each."""
+    pieces, between = [], ",\n  {\n"
+    for number, (name, column_texts) in enumerate(zip(findings.columns, texts, strict=True)):
+        between += (",\n" if number else "") + "   " + _STRING(str(name)) + ": "
+        column = findings[name]
+        if name == "evidence":
+            spelled, quote = _evidence_texts(column, column_texts, start, stop), ""
+        else:
+            spelled, quote = _value_texts(column, column_texts, start, stop)
+        if isinstance(spelled, str):
+            between += spelled
+        else:
+            pieces += [_literal(between + quote), spelled]
+            between = quote
+    if not pieces:  # every column spells the same in every row
+        return pa.array([between + "\n  }"] * (stop - start), type=_TEXT)
+    return pc.binary_join_element_wise(*pieces, _literal(between + "\n  }"), _literal(""))
 
 
 def write_json(path: Path, findings: pd.DataFrame, context: dict, chunk: int = 20_000) -> Path:
-    """findings.json, written row by row: the same document `json.dumps(..., indent=1)` of
-    the records would give, without holding the findings as Python dicts."""
+    """findings.json: the same bytes `json.dumps(..., indent=1, ensure_ascii=False)` of the
+    records would give, written a chunk of findings at a time from Arrow buffers."""
     head = json.dumps({**context, "summary": summary(findings), "findings": []}, indent=1,
                       ensure_ascii=False)
     if not head.endswith('"findings": []\n}') or findings.empty:
@@ -115,19 +305,21 @@ def write_json(path: Path, findings: pd.DataFrame, context: dict, chunk: int = 2
             temporary.write_text(head, encoding="utf-8")
         return atomic_write(path, write_whole)
     head = head[:-len("[]\n}")]
-    keys = ["   " + _STRING(str(c)) + ": " for c in findings.columns]
+    texts = [_texts_of(findings[c]) for c in findings.columns]
 
     def write(temporary: Path):
-        with open(temporary, "w", encoding="utf-8") as out:
-            out.write(head + "[")
+        # One chunk is written by a second thread while the next is made: both let go of
+        # the GIL, so the disk and the CPU work at once, and two chunks at most are held.
+        with open(temporary, "wb") as out, ThreadPoolExecutor(1) as writer:
+            written = writer.submit(out.write, (head + "[").encode("utf-8"))
             for start in range(0, len(findings), chunk):
-                part = findings.iloc[start:start + chunk]
-                columns = [_evidence_texts(part[c]) if c == "evidence" else _column_texts(part[c])
-                           for c in part.columns]
-                rows = ("\n  {\n" + ",\n".join(k + v for k, v in zip(keys, values, strict=True))
-                        + "\n  }" for values in zip(*columns, strict=True))
-                out.write(("," if start else "") + ",".join(rows))
-            out.write("\n ]\n}")
+                stop = min(start + chunk, len(findings))
+                _, data = _bytes(_finding_texts(findings, texts, start, stop))
+                written.result()
+                first = start == 0  # each finding's text starts with a comma, but for the first
+                written = writer.submit(out.write, data[1:] if first else data)
+            written.result()
+            out.write(b"\n ]\n}")
     return atomic_write(path, write)
 
 

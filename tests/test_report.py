@@ -6,7 +6,10 @@ import datetime as dt
 import json
 
 import pandas as pd
+import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openpyxl import Workbook, load_workbook
 
 from auditor import workbook
@@ -279,3 +282,173 @@ def test_benchmark_smoke():
     spec.loader.exec_module(bench)
     result = bench.run_one("write-only", findings=100, machines=50)
     assert result["findings"] == 100 and result["seconds"] >= 0 and result["file_mb"] > 0
+
+
+# --- findings.json written byte for byte as json.dumps would write it ---------------------
+
+TRICKY_TEXTS = ['quote " backslash \\ slash / and \\"both\\"', "\x00\x01\x1f\x7f control",
+                "\b\f\n\r\t", "é ü 日本語 \u2028\u2029", "emoji 😀 and 🇪🇺", "", "=1+2",
+                "{not: [json], \"x\": 1}", "  spaced  "]
+
+
+def _evidence_of(rows: list[dict]) -> list[str]:
+    """Evidence texts the way auditor.engine makes them."""
+    text = pd.DataFrame(rows).to_json(orient="records", lines=True, date_format="iso",
+                                      date_unit="s")
+    return text.splitlines()
+
+
+def _tricky_evidence() -> list:
+    made = _evidence_of([
+        {"text": t, "count": n, "size_gb": g, "seen": s, "tags": tags, "nested": nested,
+         "flag": flag, "none": None}
+        for t, n, g, s, tags, nested, flag in zip(
+            TRICKY_TEXTS, [0, -1, 7, 2**53, 12, 0, 3, 4, 5],
+            [127.0, 0.1, 1e-05, 1e20, 123456789.123456789, 0.30000000000000004, float("nan"),
+             -2.5, 1e16],
+            pd.to_datetime(["2026-04-08T12:00:00Z", None, "2026-01-01", "2026-01-01T23:59:59Z",
+                            "2026-02-03", "2026-02-03", None, "2026-02-03", "2026-02-03"],
+                           format="ISO8601", utc=True),
+            [[], ["a", "b"], [1, [2, {}]], ["/x/y", "é"], [None], [[]], [{"k": []}], ["\\"],
+             ["a\"b"]],
+            [{}, {"k": {"n": None}}, {"a": {}, "b": [], "c": [{}]}, {"x,y:z{}[]": "]"},
+             {"": 1}, {"k\"ey": "v"}, {"emoji😀": "😀"}, {"a": {"b": {"c": [1, 2]}}},
+             {"t": True}],
+            [True, False, True, False, True, False, True, False, True], strict=True)])
+    by_hand = [json.dumps({"spaced": [1, 2], "f": 1.5}),  # whitespace between tokens
+               json.dumps({"path": "C:\\dir\\x", "é": "ü😀"}),  # \\ and \uXXXX escapes
+               '{"upper":1E5,"neg":-0.5,"big":123456789012345678901234567890}',
+               '{"a":"\\u00e9\\/\\u001f\\n"}', '{"t":true,"f":false,"n":null}', "{}", "[1,{}]",
+               '"text"', "17"]
+    return made + by_hand + ["", None, float("nan")]
+
+
+def _finding(number: int, **values) -> dict:
+    from auditor.engine import FINDING_COLUMNS
+    text = TRICKY_TEXTS[number % len(TRICKY_TEXTS)]
+    row = {c: f"{c}-{number}" for c in FINDING_COLUMNS}
+    row.update(rule_id=f"T{number % 3:03d}", severity=["high", "low"][number % 2],
+               resource_name=text, message=f"message {number}: {text}",
+               region=None if number % 4 else text, exempted=number % 5 == 0,
+               exemption_reason=["reason", None, float("nan"), pd.NA, None][number % 5],
+               status=[None, "new", pd.NA][number % 3],
+               monthly_cost=[float("nan"), 12.5, 0.1, 1234.5678][number % 4])
+    row.update(values)
+    return row
+
+
+def _obvious_json(rows: list[dict], findings: pd.DataFrame, context: dict) -> bytes:
+    """findings.json built the slow, obvious way: records as Python values, json.dumps."""
+    from auditor.report import summary
+    records = []
+    for row in rows:
+        record = {k: None if v is pd.NA or isinstance(v, float) and v != v else v
+                  for k, v in row.items()}
+        evidence = row["evidence"]
+        record["evidence"] = json.loads(evidence) if isinstance(evidence, str) and evidence \
+            else {}
+        records.append(record)
+    document = {**context, "summary": summary(findings), "findings": records}
+    return json.dumps(document, indent=1, ensure_ascii=False).encode("utf-8")
+
+
+@pytest.fixture(scope="module")
+def tricky_findings():
+    evidence = _tricky_evidence()
+    rows = [_finding(n, evidence=evidence[n % len(evidence)]) for n in range(3 * len(evidence))]
+    return rows, pd.DataFrame(rows)
+
+
+CONTEXT = {"snapshot_sha256": "ab" * 32, "as_of": "2026-11-15T06:00:00+00:00",
+           "note": "é \"quoted\""}
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 20_000])
+def test_json_bytes_are_json_dumps_of_the_records(tmp_path, tricky_findings, chunk):
+    from auditor.report import write_json
+    rows, findings = tricky_findings
+    written = write_json(tmp_path / "findings.json", findings, CONTEXT, chunk=chunk)
+    assert written.read_bytes() == _obvious_json(rows, findings, CONTEXT)
+
+
+@pytest.mark.parametrize("text_type", [pd.ArrowDtype(pa.string()), "string[pyarrow]", "str",
+                                       pd.ArrowDtype(pa.large_string()), "string[python]"])
+def test_json_same_bytes_from_arrow_backed_text(tmp_path, tricky_findings, text_type):
+    from auditor.report import write_json
+    rows, findings = tricky_findings
+    texts = [c for c in findings.columns if c not in ("exempted", "monthly_cost")]
+    typed = findings.astype({c: text_type for c in texts})
+    written = write_json(tmp_path / "findings.json", typed, CONTEXT, chunk=5)
+    assert written.read_bytes() == _obvious_json(rows, findings, CONTEXT)
+
+
+def test_json_other_column_types_and_constant_columns(tmp_path):
+    from auditor.report import write_json
+    rows = [{"rule_id": None, "severity": None, "exempted": False, "count": n,
+             "seen": pd.Timestamp("2026-01-02T03:04:05Z"), "tags": ["a", n], "cost": None}
+            for n in range(3)]
+    findings = pd.DataFrame(rows)
+    written = write_json(tmp_path / "findings.json", findings, {}, chunk=2)
+    document = json.loads(written.read_text(encoding="utf-8"))
+    assert document["findings"][2] == {"rule_id": None, "severity": None, "exempted": False,
+                                       "count": 2, "seen": "2026-01-02T03:04:05Z",
+                                       "tags": ["a", 2], "cost": None}
+    expected = [{**r, "seen": "2026-01-02T03:04:05Z"} for r in rows]
+    assert written.read_text(encoding="utf-8") == json.dumps(
+        {"summary": document["summary"], "findings": expected}, indent=1, ensure_ascii=False)
+    evidence = findings.assign(evidence=[{"a": 1}, '{"b":2}', None])  # not text: as before
+    written = write_json(tmp_path / "evidence.json", evidence, {})
+    assert [f["evidence"] for f in json.loads(written.read_text())["findings"]] == [
+        {}, {"b": 2}, {}]
+    constant = pd.DataFrame({"rule_id": [None, None], "severity": [None, None],
+                             "exempted": [False, False]})
+    written = write_json(tmp_path / "constant.json", constant, {})
+    assert json.loads(written.read_text())["findings"] == [
+        {"rule_id": None, "severity": None, "exempted": False}] * 2
+
+
+def test_json_evidence_not_json_fails_and_keeps_previous_file(tmp_path, tricky_findings):
+    from auditor.report import write_json
+    _, findings = tricky_findings
+    target = tmp_path / "findings.json"
+    target.write_text("previous")
+    for broken in ["{oops}", "not json", '{"a":1', '{"a":"b}', '{"a":[1}', '{"a":1]}',
+                   '{"a":"x\x01y"}', '{"a":"b"}x']:
+        with pytest.raises(json.JSONDecodeError):
+            write_json(target, findings.assign(evidence=broken), CONTEXT)
+        assert [p.name for p in tmp_path.iterdir()] == ["findings.json"]
+        assert target.read_text() == "previous"
+
+
+JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63 - 1),
+                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12))
+JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=8)
+
+
+@st.composite
+def evidence_texts(draw):
+    """Evidence as auditor.engine writes it (pandas' to_json), or as json.dumps would."""
+    value = draw(st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=4))
+    how = draw(st.sampled_from(["pandas", "compact", "ascii", "spaced", "missing"]))
+    if how == "pandas":
+        return pd.Series([value]).to_json(orient="values")[1:-1]
+    if how == "missing":
+        return draw(st.sampled_from([None, ""]))
+    return json.dumps(value, ensure_ascii=how == "ascii",
+                      separators=None if how == "spaced" else (",", ":"))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.text(max_size=20), st.one_of(st.none(), st.text(max_size=8)),
+                          evidence_texts()), min_size=1, max_size=12),
+       st.integers(1, 5))
+def test_json_bytes_for_any_text_and_evidence(tmp_path, values, chunk):
+    from auditor.report import write_json
+    rows = [_finding(n, message=message, region=region, evidence=evidence)
+            for n, (message, region, evidence) in enumerate(values)]
+    findings = pd.DataFrame(rows)
+    written = write_json(tmp_path / "findings.json", findings, CONTEXT, chunk=chunk)
+    assert written.read_bytes() == _obvious_json(rows, findings, CONTEXT)

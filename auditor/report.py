@@ -131,9 +131,7 @@ def _texts_of(column: pd.Series) -> pa.Array | np.ndarray | None:
     if isinstance(dtype, pd.StringDtype) or isinstance(dtype, pd.ArrowDtype) and (
             pa.types.is_string(dtype.pyarrow_dtype) or
             pa.types.is_large_string(dtype.pyarrow_dtype)):
-        texts = pa.array(column, from_pandas=True)  # no copy when it is Arrow already
-        return (texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts) \
-            .cast(_TEXT)
+        return pa.array(column, from_pandas=True)  # no copy when it is Arrow already
     if pd.api.types.is_object_dtype(dtype) and \
             pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
         return column.to_numpy()
@@ -144,7 +142,8 @@ def _rows(texts: pa.Array | np.ndarray, start: int, stop: int) -> pa.Array:
     """Rows [start, stop) of what `_texts_of` gives, as large_string; missing: null."""
     if isinstance(texts, np.ndarray):
         return pa.array(texts[start:stop], type=_TEXT, from_pandas=True)
-    return texts.slice(start, stop - start)
+    part = texts.slice(start, stop - start)  # a view; only the chunk is copied, and cast
+    return (part.combine_chunks() if isinstance(part, pa.ChunkedArray) else part).cast(_TEXT)
 
 
 def _escaped(texts: pa.Array) -> pa.Array:

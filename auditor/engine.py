@@ -155,6 +155,13 @@ def evaluate_condition(condition: dict, frame: pd.DataFrame, estate: Estate,
     op = condition["op"]
     ignore_case = bool(condition.get("ignore_case"))
     series = _column(frame, estate, condition["column"])
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        # Judged once per distinct value (and once for a missing one), then taken by code.
+        codes = series.cat.codes.to_numpy()
+        distinct = pd.Series(list(series.cat.categories) + [None], dtype=object)
+        judged = evaluate_condition({**condition, "column": "_value"},
+                                    pd.DataFrame({"_value": distinct}), estate, params)
+        return pd.Series(judged.to_numpy(dtype=bool)[codes], index=frame.index)
     value = _fold(_resolve(condition.get("value"), params), ignore_case)
     if op not in NO_VALUE_OPS and op not in ("older-than-days", "due-within-days"):
         series = _text(series, ignore_case) if ignore_case else series

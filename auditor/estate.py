@@ -24,10 +24,10 @@ class _KeyTags:
     their values as codes into the distinct values, so lookups move integers, not text."""
 
     def __init__(self, tags: pd.DataFrame, key: str):
-        mask = pc.equal(arrow_strings(tags["key_lower"]), key).fill_null(False)
-        self.resource_ids = arrow_strings(tags["resource_id"]).filter(mask)
-        self.value_code, values = pd.factorize(arrow_strings(tags["value"]).filter(mask)
-                                               .to_pandas())
+        self._mask = (tags["key_lower"] == key).to_numpy(dtype=bool)
+        self._resource_ids = tags["resource_id"]  # filtered when asked: it is the big column
+        value_code, values = codes_of(tags["value"])
+        self.value_code = value_code[self._mask]
         self.values = np.append(np.asarray(values, dtype=object), np.nan)  # code -1: NaN
 
     def codes_for(self, ids: pd.Series, own_ids: bool) -> np.ndarray:
@@ -38,7 +38,8 @@ class _KeyTags:
             codes, distinct = np.arange(len(ids)), ids
         else:
             codes, distinct = pd.factorize(ids)
-        at = _positions_in(self.resource_ids, arrow_strings(distinct))
+        resource_ids = arrow_strings(self._resource_ids).filter(pa.array(self._mask))
+        at = _positions_in(resource_ids, arrow_strings(distinct))
         matched = np.flatnonzero(at >= 0)
         first = np.full(len(distinct), len(at))
         np.minimum.at(first, at[matched], matched)  # a resource's first row with the key

@@ -2,8 +2,13 @@
 the other snapshot tables, Exemptions, Coverage and Manifest.
 
 Rows are streamed in openpyxl's write-only mode (bench/bench_report.py measures it against
-normal mode). Cells are converted a column at a time; only cells that need a style, a link or
-protection from being read as a formula become cell objects.
+normal mode). Values are converted and checked a column at a time, with pyarrow for the text
+(control characters, length, formulas), and a slice of rows at a time, to bound memory. Only
+values that need a style, a link or protection from being read as a formula become cell
+objects, and in write-only mode one cell object stands for every row holding the same styled
+value. Rows then go to a sheet that knows each column's type (_TypedSheet), so openpyxl does
+not check every value again. bench/bench_scale.py measures the whole against the same rows
+written bare with openpyxl and with xlsxwriter.
 """
 
 from __future__ import annotations
@@ -15,18 +20,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from openpyxl import Workbook
 from openpyxl.cell import Cell, WriteOnlyCell
 from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
 from openpyxl.chart import BarChart, Reference
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from openpyxl.worksheet.hyperlink import Hyperlink
 
 from auditor import __version__
 
 EXCEL_MAX_ROWS = 1_048_576
+EXCEL_MAX_TEXT = 32_767  # characters in a cell
 EXCEL_MAX_LINKS = 65_530  # Excel's limit of hyperlinks per worksheet
+ROWS_AT_ONCE = 50_000  # rows converted to Python values together
 PORTAL = "https://portal.azure.com/#@/resource"
 SEVERITY_FILLS = {"critical": "7B1FA2", "high": "D32F2F", "medium": "F57C00", "low": "FBC02D",
                   "info": "90A4AE"}
@@ -47,101 +57,192 @@ class Styles:
     currency: str = "USD"
 
 
-def _column_values(series: pd.Series) -> np.ndarray:
+class _TypedSheet(WriteOnlyWorksheet):
+    """A write-only sheet told each column's Excel type before its rows are appended.
+
+    write_table converts and checks the values a column at a time (_column_values), so the
+    rows skip what openpyxl otherwise does for every value: infer the type, look for control
+    characters, look for formulas. Cells (styles, links, quoted text), and values of columns
+    of mixed or date type (column type None), go through openpyxl as usual; so does every row
+    appended while `column_types` is None. Should openpyxl stop calling `_values_to_row`, the
+    rows still come out right, only slower: every value handed over is valid as it is."""
+
+    column_types: list | None = None
+
+    def _values_to_row(self, values, row_idx):
+        if self.column_types is None:
+            yield from super()._values_to_row(values, row_idx)
+            return
+        cell = WriteOnlyCell(self)
+        for col_idx, (value, data_type) in enumerate(zip(values, self.column_types,
+                                                         strict=True), 1):
+            if value is None:
+                continue
+            if isinstance(value, Cell):
+                value.column, value.row = col_idx, row_idx
+                if value.hyperlink is not None:
+                    value.hyperlink.ref = value.coordinate
+                yield value
+                continue
+            if data_type is None:
+                cell.value = value
+            else:
+                cell._value, cell.data_type = value, data_type
+            cell.column, cell.row = col_idx, row_idx
+            yield cell
+            if data_type is None and cell.has_style:  # a date's format stays with its cell
+                cell = WriteOnlyCell(self)
+
+
+def _create_sheet(book: Workbook, title: str):
+    """A sheet added the way Workbook.create_sheet adds one, but typed in write-only mode."""
+    if not book.write_only:
+        return book.create_sheet(title)
+    sheet = _TypedSheet(parent=book, title=title)
+    book._add_sheet(sheet)
+    return sheet
+
+
+def _column_values(series: pd.Series) -> tuple[np.ndarray, np.ndarray, str | None]:
     """Python values Excel can hold, for a whole column at once: None for missing, naive UTC
-    datetimes, JSON for lists and dicts, text without the control characters XML forbids."""
+    datetimes, JSON for lists and dicts, text without the control characters XML forbids and
+    cut to Excel's 32,767 characters. Also which values are text Excel would evaluate
+    (formulas, error codes), and the column's Excel type when every value has the same one."""
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         series = series.dt.tz_convert(None)
-    if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        values = series.astype("object").to_numpy(copy=True)
-        values[series.isna().to_numpy()] = None
-        return values
-    if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
-        values = series.astype("object").to_numpy(copy=True)
-        values[series.isna().to_numpy()] = None
-        return values
     values = series.astype("object").to_numpy(copy=True)
     missing = pd.isna(series).to_numpy()
     values[missing] = None
-    nested = [i for i in np.flatnonzero(~missing) if isinstance(values[i], (list, dict))]
-    for i in nested:
-        values[i] = json.dumps(values[i], ensure_ascii=False)
-    text = pd.Series(values, dtype="object")
-    try:
-        dirty = text.str.contains(ILLEGAL_CHARACTERS_RE, na=False).to_numpy()
-    except AttributeError:  # no text in this column
-        dirty = np.zeros(len(values), dtype=bool)
-    if dirty.any():
-        values[dirty] = text[dirty].str.replace(ILLEGAL_CHARACTERS_RE, "", regex=True).to_numpy()
-    timestamps = [i for i in np.flatnonzero(~missing) if isinstance(values[i], pd.Timestamp)]
-    for i in timestamps:
-        stamp = values[i]
-        values[i] = (stamp.tz_convert(None) if stamp.tzinfo else stamp).to_pydatetime()
-    return values
+    no_text = np.zeros(len(values), dtype=bool)
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return values, no_text, "b"
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return values, no_text, None
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        return values, no_text, "n"
+    mixed = pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty")
+    if mixed:  # lists, dicts, timestamps or numbers among the text: one by one
+        for i in np.flatnonzero(~missing):
+            value = values[i]
+            if isinstance(value, (list, dict)):
+                values[i] = json.dumps(value, ensure_ascii=False)
+            elif isinstance(value, pd.Timestamp):
+                values[i] = (value.tz_convert(None) if value.tzinfo else value).to_pydatetime()
+    text = pa.array([v if isinstance(v, str) else None for v in values] if mixed else values,
+                    type=pa.large_string())
+    data_type = None if mixed else "s"
+    if text.null_count == len(text):
+        return values, no_text, data_type
+    unsafe = _evaluated(text)
+    dirty = pc.or_(pc.match_substring_regex(text, ILLEGAL_CHARACTERS_RE.pattern),
+                   pc.greater(pc.utf8_length(text), EXCEL_MAX_TEXT)).fill_null(False)
+    if pc.any(dirty).as_py():
+        where = dirty.to_numpy(zero_copy_only=False)
+        fixed = pc.utf8_slice_codeunits(pc.replace_substring_regex(
+            text.filter(dirty), ILLEGAL_CHARACTERS_RE.pattern, ""), 0, EXCEL_MAX_TEXT)
+        values[where] = fixed.to_numpy(zero_copy_only=False)
+        unsafe[where] = _evaluated(fixed)
+    del text, dirty
+    pa.default_memory_pool().release_unused()  # the column's Arrow copy: keeps peak RSS down
+    return values, unsafe, data_type
 
 
-def _text_cells(sheet, values: np.ndarray) -> list:
-    """The column as cells; text Excel would evaluate (formulas, error codes) is stored as a
-    string with Excel's quote prefix, so it is shown, and stays, as the text it is."""
-    out = values.tolist()
-    text = pd.Series(values, dtype="object")
-    try:
-        unsafe = (text.str.contains(UNSAFE_TEXT, na=False) | text.isin(ERROR_CODES)).to_numpy()
-    except AttributeError:  # no text in this column
-        return out
-    for i in np.flatnonzero(unsafe):
-        cell = WriteOnlyCell(sheet, value=out[i])
-        cell.data_type = "s"
-        cell.quotePrefix = True
-        out[i] = cell
-    return out
+def _evaluated(text: pa.Array) -> np.ndarray:
+    """Which texts Excel would evaluate: formulas and error codes."""
+    unsafe = pc.or_(pc.match_substring_regex(text, UNSAFE_TEXT),
+                    pc.is_in(text, pa.array(ERROR_CODES, type=pa.large_string())))
+    return unsafe.fill_null(False).to_numpy(zero_copy_only=False, writable=True)
 
 
 def _style_of(sheet, **styles):
-    """A style registered once, as the array of indices openpyxl keeps per cell: copying it
-    is far cheaper than assigning fonts, fills and formats cell by cell."""
+    """A style registered once, as the array of indices openpyxl keeps per cell."""
     template = WriteOnlyCell(sheet)
     for name, value in styles.items():
         setattr(template, name, value)
     return template._style
 
 
-def _cell(sheet, value, style):
-    if isinstance(value, Cell):  # text made safe by _text_cells keeps its quote prefix
-        value._style = copy(style)
-        value.quotePrefix = True
-        return value
+def _cell(sheet, value, style, quoted: bool):
+    """A cell with a style; quoted text is stored as a string with Excel's quote prefix, so it
+    is shown, and stays, as the text it is."""
     cell = WriteOnlyCell(sheet, value=value)
-    cell._style = copy(style)
+    if style is not None:
+        cell._style = copy(style)
+    if quoted:
+        cell.data_type = "s"
+        cell.quotePrefix = True
     return cell
 
 
-def _styled_cells(sheet, column: str, values: list, styles: Styles, links_left: list[int]):
+def _put_cells(sheet, out: np.ndarray, values: np.ndarray, where: np.ndarray, style,
+               quoted: bool) -> None:
+    """Cells in place of the values at `where`. In write-only mode there is one cell per
+    distinct value, put in every row that holds it: the sheet writes a row as soon as it is
+    appended, so one cell object can stand in many rows."""
+    if not where.any():
+        return
+    if not isinstance(sheet, WriteOnlyWorksheet):
+        out[where] = [_cell(sheet, value, style, quoted) for value in values[where]]
+        return
+    codes, distinct = pd.factorize(values[where])
+    cells = np.empty(len(distinct), dtype=object)
+    cells[:] = [_cell(sheet, value, style, quoted) for value in distinct]
+    out[where] = cells[codes]
+
+
+def _column_cells(sheet, column: str, series: pd.Series, styles: Styles,
+                  links_left: list[int]) -> tuple[list, str | None]:
+    """The column as values to append, plain where no style is needed and cells where a style,
+    a link or the quote prefix is; and its Excel type (see _TypedSheet)."""
+    values, unsafe, data_type = _column_values(series)
+    out = values.copy()
     if column in styles.money:
         money = _style_of(sheet, number_format=f"[${styles.currency}] #,##0.00")
-        return [_cell(sheet, value, money) for value in values]
+        present = np.not_equal(values, None)
+        _put_cells(sheet, out, values, present & ~unsafe, money, False)
+        _put_cells(sheet, out, values, unsafe, money, True)
+        return out.tolist(), data_type
     if column == styles.severity:
-        fills = {name: _style_of(sheet, fill=PatternFill("solid", fgColor=color))
-                 for name, color in SEVERITY_FILLS.items()}
-        return [_cell(sheet, value, fills[value]) if isinstance(value, str) and value in fills
-                else value for value in values]
-    if column in styles.links:
+        for name, color in SEVERITY_FILLS.items():
+            fill = _style_of(sheet, fill=PatternFill("solid", fgColor=color))
+            _put_cells(sheet, out, values, values == name, fill, False)
+    elif column in styles.links and links_left[0] > 0:
+        paths = pd.Series(values, dtype="object").str.startswith("/", na=False).to_numpy()
+        linked = np.flatnonzero(paths & ~unsafe)[:links_left[0]]
+        links_left[0] -= len(linked)
         link = _style_of(sheet, font=Font(color="0563C1", underline="single"))
-        cells = []
-        for value in values:
-            if links_left[0] > 0 and isinstance(value, str) and value.startswith("/"):
-                cell = _cell(sheet, value, link)
-                cell.hyperlink = Hyperlink(ref="", target=PORTAL + value)
-                links_left[0] -= 1
-                cells.append(cell)
-            else:
-                cells.append(value)
-        return cells
-    return values
+        for i in linked:
+            cell = _cell(sheet, values[i], link, False)
+            cell.hyperlink = Hyperlink(ref="", target=PORTAL + values[i])
+            out[i] = cell
+    _put_cells(sheet, out, values, unsafe, None, True)
+    return out.tolist(), data_type
+
+
+def _append_rows(sheet, frame: pd.DataFrame, styles: Styles, links_left: list[int]) -> None:
+    """The frame's rows, converted a slice at a time so that only one slice is held as
+    Python objects (a sheet holds up to a million rows)."""
+    for start in range(0, len(frame), ROWS_AT_ONCE):
+        rows = frame.iloc[start:start + ROWS_AT_ONCE]
+        columns = [_column_cells(sheet, column, rows[column], styles, links_left)
+                   for column in rows.columns]
+        sheet.column_types = [data_type for _, data_type in columns]
+        for row in zip(*(cells for cells, _ in columns), strict=True):
+            sheet.append(row)
+        sheet.column_types = None
+
+
+def _header(sheet, names) -> list:
+    cells = []
+    for name in names:
+        cell = WriteOnlyCell(sheet, value=str(name))
+        cell.font = BOLD
+        cells.append(cell)
+    return cells
 
 
 def _new_sheet(book: Workbook, title: str, columns: list[str], frame: pd.DataFrame):
-    sheet = book.create_sheet(title[:31])
+    sheet = _create_sheet(book, title[:31])
     sheet.freeze_panes = "A2"
     sample = frame.head(200)
     for i, column in enumerate(columns, start=1):
@@ -151,12 +252,7 @@ def _new_sheet(book: Workbook, title: str, columns: list[str], frame: pd.DataFra
             lengths = text.where(text.notna(), "").map(lambda v: len(str(v)))
             width = max(width, int(lengths.max()) + 2)
         sheet.column_dimensions[get_column_letter(i)].width = min(max(width, 10), 60)
-    header = []
-    for column in columns:
-        cell = WriteOnlyCell(sheet, value=str(column))
-        cell.font = BOLD
-        header.append(cell)
-    sheet.append(header)
+    sheet.append(_header(sheet, columns))
     return sheet
 
 
@@ -171,13 +267,7 @@ def write_table(book: Workbook, title: str, frame: pd.DataFrame, styles: Styles 
         rows = frame.iloc[start:start + chunk]
         title_part = title if part == 0 else f"{title[:25]} ({part + 1})"
         sheet = _new_sheet(book, title_part, columns, rows)
-        links_left = [EXCEL_MAX_LINKS]
-        cells = []
-        for column in columns:
-            values = _text_cells(sheet, _column_values(rows[column]))
-            cells.append(_styled_cells(sheet, column, values, styles, links_left))
-        for row in zip(*cells, strict=True):
-            sheet.append(row)
+        _append_rows(sheet, rows, styles, [EXCEL_MAX_LINKS])
         last_row = len(rows) + 1
         sheet.auto_filter.ref = f"A1:{get_column_letter(max(len(columns), 1))}{last_row}"
     return sheet, last_row
@@ -185,21 +275,10 @@ def write_table(book: Workbook, title: str, frame: pd.DataFrame, styles: Styles 
 
 def append_block(sheet, title: str, frame: pd.DataFrame, styles: Styles | None = None) -> int:
     """A titled block of rows below what a sheet already holds (totals under cost lines)."""
-    styles = styles or Styles()
     sheet.append([])
-    heading = WriteOnlyCell(sheet, value=title)
-    heading.font = BOLD
-    sheet.append([heading])
-    header = []
-    for column in frame.columns:
-        cell = WriteOnlyCell(sheet, value=str(column))
-        cell.font = BOLD
-        header.append(cell)
-    sheet.append(header)
-    cells = [_styled_cells(sheet, c, _text_cells(sheet, _column_values(frame[c])), styles, [0])
-             for c in frame.columns]
-    for row in zip(*cells, strict=True):
-        sheet.append(row)
+    sheet.append(_header(sheet, [title]))
+    sheet.append(_header(sheet, frame.columns))
+    _append_rows(sheet, frame, styles or Styles(), [0])
     return len(frame) + 3
 
 

@@ -224,6 +224,68 @@ def test_long_table_continues_on_another_sheet(tmp_path, monkeypatch):
     assert sum(link is not None for link in links) == 3  # capped per sheet
 
 
+def _typed_frame() -> pd.DataFrame:
+    """Every kind of column write_table meets, with the same values repeated down the rows."""
+    return pd.DataFrame({
+        "text": pd.Series(["plain", "=1+1", "#N/A", "a\x01b", "x" * 40_000, None] * 2,
+                          dtype="str"),
+        "mixed": [7, "=2+2", {"k": [1]}, pd.Timestamp("2026-01-02 03:04", tz="UTC"), None,
+                  2.5] * 2,
+        "when": pd.to_datetime(["2026-01-01T06:00:00Z"] * 11 + [None], utc=True),
+        "flag": [True, False] * 6,
+        "count": pd.array([1, 2, 3, 4, 5, None] * 2, dtype="Int64"),
+        "severity": ["high", "low", "high", "=x", None, "info"] * 2,
+        "monthly_cost": [1.5, None, 1.5, 2.25, None, 1.5] * 2,
+        "resource_id": ["/subscriptions/s/a", "/subscriptions/s/a", "=bad", None, "rel",
+                        "/subscriptions/s/b"] * 2})
+
+
+def _check_typed_sheet(sheet, write_only: bool) -> None:
+    rows = [dict(zip(header(sheet), row, strict=True)) for row in sheet.iter_rows(min_row=2)]
+    assert len(rows) == 12
+    for number, row in enumerate(rows):
+        assert row["text"].value == ["plain", "=1+1", "#N/A", "ab", "x" * 32_767, None][number % 6]
+        assert row["mixed"].value == [7, "=2+2", '{"k": [1]}', dt.datetime(2026, 1, 2, 3, 4),
+                                      None, 2.5][number % 6]
+        assert row["flag"].value is (number % 2 == 0)
+        assert row["count"].value == [1, 2, 3, 4, 5, None][number % 6]
+        assert row["severity"].value == ["high", "low", "high", "=x", None, "info"][number % 6]
+        assert row["monthly_cost"].value == [1.5, None, 1.5, 2.25, None, 1.5][number % 6]
+    for row in rows[:11]:
+        assert row["when"].is_date and row["when"].value == dt.datetime(2026, 1, 1, 6)
+    for name in ("text", "mixed", "severity", "resource_id"):
+        quoted = [r[name] for r in rows if isinstance(r[name].value, str)
+                  and r[name].value.startswith(("=", "#"))]
+        assert quoted and all(c.data_type == "s" and c.quotePrefix for c in quoted), name
+    high = [r["severity"] for r in rows if r["severity"].value == "high"]
+    assert len(high) == 4 and all(c.fill.fgColor.rgb.endswith("D32F2F") for c in high)
+    assert {c.coordinate for c in high} == {"F2", "F4", "F8", "F10"}
+    costs = [r["monthly_cost"] for r in rows if r["monthly_cost"].value is not None]
+    assert len(costs) == 8 and all("USD" in c.number_format for c in costs)
+    if not write_only:  # normal mode (bench/bench_report.py's comparison) keeps no links
+        return
+    links = [r["resource_id"] for r in rows if r["resource_id"].hyperlink is not None]
+    assert [c.value for c in links] == ["/subscriptions/s/a", "/subscriptions/s/a",
+                                        "/subscriptions/s/b"] * 2
+    assert all(c.hyperlink.target.endswith(c.value) for c in links)
+
+
+@pytest.mark.parametrize("write_only", [True, False])
+def test_values_and_styles_of_every_column_kind(tmp_path, monkeypatch, write_only):
+    """Values repeated down a column (one shared cell in write-only mode) keep their own row;
+    each kind of column reads back as the type, style and text it was written with, also
+    across the slices rows are converted in."""
+    monkeypatch.setattr(workbook, "ROWS_AT_ONCE", 5)
+    book = Workbook(write_only=write_only)
+    if not write_only:
+        book.remove(book.active)
+    workbook.write_table(book, "Typed", _typed_frame(),
+                         workbook.Styles(money=["monthly_cost"], links=["resource_id"],
+                                         severity="severity"))
+    book.save(tmp_path / "typed.xlsx")
+    _check_typed_sheet(load_workbook(tmp_path / "typed.xlsx")["Typed"], write_only)
+
+
 def test_csv_outputs_defuse_formulas(hostile_reports):
     for name in ("findings.csv", "cost.csv", "cost_lines.csv"):
         with open(hostile_reports / name, encoding="utf-8-sig", newline="") as handle:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import re
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -72,6 +74,7 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
 TABLES = list(TABLE_SCHEMAS)
 _TIMESTAMPS = {"published_date", "end_of_life_date"}
 
+_CORES = min(4, os.cpu_count() or 1)
 # A bad input file can hold a million problems; the manifest keeps the first ones and the count.
 MAX_PROBLEMS = 1000
 # Dates pandas cannot hold (it counts nanoseconds) are clamped to its range and reported.
@@ -232,6 +235,13 @@ def parent_of(child_id: str, segment: str) -> str:
     return child_id[:cut] if cut >= 0 else ""
 
 
+def chunk_schema(name: str) -> pa.Schema:
+    """A table's schema while rows are gathered: timestamps are still text (they are read
+    all at once when the table is finished)."""
+    schema = TABLE_SCHEMAS[name]
+    return pa.schema([(f.name, S if f.name in _TIMESTAMPS else f.type) for f in schema])
+
+
 class _Rows:
     """Rows for one table, kept as tuples and turned into Arrow every `CHUNK_ROWS` rows, so a
     million-row table never exists as Python objects all at once."""
@@ -259,16 +269,16 @@ class _Rows:
         if not self.pending:
             return
         columns = zip(*self.pending, strict=True)
-        arrays = [pa.array(values, type=S if fld.name in _TIMESTAMPS else fld.type,
-                           from_pandas=True)
-                  for fld, values in zip(self.schema, columns, strict=True)]
-        self.chunks.append(pa.Table.from_arrays(arrays, names=self.schema.names))
+        schema = chunk_schema(self.name)
+        arrays = [pa.array(values, type=fld.type, from_pandas=True)
+                  for fld, values in zip(schema, columns, strict=True)]
+        self.chunks.append(pa.Table.from_arrays(arrays, schema=schema))
         self.pending = []
 
-    def extend(self, other: _Rows) -> None:
-        """Append another normaliser's rows (already flushed) after ours."""
+    def extend(self, rows: pa.Table) -> None:
+        """Append rows made elsewhere (in `chunk_schema`) after ours."""
         self.flush()
-        self.chunks.extend(other.chunks)
+        self.chunks.append(rows)
 
     def table(self) -> pa.Table:
         self.flush()
@@ -276,9 +286,7 @@ class _Rows:
         if self.chunks:
             table = pa.concat_tables(self.chunks)
         else:
-            table = pa.Table.from_arrays(
-                [pa.array([], type=S if f.name in _TIMESTAMPS else f.type) for f in schema],
-                names=schema.names)
+            table = chunk_schema(self.name).empty_table()
         self.chunks = []
         for name in _TIMESTAMPS & set(schema.names):
             text = table.column(name).to_pandas().astype("object")
@@ -376,19 +384,21 @@ class _Normalizer:
         handler[1](self, common, self._object(resource.get("properties"), "properties"),
                    resource, tags)
 
-    def absorb(self, part: _Normalizer) -> bool:
-        """Take over what `part` made from the resources that follow ours, as if we had read
-        them; refused (False) when it holds an id we have too, so the caller redoes them."""
-        if not self.seen.isdisjoint(part.seen):
+    def take(self, block) -> bool:
+        """Take the rows columnar.py made of a block of resources that follow ours, as if we
+        had read them; refused (False) when it holds an id we have read, so the caller reads
+        the block here, resource by resource, and the duplicate is named."""
+        ids = block.ids.to_pylist()
+        if not self.seen.isdisjoint(ids):
             return False
-        for name, rows in self.rows.items():
-            rows.extend(part.rows[name])
-        self.seen |= part.seen
-        self.read.update(part.read)
-        self.skipped.update(part.skipped)
-        self.problem_count += part.problem_count
-        self.problems.extend(part.problems[:MAX_PROBLEMS - len(self.problems)])
-        for owner, version_id in part.disk_versions.items():
+        self.seen.update(ids)
+        for name, rows in block.tables.items():
+            self.rows[name].extend(rows)
+        self.read.update(block.read)
+        self.skipped.update(block.skipped)
+        owners = block.disks.group_by("owner").aggregate([("version", "min")])
+        for owner, version_id in zip(owners["owner"].to_pylist(),
+                                     owners["version_min"].to_pylist(), strict=True):
             current = self.disk_versions.get(owner)
             self.disk_versions[owner] = min(current, version_id) if current else version_id
         return True
@@ -557,7 +567,9 @@ class _Normalizer:
     def finish(self, scope: Iterable[dict] | None) -> Normalized:
         for row in scope or ():
             self.rows["scope"].add(**{k: row.get(k) for k in TABLE_SCHEMAS["scope"].names})
-        tables = {name: rows.table() for name, rows in self.rows.items()}
+        # Sorting and reordering run in pyarrow without the interpreter lock: a table per core.
+        with ThreadPoolExecutor(_CORES) as pool:
+            tables = dict(zip(self.rows, pool.map(_Rows.table, self.rows.values()), strict=True))
         for rows in self.rows.values():
             for problem in rows.problems:
                 self._note(problem)
@@ -604,23 +616,12 @@ def _image_reference(ref: dict, vhd_uri: str | None) -> dict:
 
 
 @dataclass
-class Part:
-    """A run of consecutive input resources normalised in another process (normalize_part),
-    with the way to read them again should they have to be normalised here, in order."""
+class JsonLines:
+    """A block of whole JSON lines, and the way to read its resources one by one (with where
+    each is in its file) should the block not be taken column by column."""
 
-    normalizer: _Normalizer
+    data: bytes
     again: Callable[[], Iterable]
-
-
-def normalize_part(resources: Iterable) -> _Normalizer:
-    """Normalise a run of resources, for a worker process: the result goes into a `Part`."""
-    normalizer = _Normalizer()
-    with _collector_paused():
-        for where, resource in resources:
-            normalizer.add(resource, where=where)
-    for rows in normalizer.rows.values():
-        rows.flush()
-    return normalizer
 
 
 @contextmanager
@@ -640,17 +641,40 @@ def normalize(resources: Iterable, scope: Iterable[dict] | None = None) -> Norma
     """Turn raw resources (any mix of supported types, any casing) into snapshot tables.
 
     Items are resource dicts, `(where, resource)` pairs whose `where` (file and position)
-    names the item in problems reported about it, or `Part`s normalised elsewhere.
+    names the item in problems reported about it, or `JsonLines` blocks, normalised column by
+    column where columnar.py can, here resource by resource where it cannot.
     """
     normalizer = _Normalizer()
     with _collector_paused():
-        for index, item in enumerate(resources):
-            if isinstance(item, Part):
-                if not normalizer.absorb(item.normalizer):
-                    for where, resource in item.again():
+        for index, item in enumerate(_blocks_read_ahead(resources)):
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], JsonLines):
+                lines, block = item[0], item[1].result()
+                if block is None or not normalizer.take(block):
+                    for where, resource in lines.again():
                         normalizer.add(resource, where=where)
             elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
                 normalizer.add(item[1], where=item[0])
             else:
                 normalizer.add(item, where=f"item {index}")
     return normalizer.finish(scope)
+
+
+def _blocks_read_ahead(resources: Iterable) -> Iterator:
+    """The items in order, each `JsonLines` block paired with the future of its columns:
+    pyarrow works without the interpreter lock, so blocks are normalised on every core
+    while earlier ones are taken in, in order; a few at a time, so memory stays bounded."""
+    from auditor.columnar import normalize_lines  # built on this module's tables and names
+
+    workers = _CORES
+    with ThreadPoolExecutor(workers) as pool:
+        ahead: deque = deque()
+        for item in resources:
+            if isinstance(item, JsonLines):
+                ahead.append((item, pool.submit(normalize_lines, item.data)))
+                if len(ahead) > workers:
+                    yield ahead.popleft()
+                continue
+            yield from ahead
+            ahead.clear()
+            yield item
+        yield from ahead

@@ -242,6 +242,13 @@ def chunk_schema(name: str) -> pa.Schema:
     return pa.schema([(f.name, S if f.name in _TIMESTAMPS else f.type) for f in schema])
 
 
+def sort_keys(name: str) -> list[tuple[str, str]]:
+    """The order of a finished table's rows: by id (unique, as duplicates are skipped), or
+    by its first three columns."""
+    names = TABLE_SCHEMAS[name].names
+    return [(key, "ascending") for key in (["id"] if "id" in names else names[:3])]
+
+
 class _Rows:
     """Rows for one table, kept as tuples and turned into Arrow every `CHUNK_ROWS` rows, so a
     million-row table never exists as Python objects all at once."""
@@ -299,15 +306,21 @@ class _Rows:
         table = table.cast(schema)
         if not table.num_rows:
             return table
-        sort_key = "id" if "id" in schema.names else schema.names[0]
-        order = pc.sort_indices(table, sort_keys=[(sort_key, "ascending")] + [
-            (c, "ascending") for c in schema.names[1:3] if c != sort_key])
-        # Reorder column by column, letting each unsorted column go as soon as it is copied:
-        # the peak is one table plus one column, not two tables.
+        order = pc.sort_indices(table, sort_keys=sort_keys(self.name))
+        # Reorder column by column, letting each unsorted column go as soon as it is copied
+        # (the peak is one table plus two copies of a column per core, not two tables: the
+        # chunks are joined first, as pyarrow would do inside `take` while still holding
+        # them); pyarrow copies without the interpreter lock, so the cores share the columns.
         columns = table.columns
         del table
-        for index in range(len(columns)):
-            columns[index] = columns[index].take(order)
+
+        def reorder(index: int) -> None:
+            column = columns[index].combine_chunks()
+            columns[index] = None
+            columns[index] = column.take(order)
+
+        with ThreadPoolExecutor(_CORES) as pool:
+            list(pool.map(reorder, range(len(columns))))
         return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -567,9 +580,7 @@ class _Normalizer:
     def finish(self, scope: Iterable[dict] | None) -> Normalized:
         for row in scope or ():
             self.rows["scope"].add(**{k: row.get(k) for k in TABLE_SCHEMAS["scope"].names})
-        # Sorting and reordering run in pyarrow without the interpreter lock: a table per core.
-        with ThreadPoolExecutor(_CORES) as pool:
-            tables = dict(zip(self.rows, pool.map(_Rows.table, self.rows.values()), strict=True))
+        tables = {name: rows.table() for name, rows in self.rows.items()}
         for rows in self.rows.values():
             for problem in rows.problems:
                 self._note(problem)

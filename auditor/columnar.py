@@ -32,7 +32,6 @@ from auditor.normalize import (
     F,
     S,
     chunk_schema,
-    sort_keys,
 )
 
 
@@ -98,10 +97,6 @@ _TAGS = r'"tags"\s*:\s*(?:(?P<tags>\{[^{}]*\})|null)'
 _SUB_RG = r"(?i)/subscriptions/(?P<sub>[^/]+)(?:/resourcegroups/(?P<rg>[^/]+))?"
 _SEMVER = r"^(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)\n?$"
 _VERSION_SUFFIX = r"/versions/(?P<v>[^/]+)$"
-# The big tables leave each block in the order the finished table will have: sorting runs of
-# sorted rows, and reading them in that order, is what finishing a million rows costs least.
-# (Not the tables with dates: the problems they may raise are named in the order of the file.)
-_PRESORTED = ("machines", "resource_tags")
 _NULL_CONFIGURATION = re.compile(rb'Configuration"\s*:\s*null')
 
 
@@ -138,20 +133,20 @@ def normalize_lines(data: bytes) -> Block | None:
 
 class _Fields:
     """A parsed block's fields by dotted path (null wherever a step is missing), for the
-    rows of `mask`: only the leaves a table needs are filtered, never the whole block."""
+    rows at `rows`, in that order: only the leaves a table needs are taken, never the block."""
 
-    def __init__(self, table: pa.Table, mask: pa.Array | None = None):
-        self.table, self.mask = table, mask
+    def __init__(self, table: pa.Table, rows: pa.Array | None = None):
+        self.table, self.at = table, rows
 
     def __call__(self, path: str) -> pa.Array:
         head, *rest = path.split(".")
         column = self.table[head]
         column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
         column = pc.struct_field(column, rest) if rest else column
-        return column if self.mask is None else pc.filter(column, self.mask)
+        return column if self.at is None else pc.take(column, self.at)
 
-    def rows(self, mask: pa.Array) -> _Fields:
-        return _Fields(self.table, mask)
+    def rows(self, rows: pa.Array) -> _Fields:
+        return _Fields(self.table, rows)
 
 
 def _true(values: pa.Array) -> pa.Array:
@@ -275,27 +270,36 @@ def _block(data: bytes) -> Block:
     full = _Fields(_read(_concat_buffer(pc.filter(lines, others)), _PARSE, pc.sum(others).as_py())
                    if _any(others) else _PARSE.explicit_schema.empty_table())
 
-    tag_json, resource_tags = _tags(_tags_texts(data, lines, raw("tags")), ids, table_names)
+    # The big tables leave a block in the order the finished table will have (by id), so
+    # finishing a million rows sorts and reads runs of sorted rows. (The other tables keep
+    # the order of the file: the problems their dates may raise are named in that order.)
+    by_id = pc.sort_indices(ids)
+    rank = np.empty(len(ids), np.int64)
+    rank[by_id.to_numpy()] = np.arange(len(ids))
+    tag_json, resource_tags = _tags(_tags_texts(data, lines, raw("tags")), ids, table_names,
+                                    rank)
     tables: dict[str, list] = {"resource_tags": [resource_tags]}
     common = _common(raw, ids)
     for name, build in _BUILDERS.items():
         mask = pc.equal(table_names, name).fill_null(False)
         if not _any(mask):
             continue
-        fields = raw.rows(mask) if name == "machines" else full.rows(pc.filter(mask, others))
-        columns = {k: pc.filter(v, mask) for k, v in common.items()}
-        columns["tags"] = pc.filter(tag_json, mask)
-        for table, rows in build(fields, columns, pc.filter(rtypes, mask), data).items():
-            tables.setdefault(table, []).append(rows)
+        if name == "machines":
+            rows = pc.filter(by_id, pc.take(mask, by_id))
+            fields = raw.rows(rows)
+        else:
+            rows = pc.indices_nonzero(mask)
+            fields = full.rows(pc.indices_nonzero(pc.filter(mask, others)))
+        columns = {k: pc.take(v, rows) for k, v in common.items()}
+        columns["tags"] = pc.take(tag_json, rows)
+        for table, built in build(fields, columns, pc.take(rtypes, rows), data).items():
+            tables.setdefault(table, []).append(built)
     out = {}
     for name, parts in tables.items():
         schema = chunk_schema(name)
         out[name] = pa.concat_tables(
             pa.Table.from_arrays([p[c] for c in schema.names], schema=schema) for p in parts)
-    for name in _PRESORTED:
-        if name in out:
-            out[name] = out[name].take(pc.sort_indices(out[name], sort_keys=sort_keys(name)))
-    disks = pc.filter(pc.equal(rtypes, DISK), others)
+    disks = pc.indices_nonzero(pc.filter(pc.equal(rtypes, DISK), others))
     return Block(tables=out, ids=read_ids, read=_counts(pc.filter(rtypes, handled)),
                  skipped=_counts(pc.filter(rtypes, pc.invert(handled))),
                  disks=_disks(full.rows(disks)))
@@ -354,35 +358,40 @@ def _json_text(values: pa.Array) -> pa.Array:
     return values
 
 
-def _tags(texts: pa.Array, ids: pa.Array, table_names: pa.Array) -> tuple[pa.Array, pa.Table]:
+def _tags(texts: pa.Array, ids: pa.Array, table_names: pa.Array,
+          rank: np.ndarray) -> tuple[pa.Array, pa.Table]:
     """The `tags` JSON column (sorted keys, as normalize's encoder writes it) and the long
-    `resource_tags` rows, from each resource's tags object read as a struct of strings."""
+    `resource_tags` rows (by id, then key: `rank` is each row's place in id order), from each
+    resource's tags object read as a struct of strings."""
     texts = pc.if_else(pc.is_valid(table_names), texts, "{}")  # disks' tags are not read
     values = _read_tags(_concat_buffer(pc.binary_join_element_wise(texts, "", "\n")),
                         len(texts))
     # Without a backslash in any tag, the values are their JSON text as it stands.
     escaped = _any(pc.match_substring(texts, "\\"))
-    pieces, rows = [], []
-    for key in sorted(values.column_names):
+    keys = [key for key in sorted(values.column_names)
+            if values[key].null_count < values.num_rows]
+    joined, rows, values_at = pa.nulls(len(texts), S), [], []
+    for key in keys:
         value = values[key].combine_chunks()
-        if not value.null_count < len(value):
-            continue
         text = _json_text(value) if escaped else value
-        pieces.append(pc.binary_join_element_wise(
-            json.dumps(key, ensure_ascii=False) + ': "', text, '"', ""))
-        at = pc.indices_nonzero(pc.is_valid(value))
-        rows.append(pa.table({
-            "resource_id": pc.take(ids, at), "resource_table": pc.take(table_names, at),
-            "key": pa.repeat(key, len(at)), "key_lower": pa.repeat(key.lower(), len(at)),
-            "value": pc.take(value, at)}))
-    # Joined pair by pair (pyarrow's null_handling="skip" drops rows that are all null).
-    joined = pa.nulls(len(texts), S)
-    for piece in pieces:
+        piece = pc.binary_join_element_wise(json.dumps(key, ensure_ascii=False) + ': "', text,
+                                            '"', "")
+        # Joined pair by pair (pyarrow's null_handling="skip" drops rows that are all null).
         joined = pc.coalesce(pc.binary_join_element_wise(joined, piece, ", "), joined, piece)
+        at = pc.indices_nonzero(pc.is_valid(value))
+        rows.append(at.to_numpy())
+        values_at.append(pc.take(value, at))
     tag_json = pc.binary_join_element_wise("{", pc.fill_null(joined, ""), "}", "")
-    schema = chunk_schema("resource_tags")
-    return tag_json, pa.concat_tables([t.cast(schema) for t in rows]) if rows \
-        else schema.empty_table()
+    rows = np.concatenate(rows) if rows else np.zeros(0, np.uint64)
+    codes = np.repeat(np.arange(len(keys)), [len(v) for v in values_at])
+    order = np.lexsort((codes, rank[rows])) if len(rows) else rows
+    codes, rows = codes[order], rows[order]
+    return tag_json, pa.Table.from_arrays([
+        pc.take(ids, rows), pc.take(table_names, rows),
+        pc.take(pa.array(keys, S), codes),
+        pc.take(pa.array([key.lower() for key in keys], S), codes),
+        pc.take(pa.concat_arrays(values_at) if values_at else pa.array([], S), order)],
+        schema=chunk_schema("resource_tags"))
 
 
 # Tag keys of the blocks read so far: a block whose keys are all among them is read once.

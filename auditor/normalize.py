@@ -648,6 +648,24 @@ def _collector_paused():
             gc.enable()
 
 
+@contextmanager
+def _memory_handed_back():
+    """pyarrow's default allocator keeps freed memory for its own reuse, which a bulk load
+    rarely makes (finishing a table copies each column once, in its sorted order): its peak
+    would grow by a table. jemalloc, told to hand freed memory back at once, keeps the peak
+    near what is alive. Where pyarrow is built without jemalloc, the default stays."""
+    previous = pa.default_memory_pool()
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+        pa.jemalloc_set_decay_ms(0)
+    except NotImplementedError:
+        pass
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
 def normalize(resources: Iterable, scope: Iterable[dict] | None = None) -> Normalized:
     """Turn raw resources (any mix of supported types, any casing) into snapshot tables.
 
@@ -656,7 +674,7 @@ def normalize(resources: Iterable, scope: Iterable[dict] | None = None) -> Norma
     column where columnar.py can, here resource by resource where it cannot.
     """
     normalizer = _Normalizer()
-    with _collector_paused():
+    with _collector_paused(), _memory_handed_back():
         for index, item in enumerate(_blocks_read_ahead(resources)):
             if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], JsonLines):
                 lines, block = item[0], item[1].result()
@@ -667,7 +685,7 @@ def normalize(resources: Iterable, scope: Iterable[dict] | None = None) -> Norma
                 normalizer.add(item[1], where=item[0])
             else:
                 normalizer.add(item, where=f"item {index}")
-    return normalizer.finish(scope)
+        return normalizer.finish(scope)
 
 
 def _blocks_read_ahead(resources: Iterable) -> Iterator:

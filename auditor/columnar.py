@@ -96,7 +96,7 @@ TABLE_OF = {GALLERY: "galleries", DEFINITION: "image_definitions", VERSION: "ima
 _TAGS = r'"tags"\s*:\s*(?:(?P<tags>\{[^{}]*\})|null)'
 _SUB_RG = r"(?i)/subscriptions/(?P<sub>[^/]+)(?:/resourcegroups/(?P<rg>[^/]+))?"
 _SEMVER = r"^(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)\n?$"
-_VERSION_SUFFIX = r"/versions/(?P<v>[^/]+)$"
+_VERSIONED = r"(?s)^(?P<definition>.*)/versions/(?P<version>[^/]+)$"
 _NULL_CONFIGURATION = re.compile(rb'Configuration"\s*:\s*null')
 
 
@@ -589,14 +589,18 @@ def _image_reference(storage, vhd_uri: pa.Array) -> dict[str, pa.Array]:
     def listed(path: str) -> pa.Array:
         return pc.if_else(marketplace, storage("imageReference." + path), pa.scalar(None, S))
 
+    # normalize.definition_of and the version it names, from one match of each distinct id.
+    distinct = pc.dictionary_encode(versioned_id)
+    split = pc.extract_regex(distinct.dictionary, _VERSIONED)
+    definition = pc.coalesce(pc.struct_field(split, "definition"), distinct.dictionary)
     return {
         "image_kind": pc.fill_null(kind, "unknown"),
         "image_publisher": listed("publisher"), "image_offer": listed("offer"),
         "image_sku": listed("sku"),
-        "image_version": pc.coalesce(_group(versioned_id, _VERSION_SUFFIX, "v"),
+        "image_version": pc.coalesce(pc.take(pc.struct_field(split, "version"), distinct.indices),
                                      listed("version")),
         "exact_version": storage("imageReference.exactVersion"), "image_id": image_id,
-        "image_definition_id": pc.replace_substring_regex(versioned_id, r"/versions/[^/]+$", ""),
+        "image_definition_id": pc.take(definition, distinct.indices),
     }
 
 

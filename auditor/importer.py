@@ -24,7 +24,7 @@ from auditor.snapshot import Snapshot, build_snapshot
 MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
 # JSON lines are read and normalised in blocks of whole lines of about this size: big enough
 # for column-at-a-time work to pay, small enough that a block's parsed form stays small.
-BLOCK_BYTES = 8 * 2**20
+BLOCK_BYTES = 16 * 2**20
 
 
 def _open(path: Path):

@@ -85,16 +85,28 @@ def _items(document):
     return None
 
 
-def _line_blocks(path: Path) -> Iterator[tuple[int, bytes]]:
-    """The file's whole lines in blocks of about BLOCK_BYTES, each with its first line's number."""
+def _line_blocks(path: Path) -> Iterator[tuple[int, bytearray]]:
+    """The file's whole lines in blocks of about BLOCK_BYTES, each with its first line's
+    number; read straight into each block's own buffer, which is copied no further."""
     try:
         with _open(path) as handle:
-            number = 1
-            while block := handle.read(BLOCK_BYTES):
-                if not block.endswith(b"\n"):
-                    block += handle.readline()
-                yield number, block
-                number += block.count(b"\n")
+            number, rest = 1, b""
+            while True:
+                block = bytearray(len(rest) + BLOCK_BYTES)
+                block[:len(rest)] = rest
+                size = len(rest)
+                with memoryview(block) as view:
+                    while size < len(block) and (got := handle.readinto(view[size:])):
+                        size += got
+                if not size:
+                    return
+                # A full buffer ends after its last whole line; the rest starts the next.
+                cut = block.rfind(b"\n", 0, size) + 1 if size == len(block) else size
+                rest = bytes(block[cut:size])
+                del block[cut:]
+                if block:
+                    yield number, block
+                    number += block.count(b"\n")
     except (OSError, EOFError) as exc:
         raise AuditError(f"{path}: cannot read ({exc})") from None
 

@@ -409,11 +409,10 @@ class _Normalizer:
             self.rows[name].extend(rows)
         self.read.update(block.read)
         self.skipped.update(block.skipped)
-        owners = block.disks.group_by("owner").aggregate([("version", "min")])
-        for owner, version_id in zip(owners["owner"].to_pylist(),
-                                     owners["version_min"].to_pylist(), strict=True):
-            current = self.disk_versions.get(owner)
-            self.disk_versions[owner] = min(current, version_id) if current else version_id
+        disks = block.disks
+        for owner, version_id in zip(disks["owner"].to_pylist(), disks["version"].to_pylist(),
+                                     strict=True):
+            self._running(owner, version_id)
         return True
 
     def _tags(self, raw, rid: str, table: str) -> str:
@@ -564,8 +563,12 @@ class _Normalizer:
             # A scale set's instance disks are managed by `<vmss id>/virtualMachines/<n>`.
             owner = re.sub(r"/virtualmachines/[^/]+$", "", owner) \
                 if "/virtualmachinescalesets/" in owner else owner
-            current = self.disk_versions.get(owner)
-            self.disk_versions[owner] = min(current, version_id) if current else version_id
+            self._running(owner, version_id)
+
+    def _running(self, owner: str, version_id: str) -> None:
+        """A machine's OS disk came from `version_id`: of several, the lowest is kept."""
+        current = self.disk_versions.get(owner)
+        self.disk_versions[owner] = min(current, version_id) if current else version_id
 
     handlers = {
         GALLERY: ("galleries", _gallery),

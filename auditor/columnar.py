@@ -44,9 +44,10 @@ def _struct(**fields) -> pa.DataType:
 _ID, _URI, _SOURCE = _struct(id=S), _struct(uri=S), _struct(id=S, uri=S)
 _PRESENT = pa.struct([])  # an object whose content does not matter, only that it is there
 _OS_PROFILE = _struct(windowsConfiguration=_PRESENT, linuxConfiguration=_PRESENT)
+_REFERENCE = _struct(id=S, sharedGalleryImageId=S, communityGalleryImageId=S, publisher=S,
+                     offer=S, sku=S, version=S, exactVersion=S)
 _STORAGE = _struct(
-    imageReference=_struct(id=S, sharedGalleryImageId=S, communityGalleryImageId=S,
-                           publisher=S, offer=S, sku=S, version=S, exactVersion=S),
+    imageReference=_REFERENCE,
     osDisk=_struct(osType=S, osState=S, diskSizeGB=F, storageAccountType=S, blobUri=S,
                    snapshot=_ID, managedDisk=_ID, image=_URI, vhd=_URI),
     osDiskImage=_struct(sizeInGB=F, source=_SOURCE),
@@ -54,10 +55,8 @@ _STORAGE = _struct(
     dataDisks=pa.list_(_struct(diskSizeGB=F)),
     source=_SOURCE, zoneResilient=B)
 _MACHINE_PROPERTIES = dict(
-    storageProfile=_struct(
-        imageReference=_struct(id=S, sharedGalleryImageId=S, communityGalleryImageId=S,
-                               publisher=S, offer=S, sku=S, version=S, exactVersion=S),
-        osDisk=_struct(osType=S, image=_URI, vhd=_URI)),
+    storageProfile=_struct(imageReference=_REFERENCE,
+                           osDisk=_struct(osType=S, image=_URI, vhd=_URI)),
     hardwareProfile=_struct(vmSize=S),
     osProfile=_OS_PROFILE,
     extended=_struct(instanceView=_struct(powerState=_struct(code=S))))
@@ -90,7 +89,7 @@ _MACHINE_PARSE = pj.ParseOptions(explicit_schema=pa.schema(
 _PARSE = pj.ParseOptions(explicit_schema=pa.schema(
     _TOP + [("properties", _struct(**_PROPERTIES))]), unexpected_field_behavior="ignore")
 
-TABLE_OF = {GALLERY: "galleries", DEFINITION: "image_definitions", VERSION: "image_versions",
+_TABLE_OF = {GALLERY: "galleries", DEFINITION: "image_definitions", VERSION: "image_versions",
             MANAGED_IMAGE: "managed_images", VM: "machines", VMSS: "machines"}
 # A line's tags object, when it holds no nested braces (tag values are strings), or null.
 _TAGS = r'"tags"\s*:\s*(?:(?P<tags>\{[^{}]*\})|null)'
@@ -258,13 +257,13 @@ def _block(data: bytes) -> Block:
     # Ids are cut by regular expressions below; kept to ASCII, as Azure's are.
     _require(pc.all(pc.string_is_ascii(arm_ids)).as_py())
     rtypes = _lowered(types)
-    handled = pc.is_in(rtypes, value_set=pa.array([*TABLE_OF, DISK]))
+    handled = pc.is_in(rtypes, value_set=pa.array([*_TABLE_OF, DISK]))
     ids = pc.utf8_rtrim(pc.ascii_lower(arm_ids), characters="/")
     read_ids = pc.filter(ids, handled)
     _require(pc.count_distinct(read_ids).as_py() == len(read_ids))
-    table_names = pc.take(pa.array(list(TABLE_OF.values()) + [None], S),
-                          pc.index_in(rtypes, value_set=pa.array(list(TABLE_OF))).fill_null(
-                              len(TABLE_OF)))
+    table_names = pc.take(pa.array(list(_TABLE_OF.values()) + [None], S),
+                          pc.index_in(rtypes, value_set=pa.array(list(_TABLE_OF))).fill_null(
+                              len(_TABLE_OF)))
     # The other resources' lines, read again with every path.
     others = pc.and_(handled, pc.invert(pc.equal(table_names, "machines").fill_null(False)))
     full = _Fields(_read(_concat_buffer(pc.filter(lines, others)), _PARSE, pc.sum(others).as_py())
@@ -399,23 +398,20 @@ _tag_keys: frozenset[str] = frozenset()
 
 
 def _read_tags(text: pa.Buffer, rows: int) -> pa.Table:
-    """Tags objects, one a line, as a table of string columns, one per key. pyarrow names the
+    """Tags objects, one a line, as a table of string columns, one per key. pyarrow names new
     keys by inferring a schema, but would read date-like values as timestamps: the values are
-    read again with every key declared as text (a value of another type is refused)."""
+    read with every key declared as text (a value of another type is refused)."""
     global _tag_keys
-    keys = _tag_keys
-    for attempt in range(2):
-        if attempt:
-            keys = keys | frozenset(pj.read_json(pa.BufferReader(text)).column_names)
-            _tag_keys = keys
-        try:
-            return _read(text, pj.ParseOptions(
-                explicit_schema=pa.schema([(key, S) for key in sorted(keys)]),
-                unexpected_field_behavior="error"), rows)
-        except pa.ArrowInvalid:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+
+    def read() -> pa.Table:
+        return _read(text, pj.ParseOptions(unexpected_field_behavior="error", explicit_schema=pa.schema(
+            [(key, S) for key in sorted(_tag_keys)])), rows)
+
+    try:
+        return read()
+    except pa.ArrowInvalid:  # a key no earlier block had, or a value that is not text
+        _tag_keys = _tag_keys | frozenset(pj.read_json(pa.BufferReader(text)).column_names)
+        return read()
 
 
 def _concat_buffer(texts: pa.Array) -> pa.Buffer:

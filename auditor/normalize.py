@@ -581,6 +581,7 @@ class _Normalizer:
     }
 
     def finish(self, scope: Iterable[dict] | None) -> Normalized:
+        self.seen = set()  # every id read: no longer needed, and freed before the tables' peak
         for row in scope or ():
             self.rows["scope"].add(**{k: row.get(k) for k in TABLE_SCHEMAS["scope"].names})
         tables = {name: rows.table() for name, rows in self.rows.items()}

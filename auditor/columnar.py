@@ -59,7 +59,8 @@ _MACHINE_PROPERTIES = dict(
                            osDisk=_struct(osType=S, image=_URI, vhd=_URI)),
     hardwareProfile=_struct(vmSize=S),
     osProfile=_OS_PROFILE,
-    extended=_struct(instanceView=_struct(powerState=_struct(code=S))))
+    extended=_struct(instanceView=_struct(powerState=_struct(code=S))),
+    creationData=_struct(galleryImageReference=_ID))  # a disk's
 _MACHINE_PROPERTIES["virtualMachineProfile"] = _struct(
     storageProfile=_MACHINE_PROPERTIES["storageProfile"], osProfile=_OS_PROFILE)
 _PROPERTIES = dict(
@@ -77,13 +78,12 @@ _PROPERTIES = dict(
     replicationStatus=_struct(summary=pa.list_(_struct(region=S, state=S, progress=INT,
                                                       details=S))),
     sourceVirtualMachine=_ID,
-    virtualMachineProfile=_struct(storageProfile=_STORAGE, osProfile=_OS_PROFILE),
-    creationData=_struct(galleryImageReference=_ID))
+    virtualMachineProfile=_struct(storageProfile=_STORAGE, osProfile=_OS_PROFILE))
 _TOP = [("id", S), ("name", S), ("type", S), ("location", S), ("subscriptionId", S),
         ("resourceGroup", S), ("managedBy", S), ("tags", _PRESENT),
         ("sku", _struct(name=S, capacity=INT)), ("plan", _struct(name=S, publisher=S, product=S))]
-# Machines are nearly every line: they are read with their own few paths (pyarrow's cost
-# grows with the paths it fills), the other resources again with all of them.
+# Machines and their disks are nearly every line: they are read with their own few paths
+# (pyarrow's cost grows with the paths it fills), the other resources again with all of them.
 _MACHINE_PARSE = pj.ParseOptions(explicit_schema=pa.schema(
     _TOP + [("properties", _struct(**_MACHINE_PROPERTIES))]), unexpected_field_behavior="ignore")
 _PARSE = pj.ParseOptions(explicit_schema=pa.schema(
@@ -264,8 +264,10 @@ def _block(data: bytes) -> Block:
     table_names = pc.take(pa.array(list(_TABLE_OF.values()) + [None], S),
                           pc.index_in(rtypes, value_set=pa.array(list(_TABLE_OF))).fill_null(
                               len(_TABLE_OF)))
-    # The other resources' lines, read again with every path.
-    others = pc.and_(handled, pc.invert(pc.equal(table_names, "machines").fill_null(False)))
+    # The images and galleries' lines, read again with every path (few: a tenant has many
+    # more machines and disks than images).
+    others = pc.and_(pc.is_valid(table_names),
+                     pc.invert(pc.equal(table_names, "machines").fill_null(False)))
     full = _Fields(_read(_concat_buffer(pc.filter(lines, others)), _PARSE, pc.sum(others).as_py())
                    if _any(others) else _PARSE.explicit_schema.empty_table())
 
@@ -298,10 +300,10 @@ def _block(data: bytes) -> Block:
         schema = chunk_schema(name)
         out[name] = pa.concat_tables(
             pa.Table.from_arrays([p[c] for c in schema.names], schema=schema) for p in parts)
-    disks = pc.indices_nonzero(pc.filter(pc.equal(rtypes, DISK), others))
+    disks = pc.indices_nonzero(pc.equal(rtypes, DISK))
     return Block(tables=out, ids=read_ids, read=_counts(pc.filter(rtypes, handled)),
                  skipped=_counts(pc.filter(rtypes, pc.invert(handled))),
-                 disks=_disks(full.rows(disks)))
+                 disks=_disks(raw.rows(disks)))
 
 
 def _counts(values: pa.Array) -> Counter:

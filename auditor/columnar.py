@@ -396,6 +396,7 @@ def _tags(texts: pa.Array, ids: pa.Array, table_names: pa.Array,
 
 
 # Tag keys of the blocks read so far: a block whose keys are all among them is read once.
+# (Shared by the block threads: only ever replaced, never changed in place.)
 _tag_keys: frozenset[str] = frozenset()
 
 
@@ -412,7 +413,9 @@ def _read_tags(text: pa.Buffer, rows: int) -> pa.Table:
     try:
         return read()
     except pa.ArrowInvalid:  # a key no earlier block had, or a value that is not text
-        _tag_keys = _tag_keys | frozenset(pj.read_json(pa.BufferReader(text)).column_names)
+        keys = frozenset(pj.read_json(pa.BufferReader(text)).column_names)
+        # Every key read stays known, up to a bound: pyarrow fills every declared one.
+        _tag_keys = keys if len(_tag_keys) > 1000 else _tag_keys | keys
         return read()
 
 

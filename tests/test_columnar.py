@@ -82,6 +82,12 @@ def test_synthetic_estates_give_the_same_tables(machines, seed):
     assert_same(by_columns(data), by_resource(data))
 
 
+def test_an_estate_without_tags_is_taken_by_columns():
+    data = json_lines({k: v for k, v in r.items() if k != "tags"} for r in synth_resources(200))
+    assert normalize_lines(data) is not None
+    assert_same(by_columns(data), by_resource(data))
+
+
 def test_sample_estate_as_json_lines_gives_the_same_tables():
     document = json.loads(files("auditor.data").joinpath("sample_estate.json").read_text())
     data = json_lines(document["data"])

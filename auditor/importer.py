@@ -8,28 +8,24 @@ line, as `image-audit synth` writes). Any of them may be gzip-compressed (`.gz`)
 from __future__ import annotations
 
 import gzip
-import multiprocessing
 import os
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import orjson
 
 from auditor.errors import AuditError
-from auditor.normalize import Part, normalize_part
+from auditor.normalize import JsonLines
 from auditor.snapshot import Snapshot, build_snapshot
 
 # A whole-document JSON file is parsed in memory; beyond this size only JSON lines (streamed)
 # are accepted, so a huge file passed by mistake fails at once instead of exhausting memory.
 MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
-# JSON lines files this big are parsed and normalised by worker processes, a block of whole
-# lines each, so that an export of a million machines uses every core.
-PARALLEL_MIN_BYTES = 256 * 2**20
-BLOCK_BYTES = 8 * 2**20
-WORKERS = min(4, os.cpu_count() or 1)
+# JSON lines are read and normalised in blocks of whole lines of about this size: big enough
+# for column-at-a-time work to pay, small enough that a block's parsed form stays small.
+BLOCK_BYTES = 16 * 2**20
 
 
 def _open(path: Path):
@@ -41,14 +37,15 @@ def _is_json_lines(path: Path) -> bool:
     return stem.endswith((".jsonl", ".ndjson"))
 
 
-def read_resources(path: Path) -> Iterator[tuple[str, object] | Part]:
-    """Yield `(where, resource)` for every item in one file, streaming JSON lines (for a big
-    JSON lines file: `Part`s, runs of lines already normalised by worker processes)."""
+def read_resources(path: Path) -> Iterator[tuple[str, object] | JsonLines]:
+    """Yield `(where, resource)` for every item in one file; JSON lines are streamed, as
+    `JsonLines` blocks."""
     if not path.is_file():
         raise AuditError(f"{path}: file not found")
     if _is_json_lines(path):
-        parallel = WORKERS > 1 and os.path.getsize(path) >= PARALLEL_MIN_BYTES
-        yield from _read_lines_in_parallel(path) if parallel else _read_lines(path)
+        for first, block in _line_blocks(path):
+            yield JsonLines(block, again=lambda first=first, block=block:
+                            _block_resources(path, first, block))
         return
     size = os.path.getsize(path)
     if size > MAX_DOCUMENT_BYTES:
@@ -89,20 +86,28 @@ def _items(document):
     return None
 
 
-def _line_blocks(path: Path) -> Iterator[tuple[int, bytes]]:
-    """The file's whole lines in blocks of about BLOCK_BYTES, each with its first line's number."""
+def _line_blocks(path: Path) -> Iterator[tuple[int, bytearray]]:
+    """The file's whole lines in blocks of about BLOCK_BYTES, each with its first line's
+    number; read straight into each block's own buffer, which is copied no further."""
     try:
         with _open(path) as handle:
             number, rest = 1, b""
-            while data := handle.read(BLOCK_BYTES):
-                data = rest + data
-                cut = data.rfind(b"\n") + 1
-                block, rest = data[:cut], data[cut:]
+            while True:
+                block = bytearray(len(rest) + BLOCK_BYTES)
+                block[:len(rest)] = rest
+                size = len(rest)
+                with memoryview(block) as view:
+                    while size < len(block) and (got := handle.readinto(view[size:])):
+                        size += got
+                if not size:
+                    return
+                # A full buffer ends after its last whole line; the rest starts the next.
+                cut = block.rfind(b"\n", 0, size) + 1 if size == len(block) else size
+                rest = bytes(block[cut:size])
+                del block[cut:]
                 if block:
                     yield number, block
-                    number += block.count(b"\n")
-            if rest:
-                yield number, rest
+                    number += int(np.count_nonzero(np.frombuffer(block, np.uint8) == ord("\n")))
     except (OSError, EOFError) as exc:
         raise AuditError(f"{path}: cannot read ({exc})") from None
 
@@ -120,33 +125,6 @@ def _block_resources(path: Path, first: int, block: bytes) -> Iterator[tuple[str
                 orjson.loads(as_in_file)
             except orjson.JSONDecodeError as exc:  # the position as the file has it
                 raise AuditError(f"{path}: line {first + index}: malformed JSON ({exc})") from None
-
-
-def _read_lines(path: Path) -> Iterator[tuple[str, object]]:
-    for first, block in _line_blocks(path):
-        yield from _block_resources(path, first, block)
-
-
-def _normalize_block(path: Path, first: int, block: bytes):
-    return normalize_part(_block_resources(path, first, block))
-
-
-def _read_lines_in_parallel(path: Path) -> Iterator[Part]:
-    """Blocks of lines parsed and normalised by worker processes, handed back in file order;
-    at most a few blocks are in flight, so memory stays bounded."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(WORKERS, mp_context=context) as pool:
-        running = deque()
-        for first, block in _line_blocks(path):
-            running.append((first, block, pool.submit(_normalize_block, path, first, block)))
-            if len(running) > WORKERS:
-                yield _part(path, *running.popleft())
-        while running:
-            yield _part(path, *running.popleft())
-
-
-def _part(path: Path, first: int, block: bytes, future) -> Part:
-    return Part(future.result(), again=lambda: _block_resources(path, first, block))
 
 
 def import_files(paths: list[Path], *, collected_at: datetime | None = None) -> Snapshot:

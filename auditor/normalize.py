@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import re
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -72,6 +74,7 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
 TABLES = list(TABLE_SCHEMAS)
 _TIMESTAMPS = {"published_date", "end_of_life_date"}
 
+_CORES = min(4, os.cpu_count() or 1)
 # A bad input file can hold a million problems; the manifest keeps the first ones and the count.
 MAX_PROBLEMS = 1000
 # Dates pandas cannot hold (it counts nanoseconds) are clamped to its range and reported.
@@ -232,6 +235,20 @@ def parent_of(child_id: str, segment: str) -> str:
     return child_id[:cut] if cut >= 0 else ""
 
 
+def chunk_schema(name: str) -> pa.Schema:
+    """A table's schema while rows are gathered: timestamps are still text (they are read
+    all at once when the table is finished)."""
+    schema = TABLE_SCHEMAS[name]
+    return pa.schema([(f.name, S if f.name in _TIMESTAMPS else f.type) for f in schema])
+
+
+def sort_keys(name: str) -> list[tuple[str, str]]:
+    """The order of a finished table's rows: by id (unique, as duplicates are skipped), or
+    by its first three columns."""
+    names = TABLE_SCHEMAS[name].names
+    return [(key, "ascending") for key in (["id"] if "id" in names else names[:3])]
+
+
 class _Rows:
     """Rows for one table, kept as tuples and turned into Arrow every `CHUNK_ROWS` rows, so a
     million-row table never exists as Python objects all at once."""
@@ -259,16 +276,16 @@ class _Rows:
         if not self.pending:
             return
         columns = zip(*self.pending, strict=True)
-        arrays = [pa.array(values, type=S if fld.name in _TIMESTAMPS else fld.type,
-                           from_pandas=True)
-                  for fld, values in zip(self.schema, columns, strict=True)]
-        self.chunks.append(pa.Table.from_arrays(arrays, names=self.schema.names))
+        schema = chunk_schema(self.name)
+        arrays = [pa.array(values, type=fld.type, from_pandas=True)
+                  for fld, values in zip(schema, columns, strict=True)]
+        self.chunks.append(pa.Table.from_arrays(arrays, schema=schema))
         self.pending = []
 
-    def extend(self, other: _Rows) -> None:
-        """Append another normaliser's rows (already flushed) after ours."""
+    def extend(self, rows: pa.Table) -> None:
+        """Append rows made elsewhere (in `chunk_schema`) after ours."""
         self.flush()
-        self.chunks.extend(other.chunks)
+        self.chunks.append(rows)
 
     def table(self) -> pa.Table:
         self.flush()
@@ -276,9 +293,7 @@ class _Rows:
         if self.chunks:
             table = pa.concat_tables(self.chunks)
         else:
-            table = pa.Table.from_arrays(
-                [pa.array([], type=S if f.name in _TIMESTAMPS else f.type) for f in schema],
-                names=schema.names)
+            table = chunk_schema(self.name).empty_table()
         self.chunks = []
         for name in _TIMESTAMPS & set(schema.names):
             text = table.column(name).to_pandas().astype("object")
@@ -291,15 +306,21 @@ class _Rows:
         table = table.cast(schema)
         if not table.num_rows:
             return table
-        sort_key = "id" if "id" in schema.names else schema.names[0]
-        order = pc.sort_indices(table, sort_keys=[(sort_key, "ascending")] + [
-            (c, "ascending") for c in schema.names[1:3] if c != sort_key])
-        # Reorder column by column, letting each unsorted column go as soon as it is copied:
-        # the peak is one table plus one column, not two tables.
+        order = pc.sort_indices(table, sort_keys=sort_keys(self.name))
+        # Reorder column by column, letting each unsorted column go as soon as it is copied
+        # (the peak is one table plus two copies of a column per core, not two tables: the
+        # chunks are joined first, as pyarrow would do inside `take` while still holding
+        # them); pyarrow copies without the interpreter lock, so the cores share the columns.
         columns = table.columns
         del table
-        for index in range(len(columns)):
-            columns[index] = columns[index].take(order)
+
+        def reorder(index: int) -> None:
+            column = columns[index].combine_chunks()
+            columns[index] = None
+            columns[index] = column.take(order)
+
+        with ThreadPoolExecutor(_CORES) as pool:
+            list(pool.map(reorder, range(len(columns))))
         return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -376,21 +397,22 @@ class _Normalizer:
         handler[1](self, common, self._object(resource.get("properties"), "properties"),
                    resource, tags)
 
-    def absorb(self, part: _Normalizer) -> bool:
-        """Take over what `part` made from the resources that follow ours, as if we had read
-        them; refused (False) when it holds an id we have too, so the caller redoes them."""
-        if not self.seen.isdisjoint(part.seen):
+    def take(self, block) -> bool:
+        """Take the rows columnar.py made of a block of resources that follow ours, as if we
+        had read them; refused (False) when it holds an id we have read, so the caller reads
+        the block here, resource by resource, and the duplicate is named."""
+        ids = block.ids.to_pylist()
+        if not self.seen.isdisjoint(ids):
             return False
-        for name, rows in self.rows.items():
-            rows.extend(part.rows[name])
-        self.seen |= part.seen
-        self.read.update(part.read)
-        self.skipped.update(part.skipped)
-        self.problem_count += part.problem_count
-        self.problems.extend(part.problems[:MAX_PROBLEMS - len(self.problems)])
-        for owner, version_id in part.disk_versions.items():
-            current = self.disk_versions.get(owner)
-            self.disk_versions[owner] = min(current, version_id) if current else version_id
+        self.seen.update(ids)
+        for name, rows in block.tables.items():
+            self.rows[name].extend(rows)
+        self.read.update(block.read)
+        self.skipped.update(block.skipped)
+        disks = block.disks
+        for owner, version_id in zip(disks["owner"].to_pylist(), disks["version"].to_pylist(),
+                                     strict=True):
+            self._running(owner, version_id)
         return True
 
     def _tags(self, raw, rid: str, table: str) -> str:
@@ -541,8 +563,12 @@ class _Normalizer:
             # A scale set's instance disks are managed by `<vmss id>/virtualMachines/<n>`.
             owner = re.sub(r"/virtualmachines/[^/]+$", "", owner) \
                 if "/virtualmachinescalesets/" in owner else owner
-            current = self.disk_versions.get(owner)
-            self.disk_versions[owner] = min(current, version_id) if current else version_id
+            self._running(owner, version_id)
+
+    def _running(self, owner: str, version_id: str) -> None:
+        """A machine's OS disk came from `version_id`: of several, the lowest is kept."""
+        current = self.disk_versions.get(owner)
+        self.disk_versions[owner] = min(current, version_id) if current else version_id
 
     handlers = {
         GALLERY: ("galleries", _gallery),
@@ -555,6 +581,7 @@ class _Normalizer:
     }
 
     def finish(self, scope: Iterable[dict] | None) -> Normalized:
+        self.seen = set()  # every id read: no longer needed, and freed before the tables' peak
         for row in scope or ():
             self.rows["scope"].add(**{k: row.get(k) for k in TABLE_SCHEMAS["scope"].names})
         tables = {name: rows.table() for name, rows in self.rows.items()}
@@ -604,23 +631,12 @@ def _image_reference(ref: dict, vhd_uri: str | None) -> dict:
 
 
 @dataclass
-class Part:
-    """A run of consecutive input resources normalised in another process (normalize_part),
-    with the way to read them again should they have to be normalised here, in order."""
+class JsonLines:
+    """A block of whole JSON lines, and the way to read its resources one by one (with where
+    each is in its file) should the block not be taken column by column."""
 
-    normalizer: _Normalizer
+    data: bytes
     again: Callable[[], Iterable]
-
-
-def normalize_part(resources: Iterable) -> _Normalizer:
-    """Normalise a run of resources, for a worker process: the result goes into a `Part`."""
-    normalizer = _Normalizer()
-    with _collector_paused():
-        for where, resource in resources:
-            normalizer.add(resource, where=where)
-    for rows in normalizer.rows.values():
-        rows.flush()
-    return normalizer
 
 
 @contextmanager
@@ -636,21 +652,62 @@ def _collector_paused():
             gc.enable()
 
 
+@contextmanager
+def _memory_handed_back():
+    """pyarrow's default allocator keeps freed memory for its own reuse, which a bulk load
+    rarely makes (finishing a table copies each column once, in its sorted order): its peak
+    would grow by a table. jemalloc, told to hand freed memory back at once, keeps the peak
+    near what is alive. Where pyarrow is built without jemalloc, the default stays."""
+    previous = pa.default_memory_pool()
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+        pa.jemalloc_set_decay_ms(0)
+    except NotImplementedError:
+        pass
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
 def normalize(resources: Iterable, scope: Iterable[dict] | None = None) -> Normalized:
     """Turn raw resources (any mix of supported types, any casing) into snapshot tables.
 
     Items are resource dicts, `(where, resource)` pairs whose `where` (file and position)
-    names the item in problems reported about it, or `Part`s normalised elsewhere.
+    names the item in problems reported about it, or `JsonLines` blocks, normalised column by
+    column where columnar.py can, here resource by resource where it cannot.
     """
     normalizer = _Normalizer()
-    with _collector_paused():
-        for index, item in enumerate(resources):
-            if isinstance(item, Part):
-                if not normalizer.absorb(item.normalizer):
-                    for where, resource in item.again():
+    with _collector_paused(), _memory_handed_back():
+        for index, item in enumerate(_blocks_read_ahead(resources)):
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], JsonLines):
+                lines, block = item[0], item[1].result()
+                if block is None or not normalizer.take(block):
+                    for where, resource in lines.again():
                         normalizer.add(resource, where=where)
             elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
                 normalizer.add(item[1], where=item[0])
             else:
                 normalizer.add(item, where=f"item {index}")
-    return normalizer.finish(scope)
+        return normalizer.finish(scope)
+
+
+def _blocks_read_ahead(resources: Iterable) -> Iterator:
+    """The items in order, each `JsonLines` block paired with the future of its columns:
+    pyarrow works without the interpreter lock, so blocks are normalised on every core
+    while earlier ones are taken in, in order; a few at a time, so memory stays bounded."""
+    from auditor.columnar import normalize_lines  # built on this module's tables and names
+
+    workers = _CORES
+    with ThreadPoolExecutor(workers) as pool:
+        ahead: deque = deque()
+        for item in resources:
+            if isinstance(item, JsonLines):
+                ahead.append((item, pool.submit(normalize_lines, item.data)))
+                if len(ahead) > workers:
+                    yield ahead.popleft()
+                continue
+            yield from ahead
+            ahead.clear()
+            yield item
+        yield from ahead

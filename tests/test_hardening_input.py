@@ -446,7 +446,7 @@ def test_null_or_missing_at_every_level_reads_without_problems(shape_index, path
     assert all(e in p for e, p in zip(expected, result.problems, strict=True))
 
 
-def test_problems_counted_the_same_in_parallel_import(tmp_path, monkeypatch):
+def test_problems_counted_the_same_in_blocks_of_lines(tmp_path, monkeypatch):
     from auditor.synth import COLLECTED_AT, write_estate
 
     path = tmp_path / "estate.jsonl"
@@ -457,12 +457,9 @@ def test_problems_counted_the_same_in_parallel_import(tmp_path, monkeypatch):
         item["properties"] = ["not", "an", "object"]
         lines[index] = json.dumps(item).encode() + b"\n"
     path.write_bytes(b"".join(lines))
-    monkeypatch.setattr("auditor.importer.WORKERS", 1)
-    serial = import_files([path], collected_at=COLLECTED_AT)
-    monkeypatch.setattr("auditor.importer.WORKERS", 2)
-    monkeypatch.setattr("auditor.importer.PARALLEL_MIN_BYTES", 0)
+    whole = import_files([path], collected_at=COLLECTED_AT)
     monkeypatch.setattr("auditor.importer.BLOCK_BYTES", 20_000)
-    parallel = import_files([path], collected_at=COLLECTED_AT)
-    assert serial.manifest["problem_count"] == len(range(3, len(lines), 40))
-    assert parallel.manifest["problems"] == serial.manifest["problems"]
-    assert parallel.manifest["problem_count"] == serial.manifest["problem_count"]
+    blocks = import_files([path], collected_at=COLLECTED_AT)
+    assert whole.manifest["problem_count"] == len(range(3, len(lines), 40))
+    assert blocks.manifest["problems"] == whole.manifest["problems"]
+    assert blocks.table_hashes == whole.table_hashes

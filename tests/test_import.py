@@ -95,32 +95,3 @@ def test_oversized_document_refused_without_reading(tmp_path, monkeypatch):
     path = _write(tmp_path / "big.json", RESOURCES)
     with pytest.raises(AuditError, match="too large for one JSON document"):
         import_files([path])
-
-
-def test_big_json_lines_files_normalised_in_parallel_give_the_same_snapshot(tmp_path, monkeypatch):
-    from auditor.synth import COLLECTED_AT, write_estate
-
-    path = tmp_path / "estate.jsonl"
-    write_estate(path, 300)
-    lines = path.read_bytes().splitlines(keepends=True)
-    again = json.loads(lines[-5])
-    again["id"] = again["id"].upper()  # a duplicate far from its first copy: in another block
-    path.write_bytes(b"".join(lines) + b"\n" + json.dumps(again).encode() + b"\n")
-    monkeypatch.setattr("auditor.importer.WORKERS", 1)
-    serial = import_files([path], collected_at=COLLECTED_AT)
-    monkeypatch.setattr("auditor.importer.WORKERS", 2)
-    monkeypatch.setattr("auditor.importer.PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr("auditor.importer.BLOCK_BYTES", 20_000)
-    parallel = import_files([path], collected_at=COLLECTED_AT)
-    assert parallel.table_hashes == serial.table_hashes
-    assert parallel.manifest == serial.manifest
-    assert serial.manifest["skipped_types"]["(duplicate id)"] == 1
-
-    path.write_bytes(b"".join(lines[:50]) + b'{"id": "x", "name": \n' + b"".join(lines[50:]))
-    with pytest.raises(AuditError) as in_parallel:
-        import_files([path])
-    monkeypatch.setattr("auditor.importer.WORKERS", 1)
-    with pytest.raises(AuditError) as in_serial:
-        import_files([path])
-    assert str(in_parallel.value) == str(in_serial.value)
-    assert "estate.jsonl: line 51: malformed JSON" in str(in_serial.value)

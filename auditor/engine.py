@@ -460,6 +460,11 @@ def render(template: str, frame: pd.DataFrame, params: dict) -> pd.Series:
             column = frame[name]
             if isinstance(column.dtype, pd.StringDtype):
                 text = column.fillna("(none)").astype("object")
+            elif column.dtype != object or pd.api.types.infer_dtype(column) == "string":
+                # Shown once per distinct value (categories, dates, numbers repeat).
+                codes, uniques = pd.factorize(column)
+                shown = np.array([_display(v) for v in uniques] + ["(none)"], dtype=object)
+                text = pd.Series(shown[codes], index=frame.index)
             else:
                 text = column.astype("object").map(_display).astype(str)
         elif name in params:

@@ -177,8 +177,8 @@ class Estate:
         kind = machines["image_kind"]
         gallery = kind.eq("gallery").fillna(False).to_numpy(dtype=bool)
         in_gallery = kind.isin(["gallery", "shared", "community"]).fillna(False).to_numpy(bool)
-        unversioned = _per_value(machines["image_version"], lambda v: lowered(v).isin(
-            ["", "latest"])).fillna(True).to_numpy(dtype=bool)
+        unversioned = _by_unique(lambda v: lowered(v).isin(["", "latest"]),
+                                 machines["image_version"]).to_numpy(dtype=bool)
         definition = machines["image_definition_id"].where(in_gallery)
         definition_code, definitions = codes_of(definition)
         region_code, regions = codes_of(machines["location"])
@@ -304,13 +304,6 @@ def _categories(series: pd.Series) -> pd.Categorical:
     return pd.Categorical.from_codes(*codes_of(series))
 
 
-def _per_value(series: pd.Series, func) -> pd.Series:
-    """`func(series)` for an element-wise `func`, computed once per distinct value."""
-    codes, uniques = pd.factorize(series)
-    mapped = func(pd.Series(uniques, dtype=series.dtype))
-    return pd.Series(mapped.array.take(codes, allow_fill=True), index=series.index)
-
-
 def arrow_strings(values) -> pa.Array:
     if isinstance(values, (pd.Series, pd.Index)):
         values = values.array if isinstance(values.dtype, pd.StringDtype) \
@@ -352,11 +345,6 @@ def take_rows(frame: pd.DataFrame, position: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({c: frame[c].array.take(position, allow_fill=True) for c in frame.columns})
 
 
-def _objects(series: pd.Series) -> pd.Series:
-    """`series.astype("object")`, converting each distinct value once."""
-    return _by_unique(lambda s: s.astype("object"), series)
-
-
 def _by_unique(func, series: pd.Series) -> pd.Series:
     """`func(series)` for an element-wise `func`, computed once per distinct value: ids and
     names repeat across a million machines, and the string work is per Python object."""
@@ -365,14 +353,6 @@ def _by_unique(func, series: pd.Series) -> pd.Series:
     codes, uniques = pd.factorize(series, use_na_sentinel=False)
     mapped = func(pd.Series(uniques, dtype=series.dtype))
     return pd.Series(mapped.array.take(codes), index=series.index, name=series.name)
-
-
-def _choose(conditions, choices, index) -> pd.Series:
-    """np.select as an object Series (None where nothing applies), whatever the length."""
-    choices = [c.to_numpy(dtype=object) if isinstance(c, pd.Series) else c for c in choices]
-    chosen = np.select([np.asarray(c, dtype=bool) for c in conditions], choices, default=None)
-    series = pd.Series(chosen, index=index, dtype=object)
-    return series.where(series.notna(), None)
 
 
 def _definition_of(version_ids: pd.Series) -> pd.Series:

@@ -193,9 +193,12 @@ class Estate:
         latest = self.latest_by_definition_region
         latest_key = _pair_code(definitions.get_indexer(latest["definition_id"]),
                                 regions.get_indexer(latest["region"]), len(regions))
-        latest_at = pd.Index(latest_key).get_indexer(
+        # Only pairs some machine has can match (a definition or region no machine uses
+        # reads -1, and there may be many of those).
+        usable = np.flatnonzero(latest_key >= 0)
+        at = pd.Index(latest_key[usable]).get_indexer(
             _pair_code(definition_code, region_code, len(regions)))
-        latest_at[(definition_code < 0) | (region_code < 0)] = -1
+        latest_at = np.append(usable, -1)[at]  # -1 (not found) reads the appended -1
         latest_ids = pd.Index(latest["version_id"])
 
         # Version ids come from three places: one code space over all of them.

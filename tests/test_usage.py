@@ -104,3 +104,16 @@ def test_positions_in_sorted_and_unsorted_values(values):
     keys = ["d", "c", "a", "z", "e", "0"]
     expected = [values.index(k) if k in values else -1 for k in keys]
     assert list(_positions_in(pa.array(keys), pa.array(values))) == expected
+
+
+def test_latest_ignores_definitions_and_regions_no_machine_uses():
+    """Latest versions in regions (and of definitions) no machine runs in do not get in the
+    way of resolving the machines that are there."""
+    east, japan = ("East US", 1, "Standard_LRS"), ("Japan East", 1, "Standard_LRS")
+    usage = estate_of(gallery(), definition("a"), definition("b"), definition("c"),
+                      version("1.0.0", definition_name="a", regions=(WE, east)),
+                      version("1.0.0", definition_name="b", regions=(japan,)),
+                      version("1.0.0", definition_name="c", regions=(east,)),
+                      vm("m", image=gallery_ref("a", None))).usage.set_index("name")
+    assert usage.loc["m", "resolved_from"] == "latest"
+    assert usage.loc["m", "version_id"] == vid("1.0.0", "a")

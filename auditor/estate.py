@@ -326,6 +326,13 @@ def distinct(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, code
 
 
+def distinct_pairs(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """`distinct` over the pairs of values of two columns (a missing value is a value)."""
+    first_code, _ = codes_of(first)
+    second_code, second_values = codes_of(second)
+    return distinct(first_code.astype(np.int64) * (len(second_values) + 1) + second_code + 1)
+
+
 def _positions_in(keys: pa.Array, values: pa.Array) -> np.ndarray:
     """Where each key is in `values` (-1 where absent). Snapshot tables are sorted by id,
     so a binary search does it without hashing a million ids; anything else is hashed."""

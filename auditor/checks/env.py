@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from auditor.estate import distinct, last_segment, lookup
+from auditor.estate import distinct_pairs, last_segment, lookup
 
 
 def production_uses_non_production_image(estate, params) -> pd.DataFrame:
@@ -16,7 +16,7 @@ def production_uses_non_production_image(estate, params) -> pd.DataFrame:
     usage = usage[estate.is_production("machines", values).to_numpy(dtype=bool)]
     # A million machines use a few thousand (definition, managed image) pairs: each pair's
     # sources are judged once, then the machines take their pair's verdict.
-    pair, first = _pairs(usage["definition_id"], usage["managed_image_id"])
+    first, pair = distinct_pairs(usage["definition_id"], usage["managed_image_id"])
     distinct = usage.iloc[first]
     definitions = estate.image_definitions.set_index("id")["gallery_id"]
     sources = pd.concat([
@@ -46,14 +46,6 @@ def production_uses_non_production_image(estate, params) -> pd.DataFrame:
                          "image_environment":
                              listed["image_environment"].to_numpy(dtype=object)[at[hit]],
                          "environment": estate.tag("machines", "environment")[rows.index]})
-
-
-def _pairs(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's pair number over two categorical columns, and the first row of each pair."""
-    key = first.cat.codes.to_numpy(np.int64) * (len(second.cat.categories) + 1) \
-        + second.cat.codes.to_numpy(np.int64) + 1
-    start, pair = distinct(key)
-    return pair, start
 
 
 def _listed_sources(bad: pd.DataFrame) -> pd.DataFrame:

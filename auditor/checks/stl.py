@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.checks.tag import resources
-from auditor.estate import distinct, last_segment, lookup, lowered, version_label
+from auditor.estate import distinct_pairs, last_segment, lookup, lowered, version_label
 
 
 def _machine_lifecycle(estate) -> pd.DataFrame:
@@ -75,10 +75,7 @@ def machine_version_stale(estate, params) -> pd.DataFrame:
     """Machines on a version older than `max_age_days` or `max_versions_behind` behind
     the definition's latest."""
     usage = estate.known_usage  # judged once per distinct (version, definition) pair
-    key = usage["version_id"].cat.codes.to_numpy(np.int64) \
-        * (len(usage["definition_id"].cat.categories) + 1) \
-        + usage["definition_id"].cat.codes.to_numpy(np.int64) + 1
-    first, pair = distinct(key)
+    first, pair = distinct_pairs(usage["version_id"], usage["definition_id"])
     pairs = _version_staleness(estate, usage.iloc[first][["version_id", "definition_id"]]
                                .astype(object).reset_index(drop=True), params)
     hit = pairs["stale"].to_numpy(dtype=bool)[pair]

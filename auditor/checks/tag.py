@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from auditor.engine import RESOURCE_TYPES
-from auditor.estate import distinct
+from auditor.estate import distinct_pairs
 
 IMAGE_TABLES = ["galleries", "image_definitions", "image_versions", "managed_images"]
 _IDENTITY = ["id", "arm_id", "name", "subscription_id", "resource_group", "location"]
@@ -84,9 +84,7 @@ def tag_value_not_allowed(estate, params) -> pd.DataFrame:
     # Tag values repeat: each distinct (key, value) pair is judged once.
     keys = tags["key_lower"].take(candidate)
     values = tags["value"].take(candidate)
-    key_code, value_code = pd.factorize(keys)[0], pd.factorize(values, use_na_sentinel=False)[0]
-    first, pair = distinct(key_code.astype(np.int64) * (int(value_code.max(initial=0)) + 1)
-                           + value_code)
+    first, pair = distinct_pairs(keys, values)
     pairs = pd.DataFrame({"key_lower": keys.iloc[first].to_numpy(dtype=object),
                           "value_lower": values.iloc[first].fillna("").str.lower()
                           .to_numpy(dtype=object)})

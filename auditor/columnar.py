@@ -24,7 +24,9 @@ from auditor.normalize import (
     DISK,
     GALLERY,
     INT,
+    DEFAULT_STORAGE_TYPE,
     MANAGED_IMAGE,
+    ROLE_ASSIGNMENT,
     VERSION,
     VM,
     VMSS,
@@ -72,7 +74,10 @@ _PROPERTIES = dict(
         replicaCount=INT, storageAccountType=S, publishedDate=S, endOfLifeDate=S,
         excludeFromLatest=B, replicationMode=S,
         targetRegions=pa.list_(_struct(name=S, regionalReplicaCount=INT, storageAccountType=S,
-                                       excludeFromLatest=B))),
+                                       excludeFromLatest=B)),
+        regions=pa.list_(S), source=_struct(managedImage=_ID)),  # API 2018-06-01 (preview)
+    sharingProfile=_struct(permissions=S, groups=pa.list_(_struct(type=S, ids=pa.list_(S)))),
+    scope=S, principalId=S, principalType=S, roleDefinitionId=S,  # a role assignment's
     storageProfile=_STORAGE,
     safetyProfile=_struct(allowDeletionOfReplicatedLocations=B, blockDeletionBeforeEndOfLife=B),
     replicationStatus=_struct(summary=pa.list_(_struct(region=S, state=S, progress=INT,
@@ -90,7 +95,8 @@ _PARSE = pj.ParseOptions(explicit_schema=pa.schema(
     _TOP + [("properties", _struct(**_PROPERTIES))]), unexpected_field_behavior="ignore")
 
 _TABLE_OF = {GALLERY: "galleries", DEFINITION: "image_definitions", VERSION: "image_versions",
-            MANAGED_IMAGE: "managed_images", VM: "machines", VMSS: "machines"}
+            MANAGED_IMAGE: "managed_images", VM: "machines", VMSS: "machines",
+            ROLE_ASSIGNMENT: "role_assignments"}
 # A line's tags object, when it holds no nested braces (tag values are strings), or null.
 _TAGS = r'"tags"\s*:\s*(?:(?P<tags>\{[^{}]*\})|null)'
 _SUB_RG = r"(?i)/subscriptions/(?P<sub>[^/]+)(?:/resourcegroups/(?P<rg>[^/]+))?"
@@ -428,7 +434,27 @@ def _concat_buffer(texts: pa.Array) -> pa.Buffer:
 # --- one builder per table ----------------------------------------------------------------
 
 def _galleries(raw, common, rtypes, data):
-    return {"galleries": {**common, "description": raw("properties.description")}}
+    groups = raw("properties.sharingProfile.groups")
+    group = pc.list_flatten(groups)
+    ids = pc.struct_field(group, "ids")
+    of_group = pc.list_parent_indices(ids)
+    of_gallery = pc.take(pc.list_parent_indices(groups), of_group)
+    return {
+        "galleries": {**common, "description": raw("properties.description"),
+                      "sharing_permissions": raw("properties.sharingProfile.permissions"),
+                      "sharing_groups_read": pc.is_valid(groups)},
+        "gallery_shares": {"gallery_id": pc.take(common["id"], of_gallery),
+                           "type": pc.take(pc.struct_field(group, "type"), of_group),
+                           "target": _lower_id(pc.list_flatten(ids))}}
+
+
+def _role_assignments(raw, common, rtypes, data):
+    p = "properties."
+    return {"role_assignments": {
+        "id": common["id"], "scope": _lower_id(raw(p + "scope")),
+        "principal_id": _lower_id(raw(p + "principalId")),
+        "principal_type": raw(p + "principalType"),
+        "role_definition_id": _lower_id(raw(p + "roleDefinitionId"))}}
 
 
 def _definitions(raw, common, rtypes, data):
@@ -450,11 +476,24 @@ def _versions(raw, common, rtypes, data):
     semver = pc.extract_regex(common["name"], _SEMVER)
     _require(not semver.null_count)  # the reference names a version without one
     replica_count = raw(publishing + "replicaCount")
-    storage_type = raw(publishing + "storageAccountType")
+    storage_type = pc.coalesce(_true(raw(publishing + "storageAccountType")),
+                               pa.scalar(DEFAULT_STORAGE_TYPE))
     targets = raw(publishing + "targetRegions")
-    parents = pc.list_parent_indices(targets)
+    # API 2018-06-01 (preview): `regions`, region names only, where targetRegions is absent.
+    named = pc.indices_nonzero(pc.is_null(targets))
+    names_only = pc.take(raw(publishing + "regions"), named)
+    region_count = pc.fill_null(pc.coalesce(pc.list_value_length(targets), pc.list_value_length(
+        raw(publishing + "regions"))), 0).cast(INT)
+    _require(pc.all(pc.greater(region_count, 0)).as_py())  # the reference names a version without
     target = pc.list_flatten(targets)
-    regions = _region(pc.struct_field(target, "name"))
+    names = pc.list_flatten(names_only)
+    parents = pa.concat_arrays([pc.list_parent_indices(targets).cast(pa.int64()),
+                                pc.take(named, pc.list_parent_indices(names_only)).cast(pa.int64())])
+
+    def field(name: str, kind) -> pa.Array:
+        return pa.concat_arrays([pc.struct_field(target, name), pa.nulls(len(names), kind)])
+
+    regions = _region(pa.concat_arrays([pc.struct_field(target, "name"), names]))
     _require(not _any(pc.is_null(_true(regions))))  # the reference names a region without one
     summary = raw("properties.replicationStatus.summary")
     status = pc.list_flatten(summary)
@@ -464,11 +503,11 @@ def _versions(raw, common, rtypes, data):
     return {
         "version_regions": {
             "version_id": pc.take(vids, parents), "region": regions,
-            "regional_replica_count": pc.coalesce(pc.struct_field(target, "regionalReplicaCount"),
+            "regional_replica_count": pc.coalesce(field("regionalReplicaCount", INT),
                                                   pc.take(replica_count, parents)),
-            "storage_account_type": _or(pc.struct_field(target, "storageAccountType"),
+            "storage_account_type": _or(field("storageAccountType", S),
                                         pc.take(storage_type, parents)),
-            "exclude_from_latest": _flag(pc.struct_field(target, "excludeFromLatest"))},
+            "exclude_from_latest": _flag(field("excludeFromLatest", B))},
         "version_replication": {
             "version_id": pc.take(vids, status_parents),
             "region": _region(pc.struct_field(status, "region")),
@@ -486,11 +525,12 @@ def _versions(raw, common, rtypes, data):
             "exclude_from_latest": _flag(raw(publishing + "excludeFromLatest")),
             "replica_count": replica_count, "storage_account_type": storage_type,
             "replication_mode": raw(publishing + "replicationMode"),
-            "target_region_count": pc.fill_null(pc.list_value_length(targets), 0).cast(INT),
+            "target_region_count": region_count,
             "os_disk_size_gb": raw(storage + "osDiskImage.sizeInGB"),
             "data_disk_size_gb": _list_sum(raw(storage + "dataDiskImages"), "sizeInGB"),
-            "source_id": _lower_id(_or(pc.struct_field(source, "id"),
-                                       pc.struct_field(image_source, "id"))),
+            "source_id": _lower_id(_or(_or(pc.struct_field(source, "id"),
+                                           pc.struct_field(image_source, "id")),
+                                       raw(publishing + "source.managedImage.id"))),
             "source_uri": _strip_query(_or(pc.struct_field(source, "uri"),
                                            pc.struct_field(image_source, "uri"))),
             "provisioning_state": raw("properties.provisioningState"),
@@ -619,4 +659,4 @@ def _disks(raw: _Fields) -> pa.Table:
 
 _BUILDERS = {"galleries": _galleries, "image_definitions": _definitions,
              "image_versions": _versions, "managed_images": _managed_images,
-             "machines": _machines}
+             "machines": _machines, "role_assignments": _role_assignments}

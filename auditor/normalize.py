@@ -30,6 +30,10 @@ MANAGED_IMAGE = "microsoft.compute/images"
 VM = "microsoft.compute/virtualmachines"
 VMSS = "microsoft.compute/virtualmachinescalesets"
 DISK = "microsoft.compute/disks"
+ROLE_ASSIGNMENT = "microsoft.authorization/roleassignments"
+# Azure's documented default for a version that names no storage type (API versions before
+# 2019-03-01 had none): Standard_LRS.
+DEFAULT_STORAGE_TYPE = "Standard_LRS"
 
 S, INT, F, B, T = pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("us", tz="UTC")
 
@@ -37,7 +41,15 @@ _COMMON = [("id", S), ("arm_id", S), ("name", S), ("subscription_id", S),
            ("resource_group", S), ("location", S)]
 
 TABLE_SCHEMAS: dict[str, pa.Schema] = {
-    "galleries": pa.schema(_COMMON + [("description", S), ("tags", S)]),
+    "galleries": pa.schema(_COMMON + [("description", S), ("tags", S),
+                                      ("sharing_permissions", S), ("sharing_groups_read", B)]),
+    # Direct-share groups of a gallery (`sharingProfile.groups[]`, read by an ARM GET with
+    # $expand=sharingProfile/Groups): one row per subscription or tenant it is shared with.
+    "gallery_shares": pa.schema([("gallery_id", S), ("type", S), ("target", S)]),
+    # Role assignments (Resource Graph `authorizationresources`) at subscription, resource
+    # group or gallery scope: who else can read, and so deploy, a gallery's versions.
+    "role_assignments": pa.schema([("id", S), ("scope", S), ("principal_id", S),
+                                   ("principal_type", S), ("role_definition_id", S)]),
     "image_definitions": pa.schema(_COMMON + [
         ("gallery_id", S), ("os_type", S), ("os_state", S), ("hyper_v_generation", S),
         ("architecture", S), ("publisher", S), ("offer", S), ("sku", S),
@@ -426,8 +438,22 @@ class _Normalizer:
         return _TAGS_JSON(tags)
 
     def _gallery(self, common, props, raw, tags):
+        sharing = self._object(props.get("sharingProfile"), "properties.sharingProfile")
+        groups = sharing.get("groups")
+        for group in map(_obj, self._read(groups, _list, "properties.sharingProfile.groups")):
+            for target in _list(group.get("ids")):
+                self.rows["gallery_shares"].add(gallery_id=common["id"],
+                                                type=_str(group.get("type")), target=_lower(target))
         self.rows["galleries"].add(**common, description=_str(props.get("description")),
-                                   tags=tags)
+                                   tags=tags, sharing_permissions=_str(sharing.get("permissions")),
+                                   sharing_groups_read=isinstance(groups, list))
+
+    def _role_assignment(self, common, props, raw, tags):
+        self.rows["role_assignments"].add(
+            id=common["id"], scope=_lower(props.get("scope")),
+            principal_id=_lower(props.get("principalId")),
+            principal_type=_str(props.get("principalType")),
+            role_definition_id=_lower(props.get("roleDefinitionId")))
 
     def _definition(self, common, props, raw, tags):
         ident = _obj(props.get("identifier"))
@@ -454,10 +480,17 @@ class _Normalizer:
                        f"got {_show(common['name'])}")
         replica_count = read(publishing.get("replicaCount"), _int,
                              "properties.publishingProfile.replicaCount")
-        storage_type = _str(publishing.get("storageAccountType"))
+        storage_type = _str(publishing.get("storageAccountType")) or DEFAULT_STORAGE_TYPE
         data_sizes = [_float(_obj(d).get("sizeInGB")) for d in _list(storage.get("dataDiskImages"))]
         targets = [_obj(t) for t in read(publishing.get("targetRegions"), _list,
                                           "properties.publishingProfile.targetRegions")]
+        if publishing.get("targetRegions") is None:
+            # API 2018-06-01 preview: `regions`, a list of region names, before targetRegions.
+            targets = [{"name": t} if isinstance(t, str) else _obj(t) for t in read(
+                publishing.get("regions"), _list, "properties.publishingProfile.regions")]
+        if not targets:
+            self._note(f"{self.where}: {self.arm_id}: properties.publishingProfile.targetRegions: "
+                       "no target region (every version is replicated at least to its own)")
         for target in targets:
             target_region = region(target.get("name"))
             if not target_region:
@@ -477,6 +510,10 @@ class _Normalizer:
                 version_id=vid, region=region(status.get("region")), state=_str(status.get("state")),
                 progress=_int(status.get("progress")), details=_str(status.get("details")))
         source = _obj(storage.get("source"))
+        # Where the source lived: storageProfile.source (API 2019-07-01 on), the OS disk image's
+        # source (snapshots, VHDs), publishingProfile.source.managedImage (2018-06-01, 2019-03-01).
+        source_id = source.get("id") or _obj(os_image.get("source")).get("id") or _obj(
+            _obj(publishing.get("source")).get("managedImage")).get("id")
         self.rows["image_versions"].add(
             **common, definition_id=parent_of(vid, "versions"),
             gallery_id=parent_of(vid, "images"),
@@ -492,7 +529,7 @@ class _Normalizer:
             os_disk_size_gb=read(os_image.get("sizeInGB"), _float,
                                  "properties.storageProfile.osDiskImage.sizeInGB"),
             data_disk_size_gb=sum(s for s in data_sizes if s is not None) if data_sizes else 0.0,
-            source_id=_lower(source.get("id") or _obj(os_image.get("source")).get("id")),
+            source_id=_lower(source_id),
             source_uri=strip_query(source.get("uri") or _obj(os_image.get("source")).get("uri")),
             provisioning_state=_str(props.get("provisioningState")),
             allow_deletion_of_replicated_locations=_bool(
@@ -578,6 +615,7 @@ class _Normalizer:
         VM: ("machines", _machine),
         VMSS: ("machines", _machine),
         DISK: ("disks", None),
+        ROLE_ASSIGNMENT: ("role_assignments", _role_assignment),
     }
 
     def finish(self, scope: Iterable[dict] | None) -> Normalized:

@@ -95,6 +95,14 @@ def test_sample_estate_as_json_lines_gives_the_same_tables():
     assert_same(by_columns(data), by_resource(data))
 
 
+def _preview(item: dict) -> dict:
+    """API 2018-06-01 (preview): `regions`, region names only, and no storage type."""
+    profile = item["properties"]["publishingProfile"]
+    profile.pop("storageAccountType")
+    profile["regions"] = ["West US", "east us 2"]
+    return item
+
+
 ODD_BUT_WELL_TYPED = [
     *SHAPES,
     vm("rg-cased", type_="microsoft.compute/virtualmachines", location="West Europe"),
@@ -125,9 +133,11 @@ ODD_BUT_WELL_TYPED = [
     version("1.0.1", published="2026-01-01T10:00:00.1234567+02:00",
             end_of_life="9999-12-31T00:00:00Z", storageAccountType="Standard_ZRS",
             regions=(("East US 2", None, None), ("westeurope", 2, "Premium_LRS"))),
-    version("1.0.2", published="not a date", end_of_life="0001-01-01T00:00:00Z",
-            exclude_from_latest=True, replicaCount=None, targetRegions=[]),
-    version("1.0.3") | {"properties": {"storageProfile": {
+    _preview(version("1.0.2", published="not a date", end_of_life="0001-01-01T00:00:00Z",
+                     exclude_from_latest=True, replicaCount=None, targetRegions=None)),
+    version("1.0.3") | {"properties": {"publishingProfile": {"targetRegions": [
+        {"name": "West US"}], "source": {"managedImage": {"id": rid("images", "Src") + "/"}}},
+        "storageProfile": {
         "source": {"uri": "https://x.blob/v.vhd?sv=1&sig=S"},
         "dataDiskImages": [{"sizeInGB": 10}, {}, {"sizeInGB": 2.5}]},
         "replicationStatus": {"summary": [{"region": "West US", "state": "Failed",
@@ -136,6 +146,17 @@ ODD_BUT_WELL_TYPED = [
     definition("eol", endOfLifeDate="2020-02-30T00:00:00Z"),
     managed_image("img-blob", blob_uri="https://l.blob/x.vhd?se=2030&sig=S"),
     gallery("g2") | {"properties": {"description": ""}, "name": ""},
+    gallery("g3") | {"properties": {"sharingProfile": {"permissions": "Groups", "groups": [
+        {"type": "Subscriptions", "ids": ["A-1", "", None]}, {"type": "AADTenants", "ids": []},
+        {"type": "AADTenants"}, {"type": "AADTenants", "ids": ["T-2"]}]}}},
+    gallery("g4") | {"properties": {"sharingProfile": {"permissions": "Community"}}},
+    gallery("g5") | {"properties": {"sharingProfile": {"permissions": "Groups", "groups": []}}},
+    {"id": rid("galleries", "g3") + "/providers/Microsoft.Authorization/roleAssignments/r1",
+     "type": "microsoft.authorization/roleassignments", "name": "r1",
+     "properties": {"scope": rid("galleries", "g3").upper(), "principalId": "P-1",
+                    "principalType": "ServicePrincipal", "roleDefinitionId": "/R/Reader"}},
+    {"id": "/subscriptions/" + SUB + "/providers/Microsoft.Authorization/roleAssignments/r2",
+     "type": "Microsoft.Authorization/roleAssignments", "properties": {}},
     {"id": rid("storageAccounts", "s"), "type": "Microsoft.Storage/storageAccounts"},
     {"id": "/subscriptions/" + SUB + "/providers/Microsoft.Compute/galleries/root",
      "type": "Microsoft.Compute/galleries"},
@@ -160,6 +181,8 @@ def test_fixture_shapes_give_the_same_tables():
     '{"id": "x", "type": "Microsoft.Compute/virtualMachines", "sku": {"capacity": "3"}}',
     '{"id": "x", "type": "Microsoft.Compute/virtualMachines", "properties": []}',
     '{"id": "x/versions/v", "type": "Microsoft.Compute/galleries/images/versions", "name": "v"}',
+    '{"id": "x/versions/1.0.0", "type": "Microsoft.Compute/galleries/images/versions", '
+    '"properties": {"publishingProfile": {"targetRegions": []}}}',  # no region: a problem
     '{"id": "x", "type": "Microsoft.Compute/virtualMachines", "properties": {"other": '
     '{"tags": {"a": "b"}}}}',  # a `tags` key that is not the resource's
     '{"id": "\u00e9", "type": "Microsoft.Compute/virtualMachines"}',

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from auditor.estate import Estate
+from auditor.checks.ret import version_holds, withheld_versions
+from auditor.estate import Estate, lowered
 
 # Rules whose findings mean "this resource can go", when they flag an image version or a
 # managed image. Other RET/STL rules flag what needs fixing, not deleting (STL005: a version
@@ -130,11 +131,18 @@ def _machine_refs(machines: pd.DataFrame, ids: pd.Series) -> pd.Series:
     return refs.groupby("target")["label"].agg(_listed)
 
 
-def _version_plan(findings, estate: Estate, retain_tag: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _version_plan(findings, estate: Estate, retain_tag: str,
+                  retention: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     versions = estate.tables["image_versions"]
     rows = _candidates(findings, VERSION_TYPE, versions)
     ranked = versions.sort_values(["definition_id", "major", "minor", "patch"])
     newest = ranked.drop_duplicates("definition_id", keep="last").set_index("definition_id")
+    # The newest version that finished provisioning is kept too: the newest may still be
+    # being created or replicated, and may fail.
+    provisioned = ranked[lowered(ranked["provisioning_state"]) == "succeeded"]
+    newest_ok = provisioned.drop_duplicates("definition_id", keep="last").set_index("definition_id")
+    holds = version_holds(estate, retention)
+    holds = pd.Series(holds.to_numpy(), index=versions["id"].to_numpy())
     machines = estate.tables["machines"]
     usage = estate.usage
     by_latest = usage[usage["resolved_from"] == "latest"]
@@ -157,6 +165,10 @@ def _version_plan(findings, estate: Estate, retain_tag: str) -> tuple[pd.DataFra
          "version get this one in their region: " + _text(rows["id"].map(latest_users))),
         (rows["id"] == rows["definition_id"].map(newest["id"]),
          "it is the newest version of " + rows["definition"] + "; keep at least one"),
+        ((rows["id"] == rows["definition_id"].map(newest_ok["id"]))
+         & (rows["id"] != rows["definition_id"].map(newest["id"])),
+         "it is the newest provisioned version of " + rows["definition"] + "; keep at least one"),
+        (rows["id"].map(holds).fillna("") != "", "not deletable: " + _text(rows["id"].map(holds))),
         (_retained(estate, rows, retain_tag), f"marked to retain (tag `{retain_tag}`)"),
         (locked, "the gallery blocks deleting it before its end of life ("
          + eol.dt.strftime("%Y-%m-%d").fillna("no date") + "); to delete it sooner, set an "
@@ -206,6 +218,20 @@ def _image_plan(findings, estate: Estate, retain_tag: str,
     return _split(rows.assign(why=why, command=command), reasons)
 
 
+def _withheld(estate: Estate, retention: dict) -> pd.DataFrame:
+    """Versions RET001 does not flag only because something holds them, as blocked rows."""
+    held = withheld_versions(estate, retention)
+    versions = estate.tables["image_versions"].set_index("id")
+    arm_id = held["id"].map(versions["arm_id"])
+    parts = arm_id.str.extract(VERSION_PATH)
+    label = ("image version " + parts["gallery"] + "/" + parts["definition"] + "/"
+             + parts["version"]).fillna(arm_id)
+    return pd.DataFrame({"id": held["id"], "arm_id": arm_id, "label": label,
+                         "rules": "RET001, not flagged",
+                         "reason": "beyond retention and unused in the snapshot, but not "
+                         "deletable: " + held["reason"]})
+
+
 def _lines(*parts, index: pd.Index) -> pd.Series:
     """Per row, the list of comment lines given as columns (a Series) or constants (str)."""
     columns = [p if isinstance(p, pd.Series) else pd.Series(p, index=index) for p in parts]
@@ -226,10 +252,17 @@ def _split(rows: pd.DataFrame, reasons: list[tuple[pd.Series, pd.Series | str]])
 
 
 def cleanup_plan(findings: pd.DataFrame, estate: Estate, retain_tag: str = "retain",
-                 monthly_cost: pd.Series | None = None, currency: str = "USD") -> CleanupPlan:
+                 monthly_cost: pd.Series | None = None, currency: str = "USD",
+                 retention: dict | None = None) -> CleanupPlan:
     """The deletions RET and STL findings call for, and what blocks the rest. `monthly_cost`
-    (by lower-cased resource id, as cost gives it) adds what each deletion saves."""
-    versions, blocked_versions = _version_plan(findings, estate, retain_tag)
+    (by lower-cased resource id, as cost gives it) adds what each deletion saves.
+    `retention` (RET001's params, when it is enabled) also lists as blocked the versions it
+    would flag but for what holds them (an operation in flight, a gallery shared beyond
+    the audit); whatever is given, such versions never get a command."""
+    versions, blocked_versions = _version_plan(findings, estate, retain_tag, retention or {})
+    if retention is not None:
+        blocked_versions = pd.concat([blocked_versions, _withheld(estate, retention)],
+                                     ignore_index=True)
     images, blocked_images = _image_plan(findings, estate, retain_tag, versions["id"])
     # Versions first: an image that a deleted version was built from goes after it.
     deletions = pd.concat([part.sort_values("label", kind="stable") for part in (versions, images)],

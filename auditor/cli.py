@@ -270,8 +270,10 @@ def cleanup_plan_command(snapshot, sample, output, config_path, exemptions_path,
         retain_tag = next((str(r.params["retain_tag"]) for r in rules if "retain_tag" in r.params),
                           "retain")
     cost = costing.estimate(estate, price_table.load_prices(prices_path), occupancy)
+    retention = next((dict(r.params) for r in rules if r.id == "RET001" and r.enabled), None)
     plan = cleanup_plan(findings, estate, retain_tag=retain_tag,
-                        monthly_cost=cost.resource_costs, currency=cost.currency)
+                        monthly_cost=cost.resource_costs, currency=cost.currency,
+                        retention=retention)
     script = plan.script({"tool_version": __version__,
                           "snapshot": "sample estate" if sample else str(snapshot),
                           "snapshot_sha256": loaded.sha256, "as_of": estate.as_of.isoformat(),

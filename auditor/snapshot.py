@@ -26,6 +26,8 @@ from auditor.normalize import TABLE_SCHEMAS, normalize
 
 FORMAT = "image-audit-snapshot"
 FORMAT_VERSION = 1
+# Tables added since format version 1 was first written: older snapshots read them as empty.
+ADDED_TABLES = {"gallery_shares", "role_assignments"}
 MANIFEST = "manifest.json"
 
 _PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
@@ -151,16 +153,18 @@ class Snapshot:
         listed = manifest.get("tables")
         if not isinstance(listed, dict):
             raise AuditError(f"{manifest_path}: manifest lists no tables")
-        missing = sorted(set(TABLE_SCHEMAS) - set(listed))
+        missing = sorted(set(TABLE_SCHEMAS) - set(listed) - ADDED_TABLES)
         if missing:
             raise AuditError(f"{manifest_path}: tables missing from the manifest: "
                              f"{', '.join(missing)}")
         tables = {}
         for name, entry in sorted(listed.items()):
             tables[name] = _read_table(root, name, entry)
+        for name in sorted(ADDED_TABLES - set(listed)):  # a snapshot written before they were
+            tables[name] = TABLE_SCHEMAS[name].empty_table()
         manifest = {k: v for k, v in manifest.items() if k not in ("tables", "snapshot_sha256")}
         snapshot = cls(tables, manifest)
-        snapshot.__dict__["table_hashes"] = {name: listed[name]["sha256"] for name in tables}
+        snapshot.__dict__["table_hashes"] = {name: listed[name]["sha256"] for name in listed}
         return snapshot
 
 

@@ -4,19 +4,158 @@ step can price each finding."""
 
 from __future__ import annotations
 
+import fnmatch
+
 import pandas as pd
 
 from auditor.checks.tag import resources
+from auditor.errors import AuditError
 from auditor.estate import lowered
+
+# Provisioning states in which a version may be deleted: no operation is running on it.
+# Creating, Updating (a region being added: replication), Migrating and Deleting are
+# operations in flight (REST spec enum, GalleryImageVersionProperties.provisioningState).
+# Failed is the end of an operation that did not complete; the version is judged like any other.
+SETTLED_STATES = ("succeeded", "failed")
+RBAC_SCOPES = ("gallery", "resource_group", "subscription")
+# Built-in roles named in reasons; any role counts (most built-in roles grant */read).
+BUILT_IN_ROLES = {"acdd72a7-3385-48ef-bd42-f606fba81ae7": "Reader",
+                  "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
+                  "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner"}
 
 
 def _is_retained(estate, table: str, tag_name: str) -> pd.Series:
     return lowered(estate.tag(table, tag_name)).str.strip() == "true"
 
 
+def _listed(values: pd.Series, limit: int = 3) -> str:
+    values = sorted(set(values.astype(str)))
+    more = f" and {len(values) - limit} more" if len(values) > limit else ""
+    return ", ".join(values[:limit]) + more
+
+
+def _setting(params, name: str, default) -> list[str]:
+    value = params.get(name, default)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise AuditError(f"RET001 params.{name}: expected a list of text, got {value!r}")
+    return [v.strip().lower() for v in value]
+
+
+def gallery_shares(estate, params) -> pd.Series:
+    """Per gallery id, who outside the audited scope may deploy its versions ('' for no one
+    known), in words. A version such a gallery holds is never advised for deletion: the
+    machines that deploy or scale out from it are not in the snapshot.
+
+    - Community: every Azure customer.
+    - Groups (direct sharing): each subscription not read by this audit, each tenant; groups
+      that could not be read (no `$expand=sharingProfile/Groups` answer) count as unknown.
+    - RBAC: a role assignment at the gallery scope or below (a definition, a version), and at
+      its resource group or subscription when `rbac_scopes` says so, to a principal not in
+      `principals_in_scope`, whatever its role (most built-in roles grant read of everything,
+      and a custom role's actions are not collected).
+    - Coverage: the gallery's subscription is in the scope table as not read (COV001), so
+      neither were its role assignments.
+    Galleries matching `consumers_in_scope` (id globs) are the config's word that every
+    consumer is audited: nothing is held for them."""
+    galleries = estate.galleries
+    ids = galleries["id"]
+    scopes = _setting(params, "rbac_scopes", ["gallery"])
+    for scope in scopes:
+        if scope not in RBAC_SCOPES:
+            raise AuditError(f"RET001 params.rbac_scopes: unknown scope {scope!r} "
+                             f"(one of {', '.join(RBAC_SCOPES)})")
+    principals = set(_setting(params, "principals_in_scope", []))
+    read = lowered(estate.scope["status"]) == "ok"
+    audited = set(lowered(estate.scope.loc[read, "subscription_id"]))
+    unread = set(lowered(estate.scope.loc[~read, "subscription_id"]))
+    reasons = pd.DataFrame({"gallery_id": pd.Series(dtype="object"),
+                            "reason": pd.Series(dtype="object")})
+    parts = [reasons]
+
+    def held(mask: pd.Series, text) -> None:
+        text = text if isinstance(text, pd.Series) else pd.Series(text, index=galleries.index)
+        parts.append(pd.DataFrame({"gallery_id": ids[mask], "reason": text[mask]}))
+
+    permissions = lowered(galleries["sharing_permissions"])
+    held(permissions == "community", "shared to every Azure customer (community gallery)")
+    held((permissions == "groups") & ~galleries["sharing_groups_read"].fillna(False).astype(bool),
+         "shared directly to groups this audit could not read")
+    shares = estate.gallery_shares
+    kind = lowered(shares["type"])
+    outside = shares[(kind != "subscriptions") | ~lowered(shares["target"]).isin(audited)]
+    outside = outside.assign(label=kind[outside.index].map(
+        {"subscriptions": "subscription ", "aadtenants": "tenant "}).fillna("group ")
+        + outside["target"].astype(str))
+    by_gallery = outside.groupby("gallery_id")["label"].agg(_listed)
+    direct = ids.isin(by_gallery.index) & (permissions == "groups")
+    held(direct, "shared directly to " + ids.map(by_gallery).astype("object").fillna("")
+         + " outside the audit")
+
+    assignments = estate.role_assignments
+    assignments = assignments[~lowered(assignments["principal_id"]).isin(principals)]
+    scope = lowered(assignments["scope"])
+    guid = assignments["role_definition_id"].astype(str).str.rsplit("/", n=1).str[-1].str.lower()
+    assignments = assignments.assign(scope=scope, label=guid.map(BUILT_IN_ROLES).fillna(
+        "role " + guid) + " to " + assignments["principal_type"].fillna("principal").astype(str)
+        + " " + assignments["principal_id"].astype(str))
+    owner = scope.str.extract(r"^(/subscriptions/[^/]+/resourcegroups/[^/]+/providers/"
+                              r"microsoft\.compute/galleries/[^/]+)(?:/.*)?$")[0]
+    rbac = [assignments.assign(gallery_id=owner).dropna(subset=["gallery_id"])]
+    group_scope = "/subscriptions/" + galleries["subscription_id"].astype(str) \
+        + "/resourcegroups/" + lowered(galleries["resource_group"])
+    for name, gallery_scope in (("resource_group", group_scope),
+                                ("subscription", "/subscriptions/" + galleries["subscription_id"])):
+        if name in scopes:
+            keyed = pd.DataFrame({"gallery_id": ids, "scope": gallery_scope})
+            rbac.append(keyed.merge(assignments.drop(columns="gallery_id", errors="ignore"),
+                                    on="scope"))
+    granted = pd.concat(rbac, ignore_index=True).groupby("gallery_id")["label"].agg(_listed)
+    held(ids.isin(granted.index),
+         "readable through RBAC by " + ids.map(granted).astype("object").fillna(""))
+    held(lowered(galleries["subscription_id"]).isin(unread),
+         "its subscription was not fully read (COV001): who it is shared with is unknown")
+
+    reasons = pd.concat(parts, ignore_index=True)
+    patterns = _setting(params, "consumers_in_scope", [])
+    waived = reasons["gallery_id"].map(
+        lambda gallery: any(fnmatch.fnmatchcase(gallery, p) for p in patterns))
+    return reasons[~waived.astype(bool)].groupby("gallery_id")["reason"].agg("; ".join)
+
+
+def version_holds(estate, params) -> pd.Series:
+    """Per version (by the image_versions index), why it must not be deleted whatever the
+    rest says ('' where nothing holds it): an operation in flight, or a gallery shared
+    beyond the audited scope (`gallery_shares`)."""
+    versions = estate.image_versions
+    state = lowered(versions["provisioning_state"])
+    reason = pd.Series("", index=versions.index, dtype="object")
+    busy = ~state.isin(SETTLED_STATES)
+    reason[busy] = ("provisioning state " + versions.loc[busy, "provisioning_state"].fillna(
+        "not recorded").astype(str) + ": an operation (creation, replication to a region, "
+        "deletion) is in flight")
+    shared = versions["gallery_id"].map(gallery_shares(estate, params))
+    has = shared.notna()
+    reason[has] = reason[has].where(reason[has] == "", reason[has] + "; ") + shared[has]
+    return reason
+
+
 def versions_beyond_retention(estate, params) -> pd.DataFrame:
     """Versions beyond the newest `keep_versions` provisioned ones of a definition that no
-    machine uses, that are older than `min_age_days` and not tagged to retain."""
+    machine uses, that are older than `min_age_days`, not tagged to retain and that nothing
+    holds (`version_holds`: in flight, or in a gallery shared beyond the audit)."""
+    flagged = _beyond_retention(estate, params)
+    return flagged[flagged["held_by"] == ""].drop(columns="held_by")
+
+
+def withheld_versions(estate, params) -> pd.DataFrame:
+    """The versions RET001 would flag but for what holds them: id and reason (for the
+    cleanup plan's blocked list)."""
+    flagged = _beyond_retention(estate, params)
+    held = flagged[flagged["held_by"] != ""]
+    return pd.DataFrame({"id": held["id"], "reason": held["held_by"]}).reset_index(drop=True)
+
+
+def _beyond_retention(estate, params) -> pd.DataFrame:
     keep = int(params["keep_versions"])
     versions = estate.image_versions
     state = lowered(versions["provisioning_state"])
@@ -34,18 +173,19 @@ def versions_beyond_retention(estate, params) -> pd.DataFrame:
         & ~_is_retained(estate, "image_versions", params["retain_tag"]))
     flagged = versions[candidate]
     if flagged.empty:
-        return resources(estate, ["image_versions"]).iloc[0:0]
+        return resources(estate, ["image_versions"]).iloc[0:0].assign(held_by="")
+    held_by = version_holds(estate, params)[candidate]
     regions = estate.version_regions.groupby("version_id").agg(
         replica_regions=("region", "size"), replicas=("regional_replica_count", "sum"))
     sizes = flagged["os_disk_size_gb"].fillna(0) + flagged["data_disk_size_gb"].fillna(0)
     flagged = flagged.assign(
-        size_gb=sizes, version_count=counts[candidate],
+        size_gb=sizes, version_count=counts[candidate], held_by=held_by,
         age_days=(estate.as_of - flagged["published_date"]).dt.days,
     ).join(regions, on="id")
     flagged["replicas"] = flagged["replicas"].fillna(0).astype("int64")
     flagged["replica_regions"] = flagged["replica_regions"].fillna(0).astype("int64")
     columns = ["id", "size_gb", "replicas", "replica_regions", "version_count", "age_days",
-               "published_date", "storage_account_type", "provisioning_state"]
+               "published_date", "storage_account_type", "provisioning_state", "held_by"]
     return resources(estate, ["image_versions"]).merge(flagged[columns], on="id")
 
 

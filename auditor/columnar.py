@@ -20,11 +20,11 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from auditor.normalize import (
+    DEFAULT_STORAGE_TYPE,
     DEFINITION,
     DISK,
     GALLERY,
     INT,
-    DEFAULT_STORAGE_TYPE,
     MANAGED_IMAGE,
     ROLE_ASSIGNMENT,
     VERSION,

@@ -52,8 +52,8 @@ _STORAGE = _struct(
     imageReference=_REFERENCE,
     osDisk=_struct(osType=S, osState=S, diskSizeGB=F, storageAccountType=S, blobUri=S,
                    snapshot=_ID, managedDisk=_ID, image=_URI, vhd=_URI),
-    osDiskImage=_struct(sizeInGB=F, source=_SOURCE),
-    dataDiskImages=pa.list_(_struct(sizeInGB=F)),
+    osDiskImage=_struct(sizeInGB=F, sizedInGB=F, source=_SOURCE),  # sizedInGB: 2018-06-01 preview
+    dataDiskImages=pa.list_(_struct(sizeInGB=F, sizedInGB=F)),
     dataDisks=pa.list_(_struct(diskSizeGB=F)),
     source=_SOURCE, zoneResilient=B)
 _MACHINE_PROPERTIES = dict(
@@ -208,10 +208,12 @@ def _flag(values: pa.Array) -> pa.Array:
     return pc.fill_null(values, False)
 
 
-def _list_sum(lists: pa.Array, field: str) -> pa.Array:
-    """normalize's `sum(sizes) if sizes else 0.0`, added left to right as Python does."""
+def _list_sum(lists: pa.Array, field: str, *fallbacks: str) -> pa.Array:
+    """normalize's `sum(sizes) if sizes else 0.0`, added left to right as Python does (each
+    size from `field`, else the first of `fallbacks` present)."""
     totals = np.zeros(len(lists))
-    values = pc.struct_field(pc.list_flatten(lists), field)
+    items = pc.list_flatten(lists)
+    values = pc.coalesce(*(pc.struct_field(items, name) for name in (field, *fallbacks)))
     if len(values):
         parents = pc.list_parent_indices(lists).to_numpy()
         present = pc.is_valid(values).to_numpy(zero_copy_only=False)
@@ -526,8 +528,10 @@ def _versions(raw, common, rtypes, data):
             "replica_count": replica_count, "storage_account_type": storage_type,
             "replication_mode": raw(publishing + "replicationMode"),
             "target_region_count": region_count,
-            "os_disk_size_gb": raw(storage + "osDiskImage.sizeInGB"),
-            "data_disk_size_gb": _list_sum(raw(storage + "dataDiskImages"), "sizeInGB"),
+            "os_disk_size_gb": pc.coalesce(raw(storage + "osDiskImage.sizeInGB"),
+                                           raw(storage + "osDiskImage.sizedInGB")),
+            "data_disk_size_gb": _list_sum(raw(storage + "dataDiskImages"), "sizeInGB",
+                                           "sizedInGB"),
             "source_id": _lower_id(_or(_or(pc.struct_field(source, "id"),
                                            pc.struct_field(image_source, "id")),
                                        raw(publishing + "source.managedImage.id"))),

@@ -481,7 +481,10 @@ class _Normalizer:
         replica_count = read(publishing.get("replicaCount"), _int,
                              "properties.publishingProfile.replicaCount")
         storage_type = _str(publishing.get("storageAccountType")) or DEFAULT_STORAGE_TYPE
-        data_sizes = [_float(_obj(d).get("sizeInGB")) for d in _list(storage.get("dataDiskImages"))]
+        # `sizedInGB`: the spelling of API 2018-06-01's preview.
+        data_sizes = [_float(_obj(d).get("sizeInGB")) if _obj(d).get("sizeInGB") is not None
+                      else _float(_obj(d).get("sizedInGB"))
+                      for d in _list(storage.get("dataDiskImages"))]
         targets = [_obj(t) for t in read(publishing.get("targetRegions"), _list,
                                           "properties.publishingProfile.targetRegions")]
         if publishing.get("targetRegions") is None:
@@ -527,7 +530,8 @@ class _Normalizer:
             replication_mode=_str(publishing.get("replicationMode")),
             target_region_count=len(targets),
             os_disk_size_gb=read(os_image.get("sizeInGB"), _float,
-                                 "properties.storageProfile.osDiskImage.sizeInGB"),
+                                 "properties.storageProfile.osDiskImage.sizeInGB")
+            if os_image.get("sizeInGB") is not None else _float(os_image.get("sizedInGB")),
             data_disk_size_gb=sum(s for s in data_sizes if s is not None) if data_sizes else 0.0,
             source_id=_lower(source_id),
             source_uri=strip_query(source.get("uri") or _obj(os_image.get("source")).get("uri")),

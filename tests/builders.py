@@ -130,3 +130,13 @@ def estate_of(*resources, as_of=None, scope=None) -> Estate:
 def compliant_estate_resources() -> list[dict]:
     """A tiny estate that no rule should flag (used as the 'does not trigger' base)."""
     return [gallery(), definition(), version(regions=(("West Europe", 3, "Standard_ZRS"),)), vm()]
+
+
+def azure_shape(name: str) -> dict:
+    """A fresh copy of a recorded Azure shape from tests/fixtures/azure (its `_source` says
+    which API version and document it follows)."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parent / "fixtures" / "azure" / name
+    return json.loads(path.read_text(encoding="utf-8"))["body"]

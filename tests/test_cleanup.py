@@ -20,6 +20,7 @@ from auditor.snapshot import Snapshot
 from tests.builders import (
     GOOD_TAGS,
     SUB,
+    azure_shape,
     definition,
     disk,
     estate_of,
@@ -368,3 +369,69 @@ def test_cli_sample_accounts_for_every_flagged_resource(tmp_path, capsys):
     assert deletions + blocked == len(flagged)
     if shutil.which("bash"):
         subprocess.run(["bash", "-n", str(out)], check=True, timeout=30)
+
+
+# --- never a command for what would break someone the snapshot cannot see ------------------
+
+def shared_plan(gallery_item, resources, flagged, **options):
+    findings = pd.DataFrame([flag(f) for f in flagged], columns=FINDING_COLUMNS)
+    return cleanup_plan(findings, estate_of(gallery_item, definition(), *resources), **options)
+
+
+def test_versions_of_a_shared_gallery_never_get_a_command_whatever_is_flagged(rules):
+    """Flagged by an older rule pack, or by STL001: the plan still blocks them."""
+    community = azure_shape("gallery_community.json")
+    plan = shared_plan(community, [V1, V2, V3], [V1, V2])
+    assert plan.deletions.empty
+    assert blocked(plan)["image version gal/base/1.0.0"] == (
+        "not deletable: shared to every Azure customer (community gallery)")
+    groups = shared_plan(azure_shape("gallery_groups_expanded.json"), [V1, V2, V3], [V1])
+    assert blocked(groups)["image version gal/base/1.0.0"] == (
+        "not deletable: shared directly to subscription 99999999-8888-7777-6666-555555555555, "
+        "tenant aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee outside the audit")
+    private = shared_plan(gallery(), [V1, V2, V3, azure_shape("role_assignment_gallery.json")], [V1])
+    assert blocked(private)["image version gal/base/1.0.0"].startswith(
+        "not deletable: readable through RBAC by Reader to ServicePrincipal 5c1d2e3f-")
+    waived = shared_plan(community, [V1, V2, V3], [V1],
+                         retention=rules["RET001"].params | {"consumers_in_scope": ["*/GALLERIES/GAL"]})
+    assert list(waived.deletions["label"]) == ["image version gal/base/1.0.0"]
+
+
+def test_a_version_in_flight_is_blocked_and_the_newest_provisioned_one_kept():
+    updating = azure_shape("gallery_version_updating.json")  # 1.0.0
+    newest = version("1.3.0", state="Creating")
+    plan = plan_for([updating, V2, V3, newest], [updating, V2, V3])
+    assert list(plan.deletions["label"]) == ["image version gal/base/1.1.0"]
+    reasons = blocked(plan)
+    assert reasons["image version gal/base/1.0.0"].startswith(
+        "not deletable: provisioning state Updating: an operation")
+    assert reasons["image version gal/base/1.2.0"] == (
+        "it is the newest provisioned version of base; keep at least one")
+
+
+def test_the_plan_lists_what_ret001_withheld(rules):
+    community = azure_shape("gallery_community.json")
+    old = [version(f"1.{n}.0", published="2026-01-01T00:00:00Z") for n in range(7)]
+    estate = estate_of(community, definition(), *old)
+    findings = pd.DataFrame(columns=FINDING_COLUMNS)
+    plan = cleanup_plan(findings, estate, retention=dict(rules["RET001"].params))
+    assert plan.deletions.empty
+    assert list(plan.blocked["label"]) == ["image version gal/base/1.0.0",
+                                           "image version gal/base/1.1.0"]
+    assert set(plan.blocked["rules"]) == {"RET001, not flagged"}
+    assert plan.blocked["reason"].iloc[0] == (
+        "beyond retention and unused in the snapshot, but not deletable: shared to every "
+        "Azure customer (community gallery)")
+
+
+@pytest.mark.parametrize("shape", ["gallery_version_2018-06-01.json",
+                                   "gallery_version_2019-03-01.json",
+                                   "gallery_version_2018-06-01-preview.json"])
+def test_the_managed_image_an_old_shaped_version_was_built_from_is_kept(shape):
+    item = azure_shape(shape)
+    source = item["properties"]["publishingProfile"]["source"]["managedImage"]["id"]
+    image = managed_image(source.rsplit("/", 1)[-1])
+    plan = plan_for([item, image], [(image, "RET002")])
+    assert plan.deletions.empty
+    assert blocked(plan)[f"managed image {image['name']}"] == (
+        f"gallery version(s) gal/base/{item['name']} were built from it")

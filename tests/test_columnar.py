@@ -100,6 +100,8 @@ def _preview(item: dict) -> dict:
     profile = item["properties"]["publishingProfile"]
     profile.pop("storageAccountType")
     profile["regions"] = ["West US", "east us 2"]
+    item["properties"]["storageProfile"] = {"osDiskImage": {"sizedInGB": 10},
+                                            "dataDiskImages": [{"sizedInGB": 5}, {"sizeInGB": 1}]}
     return item
 
 

@@ -192,3 +192,56 @@ def test_integers_beyond_int64_tolerated_as_missing():
     snap = snapshot_of(item)
     assert pd.isna(snap.tables["image_versions"].iloc[0]["replica_count"])
     assert pd.isna(snap.tables["version_regions"].iloc[0]["regional_replica_count"])
+
+
+# --- gallery version shapes since 2018, gallery sharing and role assignments ---------------
+
+def _shapes(*names):
+    from tests.builders import azure_shape
+    return snapshot_of(*[azure_shape(name) for name in names])
+
+
+def test_every_version_shape_since_2018_keeps_its_source_and_regions():
+    snapshot = _shapes("gallery_version_2018-06-01.json", "gallery_version_2019-03-01.json",
+                       "gallery_version_2018-06-01-preview.json",
+                       "gallery_version_snapshot_source.json")
+    versions = snapshot.tables["image_versions"].set_index("name")
+    assert versions.loc["1.0.0", "source_id"].endswith("/microsoft.compute/images/img-1.0.0")
+    assert versions.loc["1.1.0", "source_id"].endswith("/microsoft.compute/images/img-1.1.0")
+    assert versions.loc["0.9.0", "source_id"].endswith("/microsoft.compute/images/img-0.9.0")
+    assert versions.loc["2.0.0", "source_id"].endswith("/microsoft.compute/snapshots/os-snap")
+    assert versions.loc["0.9.0", "os_disk_size_gb"] == 10  # `sizedInGB` in the preview
+    assert list(versions["target_region_count"].loc[["1.0.0", "1.1.0", "0.9.0"]]) == [2, 1, 2]
+    # no storage type before API 2019-03-01: Azure's default, Standard_LRS
+    assert versions.loc["1.0.0", "storage_account_type"] == "Standard_LRS"
+    regions = snapshot.tables["version_regions"]
+    preview = regions[regions["version_id"].str.endswith("/0.9.0")]
+    assert sorted(preview["region"]) == ["northeurope", "westeurope"]
+    assert set(preview["storage_account_type"]) == {"Standard_LRS"}
+    by_2019 = regions[regions["version_id"].str.endswith("/1.1.0")]
+    assert list(by_2019["storage_account_type"]) == ["Standard_ZRS"]
+    assert snapshot.manifest["problem_count"] == 0
+
+
+def test_a_version_without_target_regions_is_a_named_problem():
+    snapshot = snapshot_of(version("1.0.0", regions=()))
+    assert snapshot.tables["image_versions"]["target_region_count"].tolist() == [0]
+    assert any("targetRegions: no target region" in p for p in snapshot.manifest["problems"])
+
+
+def test_gallery_sharing_and_role_assignments_are_read():
+    snapshot = _shapes("gallery_groups_expanded.json", "role_assignment_gallery.json")
+    gallery = snapshot.tables["galleries"].iloc[0]
+    assert gallery["sharing_permissions"] == "Groups" and gallery["sharing_groups_read"]
+    shares = snapshot.tables["gallery_shares"]
+    assert sorted(zip(shares["type"], shares["target"], strict=True)) == [
+        ("AADTenants", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"),
+        ("Subscriptions", "99999999-8888-7777-6666-555555555555")]
+    assignment = snapshot.tables["role_assignments"].iloc[0]
+    assert assignment["scope"] == gallery["id"]
+    assert assignment["role_definition_id"].endswith("/acdd72a7-3385-48ef-bd42-f606fba81ae7")
+    assert assignment["principal_type"] == "ServicePrincipal"
+    row = _shapes("gallery_groups_row.json").tables["galleries"].iloc[0]
+    assert row["sharing_permissions"] == "Groups" and not row["sharing_groups_read"]
+    community = _shapes("gallery_community.json").tables["galleries"].iloc[0]
+    assert community["sharing_permissions"] == "Community"

@@ -83,6 +83,16 @@ QUERIES["os_disks"] = (
     "| project id, type, managedBy, location, "
     "properties = pack('creationData', properties.creationData)"
 )
+# Role assignments that may share a gallery: at a subscription or resource group scope (no
+# `/providers/` in the scope) or at a gallery, definition or version scope.
+QUERIES["role_assignments"] = (
+    "authorizationresources | where type =~ 'microsoft.authorization/roleassignments' "
+    "| where tostring(properties.scope) !contains '/providers/' "
+    "or tostring(properties.scope) contains '/providers/microsoft.compute/galleries/' "
+    "| project id, name, type, subscriptionId, resourceGroup, "
+    "properties = pack('scope', properties.scope, 'principalId', properties.principalId, "
+    "'principalType', properties.principalType, 'roleDefinitionId', properties.roleDefinitionId)"
+)
 # Machines per subscription: lets the machine and disk queries run as several shorter chains
 # (subscription groups of about `chain_pages` pages) that together hide each page's latency.
 PLAN_QUERY = (
@@ -95,6 +105,17 @@ SUBSCRIPTIONS_QUERY = (
     "| project id, name, type, subscriptionId"
 )
 _VERSION_TYPE = "microsoft.compute/galleries/images/versions"
+_GALLERY_TYPE = "microsoft.compute/galleries"
+_GALLERY_ID = re.compile(
+    r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.compute/galleries/([^/]+)$",
+    re.IGNORECASE,
+)
+# The only ARM GETs the collector sends: a gallery (its direct-share groups) and an image
+# version (its replication status, with --deep).
+_ARM_GETS = re.compile(
+    r"^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.compute/galleries/[^/]+"
+    r"(?:/images/[^/]+/versions/[^/]+)?$"
+)
 _VERSION_ID = re.compile(
     r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.compute/"
     r"galleries/([^/]+)/images/([^/]+)/versions/([^/]+)$",
@@ -154,13 +175,14 @@ def check_endpoint(endpoint: str) -> tuple[str, bool]:
 
 
 class _ReadOnlyPolicy(policies.SansIOHTTPPolicy):
-    """Refuse any request but a Resource Graph query POST or an ARM GET."""
+    """Refuse any request but a Resource Graph query POST or a GET of a gallery or a
+    gallery image version."""
 
     def on_request(self, request):
         http = request.http_request
         path = urlsplit(http.url).path.lower().rstrip("/")
         query_post = http.method == "POST" and path == "/providers/microsoft.resourcegraph/resources"
-        if not (query_post or http.method == "GET"):
+        if not (query_post or (http.method == "GET" and _ARM_GETS.match(path))):
             raise AuditError(f"refusing to send {http.method} {path}: image-audit is read-only")
 
 
@@ -623,6 +645,29 @@ class _Collector:
                 self._compute[subscription] = ComputeManagementClient(self.credential, subscription, **kwargs)
             return self._compute[subscription]
 
+    def sharing_profile(self, gallery_id: str) -> dict:
+        """`properties.sharingProfile` of one gallery with its direct-share groups: GET with
+        $expand=sharingProfile/Groups (Resource Graph leaves the groups out)."""
+        sub, group, gallery = _GALLERY_ID.match(gallery_id).groups()
+        client = self._compute_client(sub)
+        body = self.call(
+            lambda: client.galleries.get(
+                group,
+                gallery,
+                expand="sharingProfile/Groups",
+                api_version=COMPUTE_API_VERSION,
+                enforce_https=self.enforce_https,
+                connection_timeout=self.settings.timeout,
+                read_timeout=self.settings.timeout,
+                cls=lambda response, _, __: (
+                    response.http_response.json(),
+                    response.http_response.headers,
+                ),
+            ),
+            self.arm_pacer,
+        )
+        return (body.get("properties") or {}).get("sharingProfile") or {}
+
     def replication_status(self, version_id: str) -> dict:
         """`properties.replicationStatus` of one version: GET with $expand=ReplicationStatus."""
         sub, group, gallery, image, version = _VERSION_ID.match(version_id).groups()
@@ -777,6 +822,7 @@ _ORDER = [
     "gallery_images",
     "managed_images",
     "galleries",
+    "role_assignments",
 ]
 
 
@@ -839,6 +885,12 @@ def collect_resources(
             raise AuditError(f"nothing could be collected: {gaps[0]['detail']}")
         rows = [by_id[key] for key in sorted(by_id)]
         graph_requests = collector.counts["requests"]
+        for gap in _sharing_groups(collector, rows):
+            gaps.append(gap)
+            for sub in gap["subscriptions"]:
+                _mark(scope_rows.setdefault(sub, _scope_row(sub, None)), "gallery_sharing",
+                      _Failure(gap["status"], gap["detail"]))
+            del gap["subscriptions"]
         replicated = len(_deep(collector, rows, gaps)) if deep else None
     finally:
         bar.stop()
@@ -856,8 +908,7 @@ def collect_resources(
         "rows": {table: collector.rows_by_query[table] for table in _ORDER},
         "elapsed_s": round(time.monotonic() - started, 3),
     }
-    if deep:
-        stats["arm_requests"] = counts["requests"] - graph_requests
+    stats["arm_requests"] = counts["requests"] - graph_requests
     queries = {
         "subscriptions": SUBSCRIPTIONS_QUERY,
         "plan": PLAN_QUERY,
@@ -866,6 +917,32 @@ def collect_resources(
     scope_list = [scope_rows[key] for key in sorted(scope_rows)]
     gaps.sort(key=lambda g: (g["table"], g["scope"], g["ids"]))
     return Collected(rows, scope_list, queries, gaps, stats, replicated)
+
+
+def _sharing_groups(collector: _Collector, rows: list[dict]) -> list[dict]:
+    """The direct-share groups of every gallery shared to groups, a bounded number at a time,
+    put where ARM nests them (`properties.sharingProfile.groups`). A gallery whose GET fails
+    keeps its row without groups (read as shared to unknown consumers) and is a gap."""
+    galleries = [
+        row for row in rows
+        if row.get("type", "").lower() == _GALLERY_TYPE and _GALLERY_ID.match(row["id"])
+        and str(((row.get("properties") or {}).get("sharingProfile") or {}).get("permissions", ""))
+        .lower() == "groups"
+    ]
+
+    def one(row: dict) -> dict | None:
+        try:
+            profile = collector.sharing_profile(row["id"])
+        except _Failure as failure:
+            gap = _gap("gallery_sharing", ("galleries", (row["id"],)), failure)
+            return dict(gap, subscriptions=[_GALLERY_ID.match(row["id"]).group(1).lower()])
+        properties = row.get("properties") or {}
+        row["properties"] = {**properties, "sharingProfile": {
+            **(properties.get("sharingProfile") or {}), **profile}}
+        return None
+
+    with ThreadPoolExecutor(collector.settings.max_workers) as pool:
+        return [gap for gap in pool.map(one, galleries) if gap is not None]
 
 
 def _deep(collector: _Collector, rows: list[dict], gaps: list) -> list[dict]:

@@ -28,6 +28,9 @@ VERSION_PATH = re.compile(
     r"^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.compute/galleries/[^/]+"
     r"/images/[^/]+/versions/[^/]+$"
 )
+GALLERY_PATH = re.compile(
+    r"^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.compute/galleries/[^/]+$"
+)
 
 
 @dataclass
@@ -82,6 +85,7 @@ class FakeArg:
     hidden: set = field(default_factory=set)
     forbidden_groups: set = field(default_factory=set)
     replication: dict = field(default_factory=dict)
+    sharing_groups: dict = field(default_factory=dict)  # gallery id (lower) -> groups[]
     api_version: str = "2024-04-01"
     quota_values: tuple | None = None  # (remaining, resets-after) sent verbatim, even malformed
 
@@ -327,7 +331,8 @@ class _Handler(BaseHTTPRequestHandler):
         with fake._lock:
             fake.log.append(record)
         is_query = method == "POST" and url.path.lower() == ARG_PATH
-        is_get = method == "GET" and bool(VERSION_PATH.match(url.path.lower()))
+        is_gallery = method == "GET" and bool(GALLERY_PATH.match(url.path.lower()))
+        is_get = is_gallery or (method == "GET" and bool(VERSION_PATH.match(url.path.lower())))
         if not (is_query or is_get):
             return self._send(record, 405, {"error": {"code": "MethodNotAllowed"}}, {})
         if is_query and record.params.get("api-version") != [fake.api_version]:
@@ -351,6 +356,8 @@ class _Handler(BaseHTTPRequestHandler):
         fault = fake._next_fault(body, url.path)
         if fault is not None and self._fault(record, fault, headers):
             return
+        if is_gallery:
+            return self._gallery(record, url, headers)
         if is_get:
             return self._version(record, url, headers)
         return self._query(record, body, headers)
@@ -448,6 +455,25 @@ class _Handler(BaseHTTPRequestHandler):
         if params.get("$expand") != ["ReplicationStatus"]:
             body = dict(body, properties={**body["properties"]})
             body["properties"].pop("replicationStatus", None)
+        return self._send(record, 200, body, headers)
+
+    def _gallery(self, record, url, headers):
+        """A gallery as ARM answers it; its direct-share groups only with
+        $expand=sharingProfile/Groups."""
+        params = parse_qs(url.query)
+        if not params.get("api-version"):
+            return self._send(record, 400, {"error": {"code": "MissingApiVersion"}}, headers)
+        fake = self.server_fake
+        row = fake._by_id.get(url.path.lower())
+        if row is None:
+            return self._send(record, 404, {"error": {"code": "ResourceNotFound"}}, headers)
+        properties = dict(row.get("properties") or {})
+        profile = dict(properties.get("sharingProfile") or {})
+        if params.get("$expand") == ["sharingProfile/Groups"]:
+            profile["groups"] = fake.sharing_groups.get(row["id"].lower(), [])
+        properties["sharingProfile"] = profile
+        body = {"id": row["id"], "name": row["name"], "type": "Microsoft.Compute/galleries",
+                "location": row["location"], "properties": properties}
         return self._send(record, 200, body, headers)
 
     def _send(self, record, status, payload, headers) -> bool:

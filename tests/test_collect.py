@@ -293,17 +293,26 @@ def test_plain_http_only_to_loopback():
 
 def test_only_posts_to_resource_graph_and_gets_to_arm():
     """Fails if the collector ever sends anything but a query POST or an ARM GET."""
+    import re
+
     with make_fake() as fake:
         run(fake, deep=True)
         fake.add_fault("403", times=1000, when=of_query(VMQ))
         run(fake, deep=True)
         log = list(fake.log)
+    shared, _ = sharing_fake()
+    with shared:
+        run(shared, deep=True)
+        log += shared.log
     assert {r.method for r in log} == {"POST", "GET"}
+    gets = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/"
+                      r"galleries/[^/]+(/images/[^/]+/versions/[^/]+)?$")
     for r in log:
         if r.method == "POST":
             assert r.path == "/providers/Microsoft.ResourceGraph/resources"
         else:
-            assert "/providers/Microsoft.Compute/galleries/" in r.path
+            assert gets.match(r.path), r.path
+    assert any(r.params.get("$expand") == ["sharingProfile/Groups"] for r in log)
 
 
 def test_the_pipeline_refuses_writes():
@@ -456,3 +465,98 @@ def test_cli_credential_failure_is_one_line_and_exit_2(tmp_path, monkeypatch, ca
 def test_cli_refuses_plain_http_to_a_remote_host(tmp_path, signed_in, capsys):
     code = cli("collect", "--endpoint", "http://example.com", "-o", str(tmp_path / "s"))
     assert code == 2 and "loopback" in capsys.readouterr().err
+
+
+# --- who else may deploy a gallery's versions: direct-share groups and role assignments -----
+
+
+def sharing_fake(**kwargs):
+    """One subscription whose gallery is shared directly, with role assignments at its
+    gallery and subscription scope and one elsewhere (a storage account: not collected)."""
+    rows, names = estate(subscriptions=1, vms=2)
+    gallery = next(r for r in rows if r["type"] == "microsoft.compute/galleries")
+    gallery["properties"] = dict(gallery["properties"], sharingProfile={"permissions": "Groups"})
+    sub = gallery["subscriptionId"]
+    reader = f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"
+
+    def assignment(scope, name):
+        return {"id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}", "name": name,
+                "type": "microsoft.authorization/roleassignments", "subscriptionId": sub,
+                "resourceGroup": "rg-images",
+                "properties": {"scope": scope, "principalId": f"p-{name}", "principalType": "Group",
+                               "roleDefinitionId": reader, "createdOn": "2025-01-01T00:00:00Z"}}
+
+    rows += [assignment(gallery["id"], "on-gallery"), assignment(f"/subscriptions/{sub}", "on-sub")]
+    fake = FakeArg(rows, subscriptions=names, window=0.25, **kwargs)
+    fake.sharing_groups[gallery["id"].lower()] = [
+        {"type": "Subscriptions", "ids": ["99999999-0000-4000-8000-000000000099"]}]
+    return fake, gallery["id"]
+
+
+def test_role_assignments_are_collected_from_authorizationresources():
+    fake, gallery = sharing_fake()
+    with fake:
+        got = run(fake)
+    queries = [r.body["query"] for r in fake.log if r.method == "POST"]
+    assert any(q.startswith("authorizationresources | where type =~ "
+                            "'microsoft.authorization/roleassignments'") for q in queries)
+    assert got.queries["role_assignments"].startswith("authorizationresources")
+    table = build_snapshot(got.rows).tables["role_assignments"]
+    assert sorted(table["principal_id"]) == ["p-on-gallery", "p-on-sub"]
+    assert set(table["principal_type"]) == {"Group"}
+    assert gallery.lower() in set(table["scope"])
+    assert got.stats["rows"]["role_assignments"] == 2
+
+
+def test_direct_share_groups_are_read_with_one_get_per_shared_gallery():
+    fake, gallery = sharing_fake()
+    with fake:
+        got = run(fake)
+        gets = [r for r in fake.log if r.method == "GET"]
+    assert [r.path for r in gets] == [gallery]
+    assert gets[0].params["$expand"] == ["sharingProfile/Groups"]
+    assert got.stats["arm_requests"] == 1 and got.gaps == []
+    snapshot = build_snapshot(got.rows, scope=got.scope)
+    shares = snapshot.tables["gallery_shares"]
+    assert list(shares["target"]) == ["99999999-0000-4000-8000-000000000099"]
+    assert bool(snapshot.tables["galleries"]["sharing_groups_read"].iloc[0])
+
+
+def test_a_refused_sharing_get_is_a_gap_and_the_gallery_is_held(rules):
+    fake, gallery = sharing_fake()
+    fake.add_fault("403", times=10, when=lambda body, path: path.lower() == gallery.lower())
+    with fake:
+        got = run(fake)
+    assert [(g["table"], g["ids"], g["status"]) for g in got.gaps] == [
+        ("gallery_sharing", [gallery], "denied")]
+    assert got.scope[0]["status"] == "denied" and "gallery_sharing: 403" in got.scope[0]["detail"]
+    snapshot = build_snapshot(got.rows, scope=got.scope)
+    assert not snapshot.tables["galleries"]["sharing_groups_read"].iloc[0]
+    estate_ = Estate(snapshot)
+    assert len(evaluate(estate_, [rules["COV001"]])) == 1
+    from auditor.checks.ret import gallery_shares
+
+    held = gallery_shares(estate_, rules["RET001"].params)
+    assert held[gallery.lower()] == (
+        "shared directly to groups this audit could not read; readable through RBAC by Reader "
+        "to Group p-on-gallery; its subscription was not fully read (COV001): who it is "
+        "shared with is unknown")
+
+
+def test_the_pipeline_gets_only_galleries_and_versions():
+    from azure.core.rest import HttpRequest
+
+    from auditor.collect import _Collector, _Progress, _Settings
+
+    with make_fake() as fake:
+        collector = _Collector(FakeCredential(), fake.endpoint, True, _Settings(), _Progress(False))
+        try:
+            for path in ("/subscriptions/x", "/subscriptions/x/resourceGroups/g/providers/"
+                         "Microsoft.Compute/galleries/gal/images/i"):
+                with pytest.raises(AuditError, match="read-only"):
+                    collector.graph._send_request(
+                        HttpRequest("GET", f"{fake.endpoint}{path}?api-version=1"),
+                        enforce_https=False)
+        finally:
+            collector.close()
+        assert fake.log == []

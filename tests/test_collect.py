@@ -477,7 +477,8 @@ def sharing_fake(**kwargs):
     gallery = next(r for r in rows if r["type"] == "microsoft.compute/galleries")
     gallery["properties"] = dict(gallery["properties"], sharingProfile={"permissions": "Groups"})
     sub = gallery["subscriptionId"]
-    reader = f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"
+    reader = (f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/"
+              "acdd72a7-3385-48ef-bd42-f606fba81ae7")
 
     def assignment(scope, name):
         return {"id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}", "name": name,

@@ -103,6 +103,9 @@ _SUB_RG = r"(?i)/subscriptions/(?P<sub>[^/]+)(?:/resourcegroups/(?P<rg>[^/]+))?"
 _SEMVER = r"^(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)\n?$"
 _VERSIONED = r"(?s)^(?P<definition>.*)/versions/(?P<version>[^/]+)$"
 _NULL_CONFIGURATION = re.compile(rb'Configuration"\s*:\s*null')
+# NaN or Inf(inity) where a JSON value starts (the words inside names, such as Azure's
+# `communityGalleryInfo`, are no reason to refuse a block).
+_NAN_OR_INF = re.compile(rb"[:\[,]\s*[-+]?(?:NaN|Inf)")
 
 
 class _Refused(Exception):
@@ -233,7 +236,8 @@ def _lines(data: bytes) -> pa.Array:
     `null`, a byte order mark, two objects on one line, NaN and bytes in fields it skips,
     the reference's JSON parser not."""
     raw = np.frombuffer(data, np.uint8)
-    _require(len(raw) < 2**31 and not _spelled(raw, b"NaN") and not _spelled(raw, b"Inf"))
+    _require(len(raw) < 2**31 and not (
+        (_spelled(raw, b"NaN") or _spelled(raw, b"Inf")) and _NAN_OR_INF.search(data)))
     starts = np.concatenate(([0], np.flatnonzero(raw == ord("\n")) + 1))
     starts = starts[starts < len(raw)]
     starts = starts[raw[starts] != ord("\n")]

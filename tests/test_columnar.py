@@ -151,7 +151,8 @@ ODD_BUT_WELL_TYPED = [
     gallery("g3") | {"properties": {"sharingProfile": {"permissions": "Groups", "groups": [
         {"type": "Subscriptions", "ids": ["A-1", "", None]}, {"type": "AADTenants", "ids": []},
         {"type": "AADTenants"}, {"type": "AADTenants", "ids": ["T-2"]}]}}},
-    gallery("g4") | {"properties": {"sharingProfile": {"permissions": "Community"}}},
+    gallery("g4") | {"properties": {"sharingProfile": {"permissions": "Community",
+                                                      "communityGalleryInfo": {}}}},
     gallery("g5") | {"properties": {"sharingProfile": {"permissions": "Groups", "groups": []}}},
     {"id": rid("galleries", "g3") + "/providers/Microsoft.Authorization/roleAssignments/r1",
      "type": "microsoft.authorization/roleassignments", "name": "r1",

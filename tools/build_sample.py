@@ -192,7 +192,10 @@ def failed_build() -> dict:
     index, published = 0, COLLECTED_AT - timedelta(days=3)
     return version_body(index, "1.8.0", GALLERIES[0][3],
                         tags(created=published.date().isoformat()), {
-                            "targetRegions": [], "replicaCount": 1,
+                            "targetRegions": [{"name": "West Europe", "regionalReplicaCount": 1,
+                                               "storageAccountType": "Standard_ZRS",
+                                               "excludeFromLatest": False}],
+                            "replicaCount": 1,
                             "publishedDate": iso(published),
                             "endOfLifeDate": iso(published + timedelta(days=365)),
                             "storageAccountType": "Standard_ZRS", "excludeFromLatest": False,
@@ -469,6 +472,104 @@ def others() -> list[dict]:
              "type": "microsoft.storage/storageaccounts", "location": "westeurope"}]
 
 
+# --- retention: versions nobody in the snapshot uses, that still must not be deleted ----------
+
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"  # the built-in Reader role
+
+
+def retention_cases() -> list[dict]:
+    """A community gallery and one a partner team reads through RBAC, whose oldest versions
+    RET001 would flag but must not (their consumers are outside the snapshot); a version
+    being replicated to a new region (Updating); and a version in API 2018-06-01's shape,
+    whose source managed image must not look unused (RET002)."""
+    out = []
+    shared = [("platform", "rg-images-community", "gal_community", "ubuntu-hardened", {
+                  "permissions": "Community", "communityGalleryInfo": {
+                      "publisherUri": "https://northwind.example", "publisherContact":
+                      "images@northwind.example", "eula": "https://northwind.example/eula",
+                      "publicNamePrefix": "northwind", "communityGalleryEnabled": True,
+                      "publicNames": ["northwind-6f1c2a9e-3b7d-4c51-9a0e-1d2f3a4b5c61"]}}),
+              ("apps", "rg-images-partner", "gal_partner", "partner-web", None),
+              ("platform", "rg-images-prod", "gal_platform_prod", "ubuntu-24-base", None)]
+    for sub, rg, name, image, sharing in shared:
+        gallery_id = arm(sub, rg, "galleries", name)
+        if name != "gal_platform_prod":
+            properties = {"description": f"Northwind images ({name})",
+                          "identifier": {"uniqueName": f"{SUBS[sub]}-{name.upper()}"},
+                          "provisioningState": "Succeeded"}
+            if sharing:
+                properties["sharingProfile"] = sharing
+            out.append({"id": gallery_id, "name": name, "type": "microsoft.compute/galleries",
+                        "location": "westeurope", "subscriptionId": SUBS[sub], "resourceGroup": rg,
+                        "tags": tags(), "properties": properties})
+        definition_id = gallery_id + "/images/" + image
+        out.append({"id": definition_id, "name": image, "type": "microsoft.compute/galleries/images",
+                    "location": "westeurope", "subscriptionId": SUBS[sub], "resourceGroup": rg,
+                    "tags": tags(), "properties": {
+                        "osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2",
+                        "architecture": "x64",
+                        "identifier": {"publisher": "northwind", "offer": image, "sku": "1"},
+                        "provisioningState": "Succeeded"}})
+        for n in range(6):
+            published = COLLECTED_AT - timedelta(days=30 * (6 - n) + 5)
+            targets = [{"name": REGION_NAMES[r], "regionalReplicaCount": 3 if n == 5 else 1,
+                        "storageAccountType": st, "excludeFromLatest": False} for r, st in TARGETS]
+            state = "Succeeded"
+            if image == "ubuntu-24-base" and n == 0:  # a region being added: replication runs
+                targets.append({"name": "Sweden Central", "regionalReplicaCount": 1,
+                                "storageAccountType": "Standard_ZRS", "excludeFromLatest": False})
+                state = "Updating"
+            out.append({
+                "id": f"{definition_id}/versions/1.{n}.0", "name": f"1.{n}.0",
+                "type": "microsoft.compute/galleries/images/versions", "location": "westeurope",
+                "subscriptionId": SUBS[sub], "resourceGroup": rg,
+                "tags": tags(created=published.date().isoformat()),
+                "properties": {
+                    "publishingProfile": {
+                        "targetRegions": targets, "replicaCount": 1,
+                        "publishedDate": iso(published),
+                        "endOfLifeDate": iso(published + timedelta(days=365)),
+                        "storageAccountType": "Standard_ZRS", "excludeFromLatest": False,
+                        "replicationMode": "Full"},
+                    "storageProfile": {
+                        "source": {"id": arm(sub, "rg-build", "images", f"{image}-1.{n}.0")},
+                        "osDiskImage": {"sizeInGB": 30, "hostCaching": "ReadWrite"},
+                        "dataDiskImages": []},
+                    "safetyProfile": {"allowDeletionOfReplicatedLocations": False,
+                                      "blockDeletionBeforeEndOfLife": True},
+                    "provisioningState": state}})
+        if name == "gal_partner":  # the partner team's group reads the gallery (RBAC sharing)
+            assignment = "3e0c6a52-8f4d-4b1e-9c7a-5d2f1e0b9a41"
+            out.append({
+                "id": f"{gallery_id}/providers/Microsoft.Authorization/roleAssignments/{assignment}",
+                "name": assignment, "type": "microsoft.authorization/roleassignments",
+                "subscriptionId": SUBS[sub], "resourceGroup": rg, "location": "",
+                "properties": {
+                    "scope": gallery_id, "principalId": "9b8c7d6e-5f4a-4b3c-8d2e-1f0a9b8c7d6e",
+                    "principalType": "Group",
+                    "roleDefinitionId": f"/subscriptions/{SUBS[sub]}/providers/"
+                                        f"Microsoft.Authorization/roleDefinitions/{READER}",
+                    "createdOn": "2025-02-03T09:15:00.1234567Z"}})
+    # API 2018-06-01: the source in publishingProfile, no storage type (Standard_LRS), no
+    # safety profile. Old and unused (RET001); its managed image is its source, not unused.
+    image = managed_image("img-ubuntu-24-base-0.9.0", sub="platform", rg="rg-build")
+    definition_id = arm("platform", "rg-images-prod", "galleries", "gal_platform_prod", "images",
+                        "ubuntu-24-base")
+    out += [image, {
+        "id": f"{definition_id}/versions/0.9.0", "name": "0.9.0",
+        "type": "Microsoft.Compute/galleries/images/versions", "location": "West Europe",
+        "tags": tags(created="2018-09-03", **{"sample-case": "RET001"}),
+        "properties": {
+            "publishingProfile": {
+                "targetRegions": [{"name": "West Europe", "regionalReplicaCount": 1}],
+                "source": {"managedImage": {"id": image["id"]}},
+                "replicaCount": 1, "publishedDate": "2018-09-03T10:00:00Z",
+                "endOfLifeDate": "2027-09-03T00:00:00Z"},
+            "storageProfile": {"osDiskImage": {"sizeInGB": 30, "hostCaching": "ReadOnly"}},
+            "provisioningState": "Succeeded"}}]
+    return out
+
+
 def build() -> list[dict]:
     resources = [gallery(i) for i in range(len(GALLERIES))]
     resources += [definition(i) for i in range(len(DEFINITIONS))]
@@ -477,6 +578,7 @@ def build() -> list[dict]:
     resources += MANAGED_IMAGES
     machine_list = machines()
     resources += machine_list + os_disks(machine_list) + others()
+    resources += retention_cases()
     return resources
 
 

@@ -491,7 +491,10 @@ class _Normalizer:
             # API 2018-06-01 preview: `regions`, a list of region names, before targetRegions.
             targets = [{"name": t} if isinstance(t, str) else _obj(t) for t in read(
                 publishing.get("regions"), _list, "properties.publishingProfile.regions")]
-        if not targets:
+        misshapen = any(value is not None and not isinstance(value, kind) for value, kind in (
+            (raw.get("properties"), dict), (props.get("publishingProfile"), dict),
+            (publishing.get("targetRegions"), list)))
+        if not targets and not misshapen:  # (a misshapen one is named already)
             self._note(f"{self.where}: {self.arm_id}: properties.publishingProfile.targetRegions: "
                        "no target region (every version is replicated at least to its own)")
         for target in targets:

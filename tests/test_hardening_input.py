@@ -201,7 +201,10 @@ def test_missing_and_null_properties_at_every_level_read_quietly():
             stripped, managed_image() | {"properties": {}}, {"id": vm()["id"], "type": vm()["type"]},
             {"id": vmss()["id"]}]
     result, problems = _problems(*bare)
-    assert problems == []
+    # but a version always has a target region: one without is named, never a silent zero
+    assert len(problems) == 1 and problems[0].endswith(
+        "properties.publishingProfile.targetRegions: no target region (every version is "
+        "replicated at least to its own)")
     assert sum(result.read_types.values()) == 6
 
 
@@ -439,9 +442,12 @@ def test_null_or_missing_at_every_level_reads_without_problems(shape_index, path
         del parent[path[-1]]
     result = normalize([resource])
     assert sum(result.read_types.values()) + sum(result.skipped_types.values()) == 1
-    expected = []  # the one absence that loses a row (a target region) is named
+    expected = []  # the absences that lose a row (a target region) are named
     if "targetRegions" in path and path[-1] in (0, "name"):
         expected = ["targetRegions[]: region without a name"]
+    if str(resource.get("type") or "").lower().endswith("/versions") and (
+            path[-1] in ("properties", "publishingProfile", "targetRegions")):
+        expected = ["targetRegions: no target region"]
     assert len(result.problems) == len(expected), result.problems
     assert all(e in p for e, p in zip(expected, result.problems, strict=True))
 

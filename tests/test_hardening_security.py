@@ -24,7 +24,8 @@ def _sas_estate():
               "images/base/versions/1.0.0",
         "type": "Microsoft.Compute/galleries/images/versions", "name": "1.0.0",
         "location": "westeurope",
-        "properties": {"storageProfile": {"osDiskImage": {"source": {"uri": BLOB + "a.vhd" + SAS}},
+        "properties": {"publishingProfile": {"targetRegions": [{"name": "West Europe"}]},
+                       "storageProfile": {"osDiskImage": {"source": {"uri": BLOB + "a.vhd" + SAS}},
                                           "source": {"uri": BLOB + "b.vhd" + SAS.upper()}}}}
     unmanaged = vm("legacy", image={})
     unmanaged["properties"]["storageProfile"]["osDisk"] = {

@@ -535,9 +535,9 @@ def test_a_refused_sharing_get_is_a_gap_and_the_gallery_is_held(rules):
     assert not snapshot.tables["galleries"]["sharing_groups_read"].iloc[0]
     estate_ = Estate(snapshot)
     assert len(evaluate(estate_, [rules["COV001"]])) == 1
-    from auditor.checks.ret import gallery_shares
+    from auditor.checks.ret import shared_beyond_audit
 
-    held = gallery_shares(estate_, rules["RET001"].params)
+    held = shared_beyond_audit(estate_, rules["RET001"].params)
     assert held[gallery.lower()] == (
         "shared directly to groups this audit could not read; readable through RBAC by Reader "
         "to Group p-on-gallery; its subscription was not fully read (COV001): who it is "

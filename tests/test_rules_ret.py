@@ -186,3 +186,10 @@ def test_ret002_keeps_the_managed_image_an_old_version_was_built_from(run_rule, 
 def test_ret002_keeps_the_snapshot_shape_apart(run_rule):
     item = azure_shape("gallery_version_snapshot_source.json")  # built from a snapshot
     assert len(run_rule("RET002", *BASE, item, managed_image("img-1.0.0"))) == 1
+
+
+def test_ret001_a_version_without_a_provisioning_state_is_not_flagged(run_rule):
+    unknown = version("1.0.0", published=OLD)
+    del unknown["properties"]["provisioningState"]
+    findings = run_rule("RET001", *BASE, unknown, *versions(7)[1:])
+    assert list(findings["resource_name"]) == ["base/1.1.0"]

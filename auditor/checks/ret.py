@@ -41,9 +41,9 @@ def _setting(params, name: str, default) -> list[str]:
     return [v.strip().lower() for v in value]
 
 
-def gallery_shares(estate, params) -> pd.Series:
-    """Per gallery id, who outside the audited scope may deploy its versions ('' for no one
-    known), in words. A version such a gallery holds is never advised for deletion: the
+def shared_beyond_audit(estate, params) -> pd.Series:
+    """Per gallery id, who outside the audited scope may deploy its versions, in words (a
+    gallery not listed: no one known). A version such a gallery holds is never advised for deletion: the
     machines that deploy or scale out from it are not in the snapshot.
 
     - Community: every Azure customer.
@@ -125,15 +125,15 @@ def gallery_shares(estate, params) -> pd.Series:
 def version_holds(estate, params) -> pd.Series:
     """Per version (by the image_versions index), why it must not be deleted whatever the
     rest says ('' where nothing holds it): an operation in flight, or a gallery shared
-    beyond the audited scope (`gallery_shares`)."""
+    beyond the audited scope (`shared_beyond_audit`)."""
     versions = estate.image_versions
     state = lowered(versions["provisioning_state"])
     reason = pd.Series("", index=versions.index, dtype="object")
-    busy = ~state.isin(SETTLED_STATES)
-    reason[busy] = ("provisioning state " + versions.loc[busy, "provisioning_state"].fillna(
-        "not recorded").astype(str) + ": an operation (creation, replication to a region, "
-        "deletion) is in flight")
-    shared = versions["gallery_id"].map(gallery_shares(estate, params))
+    busy = ~state.isin(SETTLED_STATES) & (state != "")
+    reason[busy] = ("provisioning state " + versions.loc[busy, "provisioning_state"].astype(str)
+                    + ": an operation (creation, replication to a region, deletion) is in flight")
+    reason[state == ""] = "provisioning state not recorded: an operation may be in flight"
+    shared = versions["gallery_id"].map(shared_beyond_audit(estate, params))
     has = shared.notna()
     reason[has] = reason[has].where(reason[has] == "", reason[has] + "; ") + shared[has]
     return reason

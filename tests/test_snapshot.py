@@ -94,3 +94,17 @@ def test_failed_write_leaves_no_partial_directory(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         snapshot.write(tmp_path / "snap")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_snapshot_written_before_the_sharing_tables_reads_them_as_empty(written):
+    manifest_path = written / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    sha256 = Snapshot.read(written).sha256
+    for name in ("gallery_shares", "role_assignments"):
+        del manifest["tables"][name]
+        (written / f"{name}.parquet").unlink()
+    manifest_path.write_text(json.dumps(manifest))
+    loaded = Snapshot.read(written)
+    assert loaded.tables["role_assignments"].empty and loaded.tables["gallery_shares"].empty
+    assert loaded.sha256 != sha256  # the hash covers the tables the snapshot was written with
+    assert "role_assignments" not in loaded.table_hashes

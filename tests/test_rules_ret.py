@@ -193,3 +193,13 @@ def test_ret001_a_version_without_a_provisioning_state_is_not_flagged(run_rule):
     del unknown["properties"]["provisioningState"]
     findings = run_rule("RET001", *BASE, unknown, *versions(7)[1:])
     assert list(findings["resource_name"]) == ["base/1.1.0"]
+
+
+def test_ret001_never_flags_a_version_still_replicating(run_rule):
+    """As `collect --deep` reads it (GET with $expand=ReplicationStatus)."""
+    copying = version("1.0.0", published=OLD)
+    copying["properties"]["replicationStatus"] = {"aggregatedState": "InProgress", "summary": [
+        {"region": "West Europe", "state": "Completed", "details": "", "progress": 100},
+        {"region": "Sweden Central", "state": "Replicating", "details": "", "progress": 40}]}
+    findings = run_rule("RET001", *BASE, copying, *versions(7)[1:])
+    assert list(findings["resource_name"]) == ["base/1.1.0"]

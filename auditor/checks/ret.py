@@ -124,8 +124,9 @@ def shared_beyond_audit(estate, params) -> pd.Series:
 
 def version_holds(estate, params) -> pd.Series:
     """Per version (by the image_versions index), why it must not be deleted whatever the
-    rest says ('' where nothing holds it): an operation in flight, or a gallery shared
-    beyond the audited scope (`shared_beyond_audit`)."""
+    rest says ('' where nothing holds it): an operation in flight (its provisioning state,
+    or a region still replicating), or a gallery shared beyond the audited scope
+    (`shared_beyond_audit`)."""
     versions = estate.image_versions
     state = lowered(versions["provisioning_state"])
     reason = pd.Series("", index=versions.index, dtype="object")
@@ -133,6 +134,14 @@ def version_holds(estate, params) -> pd.Series:
     reason[busy] = ("provisioning state " + versions.loc[busy, "provisioning_state"].astype(str)
                     + ": an operation (creation, replication to a region, deletion) is in flight")
     reason[state == ""] = "provisioning state not recorded: an operation may be in flight"
+    # With `collect --deep`: a region still replicating, whatever the provisioning state says.
+    replication = estate.version_replication
+    replicating = replication[lowered(replication["state"]) == "replicating"]
+    regions = replicating.groupby("version_id")["region"].agg(_listed)
+    copying = versions["id"].map(regions)
+    has = copying.notna()
+    reason[has] = reason[has].where(reason[has] == "", reason[has] + "; ") \
+        + "still replicating to " + copying[has].astype(str)
     shared = versions["gallery_id"].map(shared_beyond_audit(estate, params))
     has = shared.notna()
     reason[has] = reason[has].where(reason[has] == "", reason[has] + "; ") + shared[has]

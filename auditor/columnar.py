@@ -49,20 +49,22 @@ _REFERENCE = _struct(id=S, sharedGalleryImageId=S, communityGalleryImageId=S, pu
 _STORAGE = _struct(
     imageReference=_REFERENCE,
     osDisk=_struct(osType=S, osState=S, diskSizeGB=F, storageAccountType=S, blobUri=S,
-                   snapshot=_ID, managedDisk=_ID, image=_URI, vhd=_URI),
+                   snapshot=_ID, managedDisk=_ID, image=_URI, vhd=_URI, vhdContainers=pa.list_(S)),
     osDiskImage=_struct(sizeInGB=F, source=_SOURCE),
     dataDiskImages=pa.list_(_struct(sizeInGB=F)),
     dataDisks=pa.list_(_struct(diskSizeGB=F)),
     source=_SOURCE, zoneResilient=B)
 _MACHINE_PROPERTIES = dict(
     storageProfile=_struct(imageReference=_REFERENCE,
-                           osDisk=_struct(osType=S, image=_URI, vhd=_URI)),
+                           osDisk=_struct(osType=S, image=_URI, vhd=_URI,
+                                          vhdContainers=pa.list_(S))),
     hardwareProfile=_struct(vmSize=S),
+    licenseType=S,
     osProfile=_OS_PROFILE,
     extended=_struct(instanceView=_struct(powerState=_struct(code=S))),
     creationData=_struct(galleryImageReference=_ID))  # a disk's
 _MACHINE_PROPERTIES["virtualMachineProfile"] = _struct(
-    storageProfile=_MACHINE_PROPERTIES["storageProfile"], osProfile=_OS_PROFILE)
+    storageProfile=_MACHINE_PROPERTIES["storageProfile"], osProfile=_OS_PROFILE, licenseType=S)
 _PROPERTIES = dict(
     _MACHINE_PROPERTIES,
     description=S, provisioningState=S, osType=S, osState=S, hyperVGeneration=S,
@@ -78,7 +80,7 @@ _PROPERTIES = dict(
     replicationStatus=_struct(summary=pa.list_(_struct(region=S, state=S, progress=INT,
                                                       details=S))),
     sourceVirtualMachine=_ID,
-    virtualMachineProfile=_struct(storageProfile=_STORAGE, osProfile=_OS_PROFILE))
+    virtualMachineProfile=_struct(storageProfile=_STORAGE, osProfile=_OS_PROFILE, licenseType=S))
 _TOP = [("id", S), ("name", S), ("type", S), ("location", S), ("subscriptionId", S),
         ("resourceGroup", S), ("managedBy", S), ("tags", _PRESENT),
         ("sku", _struct(name=S, capacity=INT)), ("plan", _struct(name=S, publisher=S, product=S))]
@@ -541,13 +543,20 @@ def _machines(raw, common, rtypes, data):
         _require(not _NULL_CONFIGURATION.search(data) and b"\\u" not in data)
     os_type = pc.coalesce(os_type, pc.if_else(windows, "Windows", pc.if_else(
         linux, "Linux", pa.scalar(None, S))))
-    vhd_uri = _strip_query(_or(storage("osDisk.image.uri"), storage("osDisk.vhd.uri")))
+    containers = storage("osDisk.vhdContainers")
+    some = pc.greater(pc.list_value_length(containers), 0).fill_null(False)
+    first_container = pc.list_element(pc.if_else(some, containers, pa.scalar(None, containers.type)), 0)
+    blob = _or(_or(storage("osDisk.vhd.uri"), storage("osDisk.image.uri")), first_container)
+    vhd_uri = _strip_query(blob)
     power = _true(raw("properties.extended.instanceView.powerState.code"))
     return {"machines": {
         **common, "kind": pc.if_else(is_vmss, "vmss", "vm"),
         "capacity": pc.if_else(is_vmss, pc.fill_null(raw("sku.capacity"), 0), 1),
         "vm_size": either("sku.name", "properties.hardwareProfile.vmSize"), "os_type": os_type,
         **_image_reference(storage, vhd_uri), "vhd_uri": vhd_uri,
+        "os_disk_unmanaged": pc.is_valid(vhd_uri),
+        "license_type": either("properties.virtualMachineProfile.licenseType",
+                               "properties.licenseType"),
         "plan_name": raw("plan.name"), "plan_publisher": raw("plan.publisher"),
         "plan_product": raw("plan.product"),
         "power_state": _lowered(pc.replace_substring_regex(power, r"(?s)^[^/]*/", "",

@@ -64,6 +64,7 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
         ("kind", S), ("capacity", INT), ("vm_size", S), ("os_type", S), ("image_kind", S),
         ("image_publisher", S), ("image_offer", S), ("image_sku", S), ("image_version", S),
         ("exact_version", S), ("image_id", S), ("image_definition_id", S), ("vhd_uri", S),
+        ("os_disk_unmanaged", B), ("license_type", S),
         ("plan_name", S), ("plan_publisher", S), ("plan_product", S), ("power_state", S),
         ("running_version_id", S), ("tags", S)]),
     "resource_tags": pa.schema([
@@ -531,14 +532,18 @@ class _Normalizer:
             vm_size = _str(sku.get("name"))
             os_profile = _obj(vm_profile.get("osProfile"))
         else:
+            vm_profile = None
             storage = self._object(props.get("storageProfile"), "properties.storageProfile")
             capacity = 1
             vm_size = _str(_obj(props.get("hardwareProfile")).get("vmSize"))
             os_profile = _obj(props.get("osProfile"))
         ref = self._object(storage.get("imageReference"), "storageProfile.imageReference")
         os_disk = _obj(storage.get("osDisk"))
-        vhd_uri = strip_query(_obj(os_disk.get("image")).get("uri")
-                              or _obj(os_disk.get("vhd")).get("uri"))
+        # An unmanaged OS disk is a page blob: a VM's `vhd` (and, from a user image VHD, its
+        # `image`), a scale set's `vhdContainers`; whatever its imageReference says.
+        blobs = [_str(_obj(os_disk.get("vhd")).get("uri")), _str(_obj(os_disk.get("image")).get("uri")),
+                 _str((_list(os_disk.get("vhdContainers")) or [None])[0])]
+        vhd_uri = strip_query(next((blob for blob in blobs if blob), None))
         image = _image_reference(ref, vhd_uri)
         plan = _obj(raw.get("plan"))
         power = _str(_obj(_obj(_obj(props.get("extended")).get("instanceView")).get("powerState"))
@@ -548,7 +553,8 @@ class _Normalizer:
             else "Linux" if "linuxConfiguration" in os_profile else None)
         self.rows["machines"].add(
             **common, kind="vmss" if is_vmss else "vm", capacity=capacity, vm_size=vm_size,
-            os_type=os_type, **image, vhd_uri=vhd_uri,
+            os_type=os_type, **image, vhd_uri=vhd_uri, os_disk_unmanaged=vhd_uri is not None,
+            license_type=_str((vm_profile if is_vmss else props).get("licenseType")),
             plan_name=_str(plan.get("name")), plan_publisher=_str(plan.get("publisher")),
             plan_product=_str(plan.get("product")),
             power_state=power.split("/", 1)[-1].lower() if power else None,

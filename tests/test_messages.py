@@ -1,0 +1,38 @@
+"""Finding messages read as sentences: no doubled words from a template ("gallery gallery
+image"), no placeholder for a missing value inside a parenthesis ("(currently (none))")."""
+
+import re
+
+import pandas as pd
+
+from auditor.engine import apply_config, evaluate, render
+from auditor.estate import Estate
+from auditor.importer import sample_config, sample_snapshot
+from tests.builders import gallery_ref, marketplace, vm
+
+
+def test_optional_field_shows_its_text_only_with_a_value():
+    frame = pd.DataFrame({"name": ["a", "b", "c"], "exact": ["1.2.3", None, ""]})
+    got = render("{name}{exact: (currently {})}.", frame, {})
+    assert list(got) == ["a (currently 1.2.3).", "b.", "c."]
+
+
+def test_pin_messages_without_placeholders(run_rule):
+    pin001 = run_rule("PIN001", vm("a", image=marketplace("latest")),
+                      vm("b", image=marketplace("latest", exactVersion="22.04.202410020")))
+    messages = dict(zip(pin001["resource_name"], pin001["message"], strict=True))
+    assert messages["a"] == ("a deploys Marketplace image Canonical:0001-com-ubuntu-server-jammy:"
+                             "22_04-lts-gen2:latest; the version is not pinned.")
+    assert "latest (currently 22.04.202410020); the version" in messages["b"]
+    pin002 = run_rule("PIN002", vm("g", image=gallery_ref("base", None)))
+    assert pin002.iloc[0]["message"].startswith("g references gallery image /subscriptions/")
+
+
+def test_no_sample_message_doubles_a_word_or_shows_none_in_parentheses(rules):
+    ruleset = apply_config(list(rules.values()), sample_config())
+    findings = evaluate(Estate(sample_snapshot()), [r for r in ruleset if r.enabled])
+    messages = findings["message"].astype(str)
+    assert not messages.str.contains("gallery gallery").any()
+    assert not messages.str.contains(r"\(currently \(none\)\)").any()
+    doubled = re.compile(r"\b(\w+) \1 image\b")
+    assert not [m for m in messages if doubled.search(m)]

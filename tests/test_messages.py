@@ -36,3 +36,23 @@ def test_no_sample_message_doubles_a_word_or_shows_none_in_parentheses(rules):
     assert not messages.str.contains(r"\(currently \(none\)\)").any()
     doubled = re.compile(r"\b(\w+) \1 image\b")
     assert not [m for m in messages if doubled.search(m)]
+
+
+def test_version_names_keep_their_casing(run_rule):
+    """Ids are lower-cased for joins; names shown are spelled as Azure spells them."""
+    from tests.builders import definition, gallery, version
+
+    resources = [gallery(), definition("Win2022-Base"),
+                 version("1.0.0", definition_name="Win2022-Base", tags={},
+                         end_of_life="2026-01-01T00:00:00Z"),
+                 version("1.1.0", definition_name="Win2022-Base"),
+                 vm("old", image=gallery_ref("Win2022-Base", "1.0.0"))]
+    tag001 = run_rule("TAG001", *resources)
+    assert "Win2022-Base/1.0.0" in set(tag001["resource_name"])
+    stl001 = run_rule("STL001", *resources)
+    assert "version Win2022-Base/1.0.0 (2026-01-01)" in stl001.iloc[0]["message"]
+    stl003 = run_rule("STL003", *resources, params={"max_versions_behind": 1})
+    assert "Win2022-Base/1.0.0" in stl003.iloc[0]["message"]
+    rep001 = run_rule("REP001", *resources[:-1],
+                      vm("far", image=gallery_ref("Win2022-Base", "1.0.0"), location="eastus"))
+    assert "Win2022-Base/1.0.0" in rep001.iloc[0]["message"]

@@ -133,3 +133,18 @@ def test_sample_config_is_valid_and_uses_ids(rules):
 
     rule = apply_config([rules["APR001"]], sample_config())[0]
     assert rule.enabled and rule.params["approved"]["gallery_ids"]
+
+
+def test_readme_config_example_is_valid(rules):
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", readme, re.S)
+              if "APR001" in b]
+    assert blocks
+    for block in blocks:
+        rule = apply_config([rules["APR001"]], block)[0]
+        assert rule.params["approved"]["gallery_ids"]

@@ -39,7 +39,7 @@ def resources(estate, tables: list[str], ids: pd.Index | None = None) -> pd.Data
             frame = frame[_isin(frame["id"], ids)]
         frame = frame.assign(resource_type=RESOURCE_TYPES[table])
         if table == "image_versions":
-            frame = frame.assign(name=frame["id"].str.extract(r"/images/([^/]+)/versions/")[0]
+            frame = frame.assign(name=frame["arm_id"].str.extract(r"(?i)/images/([^/]+)/versions/")[0]
                                  .fillna("?") + "/" + frame["name"])
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from auditor.normalize import (
+    CLI_PROPERTY_KEYS,
     DEFINITION,
     DISK,
     GALLERY,
@@ -84,6 +85,8 @@ _PROPERTIES = dict(
 _TOP = [("id", S), ("name", S), ("type", S), ("location", S), ("subscriptionId", S),
         ("resourceGroup", S), ("managedBy", S), ("tags", _PRESENT),
         ("sku", _struct(name=S, capacity=INT)), ("plan", _struct(name=S, publisher=S, product=S))]
+# Keys only the Azure CLI's shape has at the top level: such a line is lifted by normalize.py.
+_TOP += [(key, _PRESENT) for key in sorted(CLI_PROPERTY_KEYS)]
 # Machines and their disks are nearly every line: they are read with their own few paths
 # (pyarrow's cost grows with the paths it fills), the other resources again with all of them.
 _MACHINE_PARSE = pj.ParseOptions(explicit_schema=pa.schema(
@@ -254,6 +257,8 @@ def _read(text: pa.Buffer, options: pj.ParseOptions, rows: int) -> pa.Table:
 def _block(data: bytes) -> Block:
     lines = _lines(data)
     raw = _Fields(_read(pa.py_buffer(data), _MACHINE_PARSE, len(lines)))
+    # A resource as `az ... list` prints it is put back in ARM shape by the reference.
+    _require(not any(raw.table[key].null_count < raw.table.num_rows for key in CLI_PROPERTY_KEYS))
     arm_ids, types = raw("id"), raw("type")
     _require(not _any(pc.is_null(_true(arm_ids))) and not _any(pc.is_null(_true(types))))
     # Ids are cut by regular expressions below; kept to ASCII, as Azure's are.

@@ -2,7 +2,8 @@
 
 Accepted shapes: a list of resources (also as `az vm list`, `az sig image-version list` and
 the like print them, properties at the top level); an `az graph query` result
-(`{"data": [...]}`); an ARM list response (`{"value": [...]}`); a single resource object; JSON lines (one resource per
+(`{"data": [...]}`); an ARM list response (`{"value": [...]}`); a single resource object;
+JSON lines (one resource per
 line, as `image-audit synth` writes). Any of them may be gzip-compressed (`.gz`).
 """
 

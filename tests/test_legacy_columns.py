@@ -78,3 +78,15 @@ def test_unmanaged_os_disk_is_read_whatever_the_image(name, unmanaged, uri, kind
     ("rhel-byos", "RHEL_BYOS"), ("sql-payg-01", None), ("fw-edge-01", None)])
 def test_license_type_is_read_for_vms_and_scale_sets(name, license_type):
     assert _value(_machines().loc[name, "license_type"]) == license_type
+
+
+def test_machines_sheet_shows_os_disk_and_license_type():
+    from auditor.estate import Estate
+    from auditor.workbook import _machines_frame
+    from tests.builders import snapshot_of
+
+    estate = Estate(snapshot_of(*SHAPES))
+    frame = _machines_frame(estate.machines, estate.usage).set_index("name")
+    assert frame.loc["web-classic-01", "os_disk"] == "unmanaged VHD"
+    assert frame.loc["erp-migrated-01", "os_disk"] == "managed"
+    assert frame.loc["rhel-byos", "license_type"] == "RHEL_BYOS"

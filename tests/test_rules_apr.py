@@ -148,3 +148,12 @@ def test_readme_config_example_is_valid(rules):
     for block in blocks:
         rule = apply_config([rules["APR001"]], block)[0]
         assert rule.params["approved"]["gallery_ids"]
+
+
+def test_apr001_managed_images_by_name_or_id(run_rule):
+    by_id = f"/subscriptions/{SUB}/resourceGroups/rg-img/providers/Microsoft.Compute/images/*"
+    elsewhere = rid("images", "golden", rg="rg-dev")
+    findings = run_rule("APR001", vm("here", image={"id": rid("images", "golden")}),
+                        vm("there", image={"id": elsewhere}),
+                        params=approved(managed_images=[by_id]))
+    assert list(findings["resource_name"]) == ["there"]

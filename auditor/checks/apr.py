@@ -113,13 +113,14 @@ def _judge(images: pd.DataFrame, approved: dict) -> pd.DataFrame:
     by_id = _matcher(approved.get("gallery_ids"))
     listed = {_lower_id(entry) for entry in approved.get("shared_images") or []}
     image_name = last_segment(images["image_id"])
+    managed = _matcher(approved.get("managed_images"))  # names, or ids (which say where)
     ok = np.select(
         [kind == "marketplace", kind == "gallery", kind.isin(["shared", "community"]),
          kind == "managed"],
         [_matches(marketplace_id, _matcher(approved.get("marketplace"))),
          _matches(gallery_id, by_id) | _matches(definition_id, by_id) | _matches(image_id, by_id),
          definition_id.isin(listed) | image_id.isin(listed),
-         _matches(image_name, _matcher(approved.get("managed_images")))], default=False)
+         _matches(image_name, managed) | _matches(image_id, managed)], default=False)
     gallery_path = gallery_name.fillna("?") + "/" + definition_name.fillna("?")
     image = np.select(
         [kind == "marketplace", kind == "gallery", kind.isin(["shared", "community"]),

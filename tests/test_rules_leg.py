@@ -62,3 +62,22 @@ def test_leg001_pass_managed(run_rule):
         "vhdContainers": [], "managedDisk": {"storageAccountType": "Premium_LRS"}}
     assert run_rule("LEG001", managed_image("cap-1.0.0", blob_uri=BLOB),
                     vm("a", image={"id": rid("images", "cap-1.0.0")}), vm("b"), scale_set).empty
+
+
+
+def test_leg001_reads_snapshots_older_than_the_column():
+    """A snapshot taken before `os_disk_unmanaged` existed has it null once loaded: such a
+    machine is judged by its `vhd_uri`."""
+    import pyarrow as pa
+
+    from auditor.engine import evaluate, load_rules
+    from auditor.estate import Estate
+    from tests.builders import snapshot_of
+
+    snapshot = snapshot_of(*fixture("vm_marketplace_unmanaged_os_disk_2017-12-01.json"), vm("ok"))
+    machines = snapshot.arrow_tables["machines"]
+    at = machines.schema.get_field_index("os_disk_unmanaged")
+    snapshot.arrow_tables["machines"] = machines.set_column(
+        at, machines.schema.field(at), pa.nulls(machines.num_rows, pa.bool_()))
+    findings = evaluate(Estate(snapshot), [r for r in load_rules() if r.id == "LEG001"])
+    assert list(findings["resource_name"]) == ["web-classic-01"]

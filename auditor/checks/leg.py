@@ -12,7 +12,10 @@ def boots_from_vhd(estate, params) -> pd.DataFrame:
     built from a managed image captured from a blob is not one: the retirement is of blobs
     attached as disks."""
     machines = estate.machines
-    hit = machines["os_disk_unmanaged"].fillna(False).to_numpy(dtype=bool)
+    # A snapshot taken before `os_disk_unmanaged` was collected has it null: its `vhd_uri`
+    # (the OS disk's or source image's VHD) says the same.
+    unmanaged = machines["os_disk_unmanaged"].astype("boolean")
+    hit = unmanaged.fillna(machines["vhd_uri"].notna()).to_numpy(dtype=bool)
     rows = machines.loc[hit, ["id", "name", "kind", "image_kind", "vhd_uri", "image_publisher",
                               "image_offer", "image_sku", "image_id"]]
     vmss = (rows["kind"] == "vmss").to_numpy(dtype=bool)

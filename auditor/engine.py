@@ -437,10 +437,10 @@ def apply_config(rules: list[Rule], config: dict | None, where: str = "config") 
                 _fail(f"{at}.params.{name}", f"expected a {type(rule.params[name]).__name__}, "
                                              f"got {value!r}")
             rule.params[name] = value
-        # A check may judge its own params (a renamed key, a malformed list) when read.
-        problem = _params_problem(rule) if params else None
+    for rule_id in per_rule:  # a check judges its own params (a renamed key) when they are read
+        problem = _params_problem(by_id[rule_id])
         if problem:
-            _fail(at, problem)
+            _fail(f"{where}: rules.{rule_id}", problem)
     return [by_id[rule.id] for rule in rules]
 
 

@@ -130,7 +130,7 @@ class Estate:
         """`ids` as Azure spells them (the table's `arm_id`), so names shown in messages keep
         their casing while joins use the lower-cased ids; an id not in the table stays as
         it is. Each distinct id is looked up once."""
-        codes, uniques = pd.factorize(ids.astype(object))
+        codes, uniques = codes_of(ids)
         distinct = pd.Series(np.asarray(uniques, dtype=object), dtype=object)
         at = self.row_positions(table, distinct)
         arm = self.identity(table, ["arm_id"])["arm_id"].astype(object).to_numpy()

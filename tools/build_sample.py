@@ -488,7 +488,53 @@ def legacy_and_licensing() -> list[dict]:
         "sku": "fortinet_fg-vm_payg_2023", "version": "7.4.3"}, case="LIC001")
     firewall["plan"] = {"name": "fortinet_fg-vm_payg_2023", "publisher": "fortinet",
                         "product": "fortinet_fortigate-vm_v5"}
-    return [web, batch, firewall]
+    return [web, batch, firewall] + labelled_as_marketplace()
+
+
+def labelled_as_marketplace() -> list[dict]:
+    """A team's own gallery whose definition copies Canonical's publisher/offer/sku: the
+    identifier is free text, so it approves nothing (APR001 approves galleries by id)."""
+    sub, rg, name, location = "apps", "rg-team-sandbox", "gal_team_sandbox", "westeurope"
+    gallery_id = arm(sub, rg, "galleries", name)
+    definition_id = gallery_id + "/images/ubuntu-22_04-lts"
+    published = COLLECTED_AT - timedelta(days=20)
+    targets = [{"name": REGION_NAMES[location], "regionalReplicaCount": 3,
+                "storageAccountType": "Standard_ZRS", "excludeFromLatest": False}]
+    return [
+        {"id": gallery_id, "name": name, "type": "Microsoft.Compute/galleries",
+         "location": location, "subscriptionId": SUBS[sub], "resourceGroup": rg,
+         "tags": tags(env="dev", team="apps"),
+         "properties": {"description": "Team sandbox images",
+                        "identifier": {"uniqueName": f"{SUBS[sub]}-{name.upper()}"},
+                        "provisioningState": "Succeeded"}},
+        {"id": definition_id, "name": "ubuntu-22_04-lts", "location": location,
+         "type": "Microsoft.Compute/galleries/images", "tags": tags(env="dev", team="apps"),
+         "properties": {"osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2",
+                        "architecture": "x64",
+                        "identifier": {"publisher": "Canonical",
+                                       "offer": "0001-com-ubuntu-server-jammy",
+                                       "sku": "22_04-lts-gen2"},
+                        "provisioningState": "Succeeded"}},
+        {"id": definition_id + "/versions/1.0.0", "name": "1.0.0", "location": location,
+         "type": "Microsoft.Compute/galleries/images/versions",
+         "tags": tags(env="dev", team="apps", created=published.date().isoformat()),
+         "properties": {
+             "publishingProfile": {"targetRegions": targets, "replicaCount": 1,
+                                   "publishedDate": iso(published),
+                                   "endOfLifeDate": iso(published + timedelta(days=365)),
+                                   "storageAccountType": "Standard_LRS",
+                                   "excludeFromLatest": False, "replicationMode": "Full"},
+             "storageProfile": {"osDiskImage": {"sizeInGB": 30, "hostCaching": "ReadWrite"},
+                                "dataDiskImages": []},
+             "safetyProfile": {"allowDeletionOfReplicatedLocations": False,
+                               "blockDeletionBeforeEndOfLife": True},
+             "replicationStatus": {"aggregatedState": "Completed", "summary": [
+                 {"region": REGION_NAMES[location], "state": "Completed", "details": "",
+                  "progress": 100}]},
+             "provisioningState": "Succeeded"}},
+        vm("vm-team-dev-01", sub, "rg-team-dev", location,
+           {"id": definition_id + "/versions/1.0.0"}, env="dev", case="APR001"),
+    ]
 
 
 def build() -> list[dict]:

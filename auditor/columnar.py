@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from auditor.normalize import (
+    CLI_PROPERTY_KEYS,
     DEFAULT_STORAGE_TYPE,
     DEFINITION,
     DISK,
@@ -51,20 +52,22 @@ _REFERENCE = _struct(id=S, sharedGalleryImageId=S, communityGalleryImageId=S, pu
 _STORAGE = _struct(
     imageReference=_REFERENCE,
     osDisk=_struct(osType=S, osState=S, diskSizeGB=F, storageAccountType=S, blobUri=S,
-                   snapshot=_ID, managedDisk=_ID, image=_URI, vhd=_URI),
+                   snapshot=_ID, managedDisk=_ID, image=_URI, vhd=_URI, vhdContainers=pa.list_(S)),
     osDiskImage=_struct(sizeInGB=F, sizedInGB=F, source=_SOURCE),  # sizedInGB: 2018-06-01 preview
     dataDiskImages=pa.list_(_struct(sizeInGB=F, sizedInGB=F)),
     dataDisks=pa.list_(_struct(diskSizeGB=F)),
     source=_SOURCE, zoneResilient=B)
 _MACHINE_PROPERTIES = dict(
     storageProfile=_struct(imageReference=_REFERENCE,
-                           osDisk=_struct(osType=S, image=_URI, vhd=_URI)),
+                           osDisk=_struct(osType=S, image=_URI, vhd=_URI,
+                                          vhdContainers=pa.list_(S))),
     hardwareProfile=_struct(vmSize=S),
+    licenseType=S,
     osProfile=_OS_PROFILE,
     extended=_struct(instanceView=_struct(powerState=_struct(code=S))),
     creationData=_struct(galleryImageReference=_ID))  # a disk's
 _MACHINE_PROPERTIES["virtualMachineProfile"] = _struct(
-    storageProfile=_MACHINE_PROPERTIES["storageProfile"], osProfile=_OS_PROFILE)
+    storageProfile=_MACHINE_PROPERTIES["storageProfile"], osProfile=_OS_PROFILE, licenseType=S)
 _PROPERTIES = dict(
     _MACHINE_PROPERTIES,
     description=S, provisioningState=S, osType=S, osState=S, hyperVGeneration=S,
@@ -83,10 +86,12 @@ _PROPERTIES = dict(
     replicationStatus=_struct(summary=pa.list_(_struct(region=S, state=S, progress=INT,
                                                       details=S))),
     sourceVirtualMachine=_ID,
-    virtualMachineProfile=_struct(storageProfile=_STORAGE, osProfile=_OS_PROFILE))
+    virtualMachineProfile=_struct(storageProfile=_STORAGE, osProfile=_OS_PROFILE, licenseType=S))
 _TOP = [("id", S), ("name", S), ("type", S), ("location", S), ("subscriptionId", S),
         ("resourceGroup", S), ("managedBy", S), ("tags", _PRESENT),
         ("sku", _struct(name=S, capacity=INT)), ("plan", _struct(name=S, publisher=S, product=S))]
+# Keys only the Azure CLI's shape has at the top level: such a line is lifted by normalize.py.
+_TOP += [(key, _PRESENT) for key in sorted(CLI_PROPERTY_KEYS)]
 # Machines and their disks are nearly every line: they are read with their own few paths
 # (pyarrow's cost grows with the paths it fills), the other resources again with all of them.
 _MACHINE_PARSE = pj.ParseOptions(explicit_schema=pa.schema(
@@ -264,6 +269,8 @@ def _read(text: pa.Buffer, options: pj.ParseOptions, rows: int) -> pa.Table:
 def _block(data: bytes) -> Block:
     lines = _lines(data)
     raw = _Fields(_read(pa.py_buffer(data), _MACHINE_PARSE, len(lines)))
+    # A resource as `az ... list` prints it is put back in ARM shape by the reference.
+    _require(not any(raw.table[key].null_count < raw.table.num_rows for key in CLI_PROPERTY_KEYS))
     arm_ids, types = raw("id"), raw("type")
     _require(not _any(pc.is_null(_true(arm_ids))) and not _any(pc.is_null(_true(types))))
     # Ids are cut by regular expressions below; kept to ASCII, as Azure's are.
@@ -589,13 +596,20 @@ def _machines(raw, common, rtypes, data):
         _require(not _NULL_CONFIGURATION.search(data) and b"\\u" not in data)
     os_type = pc.coalesce(os_type, pc.if_else(windows, "Windows", pc.if_else(
         linux, "Linux", pa.scalar(None, S))))
-    vhd_uri = _strip_query(_or(storage("osDisk.image.uri"), storage("osDisk.vhd.uri")))
+    containers = storage("osDisk.vhdContainers")
+    some = pc.greater(pc.list_value_length(containers), 0).fill_null(False)
+    first_container = pc.list_element(pc.if_else(some, containers, pa.scalar(None, containers.type)), 0)
+    blob = _or(_or(storage("osDisk.vhd.uri"), storage("osDisk.image.uri")), first_container)
+    vhd_uri = _strip_query(blob)
     power = _true(raw("properties.extended.instanceView.powerState.code"))
     return {"machines": {
         **common, "kind": pc.if_else(is_vmss, "vmss", "vm"),
         "capacity": pc.if_else(is_vmss, pc.fill_null(raw("sku.capacity"), 0), 1),
         "vm_size": either("sku.name", "properties.hardwareProfile.vmSize"), "os_type": os_type,
         **_image_reference(storage, vhd_uri), "vhd_uri": vhd_uri,
+        "os_disk_unmanaged": pc.is_valid(vhd_uri),
+        "license_type": either("properties.virtualMachineProfile.licenseType",
+                               "properties.licenseType"),
         "plan_name": raw("plan.name"), "plan_publisher": raw("plan.publisher"),
         "plan_product": raw("plan.product"),
         "power_state": _lowered(pc.replace_substring_regex(power, r"(?s)^[^/]*/", "",

@@ -437,7 +437,19 @@ def apply_config(rules: list[Rule], config: dict | None, where: str = "config") 
                 _fail(f"{at}.params.{name}", f"expected a {type(rule.params[name]).__name__}, "
                                              f"got {value!r}")
             rule.params[name] = value
+    for rule_id in per_rule:  # a check judges its own params (a renamed key) when they are read
+        problem = _params_problem(by_id[rule_id])
+        if problem:
+            _fail(f"{where}: rules.{rule_id}", problem)
     return [by_id[rule.id] for rule in rules]
+
+
+def _params_problem(rule: Rule) -> str | None:
+    """What the rule's check module says is wrong with its params (`params_problem`)."""
+    if not rule.python:
+        return None
+    judge = getattr(importlib.import_module(rule.python.partition(":")[0]), "params_problem", None)
+    return judge(rule.params) if judge else None
 
 
 def load_config(path: Path | None) -> dict:
@@ -471,6 +483,17 @@ def render(template: str, frame: pd.DataFrame, params: dict) -> pd.Series:
             text = _display(params[name])
         else:
             raise AuditError(f"message template names unknown column or param '{name}'")
+        if _spec and "{}" in _spec:
+            # `{column: (currently {})}`: the text around `{}` with the value in it, or
+            # nothing where the value is missing (never "(currently (none))").
+            before, _, after = _spec.partition("{}")
+            shown = before + text + after
+            if name in frame.columns:
+                value = frame[name]
+                missing = value.isna() | (value.astype("object") == "")
+                text = shown.where(~missing.to_numpy(dtype=bool), "")
+            else:
+                text = "" if params[name] in (None, "") else shown
         out = out + text
     return out
 

@@ -126,6 +126,18 @@ class Estate:
         self.identity(table, ["id"])
         return _positions(ids, self.__dict__["_first_rows"][table][1])
 
+    def arm_ids(self, table: str, ids: pd.Series) -> pd.Series:
+        """`ids` as Azure spells them (the table's `arm_id`), so names shown in messages keep
+        their casing while joins use the lower-cased ids; an id not in the table stays as
+        it is. Each distinct id is looked up once."""
+        codes, uniques = codes_of(ids)
+        distinct = pd.Series(np.asarray(uniques, dtype=object), dtype=object)
+        at = self.row_positions(table, distinct)
+        arm = self.identity(table, ["arm_id"])["arm_id"].astype(object).to_numpy()
+        spelled = np.where(at >= 0, arm[np.maximum(at, 0)] if len(arm) else None, distinct)
+        return pd.Series(np.append(spelled.astype(object), None)[codes], index=ids.index,
+                         dtype=object)
+
     @cached_property
     def latest_candidates(self) -> pd.DataFrame:
         """Versions that can win `latest`: provisioned (Succeeded, or state unknown), named
@@ -395,7 +407,7 @@ def version_label(version_ids: pd.Series) -> pd.Series:
 
 def _version_label_each(version_ids: pd.Series) -> pd.Series:
     text = version_ids.astype(object).fillna("").astype(str)
-    parts = text.str.extract(r"/images/([^/]+)/versions/([^/]+)$")
+    parts = text.str.extract(r"(?i)/images/([^/]+)/versions/([^/]+)$")
     return (parts[0] + "/" + parts[1]).where(parts[0].notna(), version_ids).astype(str)
 
 

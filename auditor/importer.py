@@ -1,7 +1,9 @@
 """`image-audit import`: JSON files of raw resources, as Azure gives them, into a snapshot.
 
-Accepted shapes: a list of resources; an `az graph query` result (`{"data": [...]}`); an ARM
-list response (`{"value": [...]}`); a single resource object; JSON lines (one resource per
+Accepted shapes: a list of resources (also as `az vm list`, `az sig image-version list` and
+the like print them, properties at the top level); an `az graph query` result
+(`{"data": [...]}`); an ARM list response (`{"value": [...]}`); a single resource object;
+JSON lines (one resource per
 line, as `image-audit synth` writes). Any of them may be gzip-compressed (`.gz`).
 """
 
@@ -17,7 +19,7 @@ import numpy as np
 import orjson
 
 from auditor.errors import AuditError
-from auditor.normalize import JsonLines
+from auditor.normalize import JsonLines, without_properties
 from auditor.snapshot import Snapshot, build_snapshot
 
 # A whole-document JSON file is parsed in memory; beyond this size only JSON lines (streamed)
@@ -71,7 +73,20 @@ def read_resources(path: Path) -> Iterator[tuple[str, object] | JsonLines]:
         raise AuditError(f"{path}: not a resource list: expected a JSON list, an object with "
                          "'data' (az graph query) or 'value' (ARM list), or a resource with 'id'")
     for index, item in enumerate(items):
-        yield f"{path.name} item {index}", item
+        yield f"{path.name} item {index}", _with_properties(item, path, index)
+
+
+def _with_properties(item, path: Path, index: int):
+    """The item, unless it is a gallery, image or machine with no properties in either shape
+    (ARM's `properties`, or lifted to the top level as `az ... list` prints them): a
+    projection such as `az vm list --query "[].{id:id, name:name}"` would be audited as if
+    the resources had none."""
+    rtype = without_properties(item)
+    if rtype:
+        raise AuditError(f"{path}: item {index}: a {rtype} resource without its properties "
+                         "(a --query projection?); export whole resources, for example "
+                         "`az vm list -o json` or `az graph query` with `properties`")
+    return item
 
 
 def _items(document):

@@ -76,6 +76,7 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
         ("kind", S), ("capacity", INT), ("vm_size", S), ("os_type", S), ("image_kind", S),
         ("image_publisher", S), ("image_offer", S), ("image_sku", S), ("image_version", S),
         ("exact_version", S), ("image_id", S), ("image_definition_id", S), ("vhd_uri", S),
+        ("os_disk_unmanaged", B), ("license_type", S),
         ("plan_name", S), ("plan_publisher", S), ("plan_product", S), ("power_state", S),
         ("running_version_id", S), ("tags", S)]),
     "resource_tags": pa.schema([
@@ -108,6 +109,60 @@ class Normalized:
     skipped_types: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
     problem_count: int = 0
+
+
+# --- the Azure CLI's shape --------------------------------------------------------------------
+# `az vm list`, `az vmss list`, `az sig list`, `az sig image-definition list`, `az sig
+# image-version list`, `az image list` and `az disk list` print each resource with its
+# properties lifted to the top level (beside id, name, type, location, resourceGroup, tags),
+# some keys in the SDK's spelling, and, with `az vm list -d`, a `powerState` like "VM running".
+# Such a resource is known by one of these keys, not null, at its top level, where ARM has none.
+CLI_PROPERTY_KEYS = frozenset({
+    "storageProfile", "virtualMachineProfile", "hardwareProfile", "osProfile",
+    "publishingProfile", "safetyProfile", "identifier", "sourceVirtualMachine", "creationData",
+    "replicationStatus", "upgradePolicy", "networkProfile", "sharingProfile"})
+# What ARM keeps outside `properties`; everything else an `az` resource holds goes back in.
+_ENVELOPE = frozenset({
+    "id", "name", "type", "location", "tags", "sku", "plan", "identity", "zones", "kind",
+    "resourceGroup", "subscriptionId", "tenantId", "managedBy", "extendedLocation", "etag",
+    "systemData", "properties"})
+_SDK_SPELLING = {"diskSizeGb": "diskSizeGB", "sizeInGb": "sizeInGB"}
+
+
+def cli_shaped(resource: dict) -> bool:
+    """Whether `resource` is printed as `az ... list` prints it (properties at the top level)."""
+    return resource.get("properties") is None and any(
+        resource.get(key) is not None for key in CLI_PROPERTY_KEYS)
+
+
+def lifted(resource: dict) -> dict:
+    """An `az`-printed resource in ARM shape: its property keys back under `properties` (in
+    the REST API's spelling), `az vm list -d`'s powerState as the instance view's code."""
+    properties = {key: _rest_spelling(value) for key, value in resource.items()
+                  if key not in _ENVELOPE}
+    power = properties.pop("powerState", None)
+    if isinstance(power, str) and power.strip():
+        properties.setdefault("extended", {"instanceView": {"powerState": {
+            "code": "PowerState/" + power.strip().split(" ", 1)[-1].replace(" ", "")}}})
+    out = {key: value for key, value in resource.items() if key in _ENVELOPE}
+    out["properties"] = properties
+    return out
+
+
+def _rest_spelling(value):
+    if isinstance(value, dict):
+        return {_SDK_SPELLING.get(k, k): _rest_spelling(v) for k, v in value.items()}
+    return [_rest_spelling(v) for v in value] if isinstance(value, list) else value
+
+
+def without_properties(resource) -> str | None:
+    """The type of a gallery, image or machine that carries no properties in any shape (a
+    `--query` projection, say), which would be audited as if it had none; else None."""
+    if not isinstance(resource, dict) or resource.get("properties") is not None \
+            or cli_shaped(resource) or not isinstance(resource.get("id"), str):
+        return None
+    rtype = (_str(resource.get("type")) or type_from_id(resource["id"])).lower()
+    return rtype if rtype in _Normalizer.handlers and rtype != DISK else None
 
 
 # --- small tolerant readers: Azure data may lack any optional field or carry a wrong type ---
@@ -374,6 +429,8 @@ class _Normalizer:
             self.skipped["(not an object)"] += 1
             self._note(f"{where}: not a JSON object")
             return
+        if cli_shaped(resource):
+            resource = lifted(resource)
         arm_id = _str(resource.get("id"))
         if not arm_id:
             self.skipped["(no id)"] += 1
@@ -575,14 +632,18 @@ class _Normalizer:
             vm_size = _str(sku.get("name"))
             os_profile = _obj(vm_profile.get("osProfile"))
         else:
+            vm_profile = None
             storage = self._object(props.get("storageProfile"), "properties.storageProfile")
             capacity = 1
             vm_size = _str(_obj(props.get("hardwareProfile")).get("vmSize"))
             os_profile = _obj(props.get("osProfile"))
         ref = self._object(storage.get("imageReference"), "storageProfile.imageReference")
         os_disk = _obj(storage.get("osDisk"))
-        vhd_uri = strip_query(_obj(os_disk.get("image")).get("uri")
-                              or _obj(os_disk.get("vhd")).get("uri"))
+        # An unmanaged OS disk is a page blob: a VM's `vhd` (and, from a user image VHD, its
+        # `image`), a scale set's `vhdContainers`; whatever its imageReference says.
+        blobs = [_str(_obj(os_disk.get("vhd")).get("uri")), _str(_obj(os_disk.get("image")).get("uri")),
+                 _str((_list(os_disk.get("vhdContainers")) or [None])[0])]
+        vhd_uri = strip_query(next((blob for blob in blobs if blob), None))
         image = _image_reference(ref, vhd_uri)
         plan = _obj(raw.get("plan"))
         power = _str(_obj(_obj(_obj(props.get("extended")).get("instanceView")).get("powerState"))
@@ -592,7 +653,8 @@ class _Normalizer:
             else "Linux" if "linuxConfiguration" in os_profile else None)
         self.rows["machines"].add(
             **common, kind="vmss" if is_vmss else "vm", capacity=capacity, vm_size=vm_size,
-            os_type=os_type, **image, vhd_uri=vhd_uri,
+            os_type=os_type, **image, vhd_uri=vhd_uri, os_disk_unmanaged=vhd_uri is not None,
+            license_type=_str((vm_profile if is_vmss else props).get("licenseType")),
             plan_name=_str(plan.get("name")), plan_publisher=_str(plan.get("publisher")),
             plan_product=_str(plan.get("product")),
             power_state=power.split("/", 1)[-1].lower() if power else None,

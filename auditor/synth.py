@@ -241,6 +241,11 @@ def _machine(t: _Tenant, i: int, cases: dict) -> Iterator[dict]:
                "managedDisk": {"storageAccountType": "Premium_LRS"}}
     if not ref:
         os_disk["image"] = {"uri": f"https://legacyvhds.blob.core.windows.net/vhds/base-{i}.vhd"}
+    elif ref.get("publisher") and i % 101 == 17:  # a Marketplace image on unmanaged disks
+        del os_disk["managedDisk"]
+        account = f"https://classicdisks{i % 7}.blob.core.windows.net/vhds"
+        os_disk.update({"vhdContainers": [account]} if is_vmss
+                       else {"vhd": {"uri": f"{account}/vm-{i:07d}-osdisk.vhd"}})
     storage = {"imageReference": ref, "osDisk": os_disk}
     config = "windowsConfiguration" if os_type == "Windows" else "linuxConfiguration"
     os_profile = {"computerName": name[:15], "adminUsername": "azureuser", config: {}}
@@ -268,6 +273,9 @@ def _machine(t: _Tenant, i: int, cases: dict) -> Iterator[dict]:
                               "extended": {"instanceView": {"powerState": {
                                   "code": f"PowerState/{power}"}}},
                               "provisioningState": "Succeeded"}
+    if os_type == "Windows" and i % 7 == 3:  # Azure Hybrid Benefit
+        (item["properties"]["virtualMachineProfile"] if is_vmss
+         else item["properties"])["licenseType"] = "Windows_Server"
     if ref.get("publisher") == PAID[0]:
         item["plan"] = {"name": PAID[2], "publisher": PAID[0].lower(), "product": PAID[1]}
     yield item

@@ -412,6 +412,13 @@ def _machines_frame(machines: pd.DataFrame, usage: pd.DataFrame) -> pd.DataFrame
         "resource_group": machines["resource_group"], "resource_id": machines["arm_id"],
         "tags": machines["tags"]})
     frame["version_from"] = frame["version_from"].where(frame["version_from"].notna(), None)
+    # The OS disk's storage (LEG001) and the licence the machine claims (LIC001's evidence).
+    if {"os_disk_unmanaged", "license_type"} <= set(machines.columns):
+        unmanaged = machines["os_disk_unmanaged"].astype("boolean")
+        frame.insert(frame.columns.get_loc("image_kind") + 1, "os_disk", pd.Series(
+            np.select([unmanaged.fillna(False), (~unmanaged).fillna(False)],
+                      ["unmanaged VHD", "managed"], default=None), index=frame.index, dtype=object))
+        frame.insert(frame.columns.get_loc("os_disk") + 1, "license_type", machines["license_type"])
     return frame
 
 

@@ -167,12 +167,14 @@ def loop_three_rules(rows: dict, rule_ids: list[str], params: dict) -> list[dict
                                             f"{machine['image_offer']} version {version}"})
     if "TAG001" in rule_ids:
         required = [t.lower() for t in params["TAG001"]["required_tags"]]
+        not_on_versions = [t.lower() for t in params["TAG001"]["not_required_on_versions"]]
         for table in ("galleries", "image_definitions", "image_versions", "managed_images"):
             for item in rows[table]:
                 present = {}
                 for key, value in item["tags"].items():
                     present.setdefault(key.lower(), value)
-                missing = [t for t in required if not (present.get(t) or "").strip()]
+                missing = [t for t in required if not (present.get(t) or "").strip()
+                           and not (table == "image_versions" and t in not_on_versions)]
                 if missing:
                     findings.append({"rule_id": "TAG001", "resource_id": item["id"],
                                      "message": f"{item['name']} lacks required tag(s): "

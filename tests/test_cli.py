@@ -31,8 +31,13 @@ def test_audit_sample_writes_reports(tmp_path, capsys):
 def test_fail_on(tmp_path, capsys):
     assert run("audit", "--sample", "-o", str(tmp_path), "--fail-on", "high",
                capsys=capsys)[0] == 1
+    # The sample's only critical findings are LEG001's (machines on unmanaged disks).
     assert run("audit", "--sample", "-o", str(tmp_path), "--fail-on", "critical",
-               capsys=capsys)[0] == 0
+               capsys=capsys)[0] == 1
+    config = tmp_path / "no-critical.yaml"
+    config.write_text("rules:\n  LEG001:\n    severity: high\n")
+    assert run("audit", "--sample", "-o", str(tmp_path), "--fail-on", "critical",
+               "--config", str(config), capsys=capsys)[0] == 0
 
 
 def test_import_then_audit(tmp_path, capsys):

@@ -28,6 +28,14 @@ from tests.builders import (
 SHAPES = [gallery(), definition(), version(), managed_image(), vm(),
           vm("g", image=gallery_ref("base", None)), vmss(image=marketplace("latest")),
           disk(vm(), gallery_ref()["id"])]
+# Unmanaged OS disks (a VM's vhd and image URIs, a scale set's vhdContainers) and licenseType.
+SHAPES += [vm("unmanaged-os", os_disk={"vhd": {"uri": "https://a.blob/v.vhd"}, "image": {"uri": "u"}})
+           | {"properties": {"licenseType": "Windows_Server", "storageProfile": {
+               "imageReference": marketplace(), "osDisk": {"vhd": {"uri": "https://a.blob/v.vhd"},
+                                                           "image": {"uri": "https://a.blob/i.vhd"}}}}},
+           vmss("vhds") | {"properties": {"virtualMachineProfile": {
+               "licenseType": "RHEL_BYOS", "storageProfile": {
+                   "imageReference": marketplace(), "osDisk": {"vhdContainers": ["https://a.blob/c"]}}}}}]
 ODD_VALUES = st.one_of(st.none(), st.integers(-5, 10**12), st.floats(allow_nan=True),
                        st.text(max_size=30), st.booleans(), st.lists(st.integers(), max_size=3),
                        st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),

@@ -41,9 +41,17 @@ def test_gen002_pass_scale_set_of_one(run_rule):
                                           capacity=1)).empty
 
 
+def test_gen001_is_an_inventory_note(run_rule):
+    findings = run_rule("GEN001", definition(os_state="Specialized"))
+    assert findings.iloc[0]["severity"] == "info"
+
+
 def test_gen003_triggers_on_specialized_managed_image(run_rule):
     findings = run_rule("GEN003", managed_image(os_state="specialized"))
-    assert "img-1.0.0" in findings.iloc[0]["message"]
+    row = findings.iloc[0]
+    assert row["severity"] == "info"
+    assert row["message"] == ("Managed image img-1.0.0 records OS state specialized, which a "
+                              "managed image cannot have; its metadata is inconsistent.")
 
 
 def test_gen003_pass_generalized(run_rule):

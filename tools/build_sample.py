@@ -112,8 +112,6 @@ def definition(index: int) -> dict:
     }
     if index % 3 == 0:  # ARM GET bodies carry no subscriptionId/resourceGroup fields
         item["subscriptionId"], item["resourceGroup"] = SUBS[sub], rg
-    if env == "Prod":
-        item["tags"]["sample-case"] = "TAG002"
     if index in DEFINITION_CASES:
         item["tags"]["sample-case"] = DEFINITION_CASES[index]
     return item
@@ -133,7 +131,7 @@ def version_cases(index: int, n: int) -> list[str]:
     cases = []
     if index < CLEAN_DEFINITIONS and n < count - KEEP_VERSIONS and (index, n) != (0, 0):
         cases.append("RET001")  # old, unused, beyond the newest five; 1.0.0 of 0 is retained
-    cases += {(1, count - 1): ["TAG001", "REP004"], (0, count - 1): ["REP002"],
+    cases += {(1, count - 1): ["REP004"], (0, count - 1): ["REP002"],
               (2, count - 1): ["REP005"], (4, count - 1): ["REP006"], (3, 0): ["REP006"],
               (SQL_MIGRATED, 0): ["STL005"], (2, count - 2): ["REP003"]}.get((index, n), [])
     return cases
@@ -157,7 +155,7 @@ def version(index: int, n: int) -> dict:
         targets[2]["storageAccountType"] = "Standard_LRS"
     version_tags = tags(team="platform" if g == 0 else "apps",
                         created=published.date().isoformat())
-    if "TAG001" in cases:
+    if (index, n) == (1, count - 1):  # a version's publishedDate is its creation date (TAG001)
         version_tags.pop("created")
     if (index, n) == (0, 0):
         version_tags["retain"] = "true"
@@ -381,8 +379,9 @@ def machines() -> list[dict]:
         image = MANAGED_IMAGES[i % 4]
         out.append(vm(f"vm-legacy-{i}", "apps", "rg-legacy", "westeurope", {"id": image["id"]},
                       case="ENV001" if i == 3 else None))
+    # On a managed disk from an image captured from a blob: not at risk (no LEG001).
     out.append(vm("vm-report-01", "data", "rg-reporting", "northeurope",
-                  {"id": MANAGED_IMAGES[REPORTING]["id"]}, case="LEG001"))
+                  {"id": MANAGED_IMAGES[REPORTING]["id"]}))
     for i in range(2):
         out.append(vm(f"vm-devbox-{i:02d}", "apps", "rg-dev", "westeurope",
                       {"id": MANAGED_IMAGES[DEVBOX]["id"]}))
@@ -403,12 +402,11 @@ def machines() -> list[dict]:
         "image": {"uri": "https://nwlegacy.blob.core.windows.net/vhds/erp-gold.vhd"},
         "vhd": {"uri": "https://nwlegacy.blob.core.windows.net/vhds/vm-vhd-erp-os.vhd"
                        "?sv=2021-08-06&sig=NOTAREALSIGNATURE%3D"}}))
-    # Paid Marketplace images carry a plan.
+    # First-party SQL Server pay-as-you-go images carry no plan; one claims Hybrid Benefit.
     for i in range(3):
-        item = vm(f"vm-sql-{i}", "data", "rg-sql", "northeurope", marketplace("sql"),
-                  case="LIC001")
-        item["plan"] = {"name": "standard-gen2", "publisher": "microsoftsqlserver",
-                        "product": "sql2022-ws2022"}
+        item = vm(f"vm-sql-{i}", "data", "rg-sql", "northeurope", marketplace("sql"))
+        if i == 0:
+            item["properties"]["licenseType"] = "Windows_Server"
         out.append(item)
     # Machines tagged with an environment outside the allowed set (TAG002).
     out.append(vm("vm-tools-01", "platform", "rg-tools", "westeurope", marketplace("ubuntu"),
@@ -568,6 +566,74 @@ def retention_cases() -> list[dict]:
             "storageProfile": {"osDiskImage": {"sizeInGB": 30, "hostCaching": "ReadOnly"}},
             "provisioningState": "Succeeded"}}]
     return out
+def legacy_and_licensing() -> list[dict]:
+    """Machines on unmanaged OS disks, as API 2017-12-01 returned them (LEG001): a VM deployed
+    from a Marketplace image onto a VHD and a scale set whose OS disks live in storage
+    containers; and a VM from a third-party Marketplace image, which carries a plan (LIC001)."""
+    web = vm("vm-classic-web-01", "apps", "rg-classic", "westeurope",
+             marketplace("ubuntu"), case="LEG001", power="running", os_disk={
+                 "osType": "Linux", "name": "vm-classic-web-01-osdisk", "createOption": "FromImage",
+                 "vhd": {"uri": "https://nwclassicdisks.blob.core.windows.net/vhds/"
+                                "vm-classic-web-01-osdisk.vhd"},
+                 "caching": "ReadWrite", "diskSizeGB": 30})
+    batch = vmss("vmss-classic-batch", "data", "rg-classic", "northeurope",
+                 marketplace("ubuntu"), 4, case="LEG001")
+    batch["properties"]["virtualMachineProfile"]["storageProfile"]["osDisk"] = {
+        "vhdContainers": ["https://nwclassicbatch0.blob.core.windows.net/vhds",
+                          "https://nwclassicbatch1.blob.core.windows.net/vhds"],
+        "name": "vmss-classic-batch-osdisk", "createOption": "FromImage", "caching": "ReadWrite"}
+    firewall = vm("vm-fw-edge-01", "platform", "rg-network", "westeurope", {
+        "publisher": "fortinet", "offer": "fortinet_fortigate-vm_v5",
+        "sku": "fortinet_fg-vm_payg_2023", "version": "7.4.3"}, case="LIC001")
+    firewall["plan"] = {"name": "fortinet_fg-vm_payg_2023", "publisher": "fortinet",
+                        "product": "fortinet_fortigate-vm_v5"}
+    return [web, batch, firewall] + labelled_as_marketplace()
+
+
+def labelled_as_marketplace() -> list[dict]:
+    """A team's own gallery whose definition copies Canonical's publisher/offer/sku: the
+    identifier is free text, so it approves nothing (APR001 approves galleries by id)."""
+    sub, rg, name, location = "apps", "rg-team-sandbox", "gal_team_sandbox", "westeurope"
+    gallery_id = arm(sub, rg, "galleries", name)
+    definition_id = gallery_id + "/images/ubuntu-22_04-lts"
+    published = COLLECTED_AT - timedelta(days=20)
+    targets = [{"name": REGION_NAMES[location], "regionalReplicaCount": 3,
+                "storageAccountType": "Standard_ZRS", "excludeFromLatest": False}]
+    return [
+        {"id": gallery_id, "name": name, "type": "Microsoft.Compute/galleries",
+         "location": location, "subscriptionId": SUBS[sub], "resourceGroup": rg,
+         "tags": tags(env="dev", team="apps"),
+         "properties": {"description": "Team sandbox images",
+                        "identifier": {"uniqueName": f"{SUBS[sub]}-{name.upper()}"},
+                        "provisioningState": "Succeeded"}},
+        {"id": definition_id, "name": "ubuntu-22_04-lts", "location": location,
+         "type": "Microsoft.Compute/galleries/images", "tags": tags(env="dev", team="apps"),
+         "properties": {"osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2",
+                        "architecture": "x64",
+                        "identifier": {"publisher": "Canonical",
+                                       "offer": "0001-com-ubuntu-server-jammy",
+                                       "sku": "22_04-lts-gen2"},
+                        "provisioningState": "Succeeded"}},
+        {"id": definition_id + "/versions/1.0.0", "name": "1.0.0", "location": location,
+         "type": "Microsoft.Compute/galleries/images/versions",
+         "tags": tags(env="dev", team="apps", created=published.date().isoformat()),
+         "properties": {
+             "publishingProfile": {"targetRegions": targets, "replicaCount": 1,
+                                   "publishedDate": iso(published),
+                                   "endOfLifeDate": iso(published + timedelta(days=365)),
+                                   "storageAccountType": "Standard_LRS",
+                                   "excludeFromLatest": False, "replicationMode": "Full"},
+             "storageProfile": {"osDiskImage": {"sizeInGB": 30, "hostCaching": "ReadWrite"},
+                                "dataDiskImages": []},
+             "safetyProfile": {"allowDeletionOfReplicatedLocations": False,
+                               "blockDeletionBeforeEndOfLife": True},
+             "replicationStatus": {"aggregatedState": "Completed", "summary": [
+                 {"region": REGION_NAMES[location], "state": "Completed", "details": "",
+                  "progress": 100}]},
+             "provisioningState": "Succeeded"}},
+        vm("vm-team-dev-01", sub, "rg-team-dev", location,
+           {"id": definition_id + "/versions/1.0.0"}, env="dev", case="APR001"),
+    ]
 
 
 def build() -> list[dict]:
@@ -579,6 +645,7 @@ def build() -> list[dict]:
     machine_list = machines()
     resources += machine_list + os_disks(machine_list) + others()
     resources += retention_cases()
+    resources += legacy_and_licensing()
     return resources
 
 

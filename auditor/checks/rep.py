@@ -25,7 +25,8 @@ def version_not_replicated_where_used(estate, params) -> pd.DataFrame:
         .agg(", ".join)
     return pd.DataFrame({
         "id": missing["machine_id"], "name": missing["name"], "kind": missing["kind"],
-        "location": missing["region"], "version": version_label(missing["version_id"]),
+        "location": missing["region"], "version": version_label(
+            estate.arm_ids("image_versions", missing["version_id"])),
         "resolved_from": missing["resolved_from"],
         "replica_regions": lookup(missing["version_id"], regions).fillna("(none)"),
     })

@@ -21,7 +21,7 @@ def _lifecycle(estate) -> pd.DataFrame:
     definitions = estate.image_definitions.set_index("id")
     frame = usage[usage["definition_id"].notna()]
     return frame.assign(
-        definition=last_segment(frame["definition_id"]),
+        definition=last_segment(estate.arm_ids("image_definitions", frame["definition_id"])),
         version_eol=lookup(frame["version_id"], versions["end_of_life_date"]),
         definition_eol=lookup(frame["definition_id"], definitions["end_of_life_date"]))
 
@@ -33,7 +33,8 @@ def _end_of_life(estate, when) -> pd.DataFrame:
     by_definition = when(frame["definition_eol"])
     hit = by_version | by_definition
     frame, by_version, by_definition = frame[hit], by_version[hit], by_definition[hit]
-    version_text = ("version " + version_label(frame["version_id"]).astype(object) + " ("
+    version_text = ("version " + version_label(estate.arm_ids("image_versions", frame["version_id"]))
+                    .astype(object) + " ("
                     + frame["version_eol"].dt.strftime("%Y-%m-%d").astype(object) + ")")
     definition_text = ("definition " + frame["definition"].astype(object) + " ("
                        + frame["definition_eol"].dt.strftime("%Y-%m-%d").astype(object) + ")")
@@ -119,7 +120,8 @@ def _version_staleness(estate, used: pd.DataFrame, params) -> pd.DataFrame:
                    .astype("object"))
     reason = np.select([too_old & too_far, too_old], [age_text + " and " + behind_text, age_text],
                        default=behind_text)
-    return used.assign(version=version_label(used["version_id"]), staleness=reason,
+    return used.assign(version=version_label(estate.arm_ids("image_versions", used["version_id"])),
+                       staleness=reason,
                        stale=(too_old | too_far).to_numpy(dtype=bool))
 
 

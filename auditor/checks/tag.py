@@ -39,7 +39,7 @@ def resources(estate, tables: list[str], ids: pd.Index | None = None) -> pd.Data
             frame = frame[_isin(frame["id"], ids)]
         frame = frame.assign(resource_type=RESOURCE_TYPES[table])
         if table == "image_versions":
-            frame = frame.assign(name=frame["id"].str.extract(r"/images/([^/]+)/versions/")[0]
+            frame = frame.assign(name=frame["arm_id"].str.extract(r"(?i)/images/([^/]+)/versions/")[0]
                                  .fillna("?") + "/" + frame["name"])
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
@@ -70,6 +70,11 @@ def missing_required_tags(estate, params) -> pd.DataFrame:
     gaps = wanted.merge(present.drop_duplicates(), how="left", left_on=["id", "key_lower"],
                         right_on=["resource_id", "key_lower"], indicator=True)
     gaps = gaps[gaps["_merge"] == "left_only"]
+    # A version records what some tags would repeat (its publishedDate is its creation date).
+    not_on_versions = [str(t).lower() for t in params.get("not_required_on_versions") or []]
+    if not_on_versions and not gaps.empty:
+        versions = estate.tables["image_versions"]["id"]
+        gaps = gaps[~(_isin(gaps["key_lower"], not_on_versions) & _isin(gaps["id"], versions))]
     missing = _listed(gaps, "id", "key_lower").rename("missing_tags")
     return targets.join(missing, on="id", how="inner")
 

@@ -400,6 +400,9 @@ def _machines_frame(machines: pd.DataFrame, usage: pd.DataFrame) -> pd.DataFrame
     frame = pd.DataFrame({
         "name": machines["name"], "kind": machines["kind"], "location": machines["location"],
         "capacity": machines["capacity"], "power_state": machines["power_state"],
+        # The platform (AKS, Databricks, ...) that patches it: PIN/APR/TAG/GEN leave it out.
+        "platform_managed": machines["id"].map(usage["platform_managed"]).astype(object)
+        if "platform_managed" in usage.columns else None,
         "image_kind": kind,
         "reference": np.where(marketplace, urn + version.fillna("(none)").astype(str),
                               machines["image_id"].astype("object")),
@@ -408,6 +411,9 @@ def _machines_frame(machines: pd.DataFrame, usage: pd.DataFrame) -> pd.DataFrame
         "version_from": np.where(marketplace, np.where(floating, "latest", "pinned"),
                                  resolved_from.astype("object")),
         "gallery_definition": machines["image_definition_id"],
+        # Each instance's version and count, from the OS disks (a scale set may run several).
+        "instance_versions": machines["running_versions"] if "running_versions" in machines
+        else None,
         "subscription_id": machines["subscription_id"],
         "resource_group": machines["resource_group"], "resource_id": machines["arm_id"],
         "tags": machines["tags"]})

@@ -144,8 +144,7 @@ def no_latest_in_region(estate, params) -> pd.DataFrame:
     reasons = _why_no_latest(estate, rows)
     return pd.DataFrame({
         "id": rows["machine_id"], "name": rows["name"], "kind": rows["kind"],
-        "location": rows["region"], "definition": version_label(
-            rows["definition_id"].astype(object)).where(rows["definition_id"].notna()),
+        "location": rows["region"], "definition": _definition_label(rows["definition_id"]),
         "resolved_from": rows["resolved_from"], "reason": reasons,
     }, index=rows.index)
 
@@ -186,5 +185,12 @@ def recorded_version_deleted(estate, params) -> pd.DataFrame:
         "id": rows["machine_id"], "name": rows["name"], "kind": rows["kind"],
         "location": rows["region"], "version": version_label(rows["version_id"].astype(object)),
         "resolved_from": rows["resolved_from"], "how": how,
-        "definition": version_label(rows["definition_id"].astype(object)),
+        "definition": _definition_label(rows["definition_id"]),
     }, index=rows.index)
+
+
+def _definition_label(definition_ids: pd.Series) -> pd.Series:
+    """`gallery/definition` for a definition id."""
+    text = definition_ids.astype(object)
+    parts = text.fillna("").astype(str).str.extract(r"/galleries/([^/]+)/images/([^/]+)$")
+    return (parts[0] + "/" + parts[1]).where(parts[0].notna(), text)

@@ -435,22 +435,13 @@ def _concat_buffer(texts: pa.Array) -> pa.Buffer:
 # --- one builder per table ----------------------------------------------------------------
 
 def _galleries(raw, common, rtypes, data):
+    # A community gallery's line spells "Inf" (communityGalleryInfo): `_lines` refuses its
+    # block, so its public names are always read by normalize.py.
     names = raw("properties.sharingProfile.communityGalleryInfo.publicNames")
+    _require(not _any(pc.is_valid(names)))
     return {"galleries": {**common, "description": raw("properties.description"),
                           "unique_name": _lower_id(raw("properties.identifier.uniqueName")),
-                          "community_names": _joined(_lower_id(pc.list_flatten(names)),
-                                                     pc.list_parent_indices(names), len(names))}}
-
-
-def _joined(values: pa.Array, parents: pa.Array, rows: int) -> pa.Array:
-    """normalize's `",".join(v for v in values if v) or None`, per parent row."""
-    out: list = [None] * rows
-    values = _true(values)
-    present = pc.is_valid(values)
-    for parent, value in zip(pc.filter(parents, present).to_pylist(),
-                             pc.filter(values, present).to_pylist(), strict=True):
-        out[parent] = value if out[parent] is None else out[parent] + "," + value
-    return pa.array(out, S)
+                          "community_names": pa.nulls(len(names), S)}}
 
 
 def _definitions(raw, common, rtypes, data):

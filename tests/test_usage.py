@@ -279,3 +279,31 @@ def test_platform_managed_scale_sets_are_named():
     assert platform.where(platform.notna(), None).to_dict() == {
         "aks-nodepool1-12345678-vmss": "AKS", "by-image": "AKS", "dbx": "Databricks",
         "pool": "Batch", "mine": None}
+
+
+def test_new_paths_are_read_the_same_by_columns():
+    """The columnar reader takes the scale set, member, gallery and target-region paths
+    these rules read exactly as normalize.py does (it must not refuse the block either)."""
+    from auditor.columnar import normalize_lines
+    from tests.test_columnar import assert_same, by_columns, by_resource, json_lines
+
+    shared_gallery = gallery(properties={"identifier": {"uniqueName": f"{SUB}-GAL"}})
+    regional = version("1.3.0", regions=(WE, EUS))
+    regional["properties"]["publishingProfile"]["targetRegions"][0]["excludeFromLatest"] = False
+    regional["properties"]["publishingProfile"]["targetRegions"][1][
+        "regionalExcludeFromLatest"] = True
+    resources = [shared_gallery, definition(), regional,
+                 *fixture("vmss_automatic_upgrade_2024-03-01.json"),
+                 *fixture("vmss_legacy_automatic_os_upgrade_2018-06-01.json"),
+                 *fixture("vmss_flexible_with_members_2024-03-01.json"),
+                 *fixture("resource_graph_aks_node_pool.json")]
+    data = json_lines(resources)
+    assert normalize_lines(data) is not None
+    assert_same(by_columns(data), by_resource(data))
+    # A community gallery's line spells "Inf" (communityGalleryInfo), which the columnar
+    # reader refuses (pyarrow would read Inf as a number): the reference reads that block.
+    community = gallery("pub", properties={"sharingProfile": {
+        "permissions": "Community", "communityGalleryInfo": {
+            "publicNames": ["contoso-1a2b3c", "Contoso-2"]}}})
+    data = json_lines([community, *resources])
+    assert_same(by_columns(data), by_resource(data))

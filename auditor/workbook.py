@@ -14,6 +14,7 @@ written bare with openpyxl and with xlsxwriter.
 from __future__ import annotations
 
 import json
+import re
 from copy import copy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -379,6 +380,17 @@ def machine_usage(machines: pd.DataFrame) -> pd.DataFrame:
                          "resolved_from": resolved_from}, index=machines.index)
 
 
+def _instance_versions(texts: pd.Series) -> pd.Series:
+    """`definition/1.2.0: 3, definition/1.3.0: 1` from the OS disks' JSON (once per text)."""
+    codes, distinct = pd.factorize(texts)
+    shown = [", ".join(_VERSION_LABEL.sub(r"\1/", v) + f": {n}" for v, n in json.loads(t).items())
+             for t in distinct]
+    return pd.Series(np.array(shown + [None], dtype=object)[codes], index=texts.index)
+
+
+_VERSION_LABEL = re.compile(r"^.*/images/([^/]+)/versions/")
+
+
 def _machines_frame(machines: pd.DataFrame, usage: pd.DataFrame) -> pd.DataFrame:
     usage = usage.drop_duplicates("machine_id").set_index("machine_id")
     version_id = machines["id"].map(usage["version_id"])
@@ -412,8 +424,8 @@ def _machines_frame(machines: pd.DataFrame, usage: pd.DataFrame) -> pd.DataFrame
                                  resolved_from.astype("object")),
         "gallery_definition": machines["image_definition_id"],
         # Each instance's version and count, from the OS disks (a scale set may run several).
-        "instance_versions": machines["running_versions"] if "running_versions" in machines
-        else None,
+        "instance_versions": _instance_versions(machines["running_versions"])
+        if "running_versions" in machines else None,
         "subscription_id": machines["subscription_id"],
         "resource_group": machines["resource_group"], "resource_id": machines["arm_id"],
         "tags": machines["tags"]})

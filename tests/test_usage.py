@@ -307,3 +307,14 @@ def test_new_paths_are_read_the_same_by_columns():
             "publicNames": ["contoso-1a2b3c", "Contoso-2"]}}})
     data = json_lines([community, *resources])
     assert_same(by_columns(data), by_resource(data))
+
+
+def test_machines_sheet_names_the_platform_and_instance_versions():
+    from auditor.workbook import _machines_frame
+    estate = estate_of(gallery(), definition(), version("1.9.0"), version("1.10.0"),
+                       *fixture("vmss_uniform_instance_disks.json"),
+                       *fixture("resource_graph_aks_node_pool.json"))
+    frame = _machines_frame(estate.machines, estate.usage).set_index("name")
+    assert frame.loc["aks-nodepool1-12345678-vmss", "platform_managed"] == "AKS"
+    assert pd.isna(frame.loc["ss-uniform", "platform_managed"])
+    assert frame.loc["ss-uniform", "instance_versions"] == "base/1.9.0: 1, base/1.10.0: 2"

@@ -238,18 +238,32 @@ class Estate:
         found = pd.Series(None, index=machines.index, dtype=object)
         tags = self.tables["resource_tags"]
         if not tags.empty:
-            tags = tags[tags["resource_table"].astype(object) == "machines"]
-            key = tags["key_lower"].astype(object).fillna("").astype(str).astype(object)
-            value = lowered(tags["value"])
-            platform = pd.Series(np.select(
-                [key.str.startswith("aks-managed-") | key.eq("poolname"),
-                 key.isin(DATABRICKS_TAG_KEYS) | (key.eq("vendor") & value.eq("databricks"))],
-                ["AKS", "Databricks"], default=""), index=tags.index)
-            tagged = pd.Series(platform.to_numpy(), index=tags["resource_id"].astype(object))
-            tagged = tagged[tagged != ""]
-            tagged = tagged[~tagged.index.duplicated()]
-            found = pd.Series(tagged.reindex(machines["id"].astype(object)).to_numpy(),
-                              index=machines.index, dtype=object)
+            # Judged once per distinct key (and value, for `Vendor`), then taken by code:
+            # only the few rows that name a platform are looked at one by one.
+            key_code, keys = codes_of(tags["key_lower"])
+            key = pd.Series(keys.astype(object), dtype=object).fillna("").astype(str)
+            by_key = np.select([key.str.startswith("aks-managed-") | key.eq("poolname"),
+                                key.isin(DATABRICKS_TAG_KEYS)], ["AKS", "Databricks"],
+                               default="")
+            platform = np.append(by_key, "")[key_code].astype(object)
+            vendor = key_code == (int(np.flatnonzero(key.eq("vendor"))[0])
+                                  if key.eq("vendor").any() else -2)
+            if vendor.any():
+                value_code, values = codes_of(tags["value"])
+                databricks = np.append(lowered(pd.Series(values, dtype=object)).eq(
+                    "databricks").to_numpy(dtype=bool), False)[value_code]
+                platform[vendor & databricks] = "Databricks"
+            named = np.flatnonzero((platform != "")
+                                   & (tags["resource_table"].astype(object) == "machines")
+                                   .to_numpy(dtype=bool))
+            if len(named):
+                at = self.row_positions("machines", tags["resource_id"].iloc[named])
+                first = self.identity("machines", ["id"])
+                ids = pd.Series(first["id"].to_numpy(dtype=object)[at[at >= 0]], dtype=object)
+                tagged = pd.Series(platform[named][at >= 0], index=ids)
+                tagged = tagged[~tagged.index.duplicated()]
+                found = pd.Series(tagged.reindex(machines["id"].astype(object)).to_numpy(),
+                                  index=machines.index, dtype=object)
         if "managed_by" in machines.columns:
             by_owner = _by_unique(_platform_of_owner, machines["managed_by"])
             found = found.where(found.notna(), by_owner)
@@ -295,19 +309,21 @@ class Estate:
         # integer codes of the distinct values, and text columns are taken by code in Arrow.
         kind = machines["image_kind"]
         external = kind.isin(["shared", "community"]).fillna(False).to_numpy(dtype=bool)
-        local_id = self.local_gallery_ids(machines["image_id"].where(external))
-        image_id = machines["image_id"].astype(object).where(~pd.Series(external, index=machines.index),
-                                                              local_id)
-        mapped = local_id.notna().to_numpy(dtype=bool)
-        gallery = kind.eq("gallery").fillna(False).to_numpy(dtype=bool) | mapped
         in_gallery = kind.isin(["gallery", "shared", "community"]).fillna(False).to_numpy(bool)
+        image_id, definition = machines["image_id"], machines["image_definition_id"]
+        mapped = np.zeros(len(machines), dtype=bool)
+        if external.any() and not self._gallery_names.empty:
+            local_id = self.local_gallery_ids(machines["image_id"].where(external))
+            mapped = local_id.notna().to_numpy(dtype=bool)
+            if mapped.any():
+                image_id = image_id.astype(object).where(~mapped, local_id)
+                definition = definition.astype(object).where(
+                    ~mapped, _definition_of(local_id.astype(object)))
+        gallery = kind.eq("gallery").fillna(False).to_numpy(dtype=bool) | mapped
         unversioned = _by_unique(lambda v: lowered(v).isin(["", "latest"]),
                                  machines["image_version"]).to_numpy(dtype=bool)
-        definition = pd.Series(_definition_of(image_id.astype(object)).to_numpy(dtype=object),
-                               index=machines.index).where(pd.Series(in_gallery,
-                                                                     index=machines.index))
-        definition = definition.where(definition != "")
         definition_code, definitions = codes_of(definition)
+        definition_code = np.where(in_gallery, definition_code, -1)
         region_code, regions = codes_of(machines["location"])
         running_code, running = codes_of(machines["running_version_id"])
         running_definition = pd.Index(_definition_of(pd.Series(running, dtype=object)))
@@ -315,11 +331,18 @@ class Estate:
         from_disk = gallery & unversioned & (definition_code >= 0) & (
             np.append(definitions.get_indexer(running_definition), -2)[running_code]
             == definition_code)
-        exact_text = machines["exact_version"].astype(object)
-        exact_ids = (definition + "/versions/" + lowered(exact_text)).where(
-            exact_text.notna() & (lowered(exact_text) != "latest"))
-        exact_code, exacts = codes_of(exact_ids.where(pd.Series(gallery & unversioned,
-                                                                index=machines.index)))
+        # exactVersion on a definition reference: judged per distinct (definition, version).
+        exact_code, exacts = np.full(len(machines), -1), pd.Index([], dtype=object)
+        exact_version_code, exact_versions = codes_of(machines["exact_version"])
+        recorded = gallery & unversioned & (exact_version_code >= 0) & (definition_code >= 0)
+        if recorded.any():
+            pair = _pair_code(definition_code, exact_version_code, len(exact_versions))
+            first, pair_code = distinct(np.where(recorded, pair, -1))
+            names = lowered(pd.Series(exact_versions[exact_version_code[first]], dtype=object))
+            ids = pd.Series(definitions[definition_code[first]], dtype=object) + "/versions/" + names
+            usable = recorded[first] & (names != "latest").to_numpy(dtype=bool)
+            exact_code = np.where(recorded & usable[pair_code], pair_code, -1)
+            exacts = pd.Index(ids.where(usable, None).to_numpy(dtype=object))
         from_exact = gallery & unversioned & ~from_disk & (exact_code >= 0)
         image_code, images = codes_of(image_id)
 

@@ -261,7 +261,7 @@ def _machine(t: _Tenant, i: int, cases: dict) -> Iterator[dict]:
                                                         "osProfile": os_profile},
                               "upgradePolicy": {"mode": "Rolling"},
                               "provisioningState": "Succeeded"}
-        _upgrade_policy(item, i, cases.get("upgrade"))
+        _upgrade_policy(item, i, cases.get("upgrade"), ref)
     else:
         power = "running" if rng.random() < 0.85 else rng.choice(["deallocated", "stopped"])
         item["properties"] = {"hardwareProfile": {"vmSize": size}, "storageProfile": storage,
@@ -280,14 +280,16 @@ def _machine(t: _Tenant, i: int, cases: dict) -> Iterator[dict]:
                                                "galleryImageReference": {"id": got}}}}
 
 
-def _upgrade_policy(item: dict, i: int, case: str | None) -> None:
+def _upgrade_policy(item: dict, i: int, case: str | None, ref: dict) -> None:
     """Some scale sets upgrade their OS image automatically (API 2024-03-01 shape, a few in
     the 2018-06-01 one), with a health probe or the Application Health extension; some are
     Flexible. Chosen by number, so the random stream stays as it was."""
     props = item["properties"]
     if i % 13 == 0:
         props["orchestrationMode"] = "Flexible"
-    if case is None and i % 4:
+    floating = (ref.get("version") or "").lower() == "latest" or "/galleries/" in ref.get(
+        "id", "") and "/versions/" not in ref.get("id", "").replace("/versions/latest", "")
+    if case is None and (i % 4 or not floating):  # automatic upgrade needs `latest`
         return
     if case == "legacy" or i % 20 == 0:
         props["upgradePolicy"] = {"mode": "Rolling", "automaticOSUpgrade": True}

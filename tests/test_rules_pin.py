@@ -181,3 +181,8 @@ def test_platform_managed_scale_sets_are_left_out_unless_included(rules):
 def test_platform_managed_switch_is_validated(rules, config, error):
     with pytest.raises(AuditError, match=error.replace("(", r"\(").replace(")", r"\)")):
         apply_config(list(rules.values()), config)
+
+
+def test_a_severity_param_that_is_not_a_severity_is_a_clear_error(run_rule):
+    with pytest.raises(AuditError, match=r"PIN001: check .* returned rows with severity \['huge'\]"):
+        run_rule("PIN001", vm("a", image=marketplace("latest")), params={"vm_severity": "huge"})

@@ -9,10 +9,12 @@ listed as blocked with the reason instead of getting a command.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from auditor.checks.ret import version_holds, withheld_versions
@@ -114,13 +116,28 @@ def _retained(estate: Estate, rows: pd.DataFrame, retain_tag: str) -> pd.Series:
     return values.notna() & ~values.astype(str).str.strip().str.lower().isin(NOT_RETAINED)
 
 
+def _instance_versions(machines: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
+    """Scale sets with a row per version their instances run (`running_versions`, from the
+    instances' OS disks: not only the lowest), as `target`, for the versions in `ids`."""
+    if "running_versions" not in machines.columns:
+        return machines.iloc[0:0].assign(target=None)
+    sets = machines[(machines["kind"] == "vmss") & machines["running_versions"].notna()]
+    codes, texts = pd.factorize(sets["running_versions"])
+    versions = pd.Series([list(json.loads(text)) for text in texts], dtype=object)  # per text
+    lists = versions.iloc[codes]
+    rows = np.repeat(np.arange(len(sets)), lists.str.len().to_numpy(dtype=np.int64))
+    out = sets.iloc[rows].assign(target=lists.explode().to_numpy(dtype=object))
+    return out[out["target"].isin(ids)]
+
+
 def _machine_refs(machines: pd.DataFrame, ids: pd.Series) -> pd.Series:
     """Per id, the machines that still need it: any machine whose image reference names it,
     and scale sets whose instances were created from it (they may scale out)."""
     referencing = machines[machines["image_id"].isin(ids)].assign(target=lambda m: m["image_id"])
     running = machines[(machines["kind"] == "vmss") & machines["running_version_id"].isin(ids)]
     running = running.assign(target=running["running_version_id"])
-    refs = pd.concat([referencing, running]).drop_duplicates(["target", "id"])
+    refs = pd.concat([referencing, running, _instance_versions(machines, ids)]).drop_duplicates(
+        ["target", "id"])
     if refs.empty:
         return pd.Series(dtype="object")
     is_set = refs["kind"] == "vmss"
@@ -145,8 +162,10 @@ def _version_plan(findings, estate: Estate, retain_tag: str,
     holds = pd.Series(holds.to_numpy(), index=versions["id"].to_numpy())
     machines = estate.tables["machines"]
     usage = estate.usage
-    by_latest = usage[usage["resolved_from"] == "latest"]
-    latest_users = by_latest.groupby("version_id")["name"].agg(_listed)
+    # Every unversioned reference gets what `latest` gives in its region at its next
+    # scale-out or deployment, whatever version its instances record now.
+    by_latest = usage[usage["latest_version_id"].notna()]
+    latest_users = by_latest.groupby("latest_version_id", observed=True)["name"].agg(_listed)
 
     refs = _machine_refs(machines, rows["id"])
     parts = rows["arm_id"].str.extract(VERSION_PATH)

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from auditor.normalize import (
+    APPLICATION_HEALTH,
     CLI_PROPERTY_KEYS,
     DEFAULT_STORAGE_TYPE,
     DEFINITION,
@@ -65,21 +66,27 @@ _MACHINE_PROPERTIES = dict(
     licenseType=S,
     osProfile=_OS_PROFILE,
     extended=_struct(instanceView=_struct(powerState=_struct(code=S))),
-    creationData=_struct(galleryImageReference=_ID))  # a disk's
+    creationData=_struct(galleryImageReference=_ID),  # a disk's
+    orchestrationMode=S, virtualMachineScaleSet=_ID,
+    upgradePolicy=_struct(mode=S, automaticOSUpgrade=B,
+                          automaticOSUpgradePolicy=_struct(enableAutomaticOSUpgrade=B)))
 _MACHINE_PROPERTIES["virtualMachineProfile"] = _struct(
-    storageProfile=_MACHINE_PROPERTIES["storageProfile"], osProfile=_OS_PROFILE, licenseType=S)
+    storageProfile=_MACHINE_PROPERTIES["storageProfile"], osProfile=_OS_PROFILE, licenseType=S,
+    networkProfile=_struct(healthProbe=_ID),
+    extensionProfile=_struct(extensions=pa.list_(_struct(properties=_struct(type=S)))))
 _PROPERTIES = dict(
     _MACHINE_PROPERTIES,
     description=S, provisioningState=S, osType=S, osState=S, hyperVGeneration=S,
     architecture=S, endOfLifeDate=S,
-    identifier=_struct(publisher=S, offer=S, sku=S),
+    identifier=_struct(publisher=S, offer=S, sku=S, uniqueName=S),
     publishingProfile=_struct(
         replicaCount=INT, storageAccountType=S, publishedDate=S, endOfLifeDate=S,
         excludeFromLatest=B, replicationMode=S,
         targetRegions=pa.list_(_struct(name=S, regionalReplicaCount=INT, storageAccountType=S,
-                                       excludeFromLatest=B)),
+                                       excludeFromLatest=B, regionalExcludeFromLatest=B)),
         regions=pa.list_(S), source=_struct(managedImage=_ID)),  # API 2018-06-01 (preview)
-    sharingProfile=_struct(permissions=S, groups=pa.list_(_struct(type=S, ids=pa.list_(S)))),
+    sharingProfile=_struct(permissions=S, groups=pa.list_(_struct(type=S, ids=pa.list_(S))),
+                           communityGalleryInfo=_struct(publicNames=pa.list_(S))),
     scope=S, principalId=S, principalType=S, roleDefinitionId=S,  # a role assignment's
     storageProfile=_STORAGE,
     safetyProfile=_struct(allowDeletionOfReplicatedLocations=B, blockDeletionBeforeEndOfLife=B),
@@ -452,10 +459,15 @@ def _galleries(raw, common, rtypes, data):
     ids = pc.struct_field(group, "ids")
     of_group = pc.list_parent_indices(ids)
     of_gallery = pc.take(pc.list_parent_indices(groups), of_group)
+    # A community gallery's public names are read by normalize.py: the block is refused.
+    names = raw("properties.sharingProfile.communityGalleryInfo.publicNames")
+    _require(not _any(pc.is_valid(names)))
     return {
         "galleries": {**common, "description": raw("properties.description"),
                       "sharing_permissions": raw("properties.sharingProfile.permissions"),
-                      "sharing_groups_read": pc.is_valid(groups)},
+                      "sharing_groups_read": pc.is_valid(groups),
+                      "unique_name": _lower_id(raw("properties.identifier.uniqueName")),
+                      "community_names": pa.nulls(len(names), S)},
         "gallery_shares": {"gallery_id": pc.take(common["id"], of_gallery),
                            "type": pc.take(pc.struct_field(group, "type"), of_group),
                            "target": _lower_id(pc.list_flatten(ids))}}
@@ -520,7 +532,8 @@ def _versions(raw, common, rtypes, data):
                                                   pc.take(replica_count, parents)),
             "storage_account_type": _or(field("storageAccountType", S),
                                         pc.take(storage_type, parents)),
-            "exclude_from_latest": _flag(field("excludeFromLatest", B))},
+            "exclude_from_latest": pc.coalesce(field("excludeFromLatest", B),
+                                               field("regionalExcludeFromLatest", B))},
         "version_replication": {
             "version_id": pc.take(vids, status_parents),
             "region": _region(pc.struct_field(status, "region")),
@@ -614,7 +627,38 @@ def _machines(raw, common, rtypes, data):
         "plan_product": raw("plan.product"),
         "power_state": _lowered(pc.replace_substring_regex(power, r"(?s)^[^/]*/", "",
                                                            max_replacements=1)),
-        "running_version_id": pa.nulls(len(rtypes), S)}}
+        "running_version_id": pa.nulls(len(rtypes), S),
+        "running_versions": pa.nulls(len(rtypes), S),
+        "managed_by": _lower_id(raw("managedBy")),
+        "orchestration_mode": pc.if_else(is_vmss, raw("properties.orchestrationMode"),
+                                         pa.scalar(None, S)),
+        "scale_set_id": pc.if_else(is_vmss, pa.scalar(None, S),
+                                   _lower_id(raw("properties.virtualMachineScaleSet.id"))),
+        **_upgrade_policy(raw, is_vmss)}}
+
+
+def _upgrade_policy(raw, is_vmss: pa.Array) -> dict[str, pa.Array]:
+    """normalize._Normalizer._machine's scale-set columns (null for a VM)."""
+    def of_sets(values: pa.Array) -> pa.Array:
+        return pc.if_else(is_vmss, values, pa.scalar(None, values.type))
+
+    policy = "properties.upgradePolicy."
+    extensions = raw("properties.virtualMachineProfile.extensionProfile.extensions")
+    kinds = pc.struct_field(pc.struct_field(pc.list_flatten(extensions), "properties"), "type")
+    health = pc.is_in(_lowered(kinds), value_set=pa.array(sorted(APPLICATION_HEALTH), S))
+    health = health.fill_null(False)
+    first: list = [None] * len(extensions)
+    for parent, kind in zip(pc.filter(pc.list_parent_indices(extensions), health).to_pylist(),
+                            pc.filter(kinds, health).to_pylist(), strict=True):
+        first[parent] = kind if first[parent] is None else first[parent]
+    return {
+        "upgrade_mode": of_sets(raw(policy + "mode")),
+        "automatic_os_upgrade": of_sets(pc.coalesce(
+            raw(policy + "automaticOSUpgradePolicy.enableAutomaticOSUpgrade"),
+            raw(policy + "automaticOSUpgrade"))),
+        "health_probe_id": of_sets(_lower_id(
+            raw("properties.virtualMachineProfile.networkProfile.healthProbe.id"))),
+        "health_extension": of_sets(pa.array(first, S))}
 
 
 def _image_reference(storage, vhd_uri: pa.Array) -> dict[str, pa.Array]:

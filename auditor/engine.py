@@ -35,6 +35,10 @@ RULE_KEYS = {"id", "name", "title", "severity", "resource", "rationale", "remedi
 REQUIRED_RULE_KEYS = ["id", "name", "title", "severity", "resource", "rationale",
                       "remediation", "references", "message"]
 RULE_ID = re.compile(r"^[A-Z]{3}\d{3}$")
+# Families whose machine findings leave out scale sets a platform manages and patches itself
+# (AKS node pools, Databricks, Service Fabric managed clusters, Batch pools), unless the
+# config's `include_platform_managed: true` asks for them.
+PLATFORM_MANAGED_FAMILIES = {"PIN", "APR", "TAG", "GEN", "SHR"}
 RULE_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 RESOURCE_TYPES = {
@@ -193,6 +197,8 @@ class Rule:
     retired: bool = False
     per_region: bool = False
     file: str = ""
+    severity_from_config: bool = False  # a config severity overrides a check's per-row one
+    include_platform_managed: bool = False
 
     @property
     def tables(self) -> list[str]:
@@ -399,13 +405,20 @@ def apply_config(rules: list[Rule], config: dict | None, where: str = "config") 
     config = config or {}
     if not isinstance(config, dict):
         _fail(where, "config must be a mapping with a 'rules' key")
-    unknown = set(config) - {"rules"}
+    unknown = set(config) - {"rules", "include_platform_managed"}
     if unknown:
-        _fail(where, f"unknown key(s): {', '.join(sorted(unknown))} (known: rules)")
+        _fail(where, f"unknown key(s): {', '.join(sorted(unknown))} "
+                     "(known: include_platform_managed, rules)")
     per_rule = config.get("rules") or {}
     if not isinstance(per_rule, dict):
         _fail(where, "'rules' must map rule ids to settings")
+    include_platform = config.get("include_platform_managed", False)
+    if not isinstance(include_platform, bool):
+        _fail(f"{where}: include_platform_managed", "must be true or false")
     by_id = {rule.id: copy.deepcopy(rule) for rule in rules}
+    if "include_platform_managed" in config:
+        for rule in by_id.values():
+            rule.include_platform_managed = include_platform
     for rule_id, settings in per_rule.items():
         at = f"{where}: rules.{rule_id}"
         if rule_id not in by_id:
@@ -426,6 +439,7 @@ def apply_config(rules: list[Rule], config: dict | None, where: str = "config") 
                 _fail(f"{at}.severity", f"bad value {settings['severity']!r} "
                                         f"(one of {', '.join(SEVERITIES)})")
             rule.severity = settings["severity"]
+            rule.severity_from_config = True
         params = settings.get("params") or {}
         if not isinstance(params, dict):
             _fail(f"{at}.params", "must be a mapping")
@@ -547,6 +561,11 @@ def _violations(rule: Rule, estate: Estate, params: dict) -> pd.DataFrame:
     rows = rule.check()(estate, params)
     if "id" not in rows.columns:
         raise AuditError(f"{rule.id}: check {rule.python} returned rows without an 'id'")
+    if "severity" in rows.columns:
+        bad = set(rows["severity"].dropna().unique()) - set(SEVERITIES)
+        if bad or rows["severity"].isna().any():
+            raise AuditError(f"{rule.id}: check {rule.python} returned rows with severity "
+                             f"{sorted(map(str, bad)) or 'missing'} (one of {', '.join(SEVERITIES)})")
     if rule.per_region and not rows.empty and "region" not in rows.columns:
         raise AuditError(f"{rule.id}: per_region rule's check {rule.python} returned rows "
                          "without a 'region' (its findings would share one fingerprint)")
@@ -583,9 +602,21 @@ def _own_positions(rows: pd.DataFrame, table: pd.DataFrame) -> np.ndarray | None
     return positions if bool(np.asarray(same, dtype=bool).all()) else None
 
 
+def _platform_managed_left_out(rule: Rule, rows: pd.DataFrame, estate: Estate) -> pd.DataFrame:
+    """`rows` less the machines a platform manages, for the families that leave them out."""
+    if rule.family not in PLATFORM_MANAGED_FAMILIES or rule.include_platform_managed \
+            or rule.tables[0] != "machines" or rows.empty:
+        return rows
+    managed = estate.platform_managed
+    managed_ids = estate.machines["id"][managed.notna().to_numpy(dtype=bool)]
+    if managed_ids.empty:
+        return rows
+    return rows[~rows["id"].isin(managed_ids).to_numpy(dtype=bool)]
+
+
 def findings_for(rule: Rule, estate: Estate) -> pd.DataFrame:
     params = rule.params
-    rows = _violations(rule, estate, params)
+    rows = _platform_managed_left_out(rule, _violations(rule, estate, params), estate)
     if rows.empty:
         return pd.DataFrame(columns=FINDING_COLUMNS)
     region = rows["region"] if "region" in rows.columns else pd.Series(None, index=rows.index)
@@ -602,7 +633,11 @@ def findings_for(rule: Rule, estate: Estate) -> pd.DataFrame:
     else:
         resource_type = RESOURCE_TYPES[rule.tables[0]]
     out = pd.DataFrame({
-        "rule_id": rule.id, "rule_name": rule.name, "severity": rule.severity,
+        "rule_id": rule.id, "rule_name": rule.name,
+        # A check may judge each row's severity (a `severity` column); a severity the config
+        # sets for the rule still applies to all of them.
+        "severity": rows["severity"] if "severity" in rows.columns
+        and not rule.severity_from_config else rule.severity,
         "title": rule.title, "resource_type": resource_type, "resource_id": resource_id,
         "resource_name": rows.get("name"), "subscription_id": rows.get("subscription_id"),
         "resource_group": rows.get("resource_group"), "location": rows.get("location"),

@@ -6,6 +6,7 @@ once per audit and cached, so no rule recomputes a join another rule already mad
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 
 import numpy as np
@@ -139,24 +140,48 @@ class Estate:
                          dtype=object)
 
     @cached_property
-    def latest_candidates(self) -> pd.DataFrame:
-        """Versions that can win `latest`: provisioned (Succeeded, or state unknown), named
-        MAJOR.MINOR.PATCH, and not excluded from latest for the whole version."""
+    def _latest_eligible(self) -> pd.DataFrame:
+        """Versions that can win `latest` somewhere: named MAJOR.MINOR.PATCH, and provisioned
+        (Succeeded, state unknown, or Updating). A version is Updating while it is changed,
+        for example replicated to an added region; Azure keeps serving it where it is already
+        replicated ("Azure Compute Gallery ... replication": a region serves a version once
+        its replication there is complete), so Updating does not take it out of `latest`
+        everywhere. Creating and Failed versions serve nowhere."""
         versions = self.tables["image_versions"]
         state = lowered(versions["provisioning_state"])
-        eligible = state.isin(["", "succeeded"]) & versions["major"].notna() \
-            & versions["minor"].notna() & versions["patch"].notna() \
-            & ~versions["exclude_from_latest"].fillna(False).astype(bool)
-        return versions.loc[eligible, ["id", "definition_id", "name", "major", "minor", "patch"]]
+        eligible = state.isin(["", "succeeded", "updating"]) & versions["major"].notna() \
+            & versions["minor"].notna() & versions["patch"].notna()
+        return versions.loc[eligible, ["id", "definition_id", "name", "major", "minor", "patch",
+                                       "exclude_from_latest"]]
+
+    @cached_property
+    def latest_candidates(self) -> pd.DataFrame:
+        """Versions that can win `latest`: provisioned (see `_latest_eligible`), named
+        MAJOR.MINOR.PATCH, and not excluded from latest for the whole version."""
+        eligible = self._latest_eligible
+        excluded = eligible["exclude_from_latest"].fillna(False).astype(bool)
+        return eligible.loc[~excluded, ["id", "definition_id", "name", "major", "minor", "patch"]]
 
     @cached_property
     def latest_by_definition_region(self) -> pd.DataFrame:
         """What `latest` resolves to per definition and region: the highest version (compared
-        as numbers) replicated there and excluded from latest neither globally nor there."""
-        regions = self.tables["version_regions"]
-        regions = regions[~regions["exclude_from_latest"].fillna(False).astype(bool)]
-        ranked = regions[["version_id", "region"]].merge(
-            self.latest_candidates, left_on="version_id", right_on="id")
+        as numbers) that serves there. A region's own excludeFromLatest takes precedence over
+        the version's (Microsoft: "regional settings take precedence"); where the region does
+        not say, the version's flag applies. With `--deep` (replication status collected for
+        a version), a region whose replication is not Completed does not serve it yet."""
+        regions = self.tables["version_regions"][["version_id", "region", "exclude_from_latest"]]
+        ranked = regions.rename(columns={"exclude_from_latest": "regional"}).merge(
+            self._latest_eligible, left_on="version_id", right_on="id")
+        regional = ranked["regional"].astype("boolean")
+        excluded = regional.fillna(ranked["exclude_from_latest"].astype("boolean")).fillna(False)
+        ranked = ranked[~excluded.to_numpy(dtype=bool)]
+        replication = self.tables.get("version_replication")
+        if replication is not None and not replication.empty:
+            reported = ranked["version_id"].isin(replication["version_id"].unique())
+            done = replication[lowered(replication["state"]) == "completed"]
+            complete = pd.MultiIndex.from_frame(done[["version_id", "region"]])
+            pairs = pd.MultiIndex.from_frame(ranked[["version_id", "region"]])
+            ranked = ranked[~reported.to_numpy(dtype=bool) | pairs.isin(complete)]
         ranked = ranked.sort_values(["definition_id", "region", "major", "minor", "patch"],
                                     ascending=[True, True, False, False, False], kind="stable")
         latest = ranked.drop_duplicates(["definition_id", "region"])
@@ -173,26 +198,144 @@ class Estate:
             columns={"id": "version_id", "name": "version_name"}).reset_index(drop=True)
 
     @cached_property
+    def known_definition_ids(self) -> pd.Index:
+        """Definitions the snapshot holds (as a resource, or as the parent of a version)."""
+        return pd.Index(pd.concat([
+            self.tables["image_definitions"]["id"].astype(object),
+            self.tables["image_versions"]["definition_id"].astype(object)]).dropna().unique())
+
+    @cached_property
+    def _gallery_names(self) -> pd.Series:
+        """Gallery id by the names other tenants use: `sharedgalleries/<uniqueName>` and
+        `communitygalleries/<publicName>` (lower-cased)."""
+        galleries = self.tables["galleries"]
+        pairs = []
+        if "unique_name" in galleries.columns:
+            shared = galleries[galleries["unique_name"].notna()]
+            pairs.append(pd.Series(shared["id"].to_numpy(dtype=object),
+                                   index="/sharedgalleries/" + shared["unique_name"].astype(object)))
+        if "community_names" in galleries.columns:
+            community = galleries[galleries["community_names"].notna()]
+            names = community["community_names"].astype(object).str.split(",")
+            exploded = pd.Series(community["id"].to_numpy(dtype=object), index=names.index) \
+                .repeat(names.str.len())
+            pairs.append(pd.Series(exploded.to_numpy(dtype=object),
+                                   index="/communitygalleries/" + pd.Index(
+                                       np.concatenate(names.to_numpy()) if len(names) else [])))
+        found = pd.concat(pairs) if pairs else pd.Series(dtype=object)
+        return found[~found.index.duplicated()]
+
+    def local_gallery_ids(self, ids: pd.Series) -> pd.Series:
+        """Shared and community gallery ids (`/sharedGalleries/<uniqueName>/images/...`)
+        as the id of the gallery in the snapshot they name; missing where it is not there."""
+        names = self._gallery_names
+
+        def each(values: pd.Series) -> pd.Series:
+            parts = values.astype(object).fillna("").astype(str).str.extract(
+                r"^(/(?:sharedgalleries|communitygalleries)/[^/]+)(/images/.*)$")
+            gallery = pd.Series(names.reindex(parts[0].to_numpy(dtype=object)).to_numpy(),
+                                index=values.index, dtype=object)
+            tail = parts[1].astype(object)
+            return (gallery + tail).where(gallery.notna() & tail.notna())
+
+        return _by_unique(each, ids)
+
+    @cached_property
+    def platform_managed(self) -> pd.Series:
+        """For each machine, the platform that manages it (AKS, Databricks, Service Fabric
+        managed cluster, Batch) or missing: recognised by the platform's tags, by `managedBy`,
+        or by an image id only that platform publishes. A Flexible scale set's member takes
+        its set's platform."""
+        machines = self.tables["machines"]
+        found = pd.Series(None, index=machines.index, dtype=object)
+        tags = self.tables["resource_tags"]
+        if not tags.empty:
+            # Judged once per distinct key (and value, for `Vendor`), then taken by code:
+            # only the few rows that name a platform are looked at one by one.
+            key_code, keys = codes_of(tags["key_lower"])
+            key = pd.Series(keys.astype(object), dtype=object).fillna("").astype(str)
+            by_key = np.select([key.str.startswith("aks-managed-") | key.eq("poolname"),
+                                key.isin(DATABRICKS_TAG_KEYS)], ["AKS", "Databricks"],
+                               default="")
+            platform = np.append(by_key, "")[key_code].astype(object)
+            vendor = key_code == (int(np.flatnonzero(key.eq("vendor"))[0])
+                                  if key.eq("vendor").any() else -2)
+            if vendor.any():
+                value_code, values = codes_of(tags["value"])
+                databricks = np.append(lowered(pd.Series(values, dtype=object)).eq(
+                    "databricks").to_numpy(dtype=bool), False)[value_code]
+                platform[vendor & databricks] = "Databricks"
+            named = np.flatnonzero((platform != "")
+                                   & (tags["resource_table"].astype(object) == "machines")
+                                   .to_numpy(dtype=bool))
+            if len(named):
+                at = self.row_positions("machines", tags["resource_id"].iloc[named])
+                first = self.identity("machines", ["id"])
+                ids = pd.Series(first["id"].to_numpy(dtype=object)[at[at >= 0]], dtype=object)
+                tagged = pd.Series(platform[named][at >= 0], index=ids)
+                tagged = tagged[~tagged.index.duplicated()]
+                found = pd.Series(tagged.reindex(machines["id"].astype(object)).to_numpy(),
+                                  index=machines.index, dtype=object)
+        if "managed_by" in machines.columns:
+            by_owner = _by_unique(_platform_of_owner, machines["managed_by"])
+            found = found.where(found.notna(), by_owner)
+        by_image = _by_unique(_platform_of_image, machines["image_id"])
+        found = found.where(found.notna(), by_image)
+        publisher = lowered(machines["image_publisher"])
+        found = found.where(found.notna() | (publisher != "azuredatabricks"), "Databricks")
+        if "scale_set_id" in machines.columns:
+            of_set = pd.Series(found.to_numpy(), index=machines["id"].astype(object))
+            of_set = of_set[of_set.notna() & ~of_set.index.duplicated()]
+            inherited = lookup(machines["scale_set_id"].astype(object), of_set)
+            found = found.where(found.notna(), inherited)
+        return found.where(found.notna(), None)
+
+    @cached_property
+    def flexible_members(self) -> pd.Series:
+        """For each machine, whether it is a member VM of a Flexible scale set that is in the
+        snapshot (the set is judged for it, and counts its members, not its capacity)."""
+        machines = self.tables["machines"]
+        if "scale_set_id" not in machines.columns:
+            return pd.Series(False, index=machines.index)
+        return machines["scale_set_id"].isin(machines["id"]).fillna(False).astype(bool)
+
+    @cached_property
     def usage(self) -> pd.DataFrame:
         """One row per machine: which gallery version it runs and how that was resolved.
 
-        `resolved_from` is `pinned` (the reference names a version), `disk` (a definition or
-        `latest` reference whose OS disk records the version it got), `latest` (what latest
-        gives in the machine's region today) or `unresolved` (shared/community galleries
-        live outside the tenant; a definition with no version in that region). Machines
-        that do not use a gallery image have no `resolved_from`. `has_replica` is NA when
-        the version is not in the snapshot, so replica rules never judge what they cannot see.
+        What the machine records comes first: `pinned` (the reference names a version),
+        `disk` (a definition or `latest` reference whose OS disk records the version it was
+        created from), `exact` (its imageReference.exactVersion names it); only then `latest`
+        (what latest gives in the machine's region today), or `unresolved` (a shared or
+        community gallery not in the snapshot; a definition with no version in that region).
+        A shared or community id naming a gallery in the snapshot is resolved as that
+        gallery's own id. Machines that do not use a gallery image have no `resolved_from`.
+        `has_replica` is NA when the version is not in the snapshot, so replica rules never
+        judge what they cannot see. A Flexible scale set with member VMs in the snapshot
+        counts 0: its members are the machines (`capacity` would count them twice).
+        `latest_version_id` is what `latest` gives in the machine's region, for an
+        unversioned reference to a definition in the snapshot (missing where none serves).
         """
         machines = self.tables["machines"]
         # A million machines reference a few thousand images: every join below is made on
         # integer codes of the distinct values, and text columns are taken by code in Arrow.
         kind = machines["image_kind"]
-        gallery = kind.eq("gallery").fillna(False).to_numpy(dtype=bool)
+        external = kind.isin(["shared", "community"]).fillna(False).to_numpy(dtype=bool)
         in_gallery = kind.isin(["gallery", "shared", "community"]).fillna(False).to_numpy(bool)
+        image_id, definition = machines["image_id"], machines["image_definition_id"]
+        mapped = np.zeros(len(machines), dtype=bool)
+        if external.any() and not self._gallery_names.empty:
+            local_id = self.local_gallery_ids(machines["image_id"].where(external))
+            mapped = local_id.notna().to_numpy(dtype=bool)
+            if mapped.any():
+                image_id = image_id.astype(object).where(~mapped, local_id)
+                definition = definition.astype(object).where(
+                    ~mapped, _definition_of(local_id.astype(object)))
+        gallery = kind.eq("gallery").fillna(False).to_numpy(dtype=bool) | mapped
         unversioned = _by_unique(lambda v: lowered(v).isin(["", "latest"]),
                                  machines["image_version"]).to_numpy(dtype=bool)
-        definition = machines["image_definition_id"].where(in_gallery)
         definition_code, definitions = codes_of(definition)
+        definition_code = np.where(in_gallery, definition_code, -1)
         region_code, regions = codes_of(machines["location"])
         running_code, running = codes_of(machines["running_version_id"])
         running_definition = pd.Index(_definition_of(pd.Series(running, dtype=object)))
@@ -200,7 +343,20 @@ class Estate:
         from_disk = gallery & unversioned & (definition_code >= 0) & (
             np.append(definitions.get_indexer(running_definition), -2)[running_code]
             == definition_code)
-        image_code, images = codes_of(machines["image_id"])
+        # exactVersion on a definition reference: judged per distinct (definition, version).
+        exact_code, exacts = np.full(len(machines), -1), pd.Index([], dtype=object)
+        exact_version_code, exact_versions = codes_of(machines["exact_version"])
+        recorded = gallery & unversioned & (exact_version_code >= 0) & (definition_code >= 0)
+        if recorded.any():
+            pair = _pair_code(definition_code, exact_version_code, len(exact_versions))
+            first, pair_code = distinct(np.where(recorded, pair, -1))
+            names = lowered(pd.Series(exact_versions[exact_version_code[first]], dtype=object))
+            ids = pd.Series(definitions[definition_code[first]], dtype=object) + "/versions/" + names
+            usable = recorded[first] & (names != "latest").to_numpy(dtype=bool)
+            exact_code = np.where(recorded & usable[pair_code], pair_code, -1)
+            exacts = pd.Index(ids.where(usable, None).to_numpy(dtype=object))
+        from_exact = gallery & unversioned & ~from_disk & (exact_code >= 0)
+        image_code, images = codes_of(image_id)
 
         latest = self.latest_by_definition_region
         latest_key = _pair_code(definitions.get_indexer(latest["definition_id"]),
@@ -213,19 +369,22 @@ class Estate:
         latest_at = np.append(usable, -1)[at]  # -1 (not found) reads the appended -1
         latest_ids = pd.Index(latest["version_id"])
 
-        # Version ids come from three places: one code space over all of them.
-        candidates = images.append(running).append(latest_ids)
-        offsets = np.cumsum([0, len(images), len(running)])
+        # Version ids come from four places: one code space over all of them.
+        candidates = images.append(running).append(exacts).append(latest_ids)
+        offsets = np.cumsum([0, len(images), len(running), len(exacts)])
         pinned = gallery & ~unversioned
-        from_latest = gallery & unversioned & ~from_disk
+        from_latest = gallery & unversioned & ~from_disk & ~from_exact
         version_code = np.select(
-            [pinned & (image_code >= 0), from_disk, from_latest & (latest_at >= 0)],
-            [image_code + offsets[0], running_code + offsets[1], latest_at + offsets[2]],
+            [pinned & (image_code >= 0), from_disk, from_exact, from_latest & (latest_at >= 0)],
+            [image_code + offsets[0], running_code + offsets[1], exact_code + offsets[2],
+             latest_at + offsets[3]],
             default=-1)
-        version_code, versions_used = _recode(version_code, candidates)
+        latest_code = np.where(gallery & unversioned & (latest_at >= 0), latest_at + offsets[3], -1)
+        all_codes, versions_used = _recode(np.concatenate([version_code, latest_code]), candidates)
+        version_code, latest_code = all_codes[:len(version_code)], all_codes[len(version_code):]
         resolved = np.select(
-            [pinned, from_disk, from_latest & (latest_at >= 0), in_gallery],
-            [0, 1, 2, 3], default=-1)
+            [pinned, from_disk, from_exact, from_latest & (latest_at >= 0), in_gallery],
+            [0, 1, 2, 3, 4], default=-1)
 
         versions = self.tables["image_versions"].set_index("id")
         known = versions_used.isin(versions.index)
@@ -237,15 +396,23 @@ class Estate:
         has_replica = pd.array(replicated, dtype="boolean")
         has_replica[~np.append(known, False)[version_code]] = pd.NA
 
+        capacity = machines["capacity"].fillna(0).astype("int64")
+        if "orchestration_mode" in machines.columns:
+            flexible = lowered(machines["orchestration_mode"]).eq("flexible") \
+                & machines["id"].isin(machines["scale_set_id"].dropna().unique())
+            capacity = capacity.where(~flexible.to_numpy(dtype=bool), 0)
+
         names = lookup(pd.Series(versions_used, dtype=object), versions["name"])
         name_code, distinct_names = pd.factorize(names)
         out = pd.DataFrame({
             "machine_id": machines["id"], "name": machines["name"],
             "kind": _categories(machines["kind"]),
             "region": pd.Categorical.from_codes(region_code, regions),
-            "capacity": machines["capacity"].fillna(0).astype("int64"),
+            "capacity": capacity,
             "image_kind": _categories(kind),
             "definition_id": pd.Categorical.from_codes(definition_code, definitions),
+            "definition_known": np.append(definitions.isin(self.known_definition_ids),
+                                          False)[definition_code],
             "managed_image_id": _categories(machines["image_id"].where(
                 kind.eq("managed").fillna(False))),
             "version_id": pd.Categorical.from_codes(version_code, versions_used),
@@ -254,6 +421,9 @@ class Estate:
                 np.append(name_code, -1)[version_code], distinct_names),
             "version_known": np.append(known, False)[version_code],
             "has_replica": has_replica,
+            "unversioned": gallery & unversioned,
+            "latest_version_id": pd.Categorical.from_codes(latest_code, versions_used),
+            "platform_managed": pd.Categorical(self.platform_managed),
         }, index=machines.index)
         # Worded once per distinct (resolved_from, version, region), then taken by code.
         key = ((resolved.astype(np.int64) + 1) * (len(versions_used) + 1) + version_code + 1) \
@@ -285,10 +455,37 @@ class Estate:
         ids = [pd.Series(self.usage["version_id"].dropna().unique(), dtype=object),
                pd.Series(machines["running_version_id"].unique(), dtype=object),
                pd.Series(machines.loc[gallery, "image_id"].unique(), dtype=object)]
+        if "running_versions" in machines.columns:  # every instance's version, not the lowest
+            texts = machines["running_versions"].dropna().unique()
+            ids.append(pd.Series([v for t in texts for v in json.loads(t)], dtype=object))
         return pd.Index(pd.concat(ids).dropna().astype(str).unique())
 
 
-RESOLVED_FROM = ["pinned", "disk", "latest", "unresolved"]
+RESOLVED_FROM = ["pinned", "disk", "exact", "latest", "unresolved"]
+DATABRICKS_TAG_KEYS = ["databricksenvironment", "databricksinstancegroupid",
+                       "databricksinstancepoolid"]
+# managedBy of a resource a platform creates and patches itself.
+PLATFORM_OWNERS = {"/microsoft.containerservice/managedclusters/": "AKS",
+                   "/microsoft.databricks/workspaces/": "Databricks",
+                   "/microsoft.servicefabric/managedclusters/": "Service Fabric managed cluster",
+                   "/microsoft.batch/batchaccounts/": "Batch"}
+
+
+def _platform_of_owner(owners: pd.Series) -> pd.Series:
+    text = lowered(owners)
+    found = pd.Series(None, index=owners.index, dtype=object)
+    for marker, platform in PLATFORM_OWNERS.items():
+        found = found.where(found.notna() | ~text.str.contains(marker, regex=False), platform)
+    return found
+
+
+def _platform_of_image(image_ids: pd.Series) -> pd.Series:
+    """AKS node images come from galleries AKS publishes (resource groups AKS-Ubuntu,
+    AKS-AzureLinux, AKS-Windows, ...) or from its community galleries (AKSUbuntu-...)."""
+    text = lowered(image_ids)
+    aks = text.str.contains(r"/resourcegroups/aks-[^/]+/providers/microsoft\.compute/galleries/",
+                            regex=True) | text.str.startswith("/communitygalleries/aks")
+    return pd.Series(np.where(aks, "AKS", None), index=image_ids.index, dtype=object)
 
 
 def _pair_code(first: np.ndarray, second: np.ndarray, width: int) -> np.ndarray:
@@ -391,9 +588,11 @@ def _resolution_text_each(usage: pd.DataFrame) -> pd.Series:
     region = usage["region"].astype(object).fillna("?").astype(str)
     text = pd.Series(
         np.select([usage["resolved_from"] == "pinned", usage["resolved_from"] == "disk",
+                   usage["resolved_from"] == "exact",
                    usage["resolved_from"] == "latest", usage["resolved_from"] == "unresolved"],
                   ["pinned to " + name,
                    "unversioned reference; its OS disk was created from " + name,
+                   "unversioned reference; the machine records exactVersion " + name,
                    "unversioned reference; latest in " + region + " resolves to " + name,
                    "unversioned or external reference; version cannot be resolved"],
                   default=""), index=usage.index, dtype="object")

@@ -42,7 +42,8 @@ _COMMON = [("id", S), ("arm_id", S), ("name", S), ("subscription_id", S),
 
 TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "galleries": pa.schema(_COMMON + [("description", S), ("tags", S),
-                                      ("sharing_permissions", S), ("sharing_groups_read", B)]),
+                                      ("sharing_permissions", S), ("sharing_groups_read", B),
+                                      ("unique_name", S), ("community_names", S)]),
     # Direct-share groups of a gallery (`sharingProfile.groups[]`, read by an ARM GET with
     # $expand=sharingProfile/Groups): one row per subscription or tenant it is shared with.
     "gallery_shares": pa.schema([("gallery_id", S), ("type", S), ("target", S)]),
@@ -78,7 +79,10 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
         ("exact_version", S), ("image_id", S), ("image_definition_id", S), ("vhd_uri", S),
         ("os_disk_unmanaged", B), ("license_type", S),
         ("plan_name", S), ("plan_publisher", S), ("plan_product", S), ("power_state", S),
-        ("running_version_id", S), ("tags", S)]),
+        ("running_version_id", S), ("tags", S),
+        ("running_versions", S), ("managed_by", S), ("orchestration_mode", S),
+        ("scale_set_id", S), ("upgrade_mode", S), ("automatic_os_upgrade", B),
+        ("health_probe_id", S), ("health_extension", S)]),
     "resource_tags": pa.schema([
         ("resource_id", S), ("resource_table", S), ("key", S), ("key_lower", S), ("value", S)]),
     "scope": pa.schema([
@@ -501,9 +505,15 @@ class _Normalizer:
             for target in _list(group.get("ids")):
                 self.rows["gallery_shares"].add(gallery_id=common["id"],
                                                 type=_str(group.get("type")), target=_lower(target))
+        # The names other tenants reach this gallery by: `sharedGalleries/<uniqueName>` when
+        # shared directly, `communityGalleries/<publicName>` when shared with the community.
+        public_names = [_lower(n) for n in _list(_obj(sharing.get("communityGalleryInfo")).get(
+            "publicNames"))]
         self.rows["galleries"].add(**common, description=_str(props.get("description")),
                                    tags=tags, sharing_permissions=_str(sharing.get("permissions")),
-                                   sharing_groups_read=isinstance(groups, list))
+                                   sharing_groups_read=isinstance(groups, list),
+                                   unique_name=_lower(_obj(props.get("identifier")).get("uniqueName")),
+                                   community_names=",".join(n for n in public_names if n) or None)
 
     def _role_assignment(self, common, props, raw, tags):
         self.rows["role_assignments"].add(
@@ -566,7 +576,7 @@ class _Normalizer:
                 version_id=vid, region=target_region,
                 regional_replica_count=regional if regional is not None else replica_count,
                 storage_account_type=_str(target.get("storageAccountType")) or storage_type,
-                exclude_from_latest=bool(_bool(target.get("excludeFromLatest"))))
+                exclude_from_latest=_regional_exclusion(target))
         # Only an ARM GET with $expand=ReplicationStatus (`collect --deep`) carries this.
         for status in map(_obj, _list(_obj(props.get("replicationStatus")).get("summary"))):
             self.rows["version_replication"].add(
@@ -631,12 +641,29 @@ class _Normalizer:
             capacity = capacity if capacity is not None else 0
             vm_size = _str(sku.get("name"))
             os_profile = _obj(vm_profile.get("osProfile"))
+            upgrade = _obj(props.get("upgradePolicy"))
+            automatic = _bool(_obj(upgrade.get("automaticOSUpgradePolicy")).get(
+                "enableAutomaticOSUpgrade"))
+            scale_set = dict(
+                scale_set_id=None, orchestration_mode=_str(props.get("orchestrationMode")),
+                upgrade_mode=_str(upgrade.get("mode")),
+                # API 2017-03-30 to 2018-06-01 spelled it `upgradePolicy.automaticOSUpgrade`.
+                automatic_os_upgrade=automatic if automatic is not None
+                else _bool(upgrade.get("automaticOSUpgrade")),
+                health_probe_id=_lower(_obj(_obj(vm_profile.get("networkProfile")).get(
+                    "healthProbe")).get("id")),
+                health_extension=_health_extension(vm_profile))
         else:
             vm_profile = None
             storage = self._object(props.get("storageProfile"), "properties.storageProfile")
             capacity = 1
             vm_size = _str(_obj(props.get("hardwareProfile")).get("vmSize"))
             os_profile = _obj(props.get("osProfile"))
+            # A Flexible scale set's member is an ordinary VM that names its set.
+            scale_set = dict(
+                scale_set_id=_lower(_obj(props.get("virtualMachineScaleSet")).get("id")),
+                orchestration_mode=None, upgrade_mode=None, automatic_os_upgrade=None,
+                health_probe_id=None, health_extension=None)
         ref = self._object(storage.get("imageReference"), "storageProfile.imageReference")
         os_disk = _obj(storage.get("osDisk"))
         # An unmanaged OS disk is a page blob: a VM's `vhd` (and, from a user image VHD, its
@@ -658,7 +685,8 @@ class _Normalizer:
             plan_name=_str(plan.get("name")), plan_publisher=_str(plan.get("publisher")),
             plan_product=_str(plan.get("product")),
             power_state=power.split("/", 1)[-1].lower() if power else None,
-            running_version_id=None, tags=tags)
+            running_version_id=None, running_versions=None, tags=tags,
+            managed_by=_lower(raw.get("managedBy")), **scale_set)
 
     def _disk(self, raw):
         props = _obj(raw.get("properties"))
@@ -672,9 +700,8 @@ class _Normalizer:
             self._running(owner, version_id)
 
     def _running(self, owner: str, version_id: str) -> None:
-        """A machine's OS disk came from `version_id`: of several, the lowest is kept."""
-        current = self.disk_versions.get(owner)
-        self.disk_versions[owner] = min(current, version_id) if current else version_id
+        """A machine's OS disk (one per instance of a scale set) came from `version_id`."""
+        self.disk_versions.setdefault(owner, Counter())[version_id] += 1
 
     handlers = {
         GALLERY: ("galleries", _gallery),
@@ -698,12 +725,54 @@ class _Normalizer:
         if self.disk_versions:
             machines = tables["machines"]
             owners = pa.array(list(self.disk_versions), type=S)
-            running = pa.array(list(self.disk_versions.values()), type=S).take(
-                pc.index_in(machines.column("id"), value_set=owners))
-            index = machines.schema.get_field_index("running_version_id")
-            tables["machines"] = machines.set_column(index, machines.schema.field(index), running)
+            at = pc.index_in(machines.column("id"), value_set=owners)
+            lowest, counts = _running_versions(self.disk_versions.values())
+            for column, values in (("running_version_id", lowest), ("running_versions", counts)):
+                index = machines.schema.get_field_index(column)
+                machines = machines.set_column(index, machines.schema.field(index),
+                                               pa.array(values, type=S).take(at))
+            tables["machines"] = machines
         return Normalized(tables=tables, read_types=self.read, skipped_types=self.skipped,
                           problems=self.problems, problem_count=self.problem_count)
+
+
+def _regional_exclusion(target: dict) -> bool | None:
+    """A target region's own excludeFromLatest (tri-state: absent is None, so the version's
+    flag applies there). Microsoft's best-practice text also spells it
+    `regionalExcludeFromLatest`."""
+    flag = _bool(target.get("excludeFromLatest"))
+    return flag if flag is not None else _bool(target.get("regionalExcludeFromLatest"))
+
+
+APPLICATION_HEALTH = {"applicationhealthlinux", "applicationhealthwindows"}
+
+
+def _health_extension(vm_profile: dict) -> str | None:
+    """The type of the scale set model's Application Health extension, if it has one."""
+    for extension in _list(_obj(vm_profile.get("extensionProfile")).get("extensions")):
+        kind = _str(_obj(_obj(extension).get("properties")).get("type"))
+        if kind and kind.lower() in APPLICATION_HEALTH:
+            return kind
+    return None
+
+
+def version_order(version_id: str) -> tuple:
+    """A version id's sort key: MAJOR.MINOR.PATCH compared as numbers (1.10.0 after 1.9.0);
+    a name of another form after every numbered one, by its text."""
+    name = version_id.rsplit("/", 1)[-1]
+    semver = _SEMVER.match(name)
+    return (0, *map(int, semver.groups()), "") if semver else (1, 0, 0, 0, name)
+
+
+def _running_versions(counts: Iterable[Counter]) -> tuple[list[str], list[str]]:
+    """For each owner's OS disks: the lowest version (as numbers) and every version with its
+    instance count, as a JSON object in version order."""
+    lowest, texts = [], []
+    for versions in counts:
+        ordered = sorted(versions, key=version_order)
+        lowest.append(ordered[0])
+        texts.append(json.dumps({v: versions[v] for v in ordered}))
+    return lowest, texts
 
 
 def _image_reference(ref: dict, vhd_uri: str | None) -> dict:

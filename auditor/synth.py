@@ -227,7 +227,7 @@ def _machine(t: _Tenant, i: int, cases: dict) -> Iterator[dict]:
     rng = t.rng
     sub = rng.randrange(len(t.subs))
     rg = f"rg-{rng.choice(TEAMS)}-{rng.randrange(40):02d}"
-    is_vmss = rng.random() < 0.12
+    is_vmss = rng.random() < 0.12 or "upgrade" in cases
     ref, os_type, got, replicated = _image_reference(t, rng.random())
     # Teams deploy where their image is replicated; a few machines land where it is not.
     region = rng.choice(replicated) if replicated and rng.random() < 0.95 \
@@ -266,6 +266,7 @@ def _machine(t: _Tenant, i: int, cases: dict) -> Iterator[dict]:
                                                         "osProfile": os_profile},
                               "upgradePolicy": {"mode": "Rolling"},
                               "provisioningState": "Succeeded"}
+        _upgrade_policy(item, i, cases.get("upgrade"), ref)
     else:
         power = "running" if rng.random() < 0.85 else rng.choice(["deallocated", "stopped"])
         item["properties"] = {"hardwareProfile": {"vmSize": size}, "storageProfile": storage,
@@ -287,6 +288,35 @@ def _machine(t: _Tenant, i: int, cases: dict) -> Iterator[dict]:
                                                "galleryImageReference": {"id": got}}}}
 
 
+def _upgrade_policy(item: dict, i: int, case: str | None, ref: dict) -> None:
+    """Some scale sets upgrade their OS image automatically (API 2024-03-01 shape, a few in
+    the 2018-06-01 one), with a health probe or the Application Health extension; some are
+    Flexible. Chosen by number, so the random stream stays as it was."""
+    props = item["properties"]
+    if i % 13 == 0:
+        props["orchestrationMode"] = "Flexible"
+    floating = (ref.get("version") or "").lower() == "latest" or "/galleries/" in ref.get(
+        "id", "") and "/versions/" not in ref.get("id", "").replace("/versions/latest", "")
+    if case is None and (i % 4 or not floating):  # automatic upgrade needs `latest`
+        return
+    if case == "legacy" or i % 20 == 0:
+        props["upgradePolicy"] = {"mode": "Rolling", "automaticOSUpgrade": True}
+    else:
+        props["upgradePolicy"] = {"mode": "Rolling", "automaticOSUpgradePolicy": {
+            "enableAutomaticOSUpgrade": True, "disableAutomaticRollback": False}}
+    if case is not None:
+        return  # built without a health signal (PIN003)
+    profile = props["virtualMachineProfile"]
+    if i % 8:
+        profile["networkProfile"] = {"healthProbe": {"id": item["id"].split("/providers/")[0]
+                                                     + "/providers/Microsoft.Network/"
+                                                       "loadBalancers/lb/probes/http"}}
+    else:
+        profile["extensionProfile"] = {"extensions": [{"name": "health", "properties": {
+            "publisher": "Microsoft.ManagedServices", "type": "ApplicationHealthLinux",
+            "typeHandlerVersion": "2.0"}}]}
+
+
 def _cases(t: _Tenant) -> list[dict]:
     """Machine variations built to break rules on purpose, whatever the random bulk holds."""
     pub, offer, sku, version, _ = MARKETPLACE[0]
@@ -304,6 +334,12 @@ def _cases(t: _Tenant) -> list[dict]:
         {"ref": ({"id": t.definition_id(specialized) + "/versions/"
                   f"{t.definitions[specialized][4][-1][0]}"}, "Linux", None), "tags": {}},
         {"ref": ({"id": oldest}, "Linux", None), "tags": {}},
+        {"ref": ({"id": t.definition_id(d)}, "Linux", None), "upgrade": "current",
+         "tags": {"synth-case": "PIN003"}},
+        {"ref": ({"id": t.definition_id(d)}, "Linux", None), "region": "southafricanorth",
+         "tags": {"synth-case": "PIN002,REP007"}},
+        {"ref": ({"id": t.definition_id(d) + "/versions/0.0.1"}, "Linux", None),
+         "tags": {"synth-case": "REP012"}},
     ]
 
 

@@ -14,6 +14,7 @@ written bare with openpyxl and with xlsxwriter.
 from __future__ import annotations
 
 import json
+import re
 from copy import copy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -379,6 +380,17 @@ def machine_usage(machines: pd.DataFrame) -> pd.DataFrame:
                          "resolved_from": resolved_from}, index=machines.index)
 
 
+def _instance_versions(texts: pd.Series) -> pd.Series:
+    """`definition/1.2.0: 3, definition/1.3.0: 1` from the OS disks' JSON (once per text)."""
+    codes, distinct = pd.factorize(texts)
+    shown = [", ".join(_VERSION_LABEL.sub(r"\1/", v) + f": {n}" for v, n in json.loads(t).items())
+             for t in distinct]
+    return pd.Series(np.array(shown + [None], dtype=object)[codes], index=texts.index)
+
+
+_VERSION_LABEL = re.compile(r"^.*/images/([^/]+)/versions/")
+
+
 def _machines_frame(machines: pd.DataFrame, usage: pd.DataFrame) -> pd.DataFrame:
     usage = usage.drop_duplicates("machine_id").set_index("machine_id")
     version_id = machines["id"].map(usage["version_id"])
@@ -400,6 +412,9 @@ def _machines_frame(machines: pd.DataFrame, usage: pd.DataFrame) -> pd.DataFrame
     frame = pd.DataFrame({
         "name": machines["name"], "kind": machines["kind"], "location": machines["location"],
         "capacity": machines["capacity"], "power_state": machines["power_state"],
+        # The platform (AKS, Databricks, ...) that patches it: PIN/APR/TAG/GEN leave it out.
+        "platform_managed": machines["id"].map(usage["platform_managed"]).astype(object)
+        if "platform_managed" in usage.columns else None,
         "image_kind": kind,
         "reference": np.where(marketplace, urn + version.fillna("(none)").astype(str),
                               machines["image_id"].astype("object")),
@@ -408,6 +423,9 @@ def _machines_frame(machines: pd.DataFrame, usage: pd.DataFrame) -> pd.DataFrame
         "version_from": np.where(marketplace, np.where(floating, "latest", "pinned"),
                                  resolved_from.astype("object")),
         "gallery_definition": machines["image_definition_id"],
+        # Each instance's version and count, from the OS disks (a scale set may run several).
+        "instance_versions": _instance_versions(machines["running_versions"])
+        if "running_versions" in machines else None,
         "subscription_id": machines["subscription_id"],
         "resource_group": machines["resource_group"], "resource_id": machines["arm_id"],
         "tags": machines["tags"]})

@@ -159,8 +159,14 @@ def loop_three_rules(rows: dict, rule_ids: list[str], params: dict) -> list[dict
     """PIN001, TAG001 and REP001 evaluated resource by resource, the straightforward way."""
     findings = []
     if "PIN001" in rule_ids:
+        sets = {m["id"] for m in rows["machines"] if m["kind"] == "vmss"}
         for machine in rows["machines"]:
             version = machine["image_version"]
+            # Automatic OS image upgrade needs `latest` (PIN003 judges those scale sets); a
+            # Flexible member is judged through its set.
+            if machine["kind"] == "vmss" and machine["automatic_os_upgrade"] \
+                    or machine["scale_set_id"] in sets:
+                continue
             if machine["image_kind"] == "marketplace" and version and version.lower() == "latest":
                 findings.append({"rule_id": "PIN001", "resource_id": machine["id"],
                                  "message": f"{machine['name']} deploys Marketplace image "
@@ -193,8 +199,12 @@ def _loop_rep001(rows: dict) -> list[dict]:
     for target in rows["version_regions"]:
         replicas.setdefault(target["version_id"], set()).add(target["region"])
         version = versions.get(target["version_id"])
-        if version is None or target["exclude_from_latest"] or version["exclude_from_latest"] \
-                or (version["provisioning_state"] or "").lower() not in ("", "succeeded") \
+        if version is None:
+            continue
+        regional = target["exclude_from_latest"]  # the region's own flag wins where it is set
+        if (regional if regional is not None else version["exclude_from_latest"]) \
+                or (version["provisioning_state"] or "").lower() not in ("", "succeeded",
+                                                                          "updating") \
                 or None in (version["major"], version["minor"], version["patch"]):
             continue
         key = (version["definition_id"], target["region"])
@@ -211,6 +221,8 @@ def _loop_rep001(rows: dict) -> list[dict]:
             version_id = machine["image_id"]
         elif running and running.rsplit("/versions/", 1)[0] == definition:
             version_id = running
+        elif machine["exact_version"] and machine["exact_version"].lower() != "latest":
+            version_id = f"{definition}/versions/{machine['exact_version'].lower()}"
         else:
             version_id = latest.get((definition, region), (None, None))[1]
         if version_id in versions and region not in replicas.get(version_id, ()):

@@ -119,18 +119,18 @@ def test_cli_baseline_then_fail_on_new(tmp_path, capsys):
     baseline = tmp_path / "r1" / "findings.json"
 
     # Same estate: every finding exists already, so --fail-on-new passes where --fail-on fails.
-    assert run("audit", before, "-o", tmp_path / "r2", "--fail-on", "high", "--baseline",
+    assert run("audit", before, "-o", tmp_path / "r2", "--fail-on", "low", "--baseline",
                baseline, capsys=capsys)[0] == 1
-    code, printed = run("audit", before, "-o", tmp_path / "r2", "--fail-on", "high",
+    code, printed = run("audit", before, "-o", tmp_path / "r2", "--fail-on", "low",
                         "--baseline", baseline, "--fail-on-new", capsys=capsys)
     assert code == 0 and "0 new, 2 existing, 0 resolved" in printed.out
 
     # vm-b fixed, vm-c new: one new finding fails the build; vm-b is listed as resolved.
     after = snapshot(tmp_path, "after", vm("vm-a", image=LATEST), vm("vm-b"),
                      vm("VM-C", image=LATEST), capsys=capsys)
-    code, printed = run("audit", after, "-o", tmp_path / "r3", "--fail-on", "high", "--baseline",
+    code, printed = run("audit", after, "-o", tmp_path / "r3", "--fail-on", "low", "--baseline",
                         baseline, "--fail-on-new", capsys=capsys)
-    assert code == 1 and "1 new findings at or above high" in printed.err
+    assert code == 1 and "1 new findings at or above low" in printed.err
     document = json.loads((tmp_path / "r3" / "findings.json").read_text())
     assert {f["resource_name"]: f["status"] for f in document["findings"]} == {
         "vm-a": "existing", "VM-C": "new"}

@@ -438,3 +438,26 @@ def test_the_managed_image_an_old_shaped_version_was_built_from_is_kept(shape):
     assert plan.deletions.empty
     assert blocked(plan)[f"managed image {image['name']}"] == (
         f"gallery version(s) gal/base/{item['name']} were built from it")
+
+
+def test_every_version_a_scale_sets_instances_run_is_blocked():
+    """Instances' OS disks record 1.0.0 and 1.1.0: both stay, not only the lowest."""
+    scale_set = vmss("ss1", image=gallery_ref(version_name="1.2.0"), capacity=2)
+    disks = [{**disk(scale_set, v["id"]), "id": disk(scale_set, v["id"])["id"] + str(n),
+              "managedBy": scale_set["id"] + f"/virtualMachines/{n}"}
+             for n, v in enumerate((V1, V2))]
+    plan = plan_for([V1, V2, V3, scale_set, *disks], [V1, V2])
+    assert plan.deletions.empty
+    assert blocked(plan) == {
+        "image version gal/base/1.0.0": "still used by scale set ss1 (capacity 2, may scale out)",
+        "image version gal/base/1.1.0": "still used by scale set ss1 (capacity 2, may scale out)"}
+
+
+def test_version_latest_gives_a_machine_whose_disk_records_another_is_blocked():
+    """Its next scale-out gets what `latest` gives, whatever its instances run now."""
+    scale_set = vmss("ss-float", image=gallery_ref(version_name=None), capacity=2)
+    newest_excluded = version("1.2.0", exclude_from_latest=True)
+    plan = plan_for([V1, V2, newest_excluded, scale_set, disk(scale_set, V1["id"])], [V2])
+    assert blocked(plan) == {"image version gal/base/1.1.0": "machines that reference the "
+                             "definition without a version get this one in their region: "
+                             "ss-float"}

@@ -7,7 +7,7 @@ import pytest
 
 from auditor.engine import apply_config, evaluate, load_rules, rules_dir
 from auditor.errors import AuditError
-from tests.builders import estate_of, marketplace, version, vm
+from tests.builders import estate_of, marketplace, version, vm, vmss
 
 GOOD = """
   - id: XYZ001
@@ -135,7 +135,7 @@ def test_tag_columns_in_conditions(tmp_path):
 
 
 def test_findings_deterministic_and_ordered(rules):
-    resources = [vm(f"vm{i}", image=marketplace("latest")) for i in range(5)] + [
+    resources = [vmss(f"vm{i}", image=marketplace("latest")) for i in range(5)] + [
         vm("t", tags={"environment": "Prd"})]
     first = evaluate(estate_of(*resources), list(rules.values()))
     second = evaluate(estate_of(*reversed(resources)), list(rules.values()))

@@ -213,10 +213,10 @@ def run(*args, capsys):
 
 def test_cli_exempted_finding_does_not_fail_the_build(tmp_path, snapshot, capsys):
     out = tmp_path / "out"
-    assert run("audit", snapshot, "-o", out, "--fail-on", "high", capsys=capsys)[0] == 1
+    assert run("audit", snapshot, "-o", out, "--fail-on", "low", capsys=capsys)[0] == 1
     path = exemptions_file(tmp_path, entry())
     formats = [arg for name in ("json", "csv", "xlsx", "sarif", "junit") for arg in ("--format", name)]
-    code, printed = run("audit", snapshot, "-o", out, "--fail-on", "high", "--exemptions", path,
+    code, printed = run("audit", snapshot, "-o", out, "--fail-on", "low", "--exemptions", path,
                         *formats, capsys=capsys)
     assert code == 0 and "1 exempted" in printed.out
     document = json.loads((out / "findings.json").read_text())
@@ -239,10 +239,10 @@ def test_cli_exempted_finding_does_not_fail_the_build(tmp_path, snapshot, capsys
 
 def test_cli_expired_exemption_fails_the_build(tmp_path, snapshot, capsys):
     path = exemptions_file(tmp_path, entry(expires="2026-11-01"))
-    code, printed = run("audit", snapshot, "-o", tmp_path / "out", "--fail-on", "high",
+    code, printed = run("audit", snapshot, "-o", tmp_path / "out", "--fail-on", "low",
                         "--exemptions", path, capsys=capsys)
     assert code == 1 and "EXM001  1" in printed.out
-    code, _ = run("audit", snapshot, "-o", tmp_path / "out", "--fail-on", "high",
+    code, _ = run("audit", snapshot, "-o", tmp_path / "out", "--fail-on", "low",
                   "--exemptions", path, "--as-of", "2026-10-31", capsys=capsys)
     assert code == 0
 

@@ -1,8 +1,14 @@
 """PIN: unpinned image references."""
 
+import copy
+import json
+from pathlib import Path
+
 import pytest
 
-from tests.builders import gallery_ref, marketplace, vm, vmss
+from auditor.engine import apply_config, evaluate
+from auditor.errors import AuditError
+from tests.builders import definition, estate_of, gallery, gallery_ref, marketplace, version, vm, vmss
 
 
 @pytest.mark.parametrize("version", ["latest", "Latest", "LATEST"])
@@ -45,3 +51,138 @@ def test_pin002_triggers_without_version(run_rule, image):
 ])
 def test_pin002_pass_pinned(run_rule, image):
     assert run_rule("PIN002", vm(image=image)).empty
+
+
+# --- machine kinds, automatic OS image upgrade (PIN003), platform-managed scale sets -------
+# Scale set fixtures are GET bodies and Resource Graph rows in Azure's shapes.
+
+FIXTURES = Path(__file__).parent / "fixtures" / "azure"
+
+
+def fixture(name: str) -> list[dict]:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))["resources"]
+
+
+def auto_upgrade_set(image=None, probe=True, extension=None, **policy) -> dict:
+    """The 2024-03-01 scale set fixture (automatic OS image upgrade on, health probe)."""
+    item = copy.deepcopy(fixture("vmss_automatic_upgrade_2024-03-01.json")[0])
+    profile = item["properties"]["virtualMachineProfile"]
+    if image is not None:
+        profile["storageProfile"]["imageReference"] = image
+    if not probe:
+        profile["networkProfile"].pop("healthProbe")
+    if extension:
+        profile["extensionProfile"] = {"extensions": [
+            {"name": "health", "properties": {"publisher": "Microsoft.ManagedServices",
+                                              "type": extension, "typeHandlerVersion": "2.0"}}]}
+    item["properties"]["upgradePolicy"].update(policy)
+    return item
+
+
+GALLERY = [gallery(), definition(), version("1.0.0")]
+
+
+def test_pin001_severity_by_machine_kind(run_rule):
+    findings = run_rule("PIN001", vm("a", image=marketplace("latest")),
+                        vmss("s", image=marketplace("latest")))
+    severity = dict(zip(findings["resource_name"], findings["severity"], strict=True))
+    assert severity == {"a": "low", "s": "high"}
+    assert "stand-alone VM" in findings.set_index("resource_name").loc["a", "message"]
+
+
+def test_pin001_vm_severity_is_a_param(run_rule):
+    findings = run_rule("PIN001", vm("a", image=marketplace("latest")),
+                        params={"vm_severity": "medium"})
+    assert list(findings["severity"]) == ["medium"]
+
+
+def test_config_severity_overrides_per_machine_severities(rules):
+    configured = apply_config([rules["PIN001"]], {"rules": {"PIN001": {"severity": "info"}}})
+    findings = evaluate(estate_of(vm("a", image=marketplace("latest")),
+                                  vmss("s", image=marketplace("latest"))), configured)
+    assert set(findings["severity"]) == {"info"}
+
+
+def test_pin001_pass_compliant_automatic_upgrade_scale_set(run_rule):
+    supported = marketplace("latest")  # Canonical 0001-com-ubuntu-server-jammy 22_04-lts-gen2
+    assert run_rule("PIN001", auto_upgrade_set(image=supported)).empty
+    assert run_rule("PIN003", auto_upgrade_set(image=supported)).empty
+
+
+def test_pin002_pass_compliant_automatic_upgrade_scale_set(run_rule):
+    assert run_rule("PIN002", *GALLERY, auto_upgrade_set()).empty
+    assert run_rule("PIN003", *GALLERY, auto_upgrade_set()).empty
+
+
+def test_pin002_external_scale_set_is_high(run_rule):
+    findings = run_rule("PIN002", vmss("s", image={
+        "communityGalleryImageId": "/CommunityGalleries/c-1/Images/img"}), vmss("own", image=gallery_ref(
+            "base", None)))
+    severity = dict(zip(findings["resource_name"], findings["severity"], strict=True))
+    assert severity == {"s": "high", "own": "medium"}
+
+
+def test_pin003_triggers_on_legacy_shape_without_health_and_unsupported_image(run_rule):
+    findings = run_rule("PIN003", *fixture("vmss_legacy_automatic_os_upgrade_2018-06-01.json"))
+    assert list(findings["rule_id"]) == ["PIN003"]
+    message = findings.iloc[0]["message"]
+    assert "Canonical:UbuntuServer:16.04-LTS is not one automatic upgrade supports" in message
+    assert "neither a load balancer health probe nor the Application Health extension" in message
+    # ... and PIN001 leaves it to PIN003: `latest` is what automatic upgrade needs.
+    assert run_rule("PIN001", *fixture("vmss_legacy_automatic_os_upgrade_2018-06-01.json")).empty
+
+
+@pytest.mark.parametrize("image, probe, extension, missing", [
+    (gallery_ref("base", "1.0.0"), True, None, "its image version is pinned"),
+    (gallery_ref("base", None), False, None, "neither a load balancer health probe"),
+    ({"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/images/img"}, True, None,
+     "a managed image is not supported"),
+])
+def test_pin003_names_what_is_missing(run_rule, image, probe, extension, missing):
+    findings = run_rule("PIN003", *GALLERY, auto_upgrade_set(image=image, probe=probe,
+                                                             extension=extension))
+    assert missing in findings.iloc[0]["message"]
+
+
+@pytest.mark.parametrize("extension", ["ApplicationHealthLinux", "ApplicationHealthWindows"])
+def test_pin003_pass_with_application_health_extension(run_rule, extension):
+    assert run_rule("PIN003", *GALLERY, auto_upgrade_set(probe=False, extension=extension)).empty
+
+
+def test_pin003_pass_without_automatic_upgrade(run_rule):
+    assert run_rule("PIN003", vmss("s", image=marketplace("latest"))).empty
+
+
+def test_flexible_members_are_judged_through_their_set(run_rule):
+    resources = [*GALLERY, *fixture("vmss_flexible_with_members_2024-03-01.json")]
+    findings = run_rule("PIN002", *resources)
+    assert list(findings["resource_name"]) == ["ss-flex"]
+    members_alone = [r for r in resources if r.get("name") != "ss-flex"]
+    findings = run_rule("PIN002", *members_alone)  # their set is not in the snapshot
+    assert sorted(findings["severity"]) == ["medium", "medium"]
+    assert "member of a Flexible scale set" in findings.iloc[0]["message"]
+
+
+def test_platform_managed_scale_sets_are_left_out_unless_included(rules):
+    aks = fixture("resource_graph_aks_node_pool.json")
+    unpinned = copy.deepcopy(aks)
+    unpinned[0]["properties"]["virtualMachineProfile"]["storageProfile"]["imageReference"] = \
+        marketplace("latest")
+    estate = estate_of(*unpinned)
+    assert evaluate(estate, [rules["PIN001"]]).empty
+    included = apply_config([rules["PIN001"]], {"include_platform_managed": True})
+    assert list(evaluate(estate, included)["rule_id"]) == ["PIN001"]
+
+
+@pytest.mark.parametrize("config, error", [
+    ({"include_platform_managed": "yes"}, "include_platform_managed: must be true or false"),
+    ({"include_platform": True}, "unknown key(s): include_platform"),
+])
+def test_platform_managed_switch_is_validated(rules, config, error):
+    with pytest.raises(AuditError, match=error.replace("(", r"\(").replace(")", r"\)")):
+        apply_config(list(rules.values()), config)
+
+
+def test_a_severity_param_that_is_not_a_severity_is_a_clear_error(run_rule):
+    with pytest.raises(AuditError, match=r"PIN001: check .* returned rows with severity \['huge'\]"):
+        run_rule("PIN001", vm("a", image=marketplace("latest")), params={"vm_severity": "huge"})

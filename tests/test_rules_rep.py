@@ -186,3 +186,91 @@ def test_rep003_pass(rep003):
 
 def test_rep003_without_deep_collection_has_nothing_to_judge(rep003):
     assert rep003(version()).empty
+
+
+# --- REP007: no version serves `latest` in the machine's region ----------------------------
+
+def _vid(name):
+    return ("/subscriptions/11111111-2222-3333-4444-555555555555/resourcegroups/rg-img/"
+            f"providers/microsoft.compute/galleries/gal/images/base/versions/{name}")
+
+
+@pytest.mark.parametrize("versions, reason", [
+    ([], "the definition has no versions"),
+    ([version("1.0.0", regions=(WE3,))], "no version of it is replicated to eastus"),
+    ([version("1.0.0", regions=(WE3, EUS3), exclude_from_latest=True)],
+     "every version replicated there is excluded from latest there"),
+    ([version("1.0.0", regions=(WE3, EUS3), state="Failed")],
+     "every version replicated there is excluded from latest there, not provisioned"),
+])
+def test_rep007_triggers_when_nothing_serves_latest_in_region(run_rule, versions, reason):
+    findings = run_rule("REP007", *BASE, *versions,
+                        vmss("ss", image=gallery_ref("base", None), location="eastus"))
+    assert list(findings["rule_id"]) == ["REP007"]
+    message = findings.iloc[0]["message"]
+    assert message.startswith("ss references gal/base without a version, and no version can be "
+                              "deployed from it in eastus: ")
+    assert reason in message
+
+
+def test_rep007_triggers_when_replication_to_the_region_is_not_complete(run_rule):
+    replicating = version("1.0.0", regions=(WE3, EUS3))
+    replicating["properties"]["replicationStatus"] = {"summary": [
+        {"region": "West Europe", "state": "Completed", "progress": 100},
+        {"region": "East US", "state": "Replicating", "progress": 10}]}
+    findings = run_rule("REP007", *BASE, replicating,
+                        vmss("ss", image=gallery_ref("base", "latest"), location="eastus"))
+    assert list(findings["resource_name"]) == ["ss"]
+
+
+def test_rep007_triggers_even_when_the_os_disk_records_a_version(run_rule):
+    machine = vm("a", image=gallery_ref("base", None), location="eastus")
+    findings = run_rule("REP007", *BASE, version("1.0.0", regions=(WE3,)), machine,
+                        disk(machine, _vid("1.0.0")))
+    assert json.loads(findings.iloc[0]["evidence"])["resolved_from"] == "disk"
+
+
+def test_rep007_pass_served_pinned_or_outside_snapshot(run_rule):
+    excluded_globally = version("1.1.0", regions=(WE3, EUS3), exclude_from_latest=True)
+    excluded_globally["properties"]["publishingProfile"]["targetRegions"][1][
+        "excludeFromLatest"] = False  # the region's own flag wins
+    assert run_rule(
+        "REP007", *BASE, excluded_globally,
+        vmss("a", image=gallery_ref("base", None), location="eastus"),
+        vm("b", image=gallery_ref("base", "1.1.0"), location="eastus"),
+        vm("c", image=gallery_ref("other", None, gallery_name="elsewhere"), location="eastus"),
+        vm("d", image={"sharedGalleryImageId": "/SharedGalleries/x/Images/i"})).empty
+
+
+# --- REP012: the version a machine records no longer exists ---------------------------------
+
+@pytest.mark.parametrize("image, extra, how", [
+    (gallery_ref("base", "1.0.0"), False, "its image reference names it"),
+    (gallery_ref("base", None), True, "its OS disk was created from it"),
+    ({**gallery_ref("base", None), "exactVersion": "1.0.0"}, False, "its exactVersion names it"),
+])
+def test_rep012_triggers_on_deleted_recorded_version(run_rule, image, extra, how):
+    machine = vmss("ss", image=image)
+    resources = [*BASE, version("1.1.0", regions=(WE3,)), machine]
+    if extra:
+        resources.append({**disk(machine, _vid("1.0.0")),
+                          "managedBy": machine["id"] + "/virtualMachines/0"})
+    findings = run_rule("REP012", *resources)
+    assert list(findings["rule_id"]) == ["REP012"]
+    assert findings.iloc[0]["message"] == (
+        f"ss records image version base/1.0.0 ({how}), which no longer exists in gal/base; "
+        "reimaging or scaling out from it fails.")
+
+
+def test_rep012_pass_existing_or_unknown(run_rule):
+    assert run_rule(
+        "REP012", *BASE, version("1.0.0", regions=(WE3,)),
+        vm("a", image=gallery_ref("base", "1.0.0")),
+        vm("b", image=gallery_ref("other", "1.0.0", gallery_name="elsewhere")),
+        vm("c", image={"sharedGalleryImageId": "/SharedGalleries/x/Images/i/Versions/1.0.0"}),
+        vm("d", image=marketplace_latest())).empty
+
+
+def marketplace_latest():
+    from tests.builders import marketplace
+    return marketplace("latest")

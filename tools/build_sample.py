@@ -424,8 +424,9 @@ def machines() -> list[dict]:
              env="staging"),
         vmss("vmss-batch", "data", "rg-batch", "eastus", {"id": definition_id(5)}, 20, env="dev",
              case="PIN002"),
-        vmss("vmss-api-latest", "apps", "rg-api", "westeurope", marketplace("ubuntu", "latest"), 6,
-             case="PIN001"),
+        # `latest` with automatic OS image upgrade, a supported image and a health probe: compliant.
+        automatic_upgrade(vmss("vmss-api-latest", "apps", "rg-api", "westeurope",
+                               marketplace("ubuntu", "latest"), 6)),
         vmss("vmss-sql", "data", "rg-sql", "northeurope", marketplace("windows"), 2),
         vmss("vmss-empty", "platform", "rg-services", "westeurope", gallery_version_ref(0, 7), 0),
         # 90 instances need 5 replicas in westeurope; 1.7.0 has 3 (REP002 on the version).
@@ -636,6 +637,62 @@ def labelled_as_marketplace() -> list[dict]:
     ]
 
 
+def automatic_upgrade(item: dict, probe: bool = True) -> dict:
+    """A scale set with automatic OS image upgrade (API 2024-03-01 shape), with or without a
+    load balancer health probe."""
+    props = item["properties"]
+    props["upgradePolicy"] = {"mode": "Rolling", "automaticOSUpgradePolicy": {
+        "enableAutomaticOSUpgrade": True, "disableAutomaticRollback": False}}
+    if probe:
+        sub, rg = item["subscriptionId"], item["resourceGroup"]
+        props["virtualMachineProfile"]["networkProfile"] = {"healthProbe": {"id": (
+            f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/"
+            f"loadBalancers/lb-{item['name']}/probes/http")}}
+    return item
+
+
+def usage_cases() -> list[dict]:
+    """Which version a machine runs, and what automatic OS image upgrade needs: a scale set
+    with it on but no health signal (PIN003); a Flexible scale set whose member VMs are the
+    machines (counted once); a scale set in a region where no version serves `latest`
+    (REP007); a VM pinned to a version since deleted (REP012); an AKS node pool, which
+    its platform patches (left out of PIN/APR/TAG/GEN)."""
+    out = [automatic_upgrade(vmss("vmss-web-autoupgrade", "apps", "rg-web", "westeurope",
+                                  {"id": definition_id(3)}, 4, case="PIN003"), probe=False)]
+    flex = vmss("vmss-flex-workers", "platform", "rg-workers", "westeurope",
+                {"id": definition_id(0)}, 2, case="PIN002")
+    flex["properties"]["orchestrationMode"] = "Flexible"
+    flex["properties"]["upgradePolicy"] = {"mode": "Manual"}
+    flex["properties"]["virtualMachineProfile"]["extensionProfile"] = {"extensions": [{
+        "name": "HealthExtension", "properties": {
+            "publisher": "Microsoft.ManagedServices", "type": "ApplicationHealthLinux",
+            "typeHandlerVersion": "2.0", "settings": {"protocol": "http", "port": 80}}}]}
+    out.append(flex)
+    members = []
+    for i in range(2):
+        member = vm(f"vmss-flex-workers_{i:08x}", "platform", "rg-workers", "westeurope",
+                    {"id": definition_id(0), "exactVersion": version_name(0, newest(0))})
+        member["properties"]["virtualMachineScaleSet"] = {"id": flex["id"]}
+        members.append(member)
+    out += members + os_disks(members)
+    out.append(automatic_upgrade(vmss("vmss-apac", "platform", "rg-apac", "southeastasia",
+                                      {"id": definition_id(0)}, 2, case="REP007")))
+    out.append(vm("vm-deleted-version", "platform", "rg-services", "westeurope",
+                  {"id": definition_id(0) + "/versions/0.9.0"}, case="REP012"))
+    aks_rg = "MC_rg-aks_aks-prod_westeurope"
+    aks = vmss("aks-nodepool1-12345678-vmss", "apps", aks_rg, "westeurope", {
+        "id": "/subscriptions/109a5e88-712a-48ae-9078-9ca8b3c81345/resourceGroups/AKS-Ubuntu/"
+              "providers/Microsoft.Compute/galleries/AKSUbuntu/images/2204gen2containerd/"
+              "versions/202410.09.0"}, 3)
+    aks["tags"] = {"aks-managed-poolName": "nodepool1",
+                   "aks-managed-orchestrator": "Kubernetes:1.30.5",
+                   "aks-managed-createOperationID": "5f1d3c2e-8a7b-4c6d-9e0f-1a2b3c4d5e6f"}
+    aks["properties"]["orchestrationMode"] = "Uniform"
+    aks["properties"]["upgradePolicy"] = {"mode": "Manual"}
+    out.append(aks)
+    return out
+
+
 def build() -> list[dict]:
     resources = [gallery(i) for i in range(len(GALLERIES))]
     resources += [definition(i) for i in range(len(DEFINITIONS))]
@@ -646,6 +703,7 @@ def build() -> list[dict]:
     resources += machine_list + os_disks(machine_list) + others()
     resources += retention_cases()
     resources += legacy_and_licensing()
+    resources += usage_cases()
     return resources
 
 

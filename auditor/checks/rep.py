@@ -132,3 +132,66 @@ def replication_failed_or_stuck(estate, params) -> pd.DataFrame:
         + " hours after it was published",
     )
     return rows.drop(columns=["version_id"])
+
+
+def no_latest_in_region(estate, params) -> pd.DataFrame:
+    """REP007: one row per machine whose definition (or `latest`) reference has no version
+    that serves `latest` in its region, for definitions in the snapshot."""
+    usage = estate.usage
+    flagged = usage["unversioned"].to_numpy(dtype=bool) \
+        & usage["definition_known"].to_numpy(dtype=bool) \
+        & usage["latest_version_id"].isna().to_numpy(dtype=bool)
+    rows = usage[flagged]
+    reasons = _why_no_latest(estate, rows)
+    return pd.DataFrame({
+        "id": rows["machine_id"], "name": rows["name"], "kind": rows["kind"],
+        "location": rows["region"], "definition": _definition_label(rows["definition_id"]),
+        "resolved_from": rows["resolved_from"], "reason": reasons,
+    }, index=rows.index)
+
+
+def _why_no_latest(estate, rows: pd.DataFrame) -> pd.Series:
+    """Why nothing serves, per distinct (definition, region): no version, none replicated
+    to the region, or only versions that do not serve there."""
+    pairs = rows[["definition_id", "region"]].astype(object).drop_duplicates()
+    versions = estate.image_versions
+    regions = estate.version_regions.merge(versions[["id", "definition_id"]],
+                                           left_on="version_id", right_on="id")
+    has_versions = pairs["definition_id"].isin(versions["definition_id"])
+    replicated = pd.MultiIndex.from_frame(pairs).isin(
+        pd.MultiIndex.from_frame(regions[["definition_id", "region"]].astype(object)))
+    reason = np.select(
+        [~has_versions.to_numpy(dtype=bool), ~replicated],
+        ["the definition has no versions",
+         "no version of it is replicated to " + pairs["region"].astype(str)],
+        default="every version replicated there is excluded from latest there, not "
+                "provisioned, or (with --deep) still replicating")
+    found = pd.Series(reason, index=pd.MultiIndex.from_frame(pairs))
+    keys = pd.MultiIndex.from_frame(rows[["definition_id", "region"]].astype(object))
+    return pd.Series(found.reindex(keys).to_numpy(), index=rows.index, dtype=object)
+
+
+def recorded_version_deleted(estate, params) -> pd.DataFrame:
+    """REP012: one row per machine whose recorded version (its pinned reference, its OS
+    disk's source, or its exactVersion) is missing from a definition in the snapshot."""
+    usage = estate.usage
+    recorded = usage["resolved_from"].isin(["pinned", "disk", "exact"]).to_numpy(dtype=bool)
+    flagged = recorded & ~usage["version_known"].to_numpy(dtype=bool) \
+        & usage["definition_known"].to_numpy(dtype=bool) & usage["version_id"].notna().to_numpy(bool)
+    rows = usage[flagged]
+    how = rows["resolved_from"].astype(object).map(
+        {"pinned": "its image reference names it", "disk": "its OS disk was created from it",
+         "exact": "its exactVersion names it"})
+    return pd.DataFrame({
+        "id": rows["machine_id"], "name": rows["name"], "kind": rows["kind"],
+        "location": rows["region"], "version": version_label(rows["version_id"].astype(object)),
+        "resolved_from": rows["resolved_from"], "how": how,
+        "definition": _definition_label(rows["definition_id"]),
+    }, index=rows.index)
+
+
+def _definition_label(definition_ids: pd.Series) -> pd.Series:
+    """`gallery/definition` for a definition id."""
+    text = definition_ids.astype(object)
+    parts = text.fillna("").astype(str).str.extract(r"/galleries/([^/]+)/images/([^/]+)$")
+    return (parts[0] + "/" + parts[1]).where(parts[0].notna(), text)

@@ -35,6 +35,7 @@ from auditor.normalize import (
     B,
     F,
     S,
+    _lower,
     chunk_schema,
 )
 
@@ -459,18 +460,26 @@ def _galleries(raw, common, rtypes, data):
     ids = pc.struct_field(group, "ids")
     of_group = pc.list_parent_indices(ids)
     of_gallery = pc.take(pc.list_parent_indices(groups), of_group)
-    # A community gallery's public names are read by normalize.py: the block is refused.
     names = raw("properties.sharingProfile.communityGalleryInfo.publicNames")
-    _require(not _any(pc.is_valid(names)))
     return {
         "galleries": {**common, "description": raw("properties.description"),
                       "sharing_permissions": raw("properties.sharingProfile.permissions"),
                       "sharing_groups_read": pc.is_valid(groups),
                       "unique_name": _lower_id(raw("properties.identifier.uniqueName")),
-                      "community_names": pa.nulls(len(names), S)},
+                      "community_names": _community_names(names)},
         "gallery_shares": {"gallery_id": pc.take(common["id"], of_gallery),
                            "type": pc.take(pc.struct_field(group, "type"), of_group),
                            "target": _lower_id(pc.list_flatten(ids))}}
+
+
+def _community_names(names: pa.Array) -> pa.Array:
+    """normalize's joined, lower-cased public names. Only community galleries have them (a
+    few rows), so they are joined in Python exactly as the reference does."""
+    if not _any(pc.is_valid(names)):
+        return pa.nulls(len(names), S)
+    joined = [None if row is None else ",".join(n for n in map(_lower, row) if n) or None
+              for row in names.to_pylist()]
+    return pa.array(joined, S)
 
 
 def _role_assignments(raw, common, rtypes, data):

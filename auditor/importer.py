@@ -21,8 +21,8 @@ import orjson
 import pyarrow as pa
 
 from auditor.errors import AuditError
-from auditor.normalize import MAX_PROBLEMS, TABLE_SCHEMAS, JsonLines
-from auditor.snapshot import Snapshot, build_snapshot
+from auditor.normalize import TABLE_SCHEMAS, JsonLines
+from auditor.snapshot import OUT_OF_RANGE, Snapshot, add_problems, build_snapshot, repaired
 
 # A whole-document JSON file is parsed in memory; beyond this size only JSON lines (streamed)
 # are accepted, so a huge file passed by mistake fails at once instead of exhausting memory.
@@ -131,9 +131,6 @@ def read_resources(path: Path, *, pages: list | None = None,
         yield f"{path.name} item {index}", item
 
 
-_OUT_OF_RANGE = object()
-
-
 def _loads(data: bytes, where: str, notes: list):
     """orjson, and where it refuses a number out of range or a lone surrogate (one value
     should not cost the whole file), the standard parser: such a number is read as missing,
@@ -142,11 +139,12 @@ def _loads(data: bytes, where: str, notes: list):
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         original = exc
+
     def number(text: str):
-        value = float(text) if any(c in text for c in ".eE") else int(text)
-        if isinstance(value, float) and value in (float("inf"), float("-inf")):
-            return _OUT_OF_RANGE
-        return _OUT_OF_RANGE if isinstance(value, int) and not -2**63 <= value < 2**64 else value
+        if not any(c in text for c in ".eE") and -2**63 <= int(text) < 2**64:
+            return int(text)
+        value = float(text)  # as orjson reads a whole number beyond 64 bits
+        return OUT_OF_RANGE if value in (float("inf"), float("-inf")) else value
 
     def constant(text: str):
         raise ValueError(f"{text} is not JSON")
@@ -156,27 +154,10 @@ def _loads(data: bytes, where: str, notes: list):
     except (ValueError, RecursionError):
         raise original from None
     found: list = []
-    document = _repaired(document, "", found)
+    document = repaired(document, "", found)
     for path, kind in found:
         notes.append(f"{where}: {path.lstrip('.') or '(value)'}: {kind}")
     return document
-
-
-def _repaired(value, path: str, found: list):
-    if value is _OUT_OF_RANGE:
-        found.append((path, "a number out of range, read as missing"))
-        return None
-    if isinstance(value, str):
-        fixed = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        if fixed != value:
-            found.append((path, "a lone surrogate (invalid Unicode), replaced by U+FFFD"))
-        return fixed
-    if isinstance(value, list):
-        return [_repaired(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        return {_repaired(k, path, found): _repaired(v, f"{path}.{k}", found)
-                for k, v in value.items()}
-    return value
 
 
 def _page(document, items: list) -> dict | None:
@@ -282,7 +263,7 @@ def import_files(paths: list[Path], *, collected_at: datetime | None = None) -> 
             [{"subscription_id": f"export:{gap['ids'][0]}", "display_name": f"export {gap['ids'][0]}",
               "status": gap["status"], "detail": gap["detail"]} for gap in gaps],
             schema=TABLE_SCHEMAS["scope"])
-    _add_problems(snapshot.manifest, notes)
+    add_problems(snapshot.manifest, notes)
     if not any(t.num_rows for n, t in snapshot.arrow_tables.items() if n != "resource_tags"):
         skipped = snapshot.manifest["skipped_types"]
         detail = ", ".join(f"{k}: {v}" for k, v in skipped.items()) or "no items"
@@ -320,14 +301,6 @@ def _page_gaps(pages: list[dict]) -> list[dict]:
         gaps.append({"table": "export", "scope": "file", "ids": [page["file"]],
                      "status": "incomplete", "detail": detail})
     return gaps
-
-
-def _add_problems(manifest: dict, notes: list[str]) -> None:
-    if not notes:
-        return
-    problems = list(manifest.get("problems") or [])
-    manifest["problems"] = (problems + notes)[:MAX_PROBLEMS]
-    manifest["problem_count"] = int(manifest.get("problem_count") or 0) + len(notes)
 
 
 def sample_snapshot() -> Snapshot:

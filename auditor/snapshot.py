@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from auditor import __version__
 from auditor.errors import AuditError
-from auditor.normalize import TABLE_SCHEMAS, normalize
+from auditor.normalize import MAX_PROBLEMS, TABLE_SCHEMAS, normalize
 
 FORMAT = "image-audit-snapshot"
 # 2: the snapshot hash covers the whole manifest (version 1 hashed only the table files, so
@@ -338,3 +338,35 @@ def build_snapshot(resources: Iterable, *, collected_at: datetime | None = None,
     }
     manifest.update(source or {})
     return Snapshot(normalized.tables, manifest)
+
+
+def repaired(value, path: str, found: list):
+    """`value` with every lone surrogate (invalid Unicode, which no table or report can hold)
+    replaced by U+FFFD, and numbers marked out of range (`OUT_OF_RANGE`) read as missing;
+    each change is appended to `found` as (path, what)."""
+    if value is OUT_OF_RANGE:
+        found.append((path, "a number out of range, read as missing"))
+        return None
+    if isinstance(value, str):
+        fixed = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        if fixed != value:
+            found.append((path, "a lone surrogate (invalid Unicode), replaced by U+FFFD"))
+        return fixed
+    if isinstance(value, list):
+        return [repaired(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {repaired(k, path, found): repaired(v, f"{path}.{k}", found) for k, v in value.items()}
+    return value
+
+
+OUT_OF_RANGE = object()
+
+
+def add_problems(manifest: dict, notes: list[str]) -> None:
+    """Problems found outside the normaliser (while parsing or collecting), kept like its own:
+    the first MAX_PROBLEMS listed, all counted."""
+    if not notes:
+        return
+    problems = list(manifest.get("problems") or [])
+    manifest["problems"] = (problems + list(notes))[:MAX_PROBLEMS]
+    manifest["problem_count"] = int(manifest.get("problem_count") or 0) + len(notes)

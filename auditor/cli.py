@@ -32,7 +32,7 @@ from auditor.importer import (
     sample_snapshot,
 )
 from auditor.report import atomic_write, summary, write_cost, write_reports
-from auditor.snapshot import Snapshot
+from auditor.snapshot import Snapshot, check_target
 
 FORMATS = ["json", "csv", "xlsx", "sarif", "junit", "md", "cost"]
 DEFAULT_CONFIG = Path("image-audit.yaml")
@@ -68,6 +68,7 @@ def cli(ctx, debug):
 @click.option("--force", is_flag=True, help="Replace an existing snapshot at OUTPUT.")
 def import_command(files, output, collected_at, force):
     """Import JSON exports of raw Azure resources into a snapshot."""
+    check_target(output, overwrite=force)
     snapshot = import_files(list(files), collected_at=_parse_time(collected_at, "--collected-at"))
     snapshot.write(output, overwrite=force)
     counts = ", ".join(f"{name} {table.num_rows}" for name, table in
@@ -205,6 +206,7 @@ def _scope_options(command):
 @click.option("--force", is_flag=True, help="Replace an existing snapshot at OUTPUT.")
 def collect_command(output, force, **scope):
     """Collect the image estate from Azure Resource Graph into a snapshot (read-only)."""
+    check_target(output, overwrite=force)
     snapshot = collect_from_options(**scope)
     snapshot.write(output, overwrite=force)
     gaps = int((snapshot.tables["scope"]["status"] != "ok").sum())
@@ -348,6 +350,8 @@ def cleanup_plan_command(snapshot, sample, output, config_path, exemptions_path,
     """Write a reviewed script of the deletions that RET and STL findings call for."""
     if bool(snapshot) == bool(sample):
         raise click.UsageError("give a SNAPSHOT directory or --sample (one of them)")
+    if output.is_dir():
+        raise AuditError(f"{output}: is a folder; -o names the script file to write")
     rules = _rules_and_config(config_path, sample_config() if sample else None)
     exemptions = load_exemptions(exemptions_path, rules) if exemptions_path else None
     loaded = sample_snapshot() if sample else Snapshot.read(snapshot)

@@ -116,11 +116,7 @@ class Snapshot:
         """Write to a temporary directory beside `path`, then rename it into place. With
         `overwrite`, only an earlier snapshot is replaced, never another folder or a file."""
         target = Path(path)
-        if (target.exists() or target.is_symlink()) and not overwrite:
-            raise AuditError(f"{target}: already exists; a snapshot is evidence and is never "
-                             "overwritten (choose another path or pass --force)")
-        if target.exists() or target.is_symlink():
-            _check_replaceable(target)
+        check_target(target, overwrite=overwrite)
         try:
             self._write(target)
         except OSError as exc:  # disk full, permission denied: one line naming the path
@@ -235,6 +231,18 @@ def _read_manifest(root: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise AuditError(f"{manifest_path}: not an image-audit snapshot manifest")
     return manifest
+
+
+def check_target(path: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Whether a snapshot may be written at `path`: checked before collecting or importing,
+    so a long run never ends in "already exists"."""
+    target = Path(path)
+    if not (target.exists() or target.is_symlink()):
+        return
+    if not overwrite:
+        raise AuditError(f"{target}: already exists; a snapshot is evidence and is never "
+                         "overwritten (choose another path or pass --force)")
+    _check_replaceable(target)
 
 
 def _check_replaceable(target: Path) -> None:

@@ -135,3 +135,39 @@ def test_broken_utf16_is_one_line(tmp_path, capsys):
     code, _, err = run(capsys, "import", str(path), "-o", str(tmp_path / "snap"))
     assert code == 2
     one_line(err, "export.json", "UTF-16")
+
+
+def test_collect_onto_an_existing_snapshot_fails_before_collecting(tmp_path, capsys, monkeypatch):
+    from tests.builders import snapshot_of
+
+    snapshot_of().write(tmp_path / "snap")
+
+    def collect(**scope):
+        raise AssertionError("collected before checking the output")
+    monkeypatch.setattr(auditor.cli, "collect_from_options", collect)
+    code, _, err = run(capsys, "collect", "-o", str(tmp_path / "snap"))
+    assert code == 2
+    one_line(err, "snap", "already exists")
+    (tmp_path / "project").mkdir()
+    code, _, err = run(capsys, "collect", "-o", str(tmp_path / "project"), "--force")
+    assert code == 2
+    one_line(err, "project", "not a snapshot")
+
+
+def test_import_onto_an_existing_snapshot_fails_before_reading(tmp_path, capsys, monkeypatch):
+    from tests.builders import snapshot_of
+
+    snapshot_of().write(tmp_path / "snap")
+
+    def read(*args, **kwargs):
+        raise AssertionError("imported before checking the output")
+    monkeypatch.setattr(auditor.cli, "import_files", read)
+    code, _, err = run(capsys, "import", str(tmp_path / "x.json"), "-o", str(tmp_path / "snap"))
+    assert code == 2
+    one_line(err, "snap", "already exists")
+
+
+def test_cleanup_plan_output_naming_a_folder_fails_first(tmp_path, capsys, no_evaluation):
+    code, _, err = run(capsys, "cleanup-plan", "--sample", "-o", str(tmp_path))
+    assert code == 2
+    one_line(err, str(tmp_path), "is a folder")

@@ -120,7 +120,8 @@ def _output_lock(out_dir: Path, made: bool = False):
                     os.unlink(lock)  # left behind by a process that no longer runs
                 continue
             raise AuditError(f"{out_dir}: another image-audit is writing this folder ({holder or 'lock'}"
-                             f", {lock}); wait for it to finish or choose another -o") from None
+                             f", {lock}); wait for it to finish or choose another -o (remove the "
+                             "lock file if no run is active)") from None
         except OSError as exc:
             raise AuditError(f"{out_dir}: cannot write ({exc.strerror or exc})") from None
         with os.fdopen(handle, "w") as file:
@@ -192,7 +193,7 @@ def _scope_options(command):
                      help="Also read each image version's replication status (one GET each)."),
         click.option("--quiet", is_flag=True, help="No progress and no closing line on stderr."),
         click.option("--timeout", type=click.FloatRange(min=1), default=60, show_default=True,
-                     help="Seconds to wait for a connection or an answer before retrying."),
+                     help="Seconds to wait for a connection or a whole answer before retrying."),
     ]
     for option in reversed(options):
         command = option(command)

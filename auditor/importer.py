@@ -119,7 +119,9 @@ def read_resources(path: Path, *, pages: list | None = None,
     try:
         document = _loads(data, f"{path.name}", notes)
     except orjson.JSONDecodeError as exc:
-        raise AuditError(f"{path}: malformed JSON ({exc})") from None
+        hint = ("; it looks like UTF-16 without a byte order mark: save it as UTF-8"
+                if b"\x00" in data[:4] else "")
+        raise AuditError(f"{path}: malformed JSON ({exc}){hint}") from None
     items = _items(document)
     if items is None:
         raise AuditError(f"{path}: not a resource list: expected a JSON list, an object with "

@@ -171,3 +171,11 @@ def test_cleanup_plan_output_naming_a_folder_fails_first(tmp_path, capsys, no_ev
     code, _, err = run(capsys, "cleanup-plan", "--sample", "-o", str(tmp_path))
     assert code == 2
     one_line(err, str(tmp_path), "is a folder")
+
+
+def test_utf16_without_a_byte_order_mark_says_what_to_do(tmp_path, capsys):
+    path = tmp_path / "export.json"
+    path.write_bytes(json.dumps(compliant_estate_resources()).encode("utf-16-le"))
+    code, _, err = run(capsys, "import", str(path), "-o", str(tmp_path / "snap"))
+    assert code == 2
+    one_line(err, "export.json", "UTF-16 without a byte order mark", "UTF-8")

@@ -801,6 +801,9 @@ def _mark(row: dict, table: str, failure: _Failure) -> None:
     row["detail"] = f"{row['detail']}; {note}" if row["detail"] else note
 
 
+_TENANT = "/providers/Microsoft.Resources/tenant"  # the scope row of the tenant-wide listing
+
+
 def _group_id(group: str) -> str:
     return f"/providers/Microsoft.Management/managementGroups/{group}"
 
@@ -851,6 +854,9 @@ def _discover(collector: _Collector, scope: Scope, gaps: list) -> tuple[dict, di
             covers[(kind, ids)] = sorted(found)
         elif kind == "tenant":
             visible += sorted(found)
+            for _, failure in chain.failures:  # the listing itself fell short of its total
+                rows[_TENANT] = _scope_row(_TENANT, "subscriptions of the tenant", failure.status,
+                                           f"subscriptions: {failure.detail}")
     for batch in _batches(sorted(set(visible)), size):
         covers[("subscriptions", batch)] = list(batch)
     return rows, covers

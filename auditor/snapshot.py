@@ -214,12 +214,16 @@ def _read_file(path: Path) -> bytes:
 def _read_manifest(root: Path) -> dict:
     """The manifest as a dict, or one line saying what the path is instead."""
     manifest_path = root / MANIFEST
-    if not root.exists():
+    try:
+        exists, folder, has_manifest = root.exists(), root.is_dir(), manifest_path.is_file()
+    except OSError as exc:
+        raise AuditError(f"{root}: cannot read ({exc.strerror or exc})") from None
+    if not exists:
         raise AuditError(f"{root}: no such snapshot folder")
-    if not root.is_dir():
+    if not folder:
         raise AuditError(f"{root}: is a file, not a snapshot folder; if it is an export, run "
                          f"`image-audit import {root} -o SNAPSHOT` first and audit SNAPSHOT")
-    if not manifest_path.is_file():
+    if not has_manifest:
         raise AuditError(f"{root}: not a snapshot (no {MANIFEST}); make one with "
                          "`image-audit import FILES -o SNAPSHOT` or `image-audit collect -o SNAPSHOT`")
     try:
@@ -275,10 +279,10 @@ def _read_table(root: Path, name: str, entry) -> pa.Table:
         raise AuditError(f"{root / MANIFEST}: table {name!r} names the file "
                          f"{_shown(entry.get('file'))}, not {name}.parquet")
     file = root / f"{name}.parquet"
-    if not file.is_file():
-        raise AuditError(f"{file}: table file missing from the snapshot")
     try:
         data = _read_file(file)
+    except FileNotFoundError:
+        raise AuditError(f"{file}: table file missing from the snapshot") from None
     except OSError as exc:
         raise AuditError(f"{file}: cannot read ({exc.strerror or exc})") from None
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:

@@ -131,3 +131,13 @@ def test_a_lone_surrogate_in_a_collected_row_is_a_problem_not_the_end():
     assert "bad\ufffdname" in set(tags["value"].astype(str))
     assert any("surrogate" in p for p in snapshot.manifest["problems"])
     assert len(snapshot.tables["machines"]) == 21
+
+
+def test_subscriptions_lost_while_listing_the_tenant_are_a_scope_row():
+    with make_fake(subscriptions=12, vms=1) as fake:
+        fake.add_fault("skip-ahead", when=paging("resourcecontainers"))
+        got = run(fake)
+    tenant = [s for s in got.scope if s["status"] != "ok"]
+    assert len(tenant) == 1 and tenant[0]["status"] == "incomplete"
+    assert tenant[0]["subscription_id"].startswith("/") and "of 12 rows" in tenant[0]["detail"]
+    assert any(g["table"] == "subscriptions" and g["status"] == "incomplete" for g in got.gaps)

@@ -164,7 +164,7 @@ def _scope_only_with_collect(ctx: click.Context, collect_now: bool) -> None:
              if param.name in names and ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT]
     if given:
         raise click.UsageError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} "
-                               "with --collect (they say what to collect)")
+                               "with --collect (scope options say what to collect)")
 
 
 def _price_options(command):

@@ -19,7 +19,7 @@ def scope_not_read(estate, params) -> pd.DataFrame:
     return pd.DataFrame({
         "id": arm_id.str.lower(), "arm_id": arm_id,
         "name": bad["display_name"].astype("object").fillna(subscription),
-        "subscription_id": subscription.str.lower().where(~kept),
+        "subscription_id": subscription.str.lower().where(~subscription.str.startswith("/")),
         "status": bad["status"].astype("object").fillna("(none)"),
         "detail": bad["detail"].astype("object").fillna("(no detail)"),
     })

@@ -55,6 +55,8 @@ BATCH_SIZE = 300  # Microsoft allows 1000 subscriptions a request and suggests f
 # received may fall short of the largest total any page announced by this share (at least one
 # row) before the shortfall is a gap. Every difference is recorded in the manifest either way.
 PAGING_TOLERANCE = 0.001
+# Pages in a row that hold no row but still a $skipToken: paging goes nowhere, so it stops.
+_EMPTY_PAGES = 3
 # The longest wait for Retry-After or for the request quota to reset; a longer one is a gap.
 MAX_WAIT = 120.0
 QUOTA_REMAINING = "x-ms-user-quota-remaining"
@@ -621,6 +623,7 @@ class _Collector:
         kind, ids = target
         rows, token, seen = [], None, set()
         announced = None  # the largest totalRecords any page of this chain announced
+        empty = 0  # pages in a row with no rows but a $skipToken
         priority = 1 << 30  # first pages first: they start every chain and tell its length
         for _ in range(100_000):
             if token:
@@ -663,8 +666,9 @@ class _Collector:
                 return rows, self._compare(table, target, announced, len(rows))
             if token in seen:
                 raise _Failure("failed", "Resource Graph repeated a $skipToken")
-            if not answer.data or (announced is not None
-                                   and len(rows) > announced + paging_tolerance(announced)):
+            empty = empty + 1 if not answer.data else 0
+            if empty >= _EMPTY_PAGES or (announced is not None
+                                         and len(rows) > announced + paging_tolerance(announced)):
                 raise _Failure("failed", f"Resource Graph kept handing out $skipTokens after "
                                          f"{len(rows)} rows of {announced} (totalRecords); "
                                          "stopped paging")

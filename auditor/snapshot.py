@@ -151,7 +151,8 @@ class Snapshot:
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> Snapshot:
-        """Load and verify: format version, every table file present, hashes and row counts."""
+        """Load and verify: format version, the hash over the manifest, table names, every
+        table file present, their hashes, row counts and column types."""
         root = Path(path)
         manifest_path = root / MANIFEST
         manifest = _read_manifest(root)

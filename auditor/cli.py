@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import sys
 import traceback
 from datetime import datetime
@@ -9,6 +12,7 @@ from pathlib import Path
 
 import click
 import pandas as pd
+from click.core import ParameterSource
 
 from auditor import __version__
 from auditor import cost as costing
@@ -28,7 +32,7 @@ from auditor.importer import (
     sample_snapshot,
 )
 from auditor.report import atomic_write, summary, write_cost, write_reports
-from auditor.snapshot import Snapshot
+from auditor.snapshot import Snapshot, check_target
 
 FORMATS = ["json", "csv", "xlsx", "sarif", "junit", "md", "cost"]
 DEFAULT_CONFIG = Path("image-audit.yaml")
@@ -64,17 +68,103 @@ def cli(ctx, debug):
 @click.option("--force", is_flag=True, help="Replace an existing snapshot at OUTPUT.")
 def import_command(files, output, collected_at, force):
     """Import JSON exports of raw Azure resources into a snapshot."""
+    check_target(output, overwrite=force)
     snapshot = import_files(list(files), collected_at=_parse_time(collected_at, "--collected-at"))
     snapshot.write(output, overwrite=force)
     counts = ", ".join(f"{name} {table.num_rows}" for name, table in
                        snapshot.arrow_tables.items() if name not in ("resource_tags", "scope"))
     skipped = sum(snapshot.manifest["skipped_types"].values())
     click.echo(f"snapshot {output}: {counts}; {skipped} other resources skipped")
+    gaps = snapshot.manifest.get("gaps") or []
+    if gaps:
+        click.echo(f"image-audit: warning: {len(gaps)} file(s) incomplete, audited as partial "
+                   f"(COV001): {gaps[0]['ids'][0]}: {gaps[0]['detail']}; see 'gaps' in "
+                   f"{output / 'manifest.json'}", err=True)
     problems = snapshot.manifest.get("problem_count", 0)
     if problems:
         click.echo(f"image-audit: warning: {problems} input problems (values of the wrong type, "
                    f"items skipped); they are listed under 'problems' in {output / 'manifest.json'}",
                    err=True)
+
+
+LOCK_FILE = ".image-audit.lock"
+
+
+def _claim_output(out_dir: Path) -> None:
+    """Before any work: the output folder is a folder (made if missing) and this run alone
+    writes it until the command ends (a lock file, released however the command ends)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AuditError(f"{out_dir}: not a folder (-o names a file); give a folder for the reports")
+    made = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AuditError(f"{out_dir}: cannot create the output folder ({exc.strerror or exc})") from None
+    click.get_current_context().with_resource(_output_lock(out_dir, made))
+
+
+@contextlib.contextmanager
+def _output_lock(out_dir: Path, made: bool = False):
+    """A lock file made with O_EXCL: two audits writing one folder at once would leave a mixed
+    set of reports. A lock whose process is gone (killed) on this host is taken over."""
+    lock = out_dir / LOCK_FILE
+    owner = f"{os.getpid()} {socket.gethostname()}\n"
+    for attempt in range(2):
+        try:
+            handle = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if attempt == 0 and holder is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock)  # left behind by a process that no longer runs
+                continue
+            raise AuditError(f"{out_dir}: another image-audit is writing this folder ({holder or 'lock'}"
+                             f", {lock}); wait for it to finish or choose another -o (remove the "
+                             "lock file if no run is active)") from None
+        except OSError as exc:
+            raise AuditError(f"{out_dir}: cannot write ({exc.strerror or exc})") from None
+        with os.fdopen(handle, "w") as file:
+            file.write(owner)
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if lock.read_text() == owner:
+                os.unlink(lock)
+            if made:  # a run that failed before writing anything leaves no empty folder
+                out_dir.rmdir()
+
+
+def _lock_holder(lock: Path) -> str | None:
+    """`pid N` if the lock's process may still run, None if it is gone from this host."""
+    try:
+        pid, _, host = lock.read_text().strip().partition(" ")
+        pid = int(pid)
+    except (OSError, ValueError):
+        return "lock unreadable"
+    if host and host != socket.gethostname():
+        return f"pid {pid} on {host}"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except OSError:
+        pass
+    return f"pid {pid}"
+
+
+def _scope_only_with_collect(ctx: click.Context, collect_now: bool) -> None:
+    """Scope options mean nothing without --collect: say so instead of ignoring them."""
+    if collect_now:
+        return
+    names = {"subscriptions", "management_groups", "cloud", "endpoint", "deep", "quiet", "timeout"}
+    given = [param.opts[0] for param in ctx.command.params
+             if param.name in names and ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} "
+                               "with --collect (scope options say what to collect)")
 
 
 def _price_options(command):
@@ -103,7 +193,7 @@ def _scope_options(command):
                      help="Also read each image version's replication status (one GET each)."),
         click.option("--quiet", is_flag=True, help="No progress and no closing line on stderr."),
         click.option("--timeout", type=click.FloatRange(min=1), default=60, show_default=True,
-                     help="Seconds to wait for a connection or an answer before retrying."),
+                     help="Seconds to wait for a connection or a whole answer before retrying."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -117,6 +207,7 @@ def _scope_options(command):
 @click.option("--force", is_flag=True, help="Replace an existing snapshot at OUTPUT.")
 def collect_command(output, force, **scope):
     """Collect the image estate from Azure Resource Graph into a snapshot (read-only)."""
+    check_target(output, overwrite=force)
     snapshot = collect_from_options(**scope)
     snapshot.write(output, overwrite=force)
     gaps = int((snapshot.tables["scope"]["status"] != "ok").sum())
@@ -165,6 +256,8 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occup
         raise click.UsageError("give a SNAPSHOT directory, --sample or --collect (one of them)")
     if fail_on_new and not (fail_on and baseline_path):
         raise click.UsageError("--fail-on-new needs --fail-on and --baseline")
+    _scope_only_with_collect(click.get_current_context(), collect_now)
+    _claim_output(out_dir)
     rules = _rules_and_config(config_path, sample_config() if sample else None)
     if sample and exemptions_path is None:
         exemptions_path = sample_exemptions_path()
@@ -258,6 +351,8 @@ def cleanup_plan_command(snapshot, sample, output, config_path, exemptions_path,
     """Write a reviewed script of the deletions that RET and STL findings call for."""
     if bool(snapshot) == bool(sample):
         raise click.UsageError("give a SNAPSHOT directory or --sample (one of them)")
+    if output.is_dir():
+        raise AuditError(f"{output}: is a folder; -o names the script file to write")
     rules = _rules_and_config(config_path, sample_config() if sample else None)
     exemptions = load_exemptions(exemptions_path, rules) if exemptions_path else None
     loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
@@ -305,6 +400,7 @@ def cost_command(snapshot, sample, out_dir, occupancy, prices_path, config_path)
     """Storage cost of images and replicas: totals by gallery, region, storage type, team."""
     if bool(snapshot) == bool(sample):
         raise click.UsageError("give a SNAPSHOT directory or --sample (one of them)")
+    _claim_output(out_dir)
     loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
     estate = Estate(loaded)
     cost = costing.estimate(estate, price_table.load_prices(prices_path), occupancy)
@@ -394,8 +490,13 @@ def main(argv=None):
     except click.Abort:
         click.echo("image-audit: aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # one line, with where to read more (click shows four)
+        where = exc.ctx.command_path if exc.ctx is not None else "image-audit"
+        message = " ".join(exc.format_message().split())
+        click.echo(f"image-audit: usage error: {message} (see `{where} --help`)", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"image-audit: error: {' '.join(exc.format_message().split())}", err=True)
         sys.exit(2)
     except AuditError as exc:
         if debug:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -50,6 +51,14 @@ API_VERSION = "2024-04-01"  # the SDK would send 2021-03-01
 COMPUTE_API_VERSION = "2024-03-03"
 PAGE_SIZE = 1000
 BATCH_SIZE = 300  # Microsoft allows 1000 subscriptions a request and suggests fewer than 300
+# totalRecords may move while a query is paged (resources created or deleted meanwhile): rows
+# received may fall short of the largest total any page announced by this share (at least one
+# row) before the shortfall is a gap. Every difference is recorded in the manifest either way.
+PAGING_TOLERANCE = 0.001
+# Pages in a row that hold no row but still a $skipToken: paging goes nowhere, so it stops.
+_EMPTY_PAGES = 3
+# The longest wait for Retry-After or for the request quota to reset; a longer one is a gap.
+MAX_WAIT = 120.0
 QUOTA_REMAINING = "x-ms-user-quota-remaining"
 QUOTA_RESETS = "x-ms-user-quota-resets-after"
 
@@ -142,6 +151,7 @@ class Collected:
     gaps: list[dict]
     stats: dict
     replicated: int | None = None  # with --deep: versions whose replication status was read
+    repaired: list[str] = field(default_factory=list)  # values replaced (lone surrogates)
 
 
 class _Failure(Exception):
@@ -186,11 +196,59 @@ class _ReadOnlyPolicy(policies.SansIOHTTPPolicy):
             raise AuditError(f"refusing to send {http.method} {path}: image-audit is read-only")
 
 
-def _session(pool: int, loopback: bool) -> requests.Session:
+def paging_tolerance(total: int) -> int:
+    """Rows a query chain may fall short of totalRecords without a gap (see PAGING_TOLERANCE)."""
+    return max(1, int(total * PAGING_TOLERANCE))
+
+
+class _WholeAnswerAdapter(requests.adapters.HTTPAdapter):
+    """Bounds the whole body of an answer, not each read: a server that sends a byte at a time
+    never trips a per-read timeout. Once the headers are in, a timer cuts the connection when
+    the deadline passes, and the request fails as a read timeout (retried, then a gap)."""
+
+    def __init__(self, answer_timeout: float, **kwargs):
+        self.answer_timeout = answer_timeout
+        super().__init__(**kwargs)
+
+    def send(self, request, stream=False, **kwargs):
+        started = time.monotonic()
+        response = super().send(request, stream=True, **kwargs)
+        if stream:
+            return response
+        expired = threading.Event()
+
+        def cut():
+            expired.set()
+            sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        timer = threading.Timer(max(0.0, self.answer_timeout - (time.monotonic() - started)), cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            response.content  # noqa: B018 - reads the whole body, under the timer
+        except Exception:
+            response.close()
+            if expired.is_set():
+                raise requests.exceptions.ReadTimeout(
+                    f"the answer was not complete after {self.answer_timeout:g} s", request=request
+                ) from None
+            raise
+        finally:
+            timer.cancel()
+        return response
+
+
+def _session(pool: int, loopback: bool, answer_timeout: float = 60.0) -> requests.Session:
     session = requests.Session()
     session.trust_env = not loopback  # no proxy between us and a local server
-    adapter = requests.adapters.HTTPAdapter(
-        pool_connections=4, pool_maxsize=pool, max_retries=Retry(total=False, redirect=False)
+    adapter = _WholeAnswerAdapter(
+        answer_timeout, pool_connections=4, pool_maxsize=pool,
+        max_retries=Retry(total=False, redirect=False)
     )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -258,7 +316,8 @@ class _Pacer:
     we may send as many as the largest quota seen; a 429 pauses everyone.
     """
 
-    def __init__(self, margin: float = 0.1):
+    def __init__(self, margin: float = 0.1, max_wait: float = MAX_WAIT):
+        self._max_wait = max_wait
         self._cond = threading.Condition()
         self._margin = margin
         self._seq = 0
@@ -299,6 +358,11 @@ class _Pacer:
             deadline = start + 600
             while now < deadline:
                 delay = self._delay(now)
+                if delay is not None and delay > self._max_wait:  # a long wait becomes a gap
+                    self._waiting.discard(place)
+                    self._cond.notify_all()
+                    raise _Failure("failed", f"the request quota resets in {delay:.0f} s, beyond "
+                                             f"the {self._max_wait:g} s cap on a wait")
                 if delay == 0.0 and place == min(self._waiting):
                     break
                 self._cond.wait(timeout=1.0 if delay is None or delay == 0.0 else delay)
@@ -404,7 +468,8 @@ class _Settings:
     max_throttled: int = 20
     backoff: float = 0.5
     backoff_cap: float = 30.0
-    timeout: float = 60.0  # seconds to connect, and to wait for each answer
+    timeout: float = 60.0  # seconds to connect, and for each whole answer
+    max_wait: float = MAX_WAIT  # the longest Retry-After or quota wait; longer is a gap
 
 
 class _Malformed(Exception):
@@ -455,16 +520,19 @@ class _Collector:
 
         self.credential, self.endpoint, self.settings = credential, endpoint, settings
         self.progress = progress
-        self.session = _session(settings.max_workers + 4, loopback)
+        self.session = _session(settings.max_workers + 4, loopback, settings.timeout)
         self.enforce_https = not loopback
         self.graph = ResourceGraphClient(
             credential,
             api_version=API_VERSION,
             **_client_kwargs(credential, endpoint, self.session),
         )
-        self.pacer, self.arm_pacer = _Pacer(), _Pacer()
+        self.pacer = _Pacer(max_wait=settings.max_wait)
+        self.arm_pacer = _Pacer(max_wait=settings.max_wait)
         self.counts: Counter = Counter()
         self.rows_by_query: Counter = Counter()
+        self.deltas: list[dict] = []  # query chains whose rows differ from totalRecords
+        self.repaired: list[str] = []  # values a row could not hold (lone surrogates)
         self._lock = threading.Lock()
         self._compute: dict[str, object] = {}
 
@@ -522,7 +590,11 @@ class _Collector:
                             "failed", f"{detail} (still throttled after {throttles} tries)"
                         ) from None
                     wait = parse_retry_after((headers or {}).get("Retry-After"))
-                    pacer.pause(wait if wait is not None else self._backoff(throttles))
+                    if wait is not None and wait > self.settings.max_wait:
+                        raise _Failure("failed", f"{detail} (Retry-After {wait:.0f} s is beyond the "
+                                                 f"{self.settings.max_wait:g} s cap on a wait)") from None
+                    pacer.pause(wait if wait is not None else
+                                min(self._backoff(throttles), self.settings.max_wait))
                     continue
                 elif status == 401 and not refreshed:
                     refreshed = True
@@ -547,7 +619,7 @@ class _Collector:
     def _after_refresh(refreshed: bool) -> str:
         return " (again after a token refresh)" if refreshed else ""
 
-    def pages(self, table: str, query: str, target: tuple) -> list[dict]:
+    def pages(self, table: str, query: str, target: tuple) -> tuple[list[dict], _Failure | None]:
         """Every page of one query over one scope. A $skipToken the service rejects (expired,
         or lost by a failover) restarts the query from its first page, once: the partial rows
         are dropped, so nothing is duplicated, and a second rejection is a gap."""
@@ -563,12 +635,17 @@ class _Collector:
             failure.detail += " (after restarting the query from its first page)"
             raise
 
-    def _pages(self, table: str, query: str, target: tuple) -> list[dict]:
-        """Every page of one query over one scope: $top first, then $skipToken until none."""
+    def _pages(self, table: str, query: str, target: tuple) -> tuple[list[dict], _Failure | None]:
+        """Every page of one query over one scope: $top first, then $skipToken until none.
+        The rows received are compared with the largest totalRecords a page announced: a
+        shortfall beyond the tolerance comes back as a failure of status `incomplete` (the
+        rows are kept); tokens that go on past the total end the chain as a gap."""
         from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
         kind, ids = target
         rows, token, seen = [], None, set()
+        announced = None  # the largest totalRecords any page of this chain announced
+        empty = 0  # pages in a row with no rows but a $skipToken
         priority = 1 << 30  # first pages first: they start every chain and tell its length
         for _ in range(100_000):
             if token:
@@ -594,28 +671,73 @@ class _Collector:
             except _Failure as failure:
                 failure.paging = bool(token)
                 raise
+            self._repair(table, answer.data)
             rows += answer.data
             total = answer.total_records if isinstance(answer.total_records, int) else 0
+            if isinstance(answer.total_records, int):
+                announced = max(announced or 0, answer.total_records)
             priority = -(-max(0, total - len(rows)) // self.settings.page_size)
             self.count("pages")
             with self._lock:
                 self.rows_by_query[table] += len(answer.data)
             self.progress.page(table, len(answer.data), self.pacer, self.counts["throttled"])
             token = answer.skip_token
+            if str(answer.result_truncated).lower() == "true":
+                raise _Failure("failed", "Resource Graph truncated the result")
             if not token:
-                if str(answer.result_truncated).lower() == "true":
-                    raise _Failure("failed", "Resource Graph truncated the result")
-                return rows
+                return rows, self._compare(table, target, announced, len(rows))
             if token in seen:
                 raise _Failure("failed", "Resource Graph repeated a $skipToken")
+            empty = empty + 1 if not answer.data else 0
+            if empty >= _EMPTY_PAGES or (announced is not None
+                                         and len(rows) > announced + paging_tolerance(announced)):
+                raise _Failure("failed", f"Resource Graph kept handing out $skipTokens after "
+                                         f"{len(rows)} rows of {announced} (totalRecords); "
+                                         "stopped paging")
             seen.add(token)
         raise _Failure("failed", "too many pages")
+
+    def _compare(self, table: str, target: tuple, announced: int | None, received: int):
+        """Record any difference from totalRecords; a shortfall beyond the tolerance is a gap."""
+        if announced is None or announced == received:
+            return None
+        kind, ids = target
+        with self._lock:
+            self.deltas.append({"table": table, "scope": kind, "ids": list(ids),
+                                "total": announced, "received": received})
+        short = announced - received
+        if short <= paging_tolerance(announced):
+            return None
+        return _Failure("incomplete", f"received {received} of {announced} rows that totalRecords "
+                                      f"announced (short by {short}; tolerance "
+                                      f"{paging_tolerance(announced)}): rows were lost while paging")
+
+    def _repair(self, table: str, rows: list) -> None:
+        """A lone surrogate (invalid Unicode) in a row would stop the whole snapshot; it is
+        replaced by U+FFFD where it stands and noted as a problem."""
+        import orjson
+
+        try:
+            orjson.dumps(rows)
+            return
+        except (TypeError, orjson.JSONEncodeError):
+            pass
+        from auditor.snapshot import repaired
+
+        for at, row in enumerate(rows):
+            found: list = []
+            rows[at] = repaired(row, "", found)
+            for path, what in found:
+                with self._lock:
+                    self.repaired.append(f"{table}: {row.get('id') if isinstance(row, dict) else at}: "
+                                         f"{path.lstrip('.')}: {what}")
 
     def chain(self, table: str, query: str, target: tuple) -> _Chain:
         """A query over one scope; a denied subscription batch is split in halves until the
         denied subscriptions stand alone, so the others are still collected."""
         try:
-            return _Chain(rows=self.pages(table, query, target), succeeded=True)
+            rows, shortfall = self.pages(table, query, target)
+            return _Chain(rows=rows, failures=[(target, shortfall)] if shortfall else [], succeeded=True)
         except _Failure as failure:
             kind, ids = target
             if failure.status == "denied" and kind == "subscriptions" and len(ids) > 1:
@@ -716,12 +838,19 @@ def _gap(table: str, target: tuple, failure: _Failure) -> dict:
     }
 
 
+_WORST = {"ok": 0, "incomplete": 1, "failed": 2, "denied": 3}
+
+
 def _mark(row: dict, table: str, failure: _Failure) -> None:
-    """The worst outcome wins: denied over failed over ok; details name the table."""
-    if row["status"] != "denied":
+    """The worst outcome wins: denied over failed over incomplete over ok; details name the
+    table."""
+    if _WORST.get(failure.status, 2) >= _WORST.get(row["status"], 2):
         row["status"] = failure.status
     note = f"{table}: {failure.detail}"
     row["detail"] = f"{row['detail']}; {note}" if row["detail"] else note
+
+
+_TENANT = "/providers/Microsoft.Resources/tenant"  # the scope row of the tenant-wide listing
 
 
 def _group_id(group: str) -> str:
@@ -774,6 +903,9 @@ def _discover(collector: _Collector, scope: Scope, gaps: list) -> tuple[dict, di
             covers[(kind, ids)] = sorted(found)
         elif kind == "tenant":
             visible += sorted(found)
+            for _, failure in chain.failures:  # the listing itself fell short of its total
+                rows[_TENANT] = _scope_row(_TENANT, "subscriptions of the tenant", failure.status,
+                                           f"subscriptions: {failure.detail}")
     for batch in _batches(sorted(set(visible)), size):
         covers[("subscriptions", batch)] = list(batch)
     return rows, covers
@@ -839,6 +971,7 @@ def collect_resources(
     max_retries: int = 5,
     backoff: float = 0.5,
     timeout: float = 60.0,
+    max_wait: float = MAX_WAIT,
     progress: bool = False,
 ) -> Collected:
     """Raw rows in ARM shape plus scope rows, gaps, query texts and request statistics."""
@@ -855,6 +988,7 @@ def collect_resources(
         max_retries=max_retries,
         backoff=backoff,
         timeout=timeout,
+        max_wait=max_wait,
     )
     bar = _Progress(progress)
     collector = _Collector(credential, endpoint, loopback, settings, bar)
@@ -906,6 +1040,8 @@ def collect_resources(
         "quota_waits": collector.pacer.waits,
         "quota_waited_s": round(collector.pacer.waited, 3),
         "rows": {table: collector.rows_by_query[table] for table in _ORDER},
+        "paging_tolerance": PAGING_TOLERANCE,
+        "paging_deltas": sorted(collector.deltas, key=lambda d: (d["table"], d["scope"], d["ids"])),
         "elapsed_s": round(time.monotonic() - started, 3),
     }
     stats["arm_requests"] = counts["requests"] - graph_requests
@@ -916,7 +1052,7 @@ def collect_resources(
     }
     scope_list = [scope_rows[key] for key in sorted(scope_rows)]
     gaps.sort(key=lambda g: (g["table"], g["scope"], g["ids"]))
-    return Collected(rows, scope_list, queries, gaps, stats, replicated)
+    return Collected(rows, scope_list, queries, gaps, stats, replicated, sorted(collector.repaired))
 
 
 def _sharing_groups(collector: _Collector, rows: list[dict]) -> list[dict]:
@@ -977,7 +1113,7 @@ def collect(
 
     `credential` is any azure-core TokenCredential; `options` tune paging and pacing
     (page_size, batch_size, max_workers, max_retries, backoff, progress)."""
-    from auditor.snapshot import build_snapshot
+    from auditor.snapshot import add_problems, build_snapshot
 
     collected_at = datetime.now(timezone.utc)
     got = collect_resources(scope, credential=credential, endpoint=endpoint, deep=deep, **options)
@@ -995,7 +1131,9 @@ def collect(
         "collection": got.stats,
         "deep": deep,
     }
-    return build_snapshot(got.rows, collected_at=collected_at, scope=got.scope, source=source)
+    snapshot = build_snapshot(got.rows, collected_at=collected_at, scope=got.scope, source=source)
+    add_problems(snapshot.manifest, got.repaired)
+    return snapshot
 
 
 def summary_line(snapshot) -> str:

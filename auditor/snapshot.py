@@ -4,11 +4,13 @@ file per table. Written once and atomically; every read verifies format and SHA-
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -22,13 +24,14 @@ import pyarrow.parquet as pq
 
 from auditor import __version__
 from auditor.errors import AuditError
-from auditor.normalize import TABLE_SCHEMAS, normalize
+from auditor.normalize import MAX_PROBLEMS, TABLE_SCHEMAS, normalize
 
 FORMAT = "image-audit-snapshot"
-FORMAT_VERSION = 1
-# Tables added since format version 1 was first written: older snapshots read them as empty.
-ADDED_TABLES = {"gallery_shares", "role_assignments"}
+# 2: the snapshot hash covers the whole manifest (version 1 hashed only the table files, so
+# an edited collected_at, gap or problem list went unnoticed); version 1 is refused.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
+_TABLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 _PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
@@ -86,38 +89,52 @@ class Snapshot:
 
     @property
     def sha256(self) -> str:
-        """One hash for the whole snapshot: over the table names and their file hashes."""
-        lines = "".join(f"{name}:{digest}\n" for name, digest in sorted(self.table_hashes.items()))
-        return hashlib.sha256(lines.encode()).hexdigest()
+        """One hash for the whole snapshot: over the manifest's whole content (which lists
+        every table file's hash), so neither a table nor the manifest can change unseen."""
+        return _manifest_hash(self._manifest_content())
 
     @property
     def collected_at(self) -> pd.Timestamp:
         return pd.Timestamp(self.manifest["collected_at"]).tz_convert("UTC")
 
-    def full_manifest(self) -> dict:
+    def _manifest_content(self) -> dict:
+        """The manifest as written, without its own hash; JSON types only (a round trip
+        through JSON gives the same hash on read)."""
         manifest = dict(self.manifest)
         manifest["tables"] = {
             name: {"file": f"{name}.parquet", "rows": self.arrow_tables[name].num_rows,
                    "sha256": self.table_hashes[name]}
             for name in sorted(self.arrow_tables)}
-        manifest["snapshot_sha256"] = self.sha256
+        return json.loads(json.dumps(manifest, default=str))
+
+    def full_manifest(self) -> dict:
+        manifest = self._manifest_content()
+        manifest["snapshot_sha256"] = _manifest_hash(manifest)
         return manifest
 
     def write(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write to a temporary directory beside `path`, then rename it into place."""
+        """Write to a temporary directory beside `path`, then rename it into place. With
+        `overwrite`, only an earlier snapshot is replaced, never another folder or a file."""
         target = Path(path)
-        if target.exists() and not overwrite:
-            raise AuditError(f"{target}: already exists; a snapshot is evidence and is never "
-                             "overwritten (choose another path or pass --force)")
+        check_target(target, overwrite=overwrite)
+        try:
+            self._write(target)
+        except OSError as exc:  # disk full, permission denied: one line naming the path
+            raise AuditError(f"{target}: cannot write the snapshot ({exc.strerror or exc})") from None
+        return target
+
+    def _write(self, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        # os.mkdir honours the umask: a snapshot folder is as readable as the reports beside it
+        # (tempfile.mkdtemp would make it 0700).
+        staging = _fresh_dir(target, "")
         try:
             for name, data in self._files.items():
                 _write_synced(staging / f"{name}.parquet", data)
-            manifest = json.dumps(self.full_manifest(), indent=2, sort_keys=True, default=str)
+            manifest = json.dumps(self.full_manifest(), indent=2, sort_keys=True)
             _write_synced(staging / MANIFEST, manifest.encode())
             if target.exists():
-                retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+                retired = _fresh_dir(target, "old.")
                 os.replace(target, retired / "snapshot")
                 try:
                     os.replace(staging, target)
@@ -131,50 +148,144 @@ class Snapshot:
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
-        return target
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> Snapshot:
-        """Load and verify: format version, every table file present, hashes and row counts."""
+        """Load and verify: format version, the hash over the manifest, table names, every
+        table file present, their hashes, row counts and column types."""
         root = Path(path)
         manifest_path = root / MANIFEST
-        if not manifest_path.is_file():
-            raise AuditError(f"{root}: not a snapshot (no {MANIFEST})")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise AuditError(f"{manifest_path}: corrupt manifest ({exc})") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise AuditError(f"{manifest_path}: not an image-audit snapshot manifest")
+        manifest = _read_manifest(root)
         if manifest.get("format_version") != FORMAT_VERSION:
-            raise AuditError(f"{manifest_path}: snapshot format version "
-                             f"{manifest.get('format_version')!r} is not supported "
-                             f"(this image-audit reads version {FORMAT_VERSION})")
+            found = manifest.get("format_version")
+            if isinstance(found, int) and found < FORMAT_VERSION:
+                raise AuditError(f"{manifest_path}: snapshot format version {found} was written "
+                                 "by an older image-audit and its manifest is not covered by the "
+                                 "snapshot hash; re-import (or collect) it with this version")
+            raise AuditError(f"{manifest_path}: snapshot format version {found!r} is not "
+                             f"supported (this image-audit reads version {FORMAT_VERSION})")
+        stored = manifest.pop("snapshot_sha256", None)
+        if stored != _manifest_hash(manifest):
+            raise AuditError(f"{manifest_path}: snapshot SHA-256 does not match the manifest's "
+                             "content (manifest edited or corrupt)")
         listed = manifest.get("tables")
         if not isinstance(listed, dict):
             raise AuditError(f"{manifest_path}: manifest lists no tables")
-        missing = sorted(set(TABLE_SCHEMAS) - set(listed) - ADDED_TABLES)
+        for name in listed:
+            if not _TABLE_NAME.fullmatch(name) or name not in TABLE_SCHEMAS:
+                raise AuditError(f"{manifest_path}: table name {_shown(name)} is not one of "
+                                 "this image-audit's tables")
+        missing = sorted(set(TABLE_SCHEMAS) - set(listed))
         if missing:
             raise AuditError(f"{manifest_path}: tables missing from the manifest: "
                              f"{', '.join(missing)}")
+        try:
+            collected_at = pd.Timestamp(manifest.get("collected_at"))
+        except (TypeError, ValueError):
+            collected_at = pd.NaT
+        if collected_at is pd.NaT or collected_at.tzinfo is None:
+            raise AuditError(f"{manifest_path}: collected_at is missing or not a time with a zone "
+                             f"(found {_shown(manifest.get('collected_at'))})")
         tables = {}
         for name, entry in sorted(listed.items()):
             tables[name] = _read_table(root, name, entry)
-        for name in sorted(ADDED_TABLES - set(listed)):  # a snapshot written before they were
-            tables[name] = TABLE_SCHEMAS[name].empty_table()
-        manifest = {k: v for k, v in manifest.items() if k not in ("tables", "snapshot_sha256")}
+        manifest = {k: v for k, v in manifest.items() if k != "tables"}
         snapshot = cls(tables, manifest)
         snapshot.__dict__["table_hashes"] = {name: listed[name]["sha256"] for name in listed}
         return snapshot
 
 
+def _manifest_hash(content: dict) -> str:
+    """SHA-256 of the manifest's content in one canonical JSON form (sorted keys, no spaces,
+    ASCII escapes), so the same content always gives the same hash."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _shown(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _read_file(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _read_manifest(root: Path) -> dict:
+    """The manifest as a dict, or one line saying what the path is instead."""
+    manifest_path = root / MANIFEST
+    try:
+        exists, folder, has_manifest = root.exists(), root.is_dir(), manifest_path.is_file()
+    except OSError as exc:
+        raise AuditError(f"{root}: cannot read ({exc.strerror or exc})") from None
+    if not exists:
+        raise AuditError(f"{root}: no such snapshot folder")
+    if not folder:
+        raise AuditError(f"{root}: is a file, not a snapshot folder; if it is an export, run "
+                         f"`image-audit import {root} -o SNAPSHOT` first and audit SNAPSHOT")
+    if not has_manifest:
+        raise AuditError(f"{root}: not a snapshot (no {MANIFEST}); make one with "
+                         "`image-audit import FILES -o SNAPSHOT` or `image-audit collect -o SNAPSHOT`")
+    try:
+        manifest = json.loads(_read_file(manifest_path).decode("utf-8"))
+    except OSError as exc:
+        raise AuditError(f"{manifest_path}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise AuditError(f"{manifest_path}: corrupt manifest ({_shown(str(exc), 120)})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise AuditError(f"{manifest_path}: not an image-audit snapshot manifest")
+    return manifest
+
+
+def check_target(path: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Whether a snapshot may be written at `path`: checked before collecting or importing,
+    so a long run never ends in "already exists"."""
+    target = Path(path)
+    if not (target.exists() or target.is_symlink()):
+        return
+    if not overwrite:
+        raise AuditError(f"{target}: already exists; a snapshot is evidence and is never "
+                         "overwritten (choose another path or pass --force)")
+    _check_replaceable(target)
+
+
+def _check_replaceable(target: Path) -> None:
+    """--force replaces an earlier snapshot; anything else at the path is somebody's data."""
+    try:
+        if target.is_symlink() or not target.is_dir():
+            raise AuditError("not a folder")
+        _read_manifest(target)
+    except AuditError:
+        raise AuditError(f"{target}: not a snapshot (no valid {MANIFEST}); --force replaces only "
+                         "an earlier snapshot, never another folder or a file: choose another "
+                         "path") from None
+
+
+def _fresh_dir(target: Path, kind: str) -> Path:
+    for _ in range(100):
+        path = target.parent / f".{target.name}.{kind}{secrets.token_hex(6)}.tmp"
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "cannot create a temporary folder", str(target.parent))
+
+
 def _read_table(root: Path, name: str, entry) -> pa.Table:
     if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
         raise AuditError(f"{root / MANIFEST}: table {name!r} has no SHA-256 in the manifest")
+    if entry.get("file") != f"{name}.parquet":
+        raise AuditError(f"{root / MANIFEST}: table {name!r} names the file "
+                         f"{_shown(entry.get('file'))}, not {name}.parquet")
     file = root / f"{name}.parquet"
-    if not file.is_file():
-        raise AuditError(f"{file}: table file missing from the snapshot")
-    data = file.read_bytes()
+    try:
+        data = _read_file(file)
+    except FileNotFoundError:
+        raise AuditError(f"{file}: table file missing from the snapshot") from None
+    except OSError as exc:
+        raise AuditError(f"{file}: cannot read ({exc.strerror or exc})") from None
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise AuditError(f"{file}: SHA-256 does not match the manifest (file edited or corrupt)")
     try:
@@ -189,13 +300,22 @@ def _read_table(root: Path, name: str, entry) -> pa.Table:
         raise AuditError(f"{file}: unreadable Parquet ({exc})") from None
     if table.num_rows != entry.get("rows"):
         raise AuditError(f"{file}: {table.num_rows} rows but the manifest says {entry.get('rows')}")
-    return _conform(table, TABLE_SCHEMAS.get(name))
+    schema = TABLE_SCHEMAS[name]
+    for fld in schema:
+        at = table.schema.get_field_index(fld.name)
+        if at < 0:
+            continue
+        found = table.schema.field(at).type
+        if pa.types.is_dictionary(found):
+            found = found.value_type
+        if found != fld.type:
+            raise AuditError(f"{file}: column {fld.name!r} is {found}, expected {fld.type}")
+    return _conform(table, schema)
 
 
-def _conform(table: pa.Table, schema: pa.Schema | None) -> pa.Table:
-    """Older snapshots lack columns added since: add them as nulls so rules see one schema."""
-    if schema is None:
-        return table
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Snapshots written before a column was added lack it: add it as nulls so rules see one
+    schema."""
     for fld in schema:
         if fld.name not in table.column_names:
             table = table.append_column(fld, pa.nulls(table.num_rows, type=fld.type))
@@ -231,3 +351,35 @@ def build_snapshot(resources: Iterable, *, collected_at: datetime | None = None,
     }
     manifest.update(source or {})
     return Snapshot(normalized.tables, manifest)
+
+
+def repaired(value, path: str, found: list):
+    """`value` with every lone surrogate (invalid Unicode, which no table or report can hold)
+    replaced by U+FFFD, and numbers marked out of range (`OUT_OF_RANGE`) read as missing;
+    each change is appended to `found` as (path, what)."""
+    if value is OUT_OF_RANGE:
+        found.append((path, "a number out of range, read as missing"))
+        return None
+    if isinstance(value, str):
+        fixed = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        if fixed != value:
+            found.append((path, "a lone surrogate (invalid Unicode), replaced by U+FFFD"))
+        return fixed
+    if isinstance(value, list):
+        return [repaired(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {repaired(k, path, found): repaired(v, f"{path}.{k}", found) for k, v in value.items()}
+    return value
+
+
+OUT_OF_RANGE = object()
+
+
+def add_problems(manifest: dict, notes: list[str]) -> None:
+    """Problems found outside the normaliser (while parsing or collecting), kept like its own:
+    the first MAX_PROBLEMS listed, all counted."""
+    if not notes:
+        return
+    problems = list(manifest.get("problems") or [])
+    manifest["problems"] = (problems + list(notes))[:MAX_PROBLEMS]
+    manifest["problem_count"] = int(manifest.get("problem_count") or 0) + len(notes)

@@ -37,8 +37,12 @@ GALLERY_PATH = re.compile(
 class Fault:
     """A scripted answer: `kind` is one of 429, 429-bare (no Retry-After), 500, drop,
     malformed, truncated, 401, 403, 400 (a rejected $skipToken), wrong-shape (valid JSON, but
-    `data` is not a list of rows), slow (answers after `delay` seconds); it applies to the
-    next `times` requests that `when` accepts."""
+    `data` is not a list of rows), slow (answers after `delay` seconds); misbehaviours of a
+    page that looks fine: skip-ahead (its $skipToken skips a page), short-page (half the rows,
+    the token after the whole page), drift (totalRecords one more than there is), endless (a
+    new $skipToken on every page, past the end too), quota-spent (headers say no request
+    left for ten hours), trickle (the body one byte every `delay` seconds); it applies to
+    the next `times` requests that `when` accepts."""
 
     kind: str
     times: int = 1
@@ -360,7 +364,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._gallery(record, url, headers)
         if is_get:
             return self._version(record, url, headers)
-        return self._query(record, body, headers)
+        return self._query(record, body, headers, fault)
 
     def _fault(self, record, fault, headers) -> bool:
         kind = fault.kind
@@ -387,6 +391,10 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "slow":
             time.sleep(fault.delay)
             return False  # then the real answer, late
+        if kind == "quota-spent":
+            headers.update({"x-ms-user-quota-remaining": "0",
+                            "x-ms-user-quota-resets-after": "10:00:00"})
+            return False  # the real answer, with those headers
         if kind == "truncated":
             answer = {"totalRecords": 5000, "count": 0, "resultTruncated": "true", "data": []}
             return self._send(record, 200, dict(answer, facets=[]), headers)
@@ -411,8 +419,9 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         return False
 
-    def _query(self, record, body, headers):
+    def _query(self, record, body, headers, fault=None):
         fake = self.server_fake
+        misbehaviour = fault.kind if fault is not None else None
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
             return self._send(record, 400, {"error": {"code": "BadRequest"}}, headers)
         subs, denied = fake.visible(body)
@@ -430,20 +439,24 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(record, 400, {"error": {"code": "BadSkipToken"}}, headers)
             offset, top = state["o"], state["n"]
         page = rows[offset : offset + top]
+        if misbehaviour == "short-page":
+            page = page[: len(page) // 2]
         projected = bool(re.search(r"\bproject\b[^|]*\bid\b", query))
         answer = {
-            "totalRecords": len(rows),
+            "totalRecords": len(rows) + (1 if misbehaviour == "drift" else 0),
             "count": len(page),
             "resultTruncated": "false",
             "facets": [],
             "data": project(page, query),
         }
-        if offset + top < len(rows):
+        following = offset + top + (top if misbehaviour == "skip-ahead" else 0)
+        if offset + top < len(rows) or (misbehaviour == "endless" and projected):
             if projected:
-                answer["$skipToken"] = _token(offset + top, top, key)
+                answer["$skipToken"] = _token(following, top, key)
             else:
                 answer["resultTruncated"] = "true"
-        return self._send(record, 200, answer, headers)
+        trickle = fault.delay if misbehaviour == "trickle" else None
+        return self._send(record, 200, answer, headers, trickle)
 
     def _version(self, record, url, headers):
         params = parse_qs(url.query)
@@ -476,7 +489,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "location": row["location"], "properties": properties}
         return self._send(record, 200, body, headers)
 
-    def _send(self, record, status, payload, headers) -> bool:
+    def _send(self, record, status, payload, headers, trickle=None) -> bool:
         record.status = status
         data = json.dumps(payload).encode()
         self.send_response(status)
@@ -486,9 +499,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         try:
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up waiting (a timeout test)
+            if trickle is None:
+                self.wfile.write(data)
+            for at in range(len(data) if trickle is not None else 0):  # a byte at a time
+                self.wfile.write(data[at : at + 1])
+                self.wfile.flush()
+                time.sleep(trickle)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            self.close_connection = True  # the client gave up waiting (a timeout test)
         return True
 
 

@@ -122,7 +122,7 @@ def test_snapshot_interrupted_while_writing_tables(tmp_path, monkeypatch):
         return real(path, data)
     real = auditor.snapshot._write_synced
     monkeypatch.setattr(auditor.snapshot, "_write_synced", failing)
-    with pytest.raises(OSError):
+    with pytest.raises(AuditError, match="No space left on device"):
         sample_snapshot().write(target, overwrite=True)
     assert Snapshot.read(target).sha256 == old.sha256
     assert os.listdir(tmp_path) == ["snap"]

@@ -23,7 +23,7 @@ def test_round_trip_keeps_tables_and_hashes(written):
     for name, frame in original.tables.items():
         assert loaded.tables[name].equals(frame), name
     manifest = json.loads((written / "manifest.json").read_text())
-    assert manifest["format_version"] == 1 and manifest["tables"]["machines"]["rows"] == 1
+    assert manifest["format_version"] == 2 and manifest["tables"]["machines"]["rows"] == 1
     assert manifest["collected_at"].startswith("2026-11-15")
 
 
@@ -52,7 +52,7 @@ def test_edited_manifest_row_count_refused(written):
     manifest = json.loads((written / "manifest.json").read_text())
     manifest["tables"]["machines"]["rows"] = 5
     (written / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(AuditError, match="1 rows but the manifest says 5"):
+    with pytest.raises(AuditError, match="snapshot SHA-256 does not match"):
         Snapshot.read(written)
 
 
@@ -91,7 +91,7 @@ def test_failed_write_leaves_no_partial_directory(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("auditor.snapshot._write_synced", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(AuditError, match="snap: cannot write the snapshot"):
         snapshot.write(tmp_path / "snap")
     assert list(tmp_path.iterdir()) == []
 

@@ -12,8 +12,10 @@ def scope_not_read(estate, params) -> pd.DataFrame:
     scope = estate.scope
     bad = scope[lowered(scope["status"]) != "ok"]
     subscription = bad["subscription_id"].fillna("(unknown)").astype(str)
-    # A management group the collector could not read is recorded by its own id.
-    arm_id = subscription.where(subscription.str.startswith("/"), "/subscriptions/" + subscription)
+    # A management group the collector could not read is recorded by its own id, an
+    # incomplete export file as `export:NAME`.
+    kept = subscription.str.startswith("/") | subscription.str.startswith("export:")
+    arm_id = subscription.where(kept, "/subscriptions/" + subscription)
     return pd.DataFrame({
         "id": arm_id.str.lower(), "arm_id": arm_id,
         "name": bad["display_name"].astype("object").fillna(subscription),

@@ -96,15 +96,13 @@ def test_failed_write_leaves_no_partial_directory(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_snapshot_written_before_the_sharing_tables_reads_them_as_empty(written):
+def test_a_snapshot_without_a_table_is_refused(written):
+    """Format 2 snapshots carry every table (the manifest hash covers the list): one missing
+    is an edited or truncated snapshot, never read as empty."""
     manifest_path = written / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    sha256 = Snapshot.read(written).sha256
-    for name in ("gallery_shares", "role_assignments"):
-        del manifest["tables"][name]
-        (written / f"{name}.parquet").unlink()
+    del manifest["tables"]["role_assignments"]
+    (written / "role_assignments.parquet").unlink()
     manifest_path.write_text(json.dumps(manifest))
-    loaded = Snapshot.read(written)
-    assert loaded.tables["role_assignments"].empty and loaded.tables["gallery_shares"].empty
-    assert loaded.sha256 != sha256  # the hash covers the tables the snapshot was written with
-    assert "role_assignments" not in loaded.table_hashes
+    with pytest.raises(AuditError):
+        Snapshot.read(written)

@@ -83,6 +83,13 @@ QUERIES["os_disks"] = (
     "| project id, type, managedBy, location, "
     "properties = pack('creationData', properties.creationData)"
 )
+# Autoscale settings, trimmed to what says how many machines a scale-out creates at once.
+QUERIES["autoscale_settings"] = (
+    "resources | where type =~ 'microsoft.insights/autoscalesettings' "
+    "| project id, name, type, location, subscriptionId, resourceGroup, "
+    "properties = pack('targetResourceUri', properties.targetResourceUri, "
+    "'enabled', properties.enabled, 'profiles', properties.profiles)"
+)
 # Machines per subscription: lets the machine and disk queries run as several shorter chains
 # (subscription groups of about `chain_pages` pages) that together hide each page's latency.
 PLAN_QUERY = (
@@ -777,6 +784,7 @@ _ORDER = [
     "gallery_images",
     "managed_images",
     "galleries",
+    "autoscale_settings",
 ]
 
 

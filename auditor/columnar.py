@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from auditor.normalize import (
+    AUTOSCALE,
     DEFINITION,
     DISK,
     GALLERY,
@@ -70,9 +71,11 @@ _PROPERTIES = dict(
     identifier=_struct(publisher=S, offer=S, sku=S),
     publishingProfile=_struct(
         replicaCount=INT, storageAccountType=S, publishedDate=S, endOfLifeDate=S,
-        excludeFromLatest=B, replicationMode=S,
-        targetRegions=pa.list_(_struct(name=S, regionalReplicaCount=INT, storageAccountType=S,
-                                       excludeFromLatest=B))),
+        excludeFromLatest=B, replicationMode=S, storageAccountStrategy=S,
+        targetRegions=pa.list_(_struct(
+            name=S, regionalReplicaCount=INT, storageAccountType=S, excludeFromLatest=B,
+            additionalReplicaSets=pa.list_(_struct(storageAccountType=S,
+                                                   regionalReplicaCount=INT))))),
     storageProfile=_STORAGE,
     safetyProfile=_struct(allowDeletionOfReplicatedLocations=B, blockDeletionBeforeEndOfLife=B),
     replicationStatus=_struct(summary=pa.list_(_struct(region=S, state=S, progress=INT,
@@ -257,6 +260,8 @@ def _block(data: bytes) -> Block:
     # Ids are cut by regular expressions below; kept to ASCII, as Azure's are.
     _require(pc.all(pc.string_is_ascii(arm_ids)).as_py())
     rtypes = _lowered(types)
+    # Autoscale settings are few: the reference reads them (their profiles nest deeply).
+    _require(not _any(pc.equal(rtypes, AUTOSCALE)))
     handled = pc.is_in(rtypes, value_set=pa.array([*_TABLE_OF, DISK]))
     ids = pc.utf8_rtrim(pc.ascii_lower(arm_ids), characters="/")
     read_ids = pc.filter(ids, handled)
@@ -456,6 +461,9 @@ def _versions(raw, common, rtypes, data):
     target = pc.list_flatten(targets)
     regions = _region(pc.struct_field(target, "name"))
     _require(not _any(pc.is_null(_true(regions))))  # the reference names a region without one
+    extras = pc.struct_field(target, "additionalReplicaSets")
+    extra = pc.list_flatten(extras)
+    extra_parents = pc.take(parents, pc.list_parent_indices(extras))
     summary = raw("properties.replicationStatus.summary")
     status = pc.list_flatten(summary)
     status_parents = pc.list_parent_indices(summary)
@@ -469,6 +477,11 @@ def _versions(raw, common, rtypes, data):
             "storage_account_type": _or(pc.struct_field(target, "storageAccountType"),
                                         pc.take(storage_type, parents)),
             "exclude_from_latest": _flag(pc.struct_field(target, "excludeFromLatest"))},
+        "version_replica_sets": {
+            "version_id": pc.take(vids, extra_parents),
+            "region": pc.take(regions, pc.list_parent_indices(extras)),
+            "storage_account_type": pc.struct_field(extra, "storageAccountType"),
+            "regional_replica_count": pc.struct_field(extra, "regionalReplicaCount")},
         "version_replication": {
             "version_id": pc.take(vids, status_parents),
             "region": _region(pc.struct_field(status, "region")),
@@ -497,7 +510,8 @@ def _versions(raw, common, rtypes, data):
             "allow_deletion_of_replicated_locations":
                 raw("properties.safetyProfile.allowDeletionOfReplicatedLocations"),
             "block_deletion_before_end_of_life":
-                raw("properties.safetyProfile.blockDeletionBeforeEndOfLife")}}
+                raw("properties.safetyProfile.blockDeletionBeforeEndOfLife"),
+            "storage_account_strategy": raw(publishing + "storageAccountStrategy")}}
 
 
 def _managed_images(raw, common, rtypes, data):

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from auditor import __version__
 from auditor.errors import AuditError
-from auditor.normalize import TABLE_SCHEMAS, normalize
+from auditor.normalize import ADDED_TABLES, TABLE_SCHEMAS, normalize
 
 FORMAT = "image-audit-snapshot"
 FORMAT_VERSION = 1
@@ -151,16 +151,19 @@ class Snapshot:
         listed = manifest.get("tables")
         if not isinstance(listed, dict):
             raise AuditError(f"{manifest_path}: manifest lists no tables")
-        missing = sorted(set(TABLE_SCHEMAS) - set(listed))
+        missing = sorted(set(TABLE_SCHEMAS) - set(listed) - ADDED_TABLES)
         if missing:
             raise AuditError(f"{manifest_path}: tables missing from the manifest: "
                              f"{', '.join(missing)}")
         tables = {}
         for name, entry in sorted(listed.items()):
             tables[name] = _read_table(root, name, entry)
+        for name in ADDED_TABLES - set(listed):  # written before the table existed
+            tables[name] = TABLE_SCHEMAS[name].empty_table()
         manifest = {k: v for k, v in manifest.items() if k not in ("tables", "snapshot_sha256")}
         snapshot = cls(tables, manifest)
-        snapshot.__dict__["table_hashes"] = {name: listed[name]["sha256"] for name in tables}
+        snapshot.__dict__["table_hashes"] = {name: listed[name]["sha256"] for name in tables
+                                           if name in listed}
         return snapshot
 
 

@@ -130,3 +130,16 @@ def estate_of(*resources, as_of=None, scope=None) -> Estate:
 def compliant_estate_resources() -> list[dict]:
     """A tiny estate that no rule should flag (used as the 'does not trigger' base)."""
     return [gallery(), definition(), version(regions=(("West Europe", 3, "Standard_ZRS"),)), vm()]
+
+
+def azure_fixture(name: str, **changes) -> dict:
+    """A response body from tests/fixtures/azure (real Azure shapes), `changes` applied at the
+    top level (a test renames or retargets without editing the shared file)."""
+    import copy
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parent / "fixtures" / "azure" / f"{name}.json"
+    body = copy.deepcopy(json.loads(path.read_text(encoding="utf-8")))
+    body.update(changes)
+    return body

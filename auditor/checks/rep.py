@@ -32,30 +32,131 @@ def version_not_replicated_where_used(estate, params) -> pd.DataFrame:
 
 
 def too_few_replicas(estate, params) -> pd.DataFrame:
-    """One row per version and target region with fewer replicas than the sizing guidance:
-    at least `min_replicas`, one per `machines_per_replica` machines there, at most 50."""
-    usage = estate.known_usage
-    machines = usage.groupby(["version_id", "region"], as_index=False)["capacity"].sum() \
-        .rename(columns={"capacity": "machines"})
-    judged = pd.Index(usage["version_id"].unique()).union(
-        estate.latest_by_definition_region["version_id"].unique())
-    regions = estate.version_regions
-    regions = regions[regions["version_id"].isin(judged)]
-    rows = regions.merge(machines, how="left", on=["version_id", "region"])
-    rows["machines"] = rows["machines"].fillna(0).astype("int64")
+    """One row per (version, region) that machines use or that `latest` gives there, with
+    fewer replicas than the concurrent creations it serves call for (see REP002's text)."""
+    pairs = _judged_pairs(estate)
+    if pairs.empty:
+        return _no_rows(estate)
+    load = _creations(estate, params)
+    rows = pairs.merge(load, how="left", on=["version_id", "region"])
+    for column in ["machines", "creations", "scale_sets"]:
+        rows[column] = rows[column].fillna(0).astype("int64")
+    rows["estimate"] = rows["estimate"].fillna("no scale-out expected")
     per_replica = max(int(params["machines_per_replica"]), 1)
-    minimum = int(params["min_replicas"])
-    by_load = -(-rows["machines"] // per_replica)
-    rows["need"] = np.minimum(np.maximum(by_load, minimum), 50).astype("int64")
-    rows["have"] = rows["regional_replica_count"].fillna(0).astype("int64")
+    production = _production_pairs(estate, rows, params["production_values"])
+    minimum = np.where(production, int(params["min_replicas"]), 1)
+    by_load = -(-rows["creations"] // per_replica)
+    need = np.maximum(np.maximum(by_load, rows["scale_sets"]), minimum)
+    need = np.minimum(need, int(params["max_replicas_per_region"]))
+    rows["have"] = rows["regional_replica_count"].fillna(1).astype("int64")  # API default 1
+    others = rows["version_id"].map(
+        estate.version_regions.assign(n=estate.version_regions["regional_replica_count"]
+                                      .fillna(1)).groupby("version_id")["n"].sum()) - rows["have"]
+    rows["need"] = np.minimum(need, np.maximum(VERSION_REPLICA_LIMIT - others, rows["have"])) \
+        .astype("int64")
+    rows["production"] = production
     rows = rows[rows["have"] < rows["need"]]
-    used = rows["version_id"].isin(usage["version_id"].dropna().unique())
-    rows["why"] = (rows["machines"].astype(str) + " machines use it there (one per "
-                   + str(per_replica) + ") and the minimum is " + str(minimum)
-                   + np.where(used, "", "; it is what `latest` resolves to"))
+    if rows.empty:
+        return _no_rows(estate)
+    parts = [rows["estimate"]]
+    load_text = np.where(rows["creations"] > 0, "; one replica per " + str(per_replica)
+                         + " VMs created at once", "")
+    sets_text = np.where(rows["scale_sets"] > 0, "; one per scale set scaling out ("
+                         + rows["scale_sets"].astype(str) + ")", "")
+    floor_text = np.where(rows["production"], "; production image: at least "
+                          + str(int(params["min_replicas"])), "")
+    latest_text = np.where(rows["machines"] == 0, "; it is what `latest` gives there", "")
+    rows["why"] = parts[0] + load_text + sets_text + floor_text + latest_text
     out = rows.merge(_versions(estate), left_on="version_id", right_on="id")
     return out[["id", "arm_id", "name", "subscription_id", "resource_group", "location",
-                "region", "have", "need", "machines", "why", "storage_account_type"]]
+                "region", "have", "need", "machines", "creations", "estimate", "why",
+                "storage_account_type"]]
+
+
+VERSION_REPLICA_LIMIT = 100  # Azure's limit of replicas per image version
+
+
+def _no_rows(estate) -> pd.DataFrame:
+    return _versions(estate).iloc[0:0].assign(region=None, have=0, need=0, why="")
+
+
+def _judged_pairs(estate) -> pd.DataFrame:
+    """Target regions of Full-replicated versions where machines use the version or where
+    it is what `latest` gives: a DR-only region or an old unused version is not judged.
+    A Shallow version makes no copies to count; REP004 judges it."""
+    usage = estate.known_usage
+    used = usage[["version_id", "region"]].astype(object).drop_duplicates()
+    latest = estate.latest_by_definition_region[["version_id", "region"]]
+    pairs = pd.concat([used, latest], ignore_index=True).drop_duplicates()
+    versions = estate.image_versions
+    shallow = versions.loc[lowered(versions["replication_mode"]) == "shallow", "id"]
+    pairs = pairs[~pairs["version_id"].isin(shallow)]
+    return estate.version_regions.merge(pairs, on=["version_id", "region"])
+
+
+def _creations(estate, params) -> pd.DataFrame:
+    """Per (version, region): machines there, VMs created at once and scale sets scaling
+    out, with the estimate worded. Autoscale gives a scale set's largest single scale-out
+    step; a configured peak (`peak_concurrent_creations`) is used where it is larger. A
+    steady scale set creates nothing at once, whatever its size."""
+    usage = estate.known_usage
+    frame = pd.DataFrame({"version_id": usage["version_id"].astype(object),
+                          "region": usage["region"].astype(object),
+                          "capacity": usage["capacity"],
+                          "machine_id": usage["machine_id"].astype(object),
+                          "name": usage["name"].astype(object),
+                          "vmss": (usage["kind"].astype(object) == "vmss").to_numpy(bool)})
+    settings = estate.tables.get("autoscale_settings")
+    if settings is not None and not settings.empty:
+        enabled = settings[settings["enabled"].fillna(False).astype(bool)]
+        steps = enabled.groupby("target_id")["max_scale_out_step"].max()
+        frame["step"] = lookup(frame["machine_id"], steps).where(frame["vmss"])
+    else:
+        frame["step"] = np.nan
+    frame["step"] = pd.to_numeric(frame["step"], errors="coerce").fillna(0).astype("int64")
+    scaling = frame[frame["step"] > 0]
+    biggest = scaling.sort_values("step", ascending=False, kind="stable") \
+        .drop_duplicates(["version_id", "region"]).set_index(["version_id", "region"])
+    load = frame.groupby(["version_id", "region"], as_index=False).agg(
+        machines=("capacity", "sum"), creations=("step", "sum"))
+    load["scale_sets"] = load.set_index(["version_id", "region"]).index.map(
+        scaling.groupby(["version_id", "region"]).size()).fillna(0).astype("int64")
+    key = pd.MultiIndex.from_frame(load[["version_id", "region"]])
+    top_name = pd.Series(biggest["name"].reindex(key).to_numpy(dtype=object), index=load.index)
+    top_step = pd.Series(biggest["step"].reindex(key).to_numpy(dtype=object), index=load.index)
+    estimate = pd.Series(np.where(
+        load["creations"] > 0,
+        "autoscale: up to " + load["creations"].astype(str) + " VMs created at once (largest "
+        "scale-out step: " + top_step.astype(str) + " in " + top_name.astype(str) + ")",
+        "no autoscale setting scales it out (" + load["machines"].astype(str)
+        + " machine(s) run it there; running machines are not creations)"), index=load.index)
+    peak = int(params["peak_concurrent_creations"])
+    if peak > 0:
+        larger = load["creations"] < peak
+        load["creations"] = np.maximum(load["creations"], peak)
+        estimate = estimate.where(~larger, "configured peak: " + str(peak)
+                                  + " VMs created at once (peak_concurrent_creations)")
+    load["estimate"] = estimate
+    return load
+
+
+def _production_pairs(estate, rows: pd.DataFrame, values) -> np.ndarray:
+    """A production image: the version, its definition or its gallery carries a production
+    environment tag, or a production machine uses it in that region."""
+    ids = rows["version_id"].astype(object)
+    definition = ids.str.replace(r"/versions/[^/]+$", "", regex=True)
+    gallery = definition.str.replace(r"/images/[^/]+$", "", regex=True)
+    tagged = np.zeros(len(rows), dtype=bool)
+    for column in (ids, definition, gallery):
+        tagged |= estate.is_production(rows, values, ids=column).to_numpy(dtype=bool) \
+            & estate.tag(rows, "environment", ids=column).notna().to_numpy(dtype=bool)
+    usage = estate.known_usage
+    production = estate.is_production("machines", values)
+    used = usage[production.reindex(usage.index).fillna(False).astype(bool)]
+    served = pd.MultiIndex.from_arrays([used["version_id"].astype(object),
+                                        used["region"].astype(object)])
+    key = pd.MultiIndex.from_arrays([ids, rows["region"].astype(object)])
+    return tagged | key.isin(served)
 
 
 def replicas_not_zone_redundant(estate, params) -> pd.DataFrame:

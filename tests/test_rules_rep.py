@@ -182,6 +182,14 @@ def test_rep004_triggers_on_shallow_version_in_production(run_rule):
     assert "Shallow replication and 5 production machine(s)" in findings.iloc[0]["message"]
 
 
+def test_rep004_triggers_on_the_shallow_fixture_whatever_its_replicas(run_rule):
+    shallow = azure_fixture("gallery_image_version_shallow")
+    findings = run_rule("REP004", *BASE, shallow, vm("a", image=gallery_ref("base", "1.3.0")))
+    assert findings.iloc[0]["message"] == (
+        "base/1.3.0 was published with Shallow replication and 1 production machine(s) use it; "
+        "Shallow replication makes no copies and is meant for quick test builds.")
+
+
 @pytest.mark.parametrize("mode,env", [("Full", "production"), ("Shallow", "dev"),
                                       (None, "production")])
 def test_rep004_pass(run_rule, mode, env):
@@ -202,8 +210,36 @@ def test_rep005_triggers_per_region_with_production_machines(run_rule):
 
 def test_rep005_pass_zone_redundant(run_rule):
     assert run_rule("REP005", *BASE,
-                    version(regions=(WE3, ("East US", 3, "Premium_ZRS"))),
+                    version(regions=(WE3, EUS3)),
                     vm("a", image=gallery_ref()), vm("b", image=gallery_ref(), location="eastus")).empty
+
+
+def test_rep005_only_in_regions_with_availability_zones(run_rule):
+    # West Central US has no availability zones: ZRS cannot be had there.
+    lrs = (("West Europe", 3, "Standard_ZRS"), ("West Central US", 3, "Standard_LRS"))
+    machines = [vm("a", image=gallery_ref()), vm("b", image=gallery_ref(), location="westcentralus")]
+    assert run_rule("REP005", *BASE, version(regions=lrs), *machines).empty
+    findings = run_rule("REP005", *BASE, version(regions=lrs), *machines,
+                        params={"zone_regions": ["West Central US"]})
+    assert list(findings["region"]) == ["westcentralus"]
+
+
+def test_rep005_prefer_standard_zrs_strategy_is_zone_redundant(run_rule):
+    # API 2025-03-03: no storage type in the profile or the regions, PreferStandard_ZRS.
+    strategy = azure_fixture("gallery_image_version_2025_03_03_storage_account_strategy")
+    machines = [vm("a", image=gallery_ref("base", "1.2.0")),
+                vm("b", image=gallery_ref("base", "1.2.0"), location="westcentralus")]
+    assert run_rule("REP005", *BASE, strategy, *machines).empty
+    strategy["properties"]["publishingProfile"]["storageAccountStrategy"] = "DefaultStandard_LRS"
+    findings = run_rule("REP005", *BASE, strategy, *machines)
+    assert list(findings["region"]) == ["westeurope"]
+    assert "is stored as (not recorded) in westeurope" in findings.iloc[0]["message"]
+
+
+def test_rep005_premium_has_no_zone_redundant_replica_type(run_rule):
+    findings = run_rule("REP005", *BASE, version(regions=(("West Europe", 3, "Premium_LRS"),)),
+                        vm("a", image=gallery_ref()))
+    assert len(findings) == 1
 
 
 def test_rep006_triggers_on_allow_deletion_and_unblocked_in_use(run_rule):
@@ -212,6 +248,19 @@ def test_rep006_triggers_on_allow_deletion_and_unblocked_in_use(run_rule):
     messages = dict(zip(findings["resource_name"], findings["message"], strict=True))
     assert messages["base/1.0.0"] == "base/1.0.0 allows deletion of replicated locations."
     assert "is in use but does not block deletion" in messages["base/1.1.0"]
+
+
+def test_rep006_block_is_asked_only_before_an_end_of_life(run_rule):
+    unblocked = [protected(version("1.0.0", end_of_life=None), block=False),
+                 protected(version("1.1.0", end_of_life="2026-01-01T00:00:00Z"), block=False),
+                 vm("a", image=gallery_ref("base", "1.0.0")),
+                 vm("b", image=gallery_ref("base", "1.1.0"))]
+    assert run_rule("REP006", *BASE, *unblocked).empty
+    findings = run_rule("REP006", *BASE, *unblocked,
+                        protected(version("1.2.0", end_of_life="2027-06-01T00:00:00Z"), block=False),
+                        vm("c", image=gallery_ref("base", "1.2.0")))
+    assert list(findings["resource_name"]) == ["base/1.2.0"]
+    assert '"end_of_life_date":"2027-06-01' in findings.iloc[0]["evidence"]
 
 
 def test_rep006_pass_protected_or_unused(run_rule):
@@ -258,6 +307,20 @@ def test_rep003_failed_region(rep003):
 def test_rep003_stuck_replicating(rep003):
     findings = rep003(replicated(replica_status("West Europe", "Replicating", 35)))
     assert "still replicating (35% done) more than 6 hours" in findings.iloc[0]["message"]
+
+
+def test_rep003_unknown_past_stuck_hours_is_stuck(rep003):
+    findings = rep003(replicated(replica_status("West Europe", "Unknown", 0),
+                                 replica_status("East US", "Completed")))
+    assert list(findings["region"]) == ["westeurope"]
+    assert findings.iloc[0]["message"] == (
+        "1.0.0 has replication state Unknown more than 6 hours after it was published in "
+        "westeurope.")
+
+
+def test_rep003_recent_unknown_is_not_stuck(rep003):
+    assert rep003(replicated(replica_status("West Europe", "Unknown", 0),
+                             published="2026-11-14T23:00:00Z")).empty
 
 
 def test_rep003_recent_replication_is_not_stuck(rep003):

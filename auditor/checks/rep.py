@@ -3,13 +3,19 @@ judged against where the machines that use it run (`estate.usage`)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+from importlib.resources import files as resources_files
+
 import numpy as np
 import pandas as pd
+import yaml
 
 from auditor.checks.tag import resources
 from auditor.estate import lookup, lowered, version_label
 
-ZONE_REDUNDANT = {"standard_zrs", "premium_zrs"}
+# Gallery replicas are stored as Standard_LRS, Standard_ZRS or Premium_LRS (PremiumV2_LRS
+# for additional replica sets): Standard_ZRS is the zone-redundant one.
+ZONE_REDUNDANT = {"standard_zrs"}
 
 
 def _versions(estate) -> pd.DataFrame:
@@ -160,20 +166,40 @@ def _production_pairs(estate, rows: pd.DataFrame, values) -> np.ndarray:
 
 
 def replicas_not_zone_redundant(estate, params) -> pd.DataFrame:
-    """One row per version and region where a production machine uses it from replicas
-    that are not zone-redundant."""
+    """One row per version and region with availability zones where a production machine
+    uses it from replicas that are not zone-redundant. A version published with
+    `storageAccountStrategy: PreferStandard_ZRS` (API 2025-03-03) and no storage type of its
+    own in the region is stored as Standard_ZRS there."""
     usage = estate.known_usage
     production = estate.is_production("machines", params["production_values"])
     usage = usage[production.reindex(usage.index).fillna(False).astype(bool)]
-    used = usage.groupby(["version_id", "region"], as_index=False).agg(
+    used = usage.groupby(["version_id", "region"], as_index=False, observed=True).agg(
         production_machines=("capacity", "sum"))
+    used["version_id"] = used["version_id"].astype(object)
+    used["region"] = used["region"].astype(object)
     rows = used.merge(estate.version_regions, on=["version_id", "region"])
+    rows = rows[rows["region"].isin(zone_regions(params))]
+    strategy = lookup(rows["version_id"], estate.image_versions.drop_duplicates("id")
+                      .set_index("id")["storage_account_strategy"])
     storage = lowered(rows["storage_account_type"])
-    rows = rows[~storage.isin(ZONE_REDUNDANT)]
+    by_strategy = storage.eq("") & lowered(strategy).eq("preferstandard_zrs")
+    rows = rows[~storage.isin(ZONE_REDUNDANT) & ~by_strategy]
     out = rows.merge(_versions(estate), left_on="version_id", right_on="id")
-    out["storage_account_type"] = out["storage_account_type"].fillna("(unknown)")
+    out["storage_account_type"] = out["storage_account_type"].fillna("(not recorded)")
     return out[["id", "arm_id", "name", "subscription_id", "resource_group", "location",
                 "region", "storage_account_type", "production_machines"]]
+
+
+def zone_regions(params) -> set[str]:
+    """Regions with availability zones: the shipped list plus the rule's `zone_regions`."""
+    extra = {str(r).replace(" ", "").lower() for r in params.get("zone_regions") or []}
+    return _shipped_zone_regions() | extra
+
+
+@lru_cache(maxsize=1)
+def _shipped_zone_regions() -> frozenset[str]:
+    text = resources_files("auditor.data").joinpath("zone_regions.yaml").read_text("utf-8")
+    return frozenset(str(r).lower() for r in yaml.safe_load(text)["regions"])
 
 
 def shallow_replication_in_production(estate, params) -> pd.DataFrame:
@@ -194,7 +220,11 @@ def deletion_not_protected(estate, params) -> pd.DataFrame:
     versions = estate.image_versions
     allows = versions["allow_deletion_of_replicated_locations"].fillna(False).astype(bool)
     in_use = versions["id"].isin(estate.used_version_ids)
-    unblocked = in_use & ~versions["block_deletion_before_end_of_life"].fillna(False).astype(bool)
+    # The block holds only until the end-of-life date: without one (STL005) or past it,
+    # setting it protects nothing.
+    before_end = (versions["end_of_life_date"] > estate.as_of).fillna(False).astype(bool)
+    unblocked = in_use & before_end \
+        & ~versions["block_deletion_before_end_of_life"].fillna(False).astype(bool)
     problem = pd.Series(np.select(
         [allows & unblocked, allows, unblocked],
         ["allows deletion of replicated locations and, though in use, does not block deletion "
@@ -203,7 +233,8 @@ def deletion_not_protected(estate, params) -> pd.DataFrame:
          "is in use but does not block deletion before its end of life"], default=""),
         index=versions.index)
     flagged = versions.loc[problem != "", ["id", "allow_deletion_of_replicated_locations",
-                                           "block_deletion_before_end_of_life"]]
+                                           "block_deletion_before_end_of_life",
+                                           "end_of_life_date"]]
     flagged = flagged.assign(problem=problem[problem != ""], in_use=in_use[problem != ""])
     return _versions(estate).merge(flagged, on="id")
 
@@ -219,16 +250,14 @@ def replication_failed_or_stuck(estate, params) -> pd.DataFrame:
     state = rows["state"].astype("string").str.lower()
     deadline = rows["published_date"] + pd.Timedelta(hours=float(params["stuck_hours"]))
     failed = state.eq("failed").fillna(False)
-    stuck = (state.eq("replicating") & (deadline < estate.as_of)).fillna(False)
+    # `Unknown` that lasts is no better than a copy that never ends.
+    late = (deadline < estate.as_of).fillna(False)
+    stuck = (state.isin(["replicating", "unknown"]).fillna(False) & late)
     rows = rows[failed | stuck].copy()
     progress = rows["progress"].astype("string").fillna("?")
-    rows["problem"] = np.where(
-        rows["state"].str.lower() == "failed",
-        "failed to replicate",
-        "is still replicating ("
-        + progress
-        + "% done) more than "
-        + str(params["stuck_hours"])
-        + " hours after it was published",
-    )
+    hours = " more than " + str(params["stuck_hours"]) + " hours after it was published"
+    rows["problem"] = np.select(
+        [rows["state"].str.lower() == "failed", rows["state"].str.lower() == "unknown"],
+        ["failed to replicate", "has replication state Unknown" + hours],
+        "is still replicating (" + progress + "% done)" + hours)
     return rows.drop(columns=["version_id"])

@@ -129,7 +129,8 @@ def _creations(estate, params) -> pd.DataFrame:
         scaling.groupby(["version_id", "region"]).size()).fillna(0).astype("int64")
     key = pd.MultiIndex.from_frame(load[["version_id", "region"]])
     top_name = pd.Series(biggest["name"].reindex(key).to_numpy(dtype=object), index=load.index)
-    top_step = pd.Series(biggest["step"].reindex(key).to_numpy(dtype=object), index=load.index)
+    top_step = pd.Series(biggest["step"].reindex(key).fillna(0).to_numpy(dtype="int64"),
+                         index=load.index)
     estimate = pd.Series(np.where(
         load["creations"] > 0,
         "autoscale: up to " + load["creations"].astype(str) + " VMs created at once (largest "

@@ -236,3 +236,37 @@ def test_cost_command_prints_totals_and_writes_cost_csv(tmp_path, capsys):
     lines = pd.read_csv(tmp_path / "cost_lines.csv", encoding="utf-8-sig")
     assert totals.loc[totals["section"] == "total", "monthly_cost"].iloc[0] == pytest.approx(
         lines["monthly_cost"].sum(), abs=0.01)
+
+
+def test_cleanup_plan_and_savings_show_the_same_numbers():
+    from auditor.cleanup import cleanup_plan
+
+    prices = pd.concat([PRICES, pd.DataFrame([
+        ("westeurope", "Premium_LRS", "USD", 0.15, "2024-01-01", "Premium SSD Managed Disks",
+         "LRS Snapshots", "test")], columns=PRICE_COLUMNS)], ignore_index=True)
+    shallow = azure_fixture("gallery_image_version_shallow")
+    premium = azure_fixture("gallery_image_version_2024_03_03_additional_replica_sets")
+    old = version("1.0.0", published="2025-01-10T00:00:00Z")
+    estate = estate_of(gallery(), definition(), old, premium, shallow, version("2.0.0"),
+                       managed_image("img-a"))
+    cost = estimate(estate, prices)
+    image = estate.managed_images["arm_id"].iloc[0]
+    flagged = [(old["id"], "RET001"), (premium["id"], "RET001"), (shallow["id"], "RET001"),
+               (image, "RET002")]
+    findings = findings_for(*({"rule_id": rule, "resource_id": rid, "fingerprint": rid,
+                               "resource_name": rid.rsplit("/", 1)[-1],
+                               "resource_type": "Microsoft.Compute/images" if rule == "RET002"
+                               else "Microsoft.Compute/galleries/images/versions"}
+                              for rid, rule in flagged))
+    plan = cleanup_plan(findings, estate, monthly_cost=cost.resource_costs)
+    saved = plan.deletions.set_index("id")["monthly_cost"]
+    # 1.1.0 blocks deletion before its end of life: in the plan's blocked list, not deleted.
+    assert set(saved.index) == {old["id"].lower(), shallow["id"].lower(), image.lower()}
+    for rid in saved.index:
+        assert saved[rid] == pytest.approx(cost.resource_costs.get(rid, math.nan), nan_ok=True)
+    assert math.isnan(saved[shallow["id"].lower()])  # billed through its source: no saving
+    savings = cost.savings(findings).set_index("key")["monthly_cost"]
+    assert savings["RET001"] == pytest.approx(1.5 + 30 * 0.05 + 30 * 0.15)
+    deletable = findings[findings["resource_id"].str.lower().isin(saved.index)]
+    assert cost.savings(deletable).set_index("key").loc["all savings", "monthly_cost"] == \
+        pytest.approx(saved.sum())

@@ -32,6 +32,7 @@ from auditor.normalize import (
     B,
     F,
     S,
+    _Normalizer,
     chunk_schema,
 )
 
@@ -260,9 +261,7 @@ def _block(data: bytes) -> Block:
     # Ids are cut by regular expressions below; kept to ASCII, as Azure's are.
     _require(pc.all(pc.string_is_ascii(arm_ids)).as_py())
     rtypes = _lowered(types)
-    # Autoscale settings are few: the reference reads them (their profiles nest deeply).
-    _require(not _any(pc.equal(rtypes, AUTOSCALE)))
-    handled = pc.is_in(rtypes, value_set=pa.array([*_TABLE_OF, DISK]))
+    handled = pc.is_in(rtypes, value_set=pa.array([*_TABLE_OF, DISK, AUTOSCALE]))
     ids = pc.utf8_rtrim(pc.ascii_lower(arm_ids), characters="/")
     read_ids = pc.filter(ids, handled)
     _require(pc.count_distinct(read_ids).as_py() == len(read_ids))
@@ -300,6 +299,9 @@ def _block(data: bytes) -> Block:
         columns["tags"] = pc.take(tag_json, rows)
         for table, built in build(fields, columns, pc.take(rtypes, rows), data).items():
             tables.setdefault(table, []).append(built)
+    settings = pc.equal(rtypes, AUTOSCALE)
+    if _any(settings):
+        tables["autoscale_settings"] = [_autoscale_settings(pc.filter(lines, settings))]
     out = {}
     for name, parts in tables.items():
         schema = chunk_schema(name)
@@ -617,6 +619,20 @@ def _image_reference(storage, vhd_uri: pa.Array) -> dict[str, pa.Array]:
         "exact_version": storage("imageReference.exactVersion"), "image_id": image_id,
         "image_definition_id": pc.take(definition, distinct.indices),
     }
+
+
+def _autoscale_settings(lines: pa.Array) -> pa.Table:
+    """Autoscale settings are few and nest deeply (profiles of rules): their rows are the
+    reference's own, made here line by line; a setting it would name a problem in is
+    refused, so the problem is named with its place in the file."""
+    reference = _Normalizer()
+    for text in lines.to_pylist():
+        reference.add(json.loads(text))
+    _require(not reference.problem_count)
+    rows = reference.rows["autoscale_settings"]
+    rows.flush()
+    return pa.concat_tables(rows.chunks) if rows.chunks else \
+        chunk_schema("autoscale_settings").empty_table()
 
 
 def _disks(raw: _Fields) -> pa.Table:

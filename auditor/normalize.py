@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import re
 from collections import Counter, deque
@@ -668,7 +669,7 @@ def scale_out_step(profile: dict, capacity: tuple, lowest_minimum: int | None) -
             continue
         kind = str(_str(action.get("type")) or "ChangeCount").lower()
         value = _float(action.get("value"))
-        if kind == "serviceallowednextvalue" or value is None:
+        if kind == "serviceallowednextvalue" or value is None or not math.isfinite(value):
             steps.append(maximum - minimum)  # unknown size: the whole range, the safe bound
         elif kind == "percentchangecount":
             # One term grows with c, the other shrinks: the best c is where they cross.

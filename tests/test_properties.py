@@ -14,6 +14,7 @@ from auditor.normalize import normalize
 from auditor.snapshot import build_snapshot
 from tests.builders import (
     AS_OF,
+    azure_fixture,
     definition,
     disk,
     gallery,
@@ -27,7 +28,9 @@ from tests.builders import (
 
 SHAPES = [gallery(), definition(), version(), managed_image(), vm(),
           vm("g", image=gallery_ref("base", None)), vmss(image=marketplace("latest")),
-          disk(vm(), gallery_ref()["id"])]
+          disk(vm(), gallery_ref()["id"]),
+          azure_fixture("autoscale_setting_get"),
+          azure_fixture("gallery_image_version_2024_03_03_additional_replica_sets")]
 ODD_VALUES = st.one_of(st.none(), st.integers(-5, 10**12), st.floats(allow_nan=True),
                        st.text(max_size=30), st.booleans(), st.lists(st.integers(), max_size=3),
                        st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
@@ -80,7 +83,8 @@ def test_normaliser_never_raises_and_accounts_for_every_item(resources):
     read, skipped = result.read_types, result.skipped_types
     assert sum(read.values()) + sum(skipped.values()) == len(resources)
     rows = sum(result.tables[t].num_rows for t in
-               ("galleries", "image_definitions", "image_versions", "managed_images", "machines"))
+               ("galleries", "image_definitions", "image_versions", "managed_images", "machines",
+                "autoscale_settings"))
     assert rows == sum(n for t, n in read.items() if t != "microsoft.compute/disks")
     reported = {"(not an object)", "(no id)", "(duplicate id)"}
     assert sum(skipped[k] for k in reported) <= len(result.problems)

@@ -86,12 +86,19 @@ def _no_rows(estate) -> pd.DataFrame:
     return _versions(estate).iloc[0:0].assign(region=None, have=0, need=0, why="")
 
 
+def _pairs_used(usage: pd.DataFrame) -> pd.DataFrame:
+    """(version_id, region, machines) per distinct pair, grouped on the categorical codes
+    (a million machines use a few thousand pairs), keys as plain text."""
+    pairs = usage.groupby(["version_id", "region"], observed=True, as_index=False).agg(
+        machines=("capacity", "sum"))
+    return pairs.astype({"version_id": object, "region": object})
+
+
 def _judged_pairs(estate) -> pd.DataFrame:
     """Target regions of Full-replicated versions where machines use the version or where
     it is what `latest` gives: a DR-only region or an old unused version is not judged.
     A Shallow version makes no copies to count; REP004 judges it."""
-    usage = estate.known_usage
-    used = usage[["version_id", "region"]].astype(object).drop_duplicates()
+    used = _pairs_used(estate.known_usage)[["version_id", "region"]]
     latest = estate.latest_by_definition_region[["version_id", "region"]]
     pairs = pd.concat([used, latest], ignore_index=True).drop_duplicates()
     versions = estate.image_versions
@@ -106,35 +113,33 @@ def _creations(estate, params) -> pd.DataFrame:
     step; a configured peak (`peak_concurrent_creations`) is used where it is larger. A
     steady scale set creates nothing at once, whatever its size."""
     usage = estate.known_usage
-    frame = pd.DataFrame({"version_id": usage["version_id"].astype(object),
-                          "region": usage["region"].astype(object),
-                          "capacity": usage["capacity"],
-                          "machine_id": usage["machine_id"].astype(object),
-                          "name": usage["name"].astype(object),
-                          "vmss": (usage["kind"].astype(object) == "vmss").to_numpy(bool)})
+    load = _pairs_used(usage)
+    sets = usage[(usage["kind"] == "vmss").to_numpy(dtype=bool)]
     settings = estate.tables.get("autoscale_settings")
-    if settings is not None and not settings.empty:
+    if settings is not None and not settings.empty and len(sets):
         enabled = settings[settings["enabled"].fillna(False).astype(bool)]
         steps = enabled.groupby("target_id")["max_scale_out_step"].max()
-        frame["step"] = lookup(frame["machine_id"], steps).where(frame["vmss"])
+        step = pd.to_numeric(lookup(sets["machine_id"].astype(object), steps),
+                             errors="coerce").fillna(0).astype("int64")
     else:
-        frame["step"] = np.nan
-    frame["step"] = pd.to_numeric(frame["step"], errors="coerce").fillna(0).astype("int64")
-    scaling = frame[frame["step"] > 0]
-    biggest = scaling.sort_values("step", ascending=False, kind="stable") \
-        .drop_duplicates(["version_id", "region"]).set_index(["version_id", "region"])
-    load = frame.groupby(["version_id", "region"], as_index=False).agg(
-        machines=("capacity", "sum"), creations=("step", "sum"))
-    load["scale_sets"] = load.set_index(["version_id", "region"]).index.map(
-        scaling.groupby(["version_id", "region"]).size()).fillna(0).astype("int64")
-    key = pd.MultiIndex.from_frame(load[["version_id", "region"]])
-    top_name = pd.Series(biggest["name"].reindex(key).to_numpy(dtype=object), index=load.index)
-    top_step = pd.Series(biggest["step"].reindex(key).fillna(0).to_numpy(dtype="int64"),
-                         index=load.index)
+        step = pd.Series(0, index=sets.index, dtype="int64")
+    scaling = pd.DataFrame({"version_id": sets["version_id"].astype(object),
+                            "region": sets["region"].astype(object),
+                            "name": sets["name"].astype(object), "step": step})
+    scaling = scaling[scaling["step"] > 0].sort_values("step", ascending=False, kind="stable")
+    grouped = scaling.groupby(["version_id", "region"], sort=False)
+    by_pair = pd.DataFrame({"creations": grouped["step"].sum(),
+                            "scale_sets": grouped.size(),
+                            "top_step": grouped["step"].first(),
+                            "top_name": grouped["name"].first()}).reset_index()
+    load = load.merge(by_pair, how="left", on=["version_id", "region"])
+    load["creations"] = load["creations"].fillna(0).astype("int64")
+    load["scale_sets"] = load["scale_sets"].fillna(0).astype("int64")
     estimate = pd.Series(np.where(
         load["creations"] > 0,
         "autoscale: up to " + load["creations"].astype(str) + " VMs created at once (largest "
-        "scale-out step: " + top_step.astype(str) + " in " + top_name.astype(str) + ")",
+        "scale-out step: " + load["top_step"].fillna(0).astype("int64").astype(str) + " in "
+        + load["top_name"].astype(str) + ")",
         "no autoscale setting scales it out (" + load["machines"].astype(str)
         + " machine(s) run it there; running machines are not creations)"), index=load.index)
     peak = int(params["peak_concurrent_creations"])
@@ -144,7 +149,7 @@ def _creations(estate, params) -> pd.DataFrame:
         estimate = estimate.where(~larger, "configured peak: " + str(peak)
                                   + " VMs created at once (peak_concurrent_creations)")
     load["estimate"] = estimate
-    return load
+    return load.drop(columns=["top_step", "top_name"])
 
 
 def _production_pairs(estate, rows: pd.DataFrame, values) -> np.ndarray:
@@ -159,9 +164,8 @@ def _production_pairs(estate, rows: pd.DataFrame, values) -> np.ndarray:
             & estate.tag(rows, "environment", ids=column).notna().to_numpy(dtype=bool)
     usage = estate.known_usage
     production = estate.is_production("machines", values)
-    used = usage[production.reindex(usage.index).fillna(False).astype(bool)]
-    served = pd.MultiIndex.from_arrays([used["version_id"].astype(object),
-                                        used["region"].astype(object)])
+    served = _pairs_used(usage[production.reindex(usage.index).fillna(False).astype(bool)])
+    served = pd.MultiIndex.from_frame(served[["version_id", "region"]])
     key = pd.MultiIndex.from_arrays([ids, rows["region"].astype(object)])
     return tagged | key.isin(served)
 

@@ -64,7 +64,6 @@ def too_few_replicas(estate, params) -> pd.DataFrame:
     rows = rows[rows["have"] < rows["need"]]
     if rows.empty:
         return _no_rows(estate)
-    parts = [rows["estimate"]]
     load_text = np.where(rows["creations"] > 0, "; one replica per " + str(per_replica)
                          + " VMs created at once", "")
     sets_text = np.where(rows["scale_sets"] > 0, "; one per scale set scaling out ("
@@ -72,7 +71,7 @@ def too_few_replicas(estate, params) -> pd.DataFrame:
     floor_text = np.where(rows["production"], "; production image: at least "
                           + str(int(params["min_replicas"])), "")
     latest_text = np.where(rows["machines"] == 0, "; it is what `latest` gives there", "")
-    rows["why"] = parts[0] + load_text + sets_text + floor_text + latest_text
+    rows["why"] = rows["estimate"] + load_text + sets_text + floor_text + latest_text
     out = rows.merge(_versions(estate), left_on="version_id", right_on="id")
     return out[["id", "arm_id", "name", "subscription_id", "resource_group", "location",
                 "region", "have", "need", "machines", "creations", "estimate", "why",
@@ -245,8 +244,8 @@ def deletion_not_protected(estate, params) -> pd.DataFrame:
 
 
 def replication_failed_or_stuck(estate, params) -> pd.DataFrame:
-    """One row per version and region whose replication failed, or is still replicating
-    `stuck_hours` after the version was published."""
+    """One row per version and region whose replication failed, or is still replicating or
+    reports state Unknown `stuck_hours` after the version was published."""
     versions = estate.tables["image_versions"]
     replication = estate.tables.get("version_replication")
     if replication is None or replication.empty or versions.empty:

@@ -76,7 +76,10 @@ _PROPERTIES = dict(
         targetRegions=pa.list_(_struct(
             name=S, regionalReplicaCount=INT, storageAccountType=S, excludeFromLatest=B,
             additionalReplicaSets=pa.list_(_struct(storageAccountType=S,
-                                                   regionalReplicaCount=INT))))),
+                                                   regionalReplicaCount=INT)))),
+        targetExtendedLocations=pa.list_(_struct(
+            name=S, extendedLocation=_struct(name=S), extendedLocationReplicaCount=INT,
+            storageAccountType=S))),
     storageProfile=_STORAGE,
     safetyProfile=_struct(allowDeletionOfReplicatedLocations=B, blockDeletionBeforeEndOfLife=B),
     replicationStatus=_struct(summary=pa.list_(_struct(region=S, state=S, progress=INT,
@@ -466,6 +469,8 @@ def _versions(raw, common, rtypes, data):
     extras = pc.struct_field(target, "additionalReplicaSets")
     extra = pc.list_flatten(extras)
     extra_parents = pc.take(parents, pc.list_parent_indices(extras))
+    edges = raw(publishing + "targetExtendedLocations")
+    edge = pc.list_flatten(edges)
     summary = raw("properties.replicationStatus.summary")
     status = pc.list_flatten(summary)
     status_parents = pc.list_parent_indices(summary)
@@ -480,10 +485,19 @@ def _versions(raw, common, rtypes, data):
                                         pc.take(storage_type, parents)),
             "exclude_from_latest": _flag(pc.struct_field(target, "excludeFromLatest"))},
         "version_replica_sets": {
-            "version_id": pc.take(vids, extra_parents),
-            "region": pc.take(regions, pc.list_parent_indices(extras)),
-            "storage_account_type": pc.struct_field(extra, "storageAccountType"),
-            "regional_replica_count": pc.struct_field(extra, "regionalReplicaCount")},
+            "version_id": pa.concat_arrays([pc.take(vids, extra_parents),
+                                            pc.take(vids, pc.list_parent_indices(edges))]),
+            "region": pa.concat_arrays([pc.take(regions, pc.list_parent_indices(extras)),
+                                        _region(pc.struct_field(edge, "name"))]),
+            "storage_account_type": pa.concat_arrays([
+                pc.struct_field(extra, "storageAccountType"),
+                pc.struct_field(edge, "storageAccountType")]),
+            "regional_replica_count": pa.concat_arrays([
+                pc.struct_field(extra, "regionalReplicaCount"),
+                pc.struct_field(edge, "extendedLocationReplicaCount")]),
+            "extended_location": pa.concat_arrays([
+                pa.nulls(len(extra), S),
+                pc.struct_field(pc.struct_field(edge, "extendedLocation"), "name")])},
         "version_replication": {
             "version_id": pc.take(vids, status_parents),
             "region": _region(pc.struct_field(status, "region")),

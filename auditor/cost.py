@@ -48,14 +48,15 @@ def _team(estate: Estate, frame: pd.DataFrame, *id_columns: str) -> pd.Series:
 
 def _replica_lines(estate: Estate) -> pd.DataFrame:
     """One line per version and target region (regional replicas), one per additional
-    replica set (PremiumV2 direct-drive replicas) and, for a Shallow version, lines that
-    bill nothing: it makes no copies, its storage is its source's."""
+    replica set (PremiumV2 direct-drive replicas) and per Edge Zone target; a Shallow
+    version's lines bill nothing: it makes no copies, its storage is its source's."""
     versions = estate.image_versions.drop_duplicates("id").set_index("id")
     regions = estate.version_regions.assign(kind="replica")
     extra = estate.tables.get("version_replica_sets")
     if extra is not None and len(extra):
-        regions = pd.concat([regions, extra.assign(kind="additional replica set")],
-                            ignore_index=True)
+        kind = np.where(extra["extended_location"].notna(), "edge zone replica",
+                        "additional replica set")
+        regions = pd.concat([regions, extra.assign(kind=kind)], ignore_index=True)
     lines = regions.join(versions[["arm_id", "definition_id", "gallery_id", "name",
                                    "os_disk_size_gb", "data_disk_size_gb",
                                    "replication_mode"]], on="version_id", how="inner")
@@ -68,13 +69,16 @@ def _replica_lines(estate: Estate) -> pd.DataFrame:
                                                  regex=True))
     definition = _segment(lines["definition_id"], "images")
     counted = lines["regional_replica_count"].astype("Float64").astype(float)
-    extra_set = (lines["kind"] == "additional replica set").to_numpy(dtype=bool)
+    extra_set = (lines["kind"] != "replica").to_numpy(dtype=bool)
     shallow = lowered(lines["replication_mode"]).eq("shallow").to_numpy(dtype=bool)
     note = np.select(
         [shallow, counted.isna() & ~extra_set, counted.isna() & extra_set],
         ["; Shallow replication makes no copies: billed through its source",
          "; replica count not recorded: taken as 1 (the API default)",
          "; replica count of the additional set not recorded: taken as 1"], "")
+    if "extended_location" in lines:
+        note = note + np.where(lines["extended_location"].notna(),
+                               "; Edge Zone " + lines["extended_location"].astype(str), "")
     storage = lines["storage_account_type"].astype("object")
     price_as = storage.where(~lowered(storage).eq("premiumv2_lrs"), "Premium_LRS")
     note = note + np.where(

@@ -56,11 +56,12 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "version_regions": pa.schema([
         ("version_id", S), ("region", S), ("regional_replica_count", INT),
         ("storage_account_type", S), ("exclude_from_latest", B)]),
-    # PremiumV2 "direct drive" replicas kept beside a region's ordinary ones (API 2024-03-03:
-    # targetRegions[].additionalReplicaSets[]).
+    # Replicas beside a region's ordinary ones: PremiumV2 "direct drive" sets (API 2024-03-03:
+    # targetRegions[].additionalReplicaSets[]) and Edge Zone replicas
+    # (publishingProfile.targetExtendedLocations[], named in `extended_location`).
     "version_replica_sets": pa.schema([
         ("version_id", S), ("region", S), ("storage_account_type", S),
-        ("regional_replica_count", INT)]),
+        ("regional_replica_count", INT), ("extended_location", S)]),
     "version_replication": pa.schema([
         ("version_id", S), ("region", S), ("state", S), ("progress", INT), ("details", S)]),
     "managed_images": pa.schema(_COMMON + [
@@ -493,7 +494,14 @@ class _Normalizer:
                 self.rows["version_replica_sets"].add(
                     version_id=vid, region=target_region,
                     storage_account_type=_str(extra.get("storageAccountType")),
-                    regional_replica_count=_int(extra.get("regionalReplicaCount")))
+                    regional_replica_count=_int(extra.get("regionalReplicaCount")),
+                    extended_location=None)
+        for edge in map(_obj, _list(publishing.get("targetExtendedLocations"))):
+            self.rows["version_replica_sets"].add(
+                version_id=vid, region=region(edge.get("name")),
+                storage_account_type=_str(edge.get("storageAccountType")),
+                regional_replica_count=_int(edge.get("extendedLocationReplicaCount")),
+                extended_location=_str(_obj(edge.get("extendedLocation")).get("name")))
         # Only an ARM GET with $expand=ReplicationStatus (`collect --deep`) carries this.
         for status in map(_obj, _list(_obj(props.get("replicationStatus")).get("summary"))):
             self.rows["version_replication"].add(

@@ -136,6 +136,9 @@ def test_a_missing_replica_count_is_one_and_said_so():
     assert north["replicas"] == 1 and north["status"] == "priced"
     assert "replica count not recorded: taken as 1 (the API default)" in north["assumptions"]
     assert line(cost, "westeurope")["replicas"] == 2
+    edge = line(cost, "westus", kind="edge zone replica")
+    assert edge["storage_type"] == "StandardSSD_LRS" and edge["replicas"] == 1
+    assert "Edge Zone microsoftlosangeles1" in edge["assumptions"]
 
 
 def test_additional_replica_sets_are_billed_lines_of_their_own():

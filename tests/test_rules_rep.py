@@ -102,7 +102,9 @@ def test_rep002_autoscale_step_sets_the_load(run_rule):
         "base/1.0.0 has 3 replica(s) in westeurope, need 4: autoscale: up to 80 VMs created at "
         "once (largest scale-out step: 80 in ss1); one replica per 20 VMs created at once; "
         "one per scale set scaling out (1); production image: at least 3.")
-    assert json.loads(findings.iloc[0]["evidence"])["estimate"].startswith("autoscale")
+    evidence = json.loads(findings.iloc[0]["evidence"])
+    assert evidence["estimate"].startswith("autoscale")
+    assert evidence["added_gb"] == 30  # one more replica of a 30 GB version
 
 
 def test_rep002_the_fixture_setting_scales_out_by_forty_at_most(run_rule):

@@ -73,9 +73,14 @@ def too_few_replicas(estate, params) -> pd.DataFrame:
     latest_text = np.where(rows["machines"] == 0, "; it is what `latest` gives there", "")
     rows["why"] = rows["estimate"] + load_text + sets_text + floor_text + latest_text
     out = rows.merge(_versions(estate), left_on="version_id", right_on="id")
+    # What the fix costs in storage: each added replica is a snapshot of the whole version.
+    versions = estate.image_versions.drop_duplicates("id").set_index("id")
+    size = lookup(out["version_id"], versions["os_disk_size_gb"]).astype(float) \
+        + lookup(out["version_id"], versions["data_disk_size_gb"]).astype(float).fillna(0.0)
+    out["added_gb"] = (out["need"] - out["have"]) * size
     return out[["id", "arm_id", "name", "subscription_id", "resource_group", "location",
                 "region", "have", "need", "machines", "creations", "estimate", "why",
-                "storage_account_type"]]
+                "storage_account_type", "added_gb"]]
 
 
 VERSION_REPLICA_LIMIT = 100  # Azure's limit of replicas per image version

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from auditor import normalize as reference  # reads autoscale settings (few, deeply nested)
 from auditor.normalize import (
-    AUTOSCALE,
     DEFINITION,
     DISK,
     GALLERY,
@@ -32,7 +32,6 @@ from auditor.normalize import (
     B,
     F,
     S,
-    _Normalizer,
     chunk_schema,
 )
 
@@ -264,7 +263,7 @@ def _block(data: bytes) -> Block:
     # Ids are cut by regular expressions below; kept to ASCII, as Azure's are.
     _require(pc.all(pc.string_is_ascii(arm_ids)).as_py())
     rtypes = _lowered(types)
-    handled = pc.is_in(rtypes, value_set=pa.array([*_TABLE_OF, DISK, AUTOSCALE]))
+    handled = pc.is_in(rtypes, value_set=pa.array([*_TABLE_OF, DISK, reference.AUTOSCALE]))
     ids = pc.utf8_rtrim(pc.ascii_lower(arm_ids), characters="/")
     read_ids = pc.filter(ids, handled)
     _require(pc.count_distinct(read_ids).as_py() == len(read_ids))
@@ -302,7 +301,7 @@ def _block(data: bytes) -> Block:
         columns["tags"] = pc.take(tag_json, rows)
         for table, built in build(fields, columns, pc.take(rtypes, rows), data).items():
             tables.setdefault(table, []).append(built)
-    settings = pc.equal(rtypes, AUTOSCALE)
+    settings = pc.equal(rtypes, reference.AUTOSCALE)
     if _any(settings):
         tables["autoscale_settings"] = [_autoscale_settings(pc.filter(lines, settings))]
     out = {}
@@ -484,6 +483,12 @@ def _versions(raw, common, rtypes, data):
             "storage_account_type": _or(pc.struct_field(target, "storageAccountType"),
                                         pc.take(storage_type, parents)),
             "exclude_from_latest": _flag(pc.struct_field(target, "excludeFromLatest"))},
+        "version_replication": {
+            "version_id": pc.take(vids, status_parents),
+            "region": _region(pc.struct_field(status, "region")),
+            "state": pc.struct_field(status, "state"),
+            "progress": pc.struct_field(status, "progress"),
+            "details": pc.struct_field(status, "details")},
         "version_replica_sets": {
             "version_id": pa.concat_arrays([pc.take(vids, extra_parents),
                                             pc.take(vids, pc.list_parent_indices(edges))]),
@@ -498,12 +503,6 @@ def _versions(raw, common, rtypes, data):
             "extended_location": pa.concat_arrays([
                 pa.nulls(len(extra), S),
                 pc.struct_field(pc.struct_field(edge, "extendedLocation"), "name")])},
-        "version_replication": {
-            "version_id": pc.take(vids, status_parents),
-            "region": _region(pc.struct_field(status, "region")),
-            "state": pc.struct_field(status, "state"),
-            "progress": pc.struct_field(status, "progress"),
-            "details": pc.struct_field(status, "details")},
         "image_versions": {
             **common, "definition_id": _parent(vids, "versions"),
             "gallery_id": _parent(vids, "images"),
@@ -639,11 +638,11 @@ def _autoscale_settings(lines: pa.Array) -> pa.Table:
     """Autoscale settings are few and nest deeply (profiles of rules): their rows are the
     reference's own, made here line by line; a setting it would name a problem in is
     refused, so the problem is named with its place in the file."""
-    reference = _Normalizer()
+    normalizer = reference._Normalizer()
     for text in lines.to_pylist():
-        reference.add(json.loads(text))
-    _require(not reference.problem_count)
-    rows = reference.rows["autoscale_settings"]
+        normalizer.add(json.loads(text))
+    _require(not normalizer.problem_count)
+    rows = normalizer.rows["autoscale_settings"]
     rows.flush()
     return pa.concat_tables(rows.chunks) if rows.chunks else \
         chunk_schema("autoscale_settings").empty_table()

@@ -75,14 +75,14 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
         ("exact_version", S), ("image_id", S), ("image_definition_id", S), ("vhd_uri", S),
         ("plan_name", S), ("plan_publisher", S), ("plan_product", S), ("power_state", S),
         ("running_version_id", S), ("tags", S)]),
-    # Microsoft.Insights/autoscalesettings: how far a scale set may scale out at once.
-    "autoscale_settings": pa.schema(_COMMON + [
-        ("target_id", S), ("enabled", B), ("min_capacity", INT), ("max_capacity", INT),
-        ("default_capacity", INT), ("max_scale_out_step", INT), ("profiles", INT)]),
     "resource_tags": pa.schema([
         ("resource_id", S), ("resource_table", S), ("key", S), ("key_lower", S), ("value", S)]),
     "scope": pa.schema([
         ("subscription_id", S), ("display_name", S), ("status", S), ("detail", S)]),
+    # Microsoft.Insights/autoscalesettings: how far a scale set may scale out at once.
+    "autoscale_settings": pa.schema(_COMMON + [
+        ("target_id", S), ("enabled", B), ("min_capacity", INT), ("max_capacity", INT),
+        ("default_capacity", INT), ("max_scale_out_step", INT), ("profiles", INT)]),
 }
 TABLES = list(TABLE_SCHEMAS)
 # Tables added after snapshot format 1 was fixed: a snapshot written before them reads them
@@ -249,6 +249,43 @@ def parent_of(child_id: str, segment: str) -> str:
     """The id up to (not including) `/segment/`: a version's definition, a definition's gallery."""
     cut = child_id.rfind(f"/{segment}/")
     return child_id[:cut] if cut >= 0 else ""
+
+
+def _capacity(capacity: dict) -> tuple[int | None, int | None, int | None]:
+    """(minimum, maximum, default) of a profile; Azure writes them as text ("1")."""
+    return (_int(capacity.get("minimum")), _int(capacity.get("maximum")),
+            _int(capacity.get("default")))
+
+
+def scale_out_step(profile: dict, capacity: tuple, lowest_minimum: int | None) -> int | None:
+    """The most machines one scale-out of `profile` creates at once: its largest Increase
+    rule (ChangeCount: the value; PercentChangeCount: that share of the capacity it scales
+    from, at the capacity where it adds most; ExactCount: from the minimum to the value), or
+    the jump to the profile's minimum when it starts above the lowest minimum of the setting
+    (a scheduled profile). Bounded by the profile's maximum; None when nothing is known."""
+    minimum, maximum, _ = capacity
+    if minimum is None or maximum is None:
+        return None
+    steps = [max(minimum - lowest_minimum, 0)] if lowest_minimum is not None else [0]
+    for rule in map(_obj, _list(profile.get("rules"))):
+        action = _obj(rule.get("scaleAction"))
+        if str(_str(action.get("direction")) or "").lower() != "increase":
+            continue
+        kind = str(_str(action.get("type")) or "ChangeCount").lower()
+        value = _float(action.get("value"))
+        if kind == "serviceallowednextvalue" or value is None or not math.isfinite(value):
+            steps.append(maximum - minimum)  # unknown size: the whole range, the safe bound
+        elif kind == "percentchangecount":
+            # One term grows with c, the other shrinks: the best c is where they cross.
+            cross = int(maximum / (1 + value / 100)) if value > -100 else maximum
+            near = {minimum, maximum} | {c for c in range(cross - 1, cross + 3)
+                                          if minimum <= c <= maximum}
+            steps.append(max(min(-(-value * c // 100), maximum - c) for c in near))
+        elif kind == "exactcount":
+            steps.append(min(value, maximum) - minimum)
+        else:
+            steps.append(value)
+    return int(max(0, min(max(steps), maximum - min(minimum, lowest_minimum or minimum))))
 
 
 def chunk_schema(name: str) -> pa.Schema:
@@ -490,18 +527,7 @@ class _Normalizer:
                 regional_replica_count=regional if regional is not None else replica_count,
                 storage_account_type=_str(target.get("storageAccountType")) or storage_type,
                 exclude_from_latest=bool(_bool(target.get("excludeFromLatest"))))
-            for extra in map(_obj, _list(target.get("additionalReplicaSets"))):
-                self.rows["version_replica_sets"].add(
-                    version_id=vid, region=target_region,
-                    storage_account_type=_str(extra.get("storageAccountType")),
-                    regional_replica_count=_int(extra.get("regionalReplicaCount")),
-                    extended_location=None)
-        for edge in map(_obj, _list(publishing.get("targetExtendedLocations"))):
-            self.rows["version_replica_sets"].add(
-                version_id=vid, region=region(edge.get("name")),
-                storage_account_type=_str(edge.get("storageAccountType")),
-                regional_replica_count=_int(edge.get("extendedLocationReplicaCount")),
-                extended_location=_str(_obj(edge.get("extendedLocation")).get("name")))
+        self._replica_sets(vid, targets, publishing)
         # Only an ARM GET with $expand=ReplicationStatus (`collect --deep`) carries this.
         for status in map(_obj, _list(_obj(props.get("replicationStatus")).get("summary"))):
             self.rows["version_replication"].add(
@@ -530,6 +556,26 @@ class _Normalizer:
                 safety.get("allowDeletionOfReplicatedLocations")),
             block_deletion_before_end_of_life=_bool(safety.get("blockDeletionBeforeEndOfLife")),
             tags=tags, storage_account_strategy=_str(publishing.get("storageAccountStrategy")))
+
+    def _replica_sets(self, vid: str, targets: list[dict], publishing: dict) -> None:
+        """Replicas beside the regions' ordinary ones: additional replica sets of a target
+        region (a target without a name has been named as a problem already), then Edge
+        Zone targets."""
+        for target in targets:
+            target_region = region(target.get("name"))
+            for extra in map(_obj, _list(target.get("additionalReplicaSets"))):
+                if target_region:
+                    self.rows["version_replica_sets"].add(
+                        version_id=vid, region=target_region,
+                        storage_account_type=_str(extra.get("storageAccountType")),
+                        regional_replica_count=_int(extra.get("regionalReplicaCount")),
+                        extended_location=None)
+        for edge in map(_obj, _list(publishing.get("targetExtendedLocations"))):
+            self.rows["version_replica_sets"].add(
+                version_id=vid, region=region(edge.get("name")),
+                storage_account_type=_str(edge.get("storageAccountType")),
+                regional_replica_count=_int(edge.get("extendedLocationReplicaCount")),
+                extended_location=_str(_obj(edge.get("extendedLocation")).get("name")))
 
     def _managed_image(self, common, props, raw, tags):
         storage = self._object(props.get("storageProfile"), "properties.storageProfile")
@@ -653,43 +699,6 @@ class _Normalizer:
             tables["machines"] = machines.set_column(index, machines.schema.field(index), running)
         return Normalized(tables=tables, read_types=self.read, skipped_types=self.skipped,
                           problems=self.problems, problem_count=self.problem_count)
-
-
-def _capacity(capacity: dict) -> tuple[int | None, int | None, int | None]:
-    """(minimum, maximum, default) of a profile; Azure writes them as text ("1")."""
-    return (_int(capacity.get("minimum")), _int(capacity.get("maximum")),
-            _int(capacity.get("default")))
-
-
-def scale_out_step(profile: dict, capacity: tuple, lowest_minimum: int | None) -> int | None:
-    """The most machines one scale-out of `profile` creates at once: its largest Increase
-    rule (ChangeCount: the value; PercentChangeCount: that share of the capacity it scales
-    from, at the capacity where it adds most; ExactCount: from the minimum to the value), or
-    the jump to the profile's minimum when it starts above the lowest minimum of the setting
-    (a scheduled profile). Bounded by the profile's maximum; None when nothing is known."""
-    minimum, maximum, _ = capacity
-    if minimum is None or maximum is None:
-        return None
-    steps = [max(minimum - lowest_minimum, 0)] if lowest_minimum is not None else [0]
-    for rule in map(_obj, _list(profile.get("rules"))):
-        action = _obj(rule.get("scaleAction"))
-        if str(_str(action.get("direction")) or "").lower() != "increase":
-            continue
-        kind = str(_str(action.get("type")) or "ChangeCount").lower()
-        value = _float(action.get("value"))
-        if kind == "serviceallowednextvalue" or value is None or not math.isfinite(value):
-            steps.append(maximum - minimum)  # unknown size: the whole range, the safe bound
-        elif kind == "percentchangecount":
-            # One term grows with c, the other shrinks: the best c is where they cross.
-            cross = int(maximum / (1 + value / 100)) if value > -100 else maximum
-            near = {minimum, maximum} | {c for c in range(cross - 1, cross + 3)
-                                          if minimum <= c <= maximum}
-            steps.append(max(min(-(-value * c // 100), maximum - c) for c in near))
-        elif kind == "exactcount":
-            steps.append(min(value, maximum) - minimum)
-        else:
-            steps.append(value)
-    return int(max(0, min(max(steps), maximum - min(minimum, lowest_minimum or minimum))))
 
 
 def _image_reference(ref: dict, vhd_uri: str | None) -> dict:

@@ -456,21 +456,6 @@ def os_disks(machine_list: list[dict]) -> list[dict]:
     return out
 
 
-# The subscriptions the collector tried: one it could not read (COV001).
-SCOPE = [{"subscription_id": sub, "display_name": f"Northwind {name}", "status": "ok",
-          "detail": ""} for name, sub in SUBS.items()] + [
-    {"subscription_id": "c4d5e6f7-8091-4a23-b4c5-d6e7f8091a24",
-     "display_name": "Northwind Contractors", "status": "denied",
-     "detail": "AuthorizationFailed: no Reader role for the auditing identity"}]
-
-
-def others() -> list[dict]:
-    """Resources of other types, as a broad `az graph query` export would contain."""
-    return [{"id": f"/subscriptions/{SUBS['apps']}/resourceGroups/rg-web/providers/"
-                   "Microsoft.Storage/storageAccounts/nwwebdiag", "name": "nwwebdiag",
-             "type": "microsoft.storage/storageaccounts", "location": "westeurope"}]
-
-
 def autoscale_settings() -> list[dict]:
     """vmss-web-prod scales out by 68 VMs at once when its trading-hours profile starts (its
     minimum rises from 12 to 80): REP002 asks for 4 replicas there. vmss-render-farm (90
@@ -510,6 +495,23 @@ def autoscale_settings() -> list[dict]:
                  "hours": [8], "minutes": [0]}}}]}}]
 
 
+# The subscriptions the collector tried: one it could not read (COV001).
+SCOPE = [{"subscription_id": sub, "display_name": f"Northwind {name}", "status": "ok",
+          "detail": ""} for name, sub in SUBS.items()] + [
+    {"subscription_id": "c4d5e6f7-8091-4a23-b4c5-d6e7f8091a24",
+     "display_name": "Northwind Contractors", "status": "denied",
+     "detail": "AuthorizationFailed: no Reader role for the auditing identity"}]
+
+
+def others() -> list[dict]:
+    """Resources of other types, as a broad `az graph query` export would contain (and the
+    autoscale settings the collector reads)."""
+    return [{"id": f"/subscriptions/{SUBS['apps']}/resourceGroups/rg-web/providers/"
+                   "Microsoft.Storage/storageAccounts/nwwebdiag", "name": "nwwebdiag",
+             "type": "microsoft.storage/storageaccounts", "location": "westeurope"},
+            *autoscale_settings()]
+
+
 def build() -> list[dict]:
     resources = [gallery(i) for i in range(len(GALLERIES))]
     resources += [definition(i) for i in range(len(DEFINITIONS))]
@@ -518,7 +520,6 @@ def build() -> list[dict]:
     resources += MANAGED_IMAGES
     machine_list = machines()
     resources += machine_list + os_disks(machine_list) + others()
-    resources += autoscale_settings()  # added later: kept at the end
     return resources
 
 

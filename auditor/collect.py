@@ -75,6 +75,13 @@ QUERIES = {
         "scale_sets": "microsoft.compute/virtualmachinescalesets",
     }.items()
 }
+# Autoscale settings, trimmed to what says how many machines a scale-out creates at once.
+QUERIES["autoscale_settings"] = (
+    "resources | where type =~ 'microsoft.insights/autoscalesettings' "
+    "| project id, name, type, location, subscriptionId, resourceGroup, "
+    "properties = pack('targetResourceUri', properties.targetResourceUri, "
+    "'enabled', properties.enabled, 'profiles', properties.profiles)"
+)
 # OS disks made from a gallery version, trimmed to what tells which version a machine runs.
 QUERIES["os_disks"] = (
     "resources | where type =~ 'microsoft.compute/disks' "
@@ -82,13 +89,6 @@ QUERIES["os_disks"] = (
     "and isnotempty(properties.creationData.galleryImageReference.id) "
     "| project id, type, managedBy, location, "
     "properties = pack('creationData', properties.creationData)"
-)
-# Autoscale settings, trimmed to what says how many machines a scale-out creates at once.
-QUERIES["autoscale_settings"] = (
-    "resources | where type =~ 'microsoft.insights/autoscalesettings' "
-    "| project id, name, type, location, subscriptionId, resourceGroup, "
-    "properties = pack('targetResourceUri', properties.targetResourceUri, "
-    "'enabled', properties.enabled, 'profiles', properties.profiles)"
 )
 # Machines per subscription: lets the machine and disk queries run as several shorter chains
 # (subscription groups of about `chain_pages` pages) that together hide each page's latency.
@@ -783,8 +783,8 @@ _ORDER = [
     "gallery_image_versions",
     "gallery_images",
     "managed_images",
-    "galleries",
     "autoscale_settings",
+    "galleries",
 ]
 
 

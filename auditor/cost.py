@@ -88,8 +88,9 @@ def _replica_lines(estate: Estate) -> pd.DataFrame:
     return pd.DataFrame({
         "kind": np.where(shallow, "replica (shallow)", lines["kind"]),
         "id": lines["version_id"], "resource_id": lines["arm_id"],
-        "name": gallery + "/" + definition + "/" + lines["name"], "gallery": gallery,
-        "gallery_key": gallery_key,
+        # as str: an object column that is all missing cannot be added to text
+        "name": gallery.astype("str") + "/" + definition.astype("str") + "/" + lines["name"],
+        "gallery": gallery, "gallery_key": gallery_key,
         "definition": definition, "version": lines["name"], "region": lines["region"],
         "storage_type": storage, "price_as": price_as,
         "team": _team(estate, lines, "version_id", "definition_id", "gallery_id"),

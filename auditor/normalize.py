@@ -30,8 +30,8 @@ VERSION = "microsoft.compute/galleries/images/versions"
 MANAGED_IMAGE = "microsoft.compute/images"
 VM = "microsoft.compute/virtualmachines"
 VMSS = "microsoft.compute/virtualmachinescalesets"
-DISK = "microsoft.compute/disks"
 AUTOSCALE = "microsoft.insights/autoscalesettings"
+DISK = "microsoft.compute/disks"
 
 S, INT, F, B, T = pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("us", tz="UTC")
 
@@ -85,9 +85,6 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
         ("default_capacity", INT), ("max_scale_out_step", INT), ("profiles", INT)]),
 }
 TABLES = list(TABLE_SCHEMAS)
-# Tables added after snapshot format 1 was fixed: a snapshot written before them reads them
-# as empty (collected nothing), never as an error.
-ADDED_TABLES = {"version_replica_sets", "autoscale_settings"}
 _TIMESTAMPS = {"published_date", "end_of_life_date"}
 
 _CORES = min(4, os.cpu_count() or 1)
@@ -527,12 +524,12 @@ class _Normalizer:
                 regional_replica_count=regional if regional is not None else replica_count,
                 storage_account_type=_str(target.get("storageAccountType")) or storage_type,
                 exclude_from_latest=bool(_bool(target.get("excludeFromLatest"))))
-        self._replica_sets(vid, targets, publishing)
         # Only an ARM GET with $expand=ReplicationStatus (`collect --deep`) carries this.
         for status in map(_obj, _list(_obj(props.get("replicationStatus")).get("summary"))):
             self.rows["version_replication"].add(
                 version_id=vid, region=region(status.get("region")), state=_str(status.get("state")),
                 progress=_int(status.get("progress")), details=_str(status.get("details")))
+        self._replica_sets(vid, targets, publishing)
         source = _obj(storage.get("source"))
         self.rows["image_versions"].add(
             **common, definition_id=parent_of(vid, "versions"),
@@ -678,8 +675,8 @@ class _Normalizer:
         MANAGED_IMAGE: ("managed_images", _managed_image),
         VM: ("machines", _machine),
         VMSS: ("machines", _machine),
-        DISK: ("disks", None),
         AUTOSCALE: ("autoscale_settings", None),
+        DISK: ("disks", None),
     }
 
     def finish(self, scope: Iterable[dict] | None) -> Normalized:

@@ -22,10 +22,12 @@ import pyarrow.parquet as pq
 
 from auditor import __version__
 from auditor.errors import AuditError
-from auditor.normalize import ADDED_TABLES, TABLE_SCHEMAS, normalize
+from auditor.normalize import TABLE_SCHEMAS, normalize
 
 FORMAT = "image-audit-snapshot"
 FORMAT_VERSION = 1
+# Tables added since format version 1 was first written: older snapshots read them as empty.
+ADDED_TABLES = {"autoscale_settings", "version_replica_sets"}
 MANIFEST = "manifest.json"
 
 _PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
@@ -158,12 +160,11 @@ class Snapshot:
         tables = {}
         for name, entry in sorted(listed.items()):
             tables[name] = _read_table(root, name, entry)
-        for name in ADDED_TABLES - set(listed):  # written before the table existed
+        for name in sorted(ADDED_TABLES - set(listed)):  # a snapshot written before they were
             tables[name] = TABLE_SCHEMAS[name].empty_table()
         manifest = {k: v for k, v in manifest.items() if k not in ("tables", "snapshot_sha256")}
         snapshot = cls(tables, manifest)
-        snapshot.__dict__["table_hashes"] = {name: listed[name]["sha256"] for name in tables
-                                           if name in listed}
+        snapshot.__dict__["table_hashes"] = {name: listed[name]["sha256"] for name in listed}
         return snapshot
 
 

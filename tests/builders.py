@@ -119,6 +119,12 @@ def disk(machine: dict, version_id: str) -> dict:
             "properties": {"creationData": {"galleryImageReference": {"id": version_id}}}}
 
 
+def azure_fixture(name: str, **changes) -> dict:
+    """`azure_shape` of tests/fixtures/azure/<name>.json with `changes` applied at the top
+    level (a test renames or retargets a body without editing the shared file)."""
+    return azure_shape(f"{name}.json") | changes
+
+
 def snapshot_of(*resources, scope=None):
     return build_snapshot(list(resources), collected_at=AS_OF, scope=scope)
 
@@ -132,14 +138,11 @@ def compliant_estate_resources() -> list[dict]:
     return [gallery(), definition(), version(regions=(("West Europe", 3, "Standard_ZRS"),)), vm()]
 
 
-def azure_fixture(name: str, **changes) -> dict:
-    """A response body from tests/fixtures/azure (real Azure shapes), `changes` applied at the
-    top level (a test renames or retargets without editing the shared file)."""
-    import copy
+def azure_shape(name: str) -> dict:
+    """A fresh copy of a recorded Azure shape from tests/fixtures/azure (its `_source` says
+    which API version and document it follows)."""
     import json
     from pathlib import Path
 
-    path = Path(__file__).parent / "fixtures" / "azure" / f"{name}.json"
-    body = copy.deepcopy(json.loads(path.read_text(encoding="utf-8")))
-    body.update(changes)
-    return body
+    path = Path(__file__).parent / "fixtures" / "azure" / name
+    return json.loads(path.read_text(encoding="utf-8"))["body"]

@@ -28,9 +28,7 @@ from tests.builders import (
 
 SHAPES = [gallery(), definition(), version(), managed_image(), vm(),
           vm("g", image=gallery_ref("base", None)), vmss(image=marketplace("latest")),
-          disk(vm(), gallery_ref()["id"]),
-          azure_fixture("autoscale_setting_get"),
-          azure_fixture("gallery_image_version_2024_03_03_additional_replica_sets")]
+          disk(vm(), gallery_ref()["id"])]
 ODD_VALUES = st.one_of(st.none(), st.integers(-5, 10**12), st.floats(allow_nan=True),
                        st.text(max_size=30), st.booleans(), st.lists(st.integers(), max_size=3),
                        st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
@@ -38,6 +36,9 @@ ODD_VALUES = st.one_of(st.none(), st.integers(-5, 10**12), st.floats(allow_nan=T
                                         "9999-99-99T00:00:00Z", "1.2.3.4", "\u00e9\u00e8" * 300,
                                         "9999-12-31T00:00:00Z", "0001-01-01T00:00:00+05:00",
                                         "a\x00b\x1b", "../../x", "$(touch x)", "Premium_V9"]))
+# Autoscale settings and replica sets beside a region's (API 2022-10-01, 2024-03-03 shapes).
+SHAPES += [azure_fixture("autoscale_setting_get"),
+           azure_fixture("gallery_image_version_2024_03_03_additional_replica_sets")]
 
 
 def _paths(item, prefix=()):

@@ -84,6 +84,13 @@ QUERIES = {
         "scale_sets": "microsoft.compute/virtualmachinescalesets",
     }.items()
 }
+# Autoscale settings, trimmed to what says how many machines a scale-out creates at once.
+QUERIES["autoscale_settings"] = (
+    "resources | where type =~ 'microsoft.insights/autoscalesettings' "
+    "| project id, name, type, location, subscriptionId, resourceGroup, "
+    "properties = pack('targetResourceUri', properties.targetResourceUri, "
+    "'enabled', properties.enabled, 'profiles', properties.profiles)"
+)
 # OS disks made from a gallery version, trimmed to what tells which version a machine runs.
 QUERIES["os_disks"] = (
     "resources | where type =~ 'microsoft.compute/disks' "
@@ -953,6 +960,7 @@ _ORDER = [
     "gallery_image_versions",
     "gallery_images",
     "managed_images",
+    "autoscale_settings",
     "galleries",
     "role_assignments",
 ]

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from auditor import normalize as reference  # reads autoscale settings (few, deeply nested)
 from auditor.normalize import (
     APPLICATION_HEALTH,
     CLI_PROPERTY_KEYS,
@@ -82,9 +83,15 @@ _PROPERTIES = dict(
     identifier=_struct(publisher=S, offer=S, sku=S, uniqueName=S),
     publishingProfile=_struct(
         replicaCount=INT, storageAccountType=S, publishedDate=S, endOfLifeDate=S,
-        excludeFromLatest=B, replicationMode=S,
-        targetRegions=pa.list_(_struct(name=S, regionalReplicaCount=INT, storageAccountType=S,
-                                       excludeFromLatest=B, regionalExcludeFromLatest=B)),
+        excludeFromLatest=B, replicationMode=S, storageAccountStrategy=S,
+        targetRegions=pa.list_(_struct(
+            name=S, regionalReplicaCount=INT, storageAccountType=S, excludeFromLatest=B,
+            regionalExcludeFromLatest=B,
+            additionalReplicaSets=pa.list_(_struct(storageAccountType=S,
+                                                   regionalReplicaCount=INT)))),
+        targetExtendedLocations=pa.list_(_struct(
+            name=S, extendedLocation=_struct(name=S), extendedLocationReplicaCount=INT,
+            storageAccountType=S)),
         regions=pa.list_(S), source=_struct(managedImage=_ID)),  # API 2018-06-01 (preview)
     sharingProfile=_struct(permissions=S, groups=pa.list_(_struct(type=S, ids=pa.list_(S))),
                            communityGalleryInfo=_struct(publicNames=pa.list_(S))),
@@ -284,7 +291,7 @@ def _block(data: bytes) -> Block:
     # Ids are cut by regular expressions below; kept to ASCII, as Azure's are.
     _require(pc.all(pc.string_is_ascii(arm_ids)).as_py())
     rtypes = _lowered(types)
-    handled = pc.is_in(rtypes, value_set=pa.array([*_TABLE_OF, DISK]))
+    handled = pc.is_in(rtypes, value_set=pa.array([*_TABLE_OF, DISK, reference.AUTOSCALE]))
     ids = pc.utf8_rtrim(pc.ascii_lower(arm_ids), characters="/")
     read_ids = pc.filter(ids, handled)
     _require(pc.count_distinct(read_ids).as_py() == len(read_ids))
@@ -322,6 +329,9 @@ def _block(data: bytes) -> Block:
         columns["tags"] = pc.take(tag_json, rows)
         for table, built in build(fields, columns, pc.take(rtypes, rows), data).items():
             tables.setdefault(table, []).append(built)
+    settings = pc.equal(rtypes, reference.AUTOSCALE)
+    if _any(settings):
+        tables["autoscale_settings"] = [_autoscale_settings(pc.filter(lines, settings))]
     out = {}
     for name, parts in tables.items():
         schema = chunk_schema(name)
@@ -529,6 +539,11 @@ def _versions(raw, common, rtypes, data):
 
     regions = _region(pa.concat_arrays([pc.struct_field(target, "name"), names]))
     _require(not _any(pc.is_null(_true(regions))))  # the reference names a region without one
+    extras = pc.struct_field(target, "additionalReplicaSets")
+    extra = pc.list_flatten(extras)
+    extra_parents = pc.take(parents, pc.list_parent_indices(extras))
+    edges = raw(publishing + "targetExtendedLocations")
+    edge = pc.list_flatten(edges)
     summary = raw("properties.replicationStatus.summary")
     status = pc.list_flatten(summary)
     status_parents = pc.list_parent_indices(summary)
@@ -549,6 +564,20 @@ def _versions(raw, common, rtypes, data):
             "state": pc.struct_field(status, "state"),
             "progress": pc.struct_field(status, "progress"),
             "details": pc.struct_field(status, "details")},
+        "version_replica_sets": {
+            "version_id": pa.concat_arrays([pc.take(vids, extra_parents),
+                                            pc.take(vids, pc.list_parent_indices(edges))]),
+            "region": pa.concat_arrays([pc.take(regions, pc.list_parent_indices(extras)),
+                                        _region(pc.struct_field(edge, "name"))]),
+            "storage_account_type": pa.concat_arrays([
+                pc.struct_field(extra, "storageAccountType"),
+                pc.struct_field(edge, "storageAccountType")]),
+            "regional_replica_count": pa.concat_arrays([
+                pc.struct_field(extra, "regionalReplicaCount"),
+                pc.struct_field(edge, "extendedLocationReplicaCount")]),
+            "extended_location": pa.concat_arrays([
+                pa.nulls(len(extra), S),
+                pc.struct_field(pc.struct_field(edge, "extendedLocation"), "name")])},
         "image_versions": {
             **common, "definition_id": _parent(vids, "versions"),
             "gallery_id": _parent(vids, "images"),
@@ -574,7 +603,8 @@ def _versions(raw, common, rtypes, data):
             "allow_deletion_of_replicated_locations":
                 raw("properties.safetyProfile.allowDeletionOfReplicatedLocations"),
             "block_deletion_before_end_of_life":
-                raw("properties.safetyProfile.blockDeletionBeforeEndOfLife")}}
+                raw("properties.safetyProfile.blockDeletionBeforeEndOfLife"),
+            "storage_account_strategy": raw(publishing + "storageAccountStrategy")}}
 
 
 def _managed_images(raw, common, rtypes, data):
@@ -718,6 +748,20 @@ def _image_reference(storage, vhd_uri: pa.Array) -> dict[str, pa.Array]:
         "exact_version": storage("imageReference.exactVersion"), "image_id": image_id,
         "image_definition_id": pc.take(definition, distinct.indices),
     }
+
+
+def _autoscale_settings(lines: pa.Array) -> pa.Table:
+    """Autoscale settings are few and nest deeply (profiles of rules): their rows are the
+    reference's own, made here line by line; a setting it would name a problem in is
+    refused, so the problem is named with its place in the file."""
+    normalizer = reference._Normalizer()
+    for text in lines.to_pylist():
+        normalizer.add(json.loads(text))
+    _require(not normalizer.problem_count)
+    rows = normalizer.rows["autoscale_settings"]
+    rows.flush()
+    return pa.concat_tables(rows.chunks) if rows.chunks else \
+        chunk_schema("autoscale_settings").empty_table()
 
 
 def _disks(raw: _Fields) -> pa.Table:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.errors import AuditError
-from auditor.estate import Estate
+from auditor.estate import Estate, lowered
 from auditor.prices import ANY_REGION, load_prices
 
 # Rule families whose findings name resources that could be deleted: their cost is the saving.
@@ -24,7 +24,8 @@ SAVINGS_FAMILIES = ("RET", "STL")
 NOT_DELETIONS = {"STL005"}  # a version without an end-of-life date
 MANAGED_IMAGES = "(managed images)"
 NO_TEAM = "(no team tag)"
-LINE_COLUMNS = ["kind", "resource_id", "name", "gallery", "definition", "version", "region",
+LINE_COLUMNS = ["kind", "resource_id", "name", "gallery", "gallery_key", "definition", "version",
+                "region",
                 "storage_type", "team", "size_gb", "replicas", "occupancy", "billed_gb",
                 "price_per_gb_month", "currency", "monthly_cost", "status", "price_row",
                 "assumptions"]
@@ -46,47 +47,91 @@ def _team(estate: Estate, frame: pd.DataFrame, *id_columns: str) -> pd.Series:
 
 
 def _replica_lines(estate: Estate) -> pd.DataFrame:
+    """One line per version and target region (regional replicas), one per additional
+    replica set (PremiumV2 direct-drive replicas) and per Edge Zone target; a Shallow
+    version's lines bill nothing: it makes no copies, its storage is its source's."""
     versions = estate.image_versions.drop_duplicates("id").set_index("id")
-    regions = estate.version_regions
+    regions = estate.version_regions.assign(kind="replica")
+    extra = estate.tables.get("version_replica_sets")
+    if extra is not None and len(extra):
+        kind = np.where(extra["extended_location"].notna(), "edge zone replica",
+                        "additional replica set")
+        regions = pd.concat([regions, extra.assign(kind=kind)], ignore_index=True)
     lines = regions.join(versions[["arm_id", "definition_id", "gallery_id", "name",
-                                   "os_disk_size_gb", "data_disk_size_gb"]], on="version_id",
-                         how="inner")
-    galleries = estate.galleries.drop_duplicates("id").set_index("id")["name"]
-    gallery = lines["gallery_id"].map(galleries).astype("object")
+                                   "os_disk_size_gb", "data_disk_size_gb",
+                                   "replication_mode"]], on="version_id", how="inner")
+    galleries = estate.galleries.drop_duplicates("id").set_index("id")
+    gallery = lines["gallery_id"].map(galleries["name"]).astype("object")
     gallery = gallery.where(gallery.notna(), _segment(lines["gallery_id"], "galleries"))
+    gallery_key = lines["gallery_id"].map(galleries["arm_id"]).astype("object")
+    gallery_key = gallery_key.where(gallery_key.notna(), lines["arm_id"].astype("object")
+                                    .str.replace(r"(?i)/images/[^/]+/versions/[^/]+$", "",
+                                                 regex=True))
     definition = _segment(lines["definition_id"], "images")
+    counted = lines["regional_replica_count"].astype("Float64").astype(float)
+    extra_set = (lines["kind"] != "replica").to_numpy(dtype=bool)
+    shallow = lowered(lines["replication_mode"]).eq("shallow").to_numpy(dtype=bool)
+    note = np.select(
+        [shallow, counted.isna() & ~extra_set, counted.isna() & extra_set],
+        ["; Shallow replication makes no copies: billed through its source",
+         "; replica count not recorded: taken as 1 (the API default)",
+         "; replica count of the additional set not recorded: taken as 1"], "")
+    if "extended_location" in lines:
+        note = note + np.where(lines["extended_location"].notna(),
+                               "; Edge Zone " + lines["extended_location"].astype(str), "")
+    storage = lines["storage_account_type"].astype("object")
+    price_as = storage.where(~lowered(storage).eq("premiumv2_lrs"), "Premium_LRS")
+    note = note + np.where(
+        lowered(storage).eq("premiumv2_lrs") & ~shallow,
+        "; PremiumV2 direct-drive replicas have no published snapshot meter: priced at the "
+        "Premium SSD LRS snapshot meter (an assumption)", "")
     return pd.DataFrame({
-        "kind": "replica", "id": lines["version_id"], "resource_id": lines["arm_id"],
-        "name": gallery + "/" + definition + "/" + lines["name"], "gallery": gallery,
+        "kind": np.where(shallow, "replica (shallow)", lines["kind"]),
+        "id": lines["version_id"], "resource_id": lines["arm_id"],
+        # as str: an object column that is all missing cannot be added to text
+        "name": gallery.astype("str") + "/" + definition.astype("str") + "/" + lines["name"],
+        "gallery": gallery, "gallery_key": gallery_key,
         "definition": definition, "version": lines["name"], "region": lines["region"],
-        "storage_type": lines["storage_account_type"],
+        "storage_type": storage, "price_as": price_as,
         "team": _team(estate, lines, "version_id", "definition_id", "gallery_id"),
         "size_gb": lines["os_disk_size_gb"] + lines["data_disk_size_gb"].fillna(0.0),
-        "replicas": lines["regional_replica_count"].astype("Float64").astype(float),
-        "note": "",
+        "replicas": np.where(shallow, 0.0, counted.fillna(1.0)),
+        "not_billed": shallow,
+        "note": note,
     })
 
 
 def _image_lines(estate: Estate) -> pd.DataFrame:
+    """A managed image is billed as snapshot storage on Standard HDD (`LRS Snapshots`, or
+    `ZRS Snapshots` when it is zone-resilient), whatever its osDisk.storageAccountType: that
+    is the disk type of the VMs created from it."""
     images = estate.managed_images.drop_duplicates("id")
-    storage = images["storage_account_type"]
+    zone_resilient = images["zone_resilient"].fillna(False).astype(bool)
+    storage = pd.Series(np.where(zone_resilient, "Standard_ZRS", "Standard_LRS"),
+                        index=images.index)
+    disk_type = images["storage_account_type"].astype("object")
+    note = np.where(zone_resilient, "; zone-resilient image: ZRS snapshot storage", "") + np.where(
+        disk_type.notna() & ~disk_type.isin(["Standard_LRS", "Standard_ZRS"]),
+        "; billed as a Standard HDD snapshot: " + disk_type.astype(str)
+        + " is the disk type of VMs created from it", "")
     return pd.DataFrame({
         "kind": "managed image", "id": images["id"], "resource_id": images["arm_id"],
-        "name": images["name"], "gallery": MANAGED_IMAGES, "definition": None, "version": None,
-        "region": images["location"], "storage_type": storage.fillna("Standard_LRS"),
+        "name": images["name"], "gallery": MANAGED_IMAGES, "gallery_key": MANAGED_IMAGES,
+        "definition": None, "version": None,
+        "region": images["location"], "storage_type": storage, "price_as": storage,
         "team": _team(estate, images, "id"),
         "size_gb": images["os_disk_size_gb"] + images["data_disk_size_gb"].fillna(0.0),
-        "replicas": 1.0,
-        "note": np.where(storage.isna(), "; storage type not recorded: assumed Standard_LRS", ""),
+        "replicas": 1.0, "not_billed": False,
+        "note": note,
     })
 
 
 def _price(lines: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
     """Each line joined to its price row: the region's own row, else the `*` row of its type."""
     keyed = prices.set_index(["region", "storage_type"])
-    exact = pd.MultiIndex.from_arrays([lines["region"], lines["storage_type"]])
+    exact = pd.MultiIndex.from_arrays([lines["region"], lines["price_as"]])
     fallback = pd.MultiIndex.from_arrays([pd.Series(ANY_REGION, index=lines.index),
-                                          lines["storage_type"]])
+                                          lines["price_as"]])
     own = keyed.reindex(exact).set_axis(lines.index)
     wild = keyed.reindex(fallback).set_axis(lines.index)
     use_wild = own["price_per_gb_month"].isna() & wild["price_per_gb_month"].notna()
@@ -94,7 +139,7 @@ def _price(lines: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
     row_region = np.where(use_wild, ANY_REGION, lines["region"])
     priced = chosen["price_per_gb_month"].notna()
     price_row = pd.Series(row_region, index=lines.index).astype(str) + "/" + lines[
-        "storage_type"].astype(str) + " (" + chosen["product_name"].astype(str) + " " + chosen[
+        "price_as"].astype(str) + " (" + chosen["product_name"].astype(str) + " " + chosen[
         "meter_name"].astype(str) + ")"
     return chosen.assign(price_row=price_row.where(priced, None), wildcard=use_wild)
 
@@ -114,8 +159,11 @@ class Cost:
 
     @cached_property
     def resource_costs(self) -> pd.Series:
-        """Monthly cost per resource id (lower-cased); NaN when any of its lines is unpriced."""
-        grouped = self.lines.groupby("id", sort=False)["monthly_cost"]
+        """Monthly cost per resource id (lower-cased); NaN when any of its lines is unpriced.
+        A Shallow version bills nothing of its own: it has no cost here, so no finding,
+        saving or cleanup step counts one for it."""
+        billed = self.lines[~self.lines["status"].str.startswith(NOT_BILLED)]
+        grouped = billed.groupby("id", sort=False)["monthly_cost"]
         return grouped.sum().where(grouped.count() == grouped.size())
 
     def totals(self) -> pd.DataFrame:
@@ -123,14 +171,18 @@ class Cost:
         lines (and GB, where the size is known) it could not price."""
         unpriced = self.lines["monthly_cost"].isna()
         lines = self.lines.assign(total="all image storage", unpriced=unpriced,
+                                  priced=self.lines["status"].eq("priced"),
                                   unpriced_gb=self.lines["billed_gb"].where(unpriced, 0.0))
         frames = []
-        for section in ["total", "gallery", "region", "storage_type", "team"]:
-            grouped = lines.groupby(section, dropna=False, sort=True)
+        # Gallery names repeat across resource groups and subscriptions: keyed by id.
+        for section, column in [("total", "total"), ("gallery", "gallery_key"),
+                                ("region", "region"), ("storage_type", "storage_type"),
+                                ("team", "team")]:
+            grouped = lines.groupby(column, dropna=False, sort=True)
             frames.append(pd.DataFrame({
                 "section": section, "key": grouped.size().index.astype(str),
                 "monthly_cost": grouped["monthly_cost"].sum().to_numpy(),
-                "priced": grouped["monthly_cost"].count().to_numpy(),
+                "priced": grouped["priced"].sum().to_numpy(),
                 "unpriced": grouped["unpriced"].sum().to_numpy(),
                 "unpriced_gb": grouped["unpriced_gb"].sum().to_numpy()}))
         if not len(lines):
@@ -179,17 +231,24 @@ def estimate(estate: Estate, prices: pd.DataFrame | None = None,
     billed = lines["size_gb"].astype(float) * lines["replicas"] * ratio
     price = priced["price_per_gb_month"].astype(float)
     size_missing = lines["size_gb"].isna() | lines["replicas"].isna()
+    not_billed = lines["not_billed"].to_numpy(dtype=bool)
     status = np.select(
-        [size_missing, price.isna()],
-        ["unpriced: disk size or replica count not recorded",
+        [not_billed, size_missing, price.isna()],
+        ["not billed: billed through its source (Shallow replication makes no copies)",
+         "unpriced: disk size or replica count not recorded",
          "unpriced: no price for " + lines["storage_type"].astype(str) + " in "
          + lines["region"].astype(str) + " (nor a * row)"], "priced")
     basis = ("provisioned size, an upper bound" if occupancy is None
              else f"occupancy {ratio:g} of provisioned size")
     assumptions = (basis + np.where(priced["wildcard"], "; region has no price row: * row used",
                                     "") + lines["note"])
-    lines = lines.drop(columns="note").assign(
-        occupancy=ratio, billed_gb=billed, price_per_gb_month=price, currency=currency,
-        monthly_cost=(billed * price).where(status == "priced").round(6), status=status,
+    cost = (billed * price).where(status == "priced").round(6)
+    lines = lines.drop(columns=["note", "price_as", "not_billed"]).assign(
+        occupancy=ratio, billed_gb=billed.where(~not_billed, 0.0),
+        price_per_gb_month=price, currency=currency,
+        monthly_cost=cost.where(~not_billed, 0.0), status=status,
         price_row=priced["price_row"], assumptions=assumptions)
     return Cost(lines=lines[["id"] + LINE_COLUMNS], currency=currency, occupancy=occupancy)
+
+
+NOT_BILLED = "not billed"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import re
 from collections import Counter, deque
@@ -29,6 +30,7 @@ VERSION = "microsoft.compute/galleries/images/versions"
 MANAGED_IMAGE = "microsoft.compute/images"
 VM = "microsoft.compute/virtualmachines"
 VMSS = "microsoft.compute/virtualmachinescalesets"
+AUTOSCALE = "microsoft.insights/autoscalesettings"
 DISK = "microsoft.compute/disks"
 ROLE_ASSIGNMENT = "microsoft.authorization/roleassignments"
 # Azure's documented default for a version that names no storage type (API versions before
@@ -62,10 +64,17 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
         ("target_region_count", INT), ("os_disk_size_gb", F), ("data_disk_size_gb", F),
         ("source_id", S), ("source_uri", S), ("provisioning_state", S),
         ("allow_deletion_of_replicated_locations", B),
-        ("block_deletion_before_end_of_life", B), ("tags", S)]),
+        ("block_deletion_before_end_of_life", B), ("tags", S),
+        ("storage_account_strategy", S)]),
     "version_regions": pa.schema([
         ("version_id", S), ("region", S), ("regional_replica_count", INT),
         ("storage_account_type", S), ("exclude_from_latest", B)]),
+    # Replicas beside a region's ordinary ones: PremiumV2 "direct drive" sets (API 2024-03-03:
+    # targetRegions[].additionalReplicaSets[]) and Edge Zone replicas
+    # (publishingProfile.targetExtendedLocations[], named in `extended_location`).
+    "version_replica_sets": pa.schema([
+        ("version_id", S), ("region", S), ("storage_account_type", S),
+        ("regional_replica_count", INT), ("extended_location", S)]),
     "version_replication": pa.schema([
         ("version_id", S), ("region", S), ("state", S), ("progress", INT), ("details", S)]),
     "managed_images": pa.schema(_COMMON + [
@@ -87,6 +96,10 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
         ("resource_id", S), ("resource_table", S), ("key", S), ("key_lower", S), ("value", S)]),
     "scope": pa.schema([
         ("subscription_id", S), ("display_name", S), ("status", S), ("detail", S)]),
+    # Microsoft.Insights/autoscalesettings: how far a scale set may scale out at once.
+    "autoscale_settings": pa.schema(_COMMON + [
+        ("target_id", S), ("enabled", B), ("min_capacity", INT), ("max_capacity", INT),
+        ("default_capacity", INT), ("max_scale_out_step", INT), ("profiles", INT)]),
 }
 TABLES = list(TABLE_SCHEMAS)
 _TIMESTAMPS = {"published_date", "end_of_life_date"}
@@ -306,6 +319,43 @@ def parent_of(child_id: str, segment: str) -> str:
     return child_id[:cut] if cut >= 0 else ""
 
 
+def _capacity(capacity: dict) -> tuple[int | None, int | None, int | None]:
+    """(minimum, maximum, default) of a profile; Azure writes them as text ("1")."""
+    return (_int(capacity.get("minimum")), _int(capacity.get("maximum")),
+            _int(capacity.get("default")))
+
+
+def scale_out_step(profile: dict, capacity: tuple, lowest_minimum: int | None) -> int | None:
+    """The most machines one scale-out of `profile` creates at once: its largest Increase
+    rule (ChangeCount: the value; PercentChangeCount: that share of the capacity it scales
+    from, at the capacity where it adds most; ExactCount: from the minimum to the value), or
+    the jump to the profile's minimum when it starts above the lowest minimum of the setting
+    (a scheduled profile). Bounded by the profile's maximum; None when nothing is known."""
+    minimum, maximum, _ = capacity
+    if minimum is None or maximum is None:
+        return None
+    steps = [max(minimum - lowest_minimum, 0)] if lowest_minimum is not None else [0]
+    for rule in map(_obj, _list(profile.get("rules"))):
+        action = _obj(rule.get("scaleAction"))
+        if str(_str(action.get("direction")) or "").lower() != "increase":
+            continue
+        kind = str(_str(action.get("type")) or "ChangeCount").lower()
+        value = _float(action.get("value"))
+        if kind == "serviceallowednextvalue" or value is None or not math.isfinite(value):
+            steps.append(maximum - minimum)  # unknown size: the whole range, the safe bound
+        elif kind == "percentchangecount":
+            # One term grows with c, the other shrinks: the best c is where they cross.
+            cross = int(maximum / (1 + value / 100)) if value > -100 else maximum
+            near = {minimum, maximum} | {c for c in range(cross - 1, cross + 3)
+                                          if minimum <= c <= maximum}
+            steps.append(max(min(-(-value * c // 100), maximum - c) for c in near))
+        elif kind == "exactcount":
+            steps.append(min(value, maximum) - minimum)
+        else:
+            steps.append(value)
+    return int(max(0, min(max(steps), maximum - min(minimum, lowest_minimum or minimum))))
+
+
 def chunk_schema(name: str) -> pa.Schema:
     """A table's schema while rows are gathered: timestamps are still text (they are read
     all at once when the table is finished)."""
@@ -456,6 +506,9 @@ class _Normalizer:
         if rtype == DISK:
             self._disk(resource)
             return
+        if rtype == AUTOSCALE:
+            self._autoscale(resource, arm_id, rid)
+            return
         match = _SUB_RG.search(arm_id)
         common = dict(
             id=rid, arm_id=arm_id,
@@ -582,6 +635,7 @@ class _Normalizer:
             self.rows["version_replication"].add(
                 version_id=vid, region=region(status.get("region")), state=_str(status.get("state")),
                 progress=_int(status.get("progress")), details=_str(status.get("details")))
+        self._replica_sets(vid, targets, publishing)
         source = _obj(storage.get("source"))
         # Where the source lived: storageProfile.source (API 2019-07-01 on), the OS disk image's
         # source (snapshots, VHDs), publishingProfile.source.managedImage (2018-06-01, 2019-03-01).
@@ -609,7 +663,27 @@ class _Normalizer:
             allow_deletion_of_replicated_locations=_bool(
                 safety.get("allowDeletionOfReplicatedLocations")),
             block_deletion_before_end_of_life=_bool(safety.get("blockDeletionBeforeEndOfLife")),
-            tags=tags)
+            tags=tags, storage_account_strategy=_str(publishing.get("storageAccountStrategy")))
+
+    def _replica_sets(self, vid: str, targets: list[dict], publishing: dict) -> None:
+        """Replicas beside the regions' ordinary ones: additional replica sets of a target
+        region (a target without a name has been named as a problem already), then Edge
+        Zone targets."""
+        for target in targets:
+            target_region = region(target.get("name"))
+            for extra in map(_obj, _list(target.get("additionalReplicaSets"))):
+                if target_region:
+                    self.rows["version_replica_sets"].add(
+                        version_id=vid, region=target_region,
+                        storage_account_type=_str(extra.get("storageAccountType")),
+                        regional_replica_count=_int(extra.get("regionalReplicaCount")),
+                        extended_location=None)
+        for edge in map(_obj, _list(publishing.get("targetExtendedLocations"))):
+            self.rows["version_replica_sets"].add(
+                version_id=vid, region=region(edge.get("name")),
+                storage_account_type=_str(edge.get("storageAccountType")),
+                regional_replica_count=_int(edge.get("extendedLocationReplicaCount")),
+                extended_location=_str(_obj(edge.get("extendedLocation")).get("name")))
 
     def _managed_image(self, common, props, raw, tags):
         storage = self._object(props.get("storageProfile"), "properties.storageProfile")
@@ -699,6 +773,30 @@ class _Normalizer:
                 if "/virtualmachinescalesets/" in owner else owner
             self._running(owner, version_id)
 
+    def _autoscale(self, raw, arm_id: str, rid: str):
+        """An autoscale setting: what it scales and the most machines it creates at once."""
+        props = self._object(raw.get("properties"), "properties")
+        match = _SUB_RG.search(arm_id)
+        profiles = [_obj(p) for p in _list(props.get("profiles"))]
+        capacities = [_capacity(_obj(p.get("capacity"))) for p in profiles]
+        minimums = [c[0] for c in capacities if c[0] is not None]
+        maximums = [c[1] for c in capacities if c[1] is not None]
+        steps = [scale_out_step(p, c, min(minimums, default=None))
+                 for p, c in zip(profiles, capacities, strict=True)]
+        steps = [s for s in steps if s is not None]
+        self.rows["autoscale_settings"].add(
+            id=rid, arm_id=arm_id,
+            name=_str(raw.get("name")) or arm_id.rstrip("/").rsplit("/", 1)[-1],
+            subscription_id=_lower(raw.get("subscriptionId"))
+            or (match.group(1).lower() if match else None),
+            resource_group=_str(raw.get("resourceGroup")) or (match and match.group(2)),
+            location=region(raw.get("location")),
+            target_id=_lower(props.get("targetResourceUri")),
+            enabled=_bool(props.get("enabled")),
+            min_capacity=min(minimums, default=None), max_capacity=max(maximums, default=None),
+            default_capacity=capacities[0][2] if capacities else None,
+            max_scale_out_step=max(steps, default=None), profiles=len(profiles))
+
     def _running(self, owner: str, version_id: str) -> None:
         """A machine's OS disk (one per instance of a scale set) came from `version_id`."""
         self.disk_versions.setdefault(owner, Counter())[version_id] += 1
@@ -710,6 +808,7 @@ class _Normalizer:
         MANAGED_IMAGE: ("managed_images", _managed_image),
         VM: ("machines", _machine),
         VMSS: ("machines", _machine),
+        AUTOSCALE: ("autoscale_settings", None),
         DISK: ("disks", None),
         ROLE_ASSIGNMENT: ("role_assignments", _role_assignment),
     }

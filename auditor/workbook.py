@@ -46,7 +46,7 @@ BOLD = Font(bold=True)
 # Snapshot tables that get a sheet of their own as they are (machines and scope are shown,
 # enriched, on the Machines and Coverage sheets).
 PLAIN_TABLES = ["galleries", "image_definitions", "image_versions", "version_regions",
-                "managed_images", "resource_tags"]
+                "managed_images", "resource_tags", "version_replica_sets", "autoscale_settings"]
 
 
 @dataclass

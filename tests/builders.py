@@ -119,6 +119,12 @@ def disk(machine: dict, version_id: str) -> dict:
             "properties": {"creationData": {"galleryImageReference": {"id": version_id}}}}
 
 
+def azure_fixture(name: str, **changes) -> dict:
+    """`azure_shape` of tests/fixtures/azure/<name>.json with `changes` applied at the top
+    level (a test renames or retargets a body without editing the shared file)."""
+    return azure_shape(f"{name}.json") | changes
+
+
 def snapshot_of(*resources, scope=None):
     return build_snapshot(list(resources), collected_at=AS_OF, scope=scope)
 

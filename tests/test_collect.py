@@ -112,6 +112,30 @@ def test_rows_keep_the_arm_shape_and_disks_are_trimmed():
     assert set(got.queries) >= {"subscriptions", "virtual_machines", "os_disks"}
 
 
+def test_autoscale_settings_are_collected_trimmed_and_normalised():
+    from tests.builders import azure_fixture
+
+    rows, names = estate(subscriptions=1, vms=2)
+    setting = azure_fixture("autoscale_setting_get")
+    sub = next(iter(names))
+    setting["id"] = setting["id"].replace("11111111-2222-3333-4444-555555555555", sub)
+    setting.update(type="microsoft.insights/autoscalesettings", subscriptionId=sub,
+                   resourceGroup="rg-img")  # as Resource Graph gives them
+    with FakeArg(rows + [setting], subscriptions=names, window=0.25) as fake:
+        got = run(fake)
+    row = next(r for r in got.rows if r["type"] == "microsoft.insights/autoscalesettings")
+    assert set(row["properties"]) == {"targetResourceUri", "enabled", "profiles"}
+    assert row["properties"]["profiles"][1]["rules"][0]["scaleAction"]["type"] == \
+        "PercentChangeCount"
+    assert "autoscale_settings" in got.queries and got.stats["rows"]["autoscale_settings"] == 1
+    table = build_snapshot(got.rows).tables["autoscale_settings"]
+    record = table.iloc[0]
+    assert record["target_id"] == setting["properties"]["targetResourceUri"].lower()
+    assert (record["enabled"], record["min_capacity"], record["max_capacity"],
+            record["default_capacity"], record["max_scale_out_step"], record["profiles"]) == \
+        (True, 10, 200, 10, 40, 2)
+
+
 def test_paces_by_the_quota_headers_and_never_meets_a_429():
     with make_fake(quota=5, window=0.3) as fake:
         started = time.monotonic()

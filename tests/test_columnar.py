@@ -21,6 +21,7 @@ from auditor.synth import COLLECTED_AT, write_estate
 from auditor.synth import resources as synth_resources
 from tests.builders import (
     SUB,
+    azure_fixture,
     definition,
     disk,
     gallery,
@@ -163,12 +164,31 @@ ODD_BUT_WELL_TYPED = [
     {"id": rid("storageAccounts", "s"), "type": "Microsoft.Storage/storageAccounts"},
     {"id": "/subscriptions/" + SUB + "/providers/Microsoft.Compute/galleries/root",
      "type": "Microsoft.Compute/galleries"},
+    *(azure_fixture(name, id=rid("galleries", "shapes", "images", "base", "versions", number))
+      for name, number in [("gallery_image_version_2022_03_03", "1.0.0"),
+                           ("gallery_image_version_2024_03_03_additional_replica_sets", "1.1.0"),
+                           ("gallery_image_version_2025_03_03_storage_account_strategy", "1.2.0"),
+                           ("gallery_image_version_shallow", "1.3.0")]),
+    azure_fixture("managed_image_zone_resilient"),
 ]
 
 
 def test_fixture_shapes_give_the_same_tables():
     data = json_lines(ODD_BUT_WELL_TYPED)
     assert normalize_lines(data) is not None
+    assert_same(by_columns(data), by_resource(data))
+
+
+def test_a_block_with_an_autoscale_setting_gives_the_reference_rows():
+    data = json_lines([vm("a"), azure_fixture("autoscale_setting_get")])
+    assert normalize_lines(data) is not None
+    got = by_columns(data)
+    assert_same(got, by_resource(data))
+    assert got.tables["autoscale_settings"].column("max_scale_out_step").to_pylist() == [40]
+    odd = azure_fixture("autoscale_setting_get")
+    odd["properties"] = []  # a problem the reference names with its place: the block is refused
+    data = json_lines([vm("a"), odd])
+    assert normalize_lines(data) is None
     assert_same(by_columns(data), by_resource(data))
 
 

@@ -10,7 +10,16 @@ from auditor.cost import estimate
 from auditor.engine import FINDING_COLUMNS
 from auditor.errors import AuditError
 from auditor.prices import PRICE_COLUMNS
-from tests.builders import GOOD_TAGS, definition, estate_of, gallery, managed_image, version, vm
+from tests.builders import (
+    GOOD_TAGS,
+    azure_fixture,
+    definition,
+    estate_of,
+    gallery,
+    managed_image,
+    version,
+    vm,
+)
 
 PRICES = pd.DataFrame([
     ("westeurope", "Standard_LRS", "USD", 0.05, "2024-01-01", "Standard HDD Managed Disks",
@@ -80,7 +89,87 @@ def test_managed_image_priced_as_a_snapshot_and_assumed_type_stated():
     images = cost.lines.set_index("name")
     assert images.loc["img-a", "monthly_cost"] == pytest.approx(30 * 0.05)
     assert images.loc["img-a", "gallery"] == "(managed images)"
-    assert "assumed Standard_LRS" in images.loc["img-b", "assumptions"]
+    assert images.loc["img-b", "monthly_cost"] == pytest.approx(30 * 0.05)
+    assert images.loc["img-b", "storage_type"] == "Standard_LRS"
+
+
+def test_managed_image_is_a_standard_hdd_snapshot_whatever_its_disk_type():
+    # osDisk.storageAccountType is the disk type of VMs created from the image (Premium_LRS
+    # here); the image itself bills as a snapshot, ZRS when it is zone-resilient.
+    zone_resilient = azure_fixture("managed_image_zone_resilient")
+    premium = managed_image("img-p")
+    premium["properties"]["storageProfile"]["osDisk"]["storageAccountType"] = "Premium_LRS"
+    cost = estimate(estate_of(zone_resilient, premium), PRICES)
+    images = cost.lines.set_index("name")
+    assert images.loc["img-zr", "storage_type"] == "Standard_ZRS"
+    assert images.loc["img-zr", "monthly_cost"] == pytest.approx(40 * 0.06)
+    assert images.loc["img-zr", "price_row"].startswith(
+        "westeurope/Standard_ZRS (Standard HDD Managed Disks ZRS Snapshots)")
+    assert "zone-resilient" in images.loc["img-zr", "assumptions"]
+    assert images.loc["img-p", "storage_type"] == "Standard_LRS"
+    assert images.loc["img-p", "monthly_cost"] == pytest.approx(30 * 0.05)
+    assert "Premium_LRS is the disk type of VMs created from it" in \
+        images.loc["img-p", "assumptions"]
+
+
+def test_a_shallow_version_bills_nothing_of_its_own_and_saves_nothing():
+    shallow = azure_fixture("gallery_image_version_shallow")
+    estate = estate_of(gallery(), definition(), shallow, version("1.0.0"))
+    cost = estimate(estate, PRICES)
+    row = cost.lines[cost.lines["version"] == "1.3.0"].iloc[0]
+    assert row["kind"] == "replica (shallow)" and row["monthly_cost"] == 0
+    assert row["replicas"] == 0 and row["billed_gb"] == 0
+    assert row["status"].startswith("not billed: billed through its source")
+    assert "billed through its source" in row["assumptions"]
+    total = cost.totals().set_index(["section", "key"])
+    assert total.loc[("total", "all image storage"), "priced"] == 1
+    shallow_id = shallow["id"].lower()
+    assert shallow_id not in cost.resource_costs.index
+    savings = cost.savings(findings_for({"rule_id": "RET001", "resource_id": shallow["id"]}))
+    assert savings.set_index("key").loc["all savings", "priced"] == 0
+
+
+def test_a_missing_replica_count_is_one_and_said_so():
+    old = azure_fixture("gallery_image_version_2022_03_03")  # North Europe: no count at all
+    cost = estimate(estate_of(gallery(), definition(), old), PRICES)
+    north = line(cost, "northeurope")
+    assert north["replicas"] == 1 and north["status"] == "priced"
+    assert "replica count not recorded: taken as 1 (the API default)" in north["assumptions"]
+    assert line(cost, "westeurope")["replicas"] == 2
+    edge = line(cost, "westus", kind="edge zone replica")
+    assert edge["storage_type"] == "StandardSSD_LRS" and edge["replicas"] == 1
+    assert "Edge Zone microsoftlosangeles1" in edge["assumptions"]
+
+
+def test_additional_replica_sets_are_billed_lines_of_their_own():
+    prices = pd.concat([PRICES, pd.DataFrame([
+        ("westeurope", "Premium_LRS", "USD", 0.15, "2024-01-01", "Premium SSD Managed Disks",
+         "LRS Snapshots", "test")], columns=PRICE_COLUMNS)], ignore_index=True)
+    raw = azure_fixture("gallery_image_version_2024_03_03_additional_replica_sets")
+    cost = estimate(estate_of(gallery(), definition(), raw), prices)
+    lines = cost.lines.set_index("kind")
+    assert lines.loc["replica", "monthly_cost"] == pytest.approx(30 * 0.05)
+    extra = lines.loc["additional replica set"]
+    assert extra["storage_type"] == "PremiumV2_LRS"
+    assert extra["monthly_cost"] == pytest.approx(30 * 0.15)
+    assert extra["price_row"].startswith("westeurope/Premium_LRS (Premium SSD Managed Disks")
+    assert "no published snapshot meter" in extra["assumptions"]
+    assert cost.resource_costs[raw["id"].lower()] == pytest.approx(30 * 0.05 + 30 * 0.15)
+
+
+def test_gallery_totals_are_keyed_by_gallery_id_not_name():
+    other = "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-other/" \
+            "providers/Microsoft.Compute/galleries/gal"
+    twin = gallery()
+    twin["id"], twin["resourceGroup"] = other, "rg-other"
+    twin_version = version("2.0.0")
+    twin_version["id"] = other + "/images/base/versions/2.0.0"
+    cost = estimate(estate_of(gallery(), definition(), version("1.0.0"), twin, twin_version),
+                    PRICES)
+    by_gallery = cost.totals().query("section == 'gallery'").set_index("key")["monthly_cost"]
+    assert len(by_gallery) == 2
+    assert by_gallery[other] == pytest.approx(1.5)
+    assert by_gallery[gallery()["id"]] == pytest.approx(1.5)
 
 
 def test_totals_by_gallery_region_storage_type_and_team():
@@ -91,7 +180,7 @@ def test_totals_by_gallery_region_storage_type_and_team():
         managed_image("img-a", tags={"environment": "dev"})), PRICES)
     totals = cost.totals().set_index(["section", "key"])["monthly_cost"]
     assert totals[("total", "all image storage")] == pytest.approx(1.5 + 1.8 + 1.5)
-    assert totals[("gallery", "gal")] == pytest.approx(3.3)
+    assert totals[("gallery", gallery()["id"])] == pytest.approx(3.3)
     assert totals[("storage_type", "Standard_ZRS")] == pytest.approx(1.8)
     assert totals[("team", "data")] == pytest.approx(1.8)
     assert totals[("team", "(no team tag)")] == pytest.approx(1.5)
@@ -150,3 +239,37 @@ def test_cost_command_prints_totals_and_writes_cost_csv(tmp_path, capsys):
     lines = pd.read_csv(tmp_path / "cost_lines.csv", encoding="utf-8-sig")
     assert totals.loc[totals["section"] == "total", "monthly_cost"].iloc[0] == pytest.approx(
         lines["monthly_cost"].sum(), abs=0.01)
+
+
+def test_cleanup_plan_and_savings_show_the_same_numbers():
+    from auditor.cleanup import cleanup_plan
+
+    prices = pd.concat([PRICES, pd.DataFrame([
+        ("westeurope", "Premium_LRS", "USD", 0.15, "2024-01-01", "Premium SSD Managed Disks",
+         "LRS Snapshots", "test")], columns=PRICE_COLUMNS)], ignore_index=True)
+    shallow = azure_fixture("gallery_image_version_shallow")
+    premium = azure_fixture("gallery_image_version_2024_03_03_additional_replica_sets")
+    old = version("1.0.0", published="2025-01-10T00:00:00Z")
+    estate = estate_of(gallery(), definition(), old, premium, shallow, version("2.0.0"),
+                       managed_image("img-a"))
+    cost = estimate(estate, prices)
+    image = estate.managed_images["arm_id"].iloc[0]
+    flagged = [(old["id"], "RET001"), (premium["id"], "RET001"), (shallow["id"], "RET001"),
+               (image, "RET002")]
+    findings = findings_for(*({"rule_id": rule, "resource_id": rid, "fingerprint": rid,
+                               "resource_name": rid.rsplit("/", 1)[-1],
+                               "resource_type": "Microsoft.Compute/images" if rule == "RET002"
+                               else "Microsoft.Compute/galleries/images/versions"}
+                              for rid, rule in flagged))
+    plan = cleanup_plan(findings, estate, monthly_cost=cost.resource_costs)
+    saved = plan.deletions.set_index("id")["monthly_cost"]
+    # 1.1.0 blocks deletion before its end of life: in the plan's blocked list, not deleted.
+    assert set(saved.index) == {old["id"].lower(), shallow["id"].lower(), image.lower()}
+    for rid in saved.index:
+        assert saved[rid] == pytest.approx(cost.resource_costs.get(rid, math.nan), nan_ok=True)
+    assert math.isnan(saved[shallow["id"].lower()])  # billed through its source: no saving
+    savings = cost.savings(findings).set_index("key")["monthly_cost"]
+    assert savings["RET001"] == pytest.approx(1.5 + 30 * 0.05 + 30 * 0.15)
+    deletable = findings[findings["resource_id"].str.lower().isin(saved.index)]
+    assert cost.savings(deletable).set_index("key").loc["all savings", "monthly_cost"] == \
+        pytest.approx(saved.sum())

@@ -95,3 +95,15 @@ def test_oversized_document_refused_without_reading(tmp_path, monkeypatch):
     path = _write(tmp_path / "big.json", RESOURCES)
     with pytest.raises(AuditError, match="too large for one JSON document"):
         import_files([path])
+
+
+def test_import_reads_autoscale_settings_as_an_arm_list(tmp_path):
+    from auditor.importer import import_files
+    from tests.builders import AS_OF, azure_fixture
+
+    path = tmp_path / "autoscale.json"
+    path.write_text(json.dumps({"value": [azure_fixture("autoscale_setting_get")]}))
+    snapshot = import_files([path], collected_at=AS_OF)
+    table = snapshot.tables["autoscale_settings"]
+    assert list(table["max_scale_out_step"]) == [40]
+    assert snapshot.manifest["read_types"] == {"microsoft.insights/autoscalesettings": 1}

@@ -14,6 +14,7 @@ from auditor.normalize import normalize
 from auditor.snapshot import build_snapshot
 from tests.builders import (
     AS_OF,
+    azure_fixture,
     definition,
     disk,
     gallery,
@@ -43,6 +44,9 @@ ODD_VALUES = st.one_of(st.none(), st.integers(-5, 10**12), st.floats(allow_nan=T
                                         "9999-99-99T00:00:00Z", "1.2.3.4", "\u00e9\u00e8" * 300,
                                         "9999-12-31T00:00:00Z", "0001-01-01T00:00:00+05:00",
                                         "a\x00b\x1b", "../../x", "$(touch x)", "Premium_V9"]))
+# Autoscale settings and replica sets beside a region's (API 2022-10-01, 2024-03-03 shapes).
+SHAPES += [azure_fixture("autoscale_setting_get"),
+           azure_fixture("gallery_image_version_2024_03_03_additional_replica_sets")]
 
 
 def _paths(item, prefix=()):
@@ -88,7 +92,8 @@ def test_normaliser_never_raises_and_accounts_for_every_item(resources):
     read, skipped = result.read_types, result.skipped_types
     assert sum(read.values()) + sum(skipped.values()) == len(resources)
     rows = sum(result.tables[t].num_rows for t in
-               ("galleries", "image_definitions", "image_versions", "managed_images", "machines"))
+               ("galleries", "image_definitions", "image_versions", "managed_images", "machines",
+                "autoscale_settings"))
     assert rows == sum(n for t, n in read.items() if t != "microsoft.compute/disks")
     reported = {"(not an object)", "(no id)", "(duplicate id)"}
     assert sum(skipped[k] for k in reported) <= len(result.problems)

@@ -72,7 +72,8 @@ def test_every_sheet_in_reading_order(book):
     assert book.sheetnames == [
         "Summary", "Findings", "Cost", "Machines", "Replicas", "galleries",
         "image_definitions", "image_versions", "version_regions", "managed_images",
-        "resource_tags", "Exemptions", "Coverage", "Manifest"]
+        "resource_tags", "version_replica_sets", "autoscale_settings", "Exemptions", "Coverage",
+        "Manifest"]
 
 
 def test_every_sheet_has_frozen_header_filters_and_widths(book):

@@ -4,7 +4,17 @@ import json
 
 import pytest
 
-from tests.builders import GOOD_TAGS, definition, disk, gallery, gallery_ref, version, vm, vmss
+from tests.builders import (
+    GOOD_TAGS,
+    azure_fixture,
+    definition,
+    disk,
+    gallery,
+    gallery_ref,
+    version,
+    vm,
+    vmss,
+)
 
 WE3 = ("West Europe", 3, "Standard_ZRS")
 EUS3 = ("East US", 3, "Standard_ZRS")
@@ -44,53 +54,142 @@ def test_rep001_pass_replicated_latest_or_unknown(run_rule):
                        location="eastus")).empty
 
 
-def test_rep002_triggers_below_minimum(run_rule):
+def autoscale(target: dict, step: int = 20, minimum: int = 10, maximum: int = 200,
+              enabled: bool = True, name: str = "ss1-autoscale") -> dict:
+    """The autoscale fixture (API 2022-10-01 shape) aimed at `target`, with one profile whose
+    scale-out rule adds `step` machines."""
+    body = azure_fixture("autoscale_setting_get")
+    body["id"] = body["id"].rsplit("/", 1)[0] + "/" + name
+    props = body["properties"]
+    props.update(enabled=enabled, targetResourceUri=target["id"])
+    profile = props["profiles"][0]
+    profile["capacity"] = {"minimum": str(minimum), "maximum": str(maximum),
+                           "default": str(minimum)}
+    profile["rules"][0]["scaleAction"]["value"] = str(step)
+    props["profiles"] = [profile]
+    return body
+
+
+def test_rep002_triggers_below_the_production_minimum(run_rule):
     findings = run_rule("REP002", *BASE, version(regions=(("West Europe", 1, "Standard_ZRS"),)),
                         vm("a", image=gallery_ref()))
     row = findings.iloc[0]
     assert row["region"] == "westeurope" and row["fingerprint"].endswith("/versions/1.0.0@westeurope")
-    assert row["message"] == ("base/1.0.0 has 1 replica(s) in westeurope, need 3: 1 machines use "
-                              "it there (one per 20) and the minimum is 3.")
+    assert row["message"] == (
+        "base/1.0.0 has 1 replica(s) in westeurope, need 3: no autoscale setting scales it out "
+        "(1 machine(s) run it there; running machines are not creations); production image: "
+        "at least 3.")
 
 
-def test_rep002_one_per_twenty_machines_capped_at_fifty(run_rule):
-    findings = run_rule("REP002", *BASE, version(regions=(WE3, EUS3)),
-                        vmss("big", image=gallery_ref(), capacity=61),
-                        vmss("huge", image=gallery_ref(), capacity=2000, location="eastus"))
-    need = dict(zip(findings["region"], findings["message"], strict=True))
-    assert "has 3 replica(s) in westeurope, need 4: 61 machines" in need["westeurope"]
-    assert "has 3 replica(s) in eastus, need 50: 2000 machines" in need["eastus"]
+def test_rep002_minimum_is_for_production_images_only(run_rule):
+    dev = {"environment": "dev", "team": "apps"}
+    resources = [gallery(tags=dev), definition(tags=dev),
+                 version(regions=(("West Europe", 1, "Standard_LRS"),), tags=dev),
+                 vm("a", image=gallery_ref(), tags=dev)]
+    assert run_rule("REP002", *resources).empty
+    assert len(run_rule("REP002", *resources[:3], vm("a", image=gallery_ref()))) == 1
 
 
-def test_rep002_pass_at_the_boundary(run_rule):
+def test_rep002_a_steady_thousand_instance_scale_set_needs_only_the_minimum(run_rule):
     assert run_rule("REP002", *BASE, version(regions=(WE3,)),
-                    vmss("s", image=gallery_ref(), capacity=60)).empty
+                    vmss("big", image=gallery_ref(), capacity=1000)).empty
 
 
-def test_rep002_judges_latest_even_unused(run_rule):
-    findings = run_rule("REP002", *BASE, version("1.0.0", regions=(WE3,)),
-                        version("1.1.0", regions=(("West Europe", 2, "Standard_ZRS"),)))
-    assert list(findings["resource_name"]) == ["base/1.1.0"]
-    assert "what `latest` resolves to" in findings.iloc[0]["message"]
+def test_rep002_autoscale_step_sets_the_load(run_rule):
+    ss = vmss("ss1", image=gallery_ref(), capacity=40)
+    findings = run_rule("REP002", *BASE, version(regions=(WE3,)), ss, autoscale(ss, step=80))
+    assert findings.iloc[0]["message"] == (
+        "base/1.0.0 has 3 replica(s) in westeurope, need 4: autoscale: up to 80 VMs created at "
+        "once (largest scale-out step: 80 in ss1); one replica per 20 VMs created at once; "
+        "one per scale set scaling out (1); production image: at least 3.")
+    evidence = json.loads(findings.iloc[0]["evidence"])
+    assert evidence["estimate"].startswith("autoscale")
+    assert evidence["added_gb"] == 30  # one more replica of a 30 GB version
 
 
-def test_rep002_pass_enough_replicas(run_rule):
-    assert run_rule("REP002", *BASE, version("1.0.0", regions=(("West Europe", 1, "Standard_LRS"),)),
-                    version("1.1.0", regions=(WE3,)), vmss("s", image=gallery_ref("base", "1.1.0"),
-                                                           capacity=60)).empty
+def test_rep002_the_fixture_setting_scales_out_by_forty_at_most(run_rule):
+    # default profile: ChangeCount 20; business hours: from minimum 10 to 50 when it starts,
+    # and 25% at the capacity where that adds most (40 at 160 of 200).
+    ss = vmss("ss1", image=gallery_ref(), capacity=10)
+    findings = run_rule("REP002", *BASE, version(regions=(("West Europe", 1, "Standard_ZRS"),)),
+                        ss, azure_fixture("autoscale_setting_get"),
+                        params={"min_replicas": 1})
+    assert "need 2: autoscale: up to 40 VMs created at once" in findings.iloc[0]["message"]
 
 
-def test_rep002_configured_params(run_rule):
-    findings = run_rule("REP002", *BASE, version(regions=(WE3,)), vmss("s", image=gallery_ref(),
-                                                                       capacity=4),
-                        params={"min_replicas": 1, "machines_per_replica": 1})
-    assert "need 4: 4 machines" in findings.iloc[0]["message"]
+def test_rep002_disabled_autoscale_and_fifty_per_region_cap(run_rule):
+    ss = vmss("ss1", image=gallery_ref(), capacity=40)
+    assert run_rule("REP002", *BASE, version(regions=(WE3,)), ss,
+                    autoscale(ss, step=500, maximum=1000, enabled=False)).empty
+    findings = run_rule("REP002", *BASE, version(regions=(WE3,)), ss,
+                        autoscale(ss, step=5000, maximum=5000))
+    assert "need 50:" in findings.iloc[0]["message"]
+
+
+def test_rep002_one_replica_per_scale_set_scaling_out(run_rule):
+    sets = [vmss(f"ss{i}", image=gallery_ref(), capacity=2) for i in range(5)]
+    scaled = [autoscale(s, step=2, name=f"as{i}") for i, s in enumerate(sets)]
+    findings = run_rule("REP002", *BASE, version(regions=(WE3,)), *sets, *scaled)
+    assert "need 5:" in findings.iloc[0]["message"]
+    assert "one per scale set scaling out (5)" in findings.iloc[0]["message"]
+
+
+def test_rep002_configured_peak(run_rule):
+    findings = run_rule("REP002", *BASE, version(regions=(WE3,)), vm("a", image=gallery_ref()),
+                        params={"peak_concurrent_creations": 100})
+    assert findings.iloc[0]["message"].startswith(
+        "base/1.0.0 has 3 replica(s) in westeurope, need 5: configured peak: 100 VMs created at "
+        "once (peak_concurrent_creations)")
+    assert run_rule("REP002", *BASE, version(regions=(WE3,)), vm("a", image=gallery_ref()),
+                    params={"peak_concurrent_creations": 100, "machines_per_replica": 50}).empty
+
+
+def test_rep002_never_asks_past_a_hundred_replicas_per_version(run_rule):
+    regions = (("West Europe", 3, "Standard_ZRS"), ("North Europe", 50, "Standard_ZRS"),
+               ("East US", 45, "Standard_ZRS"))
+    ss = vmss("ss1", image=gallery_ref(), capacity=40)
+    findings = run_rule("REP002", *BASE, version(regions=regions), ss,
+                        autoscale(ss, step=1000, maximum=2000))
+    assert "need 5:" in findings.iloc[0]["message"]  # 100 - 95 in its other regions
+
+
+def test_rep002_judges_only_used_regions_and_latest(run_rule):
+    regions = (("West Europe", 1, "Standard_ZRS"), ("East US", 1, "Standard_ZRS"))
+    findings = run_rule("REP002", *BASE, version("1.0.0", regions=regions),
+                        version("1.1.0", regions=regions),
+                        vm("a", image=gallery_ref("base", "1.0.0")))
+    got = sorted(zip(findings["resource_name"], findings["region"], strict=True))
+    # 1.0.0 is used in westeurope only; 1.1.0 is what latest gives in both regions
+    assert got == [("base/1.0.0", "westeurope"), ("base/1.1.0", "eastus"),
+                   ("base/1.1.0", "westeurope")]
+    assert "it is what `latest` gives there" in findings.iloc[-1]["message"]
+
+
+def test_rep002_a_shallow_version_is_left_to_rep004(run_rule):
+    shallow = azure_fixture("gallery_image_version_shallow")
+    ss = vmss("ss1", image=gallery_ref("base", "1.3.0"), capacity=40)
+    assert run_rule("REP002", *BASE, shallow, ss, autoscale(ss, step=100)).empty
+
+
+def test_rep002_a_missing_replica_count_is_the_api_default_one(run_rule):
+    findings = run_rule("REP002", *BASE, azure_fixture("gallery_image_version_2022_03_03"),
+                        vm("a", image=gallery_ref(), location="northeurope"))
+    assert findings.iloc[0]["message"].startswith(
+        "base/1.0.0 has 1 replica(s) in northeurope, need 3")
 
 
 def test_rep004_triggers_on_shallow_version_in_production(run_rule):
     findings = run_rule("REP004", *BASE, version(replicationMode="Shallow"),
                         vmss("s", image=gallery_ref(), capacity=5))
     assert "Shallow replication and 5 production machine(s)" in findings.iloc[0]["message"]
+
+
+def test_rep004_triggers_on_the_shallow_fixture_whatever_its_replicas(run_rule):
+    shallow = azure_fixture("gallery_image_version_shallow")
+    findings = run_rule("REP004", *BASE, shallow, vm("a", image=gallery_ref("base", "1.3.0")))
+    assert findings.iloc[0]["message"] == (
+        "base/1.3.0 was published with Shallow replication and 1 production machine(s) use it; "
+        "Shallow replication makes no copies and is meant for quick test builds.")
 
 
 @pytest.mark.parametrize("mode,env", [("Full", "production"), ("Shallow", "dev"),
@@ -113,8 +212,36 @@ def test_rep005_triggers_per_region_with_production_machines(run_rule):
 
 def test_rep005_pass_zone_redundant(run_rule):
     assert run_rule("REP005", *BASE,
-                    version(regions=(WE3, ("East US", 3, "Premium_ZRS"))),
+                    version(regions=(WE3, EUS3)),
                     vm("a", image=gallery_ref()), vm("b", image=gallery_ref(), location="eastus")).empty
+
+
+def test_rep005_only_in_regions_with_availability_zones(run_rule):
+    # West Central US has no availability zones: ZRS cannot be had there.
+    lrs = (("West Europe", 3, "Standard_ZRS"), ("West Central US", 3, "Standard_LRS"))
+    machines = [vm("a", image=gallery_ref()), vm("b", image=gallery_ref(), location="westcentralus")]
+    assert run_rule("REP005", *BASE, version(regions=lrs), *machines).empty
+    findings = run_rule("REP005", *BASE, version(regions=lrs), *machines,
+                        params={"zone_regions": ["West Central US"]})
+    assert list(findings["region"]) == ["westcentralus"]
+
+
+def test_rep005_prefer_standard_zrs_strategy_is_zone_redundant(run_rule):
+    # API 2025-03-03: no storage type in the profile or the regions, PreferStandard_ZRS.
+    strategy = azure_fixture("gallery_image_version_2025_03_03_storage_account_strategy")
+    machines = [vm("a", image=gallery_ref("base", "1.2.0")),
+                vm("b", image=gallery_ref("base", "1.2.0"), location="westcentralus")]
+    assert run_rule("REP005", *BASE, strategy, *machines).empty
+    strategy["properties"]["publishingProfile"]["storageAccountStrategy"] = "DefaultStandard_LRS"
+    findings = run_rule("REP005", *BASE, strategy, *machines)
+    assert list(findings["region"]) == ["westeurope"]
+    assert "is stored as (not recorded) in westeurope" in findings.iloc[0]["message"]
+
+
+def test_rep005_premium_has_no_zone_redundant_replica_type(run_rule):
+    findings = run_rule("REP005", *BASE, version(regions=(("West Europe", 3, "Premium_LRS"),)),
+                        vm("a", image=gallery_ref()))
+    assert len(findings) == 1
 
 
 def test_rep006_triggers_on_allow_deletion_and_unblocked_in_use(run_rule):
@@ -123,6 +250,19 @@ def test_rep006_triggers_on_allow_deletion_and_unblocked_in_use(run_rule):
     messages = dict(zip(findings["resource_name"], findings["message"], strict=True))
     assert messages["base/1.0.0"] == "base/1.0.0 allows deletion of replicated locations."
     assert "is in use but does not block deletion" in messages["base/1.1.0"]
+
+
+def test_rep006_block_is_asked_only_before_an_end_of_life(run_rule):
+    unblocked = [protected(version("1.0.0", end_of_life=None), block=False),
+                 protected(version("1.1.0", end_of_life="2026-01-01T00:00:00Z"), block=False),
+                 vm("a", image=gallery_ref("base", "1.0.0")),
+                 vm("b", image=gallery_ref("base", "1.1.0"))]
+    assert run_rule("REP006", *BASE, *unblocked).empty
+    findings = run_rule("REP006", *BASE, *unblocked,
+                        protected(version("1.2.0", end_of_life="2027-06-01T00:00:00Z"), block=False),
+                        vm("c", image=gallery_ref("base", "1.2.0")))
+    assert list(findings["resource_name"]) == ["base/1.2.0"]
+    assert '"end_of_life_date":"2027-06-01' in findings.iloc[0]["evidence"]
 
 
 def test_rep006_pass_protected_or_unused(run_rule):
@@ -169,6 +309,20 @@ def test_rep003_failed_region(rep003):
 def test_rep003_stuck_replicating(rep003):
     findings = rep003(replicated(replica_status("West Europe", "Replicating", 35)))
     assert "still replicating (35% done) more than 6 hours" in findings.iloc[0]["message"]
+
+
+def test_rep003_unknown_past_stuck_hours_is_stuck(rep003):
+    findings = rep003(replicated(replica_status("West Europe", "Unknown", 0),
+                                 replica_status("East US", "Completed")))
+    assert list(findings["region"]) == ["westeurope"]
+    assert findings.iloc[0]["message"] == (
+        "1.0.0 has replication state Unknown more than 6 hours after it was published in "
+        "westeurope.")
+
+
+def test_rep003_recent_unknown_is_not_stuck(rep003):
+    assert rep003(replicated(replica_status("West Europe", "Unknown", 0),
+                             published="2026-11-14T23:00:00Z")).empty
 
 
 def test_rep003_recent_replication_is_not_stuck(rep003):

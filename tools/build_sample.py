@@ -131,7 +131,7 @@ def version_cases(index: int, n: int) -> list[str]:
     cases = []
     if index < CLEAN_DEFINITIONS and n < count - KEEP_VERSIONS and (index, n) != (0, 0):
         cases.append("RET001")  # old, unused, beyond the newest five; 1.0.0 of 0 is retained
-    cases += {(1, count - 1): ["REP004"], (0, count - 1): ["REP002"],
+    cases += {(1, count - 1): ["REP004"], (3, count - 1): ["REP002"],
               (2, count - 1): ["REP005"], (4, count - 1): ["REP006"], (3, 0): ["REP006"],
               (SQL_MIGRATED, 0): ["STL005"], (2, count - 2): ["REP003"]}.get((index, n), [])
     return cases
@@ -429,7 +429,9 @@ def machines() -> list[dict]:
                                marketplace("ubuntu", "latest"), 6)),
         vmss("vmss-sql", "data", "rg-sql", "northeurope", marketplace("windows"), 2),
         vmss("vmss-empty", "platform", "rg-services", "westeurope", gallery_version_ref(0, 7), 0),
-        # 90 instances need 5 replicas in westeurope; 1.7.0 has 3 (REP002 on the version).
+        # 90 steady instances, no autoscale: nothing created at once, so the 3 replicas of
+        # 1.7.0 in westeurope are enough (REP002 is on app-web-ubuntu/1.7.0, scaled out by
+        # vmss-web-prod's autoscale setting).
         vmss("vmss-render-farm", "apps", "rg-render", "westeurope", gallery_version_ref(0, 7), 90),
     ]
     return out
@@ -456,6 +458,45 @@ def os_disks(machine_list: list[dict]) -> list[dict]:
     return out
 
 
+def autoscale_settings() -> list[dict]:
+    """vmss-web-prod scales out by 68 VMs at once when its trading-hours profile starts (its
+    minimum rises from 12 to 80): REP002 asks for 4 replicas there. vmss-render-farm (90
+    steady instances, no autoscale) creates nothing at once and is not asked for more.
+    Shape: Microsoft.Insights/autoscaleSettings GET (capacity and values are strings)."""
+    target = f"/subscriptions/{SUBS['apps']}/resourceGroups/rg-web/providers/" \
+             "Microsoft.Compute/virtualMachineScaleSets/vmss-web-prod"
+
+    def rule(direction, kind, value, threshold, operator, cooldown):
+        return {"metricTrigger": {
+                    "metricName": "Percentage CPU",
+                    "metricNamespace": "microsoft.compute/virtualmachinescalesets",
+                    "metricResourceUri": target, "timeGrain": "PT1M", "statistic": "Average",
+                    "timeWindow": "PT10M", "timeAggregation": "Average", "operator": operator,
+                    "threshold": threshold, "dimensions": [], "dividePerInstance": False},
+                "scaleAction": {"direction": direction, "type": kind, "value": value,
+                                "cooldown": cooldown}}
+
+    scale_in = rule("Decrease", "ChangeCount", "2", 25, "LessThan", "PT10M")
+    return [{
+        "id": f"/subscriptions/{SUBS['apps']}/resourceGroups/rg-web/providers/"
+              "microsoft.insights/autoscalesettings/vmss-web-prod-autoscale",
+        "name": "vmss-web-prod-autoscale", "type": "microsoft.insights/autoscalesettings",
+        "location": "westeurope", "subscriptionId": SUBS["apps"], "resourceGroup": "rg-web",
+        "tags": {"sample-case": "REP002"},
+        "properties": {"enabled": True, "targetResourceUri": target, "profiles": [
+            {"name": "default", "capacity": {"minimum": "12", "maximum": "120", "default": "12"},
+             "rules": [rule("Increase", "ChangeCount", "10", 70, "GreaterThan", "PT5M"),
+                       scale_in]},
+            {"name": "trading-hours",
+             "capacity": {"minimum": "80", "maximum": "120", "default": "80"},
+             "rules": [rule("Increase", "PercentChangeCount", "20", 70, "GreaterThan", "PT5M"),
+                       scale_in],
+             "recurrence": {"frequency": "Week", "schedule": {
+                 "timeZone": "W. Europe Standard Time",
+                 "days": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"],
+                 "hours": [8], "minutes": [0]}}}]}}]
+
+
 # The subscriptions the collector tried: one it could not read (COV001).
 SCOPE = [{"subscription_id": sub, "display_name": f"Northwind {name}", "status": "ok",
           "detail": ""} for name, sub in SUBS.items()] + [
@@ -465,10 +506,12 @@ SCOPE = [{"subscription_id": sub, "display_name": f"Northwind {name}", "status":
 
 
 def others() -> list[dict]:
-    """Resources of other types, as a broad `az graph query` export would contain."""
+    """Resources of other types, as a broad `az graph query` export would contain (and the
+    autoscale settings the collector reads)."""
     return [{"id": f"/subscriptions/{SUBS['apps']}/resourceGroups/rg-web/providers/"
                    "Microsoft.Storage/storageAccounts/nwwebdiag", "name": "nwwebdiag",
-             "type": "microsoft.storage/storageaccounts", "location": "westeurope"}]
+             "type": "microsoft.storage/storageaccounts", "location": "westeurope"},
+            *autoscale_settings()]
 
 
 # --- retention: versions nobody in the snapshot uses, that still must not be deleted ----------

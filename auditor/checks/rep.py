@@ -3,13 +3,19 @@ judged against where the machines that use it run (`estate.usage`)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+from importlib.resources import files as resources_files
+
 import numpy as np
 import pandas as pd
+import yaml
 
 from auditor.checks.tag import resources
 from auditor.estate import lookup, lowered, version_label
 
-ZONE_REDUNDANT = {"standard_zrs", "premium_zrs"}
+# Gallery replicas are stored as Standard_LRS, Standard_ZRS or Premium_LRS (PremiumV2_LRS
+# for additional replica sets): Standard_ZRS is the zone-redundant one.
+ZONE_REDUNDANT = {"standard_zrs"}
 
 
 def _versions(estate) -> pd.DataFrame:
@@ -33,47 +39,177 @@ def version_not_replicated_where_used(estate, params) -> pd.DataFrame:
 
 
 def too_few_replicas(estate, params) -> pd.DataFrame:
-    """One row per version and target region with fewer replicas than the sizing guidance:
-    at least `min_replicas`, one per `machines_per_replica` machines there, at most 50."""
-    usage = estate.known_usage
-    machines = usage.groupby(["version_id", "region"], as_index=False)["capacity"].sum() \
-        .rename(columns={"capacity": "machines"})
-    judged = pd.Index(usage["version_id"].unique()).union(
-        estate.latest_by_definition_region["version_id"].unique())
-    regions = estate.version_regions
-    regions = regions[regions["version_id"].isin(judged)]
-    rows = regions.merge(machines, how="left", on=["version_id", "region"])
-    rows["machines"] = rows["machines"].fillna(0).astype("int64")
+    """One row per (version, region) that machines use or that `latest` gives there, with
+    fewer replicas than the concurrent creations it serves call for (see REP002's text)."""
+    pairs = _judged_pairs(estate)
+    if pairs.empty:
+        return _no_rows(estate)
+    load = _creations(estate, params)
+    rows = pairs.merge(load, how="left", on=["version_id", "region"])
+    for column in ["machines", "creations", "scale_sets"]:
+        rows[column] = rows[column].fillna(0).astype("int64")
+    rows["estimate"] = rows["estimate"].fillna("no scale-out expected")
     per_replica = max(int(params["machines_per_replica"]), 1)
-    minimum = int(params["min_replicas"])
-    by_load = -(-rows["machines"] // per_replica)
-    rows["need"] = np.minimum(np.maximum(by_load, minimum), 50).astype("int64")
-    rows["have"] = rows["regional_replica_count"].fillna(0).astype("int64")
+    production = _production_pairs(estate, rows, params["production_values"])
+    minimum = np.where(production, int(params["min_replicas"]), 1)
+    by_load = -(-rows["creations"] // per_replica)
+    need = np.maximum(np.maximum(by_load, rows["scale_sets"]), minimum)
+    need = np.minimum(need, int(params["max_replicas_per_region"]))
+    rows["have"] = rows["regional_replica_count"].fillna(1).astype("int64")  # API default 1
+    others = rows["version_id"].map(
+        estate.version_regions.assign(n=estate.version_regions["regional_replica_count"]
+                                      .fillna(1)).groupby("version_id")["n"].sum()) - rows["have"]
+    rows["need"] = np.minimum(need, np.maximum(VERSION_REPLICA_LIMIT - others, rows["have"])) \
+        .astype("int64")
+    rows["production"] = production
     rows = rows[rows["have"] < rows["need"]]
-    used = rows["version_id"].isin(usage["version_id"].dropna().unique())
-    rows["why"] = (rows["machines"].astype(str) + " machines use it there (one per "
-                   + str(per_replica) + ") and the minimum is " + str(minimum)
-                   + np.where(used, "", "; it is what `latest` resolves to"))
+    if rows.empty:
+        return _no_rows(estate)
+    load_text = np.where(rows["creations"] > 0, "; one replica per " + str(per_replica)
+                         + " VMs created at once", "")
+    sets_text = np.where(rows["scale_sets"] > 0, "; one per scale set scaling out ("
+                         + rows["scale_sets"].astype(str) + ")", "")
+    floor_text = np.where(rows["production"], "; production image: at least "
+                          + str(int(params["min_replicas"])), "")
+    latest_text = np.where(rows["machines"] == 0, "; it is what `latest` gives there", "")
+    rows["why"] = rows["estimate"] + load_text + sets_text + floor_text + latest_text
     out = rows.merge(_versions(estate), left_on="version_id", right_on="id")
+    # What the fix costs in storage: each added replica is a snapshot of the whole version.
+    versions = estate.image_versions.drop_duplicates("id").set_index("id")
+    size = lookup(out["version_id"], versions["os_disk_size_gb"]).astype(float) \
+        + lookup(out["version_id"], versions["data_disk_size_gb"]).astype(float).fillna(0.0)
+    out["added_gb"] = (out["need"] - out["have"]) * size
     return out[["id", "arm_id", "name", "subscription_id", "resource_group", "location",
-                "region", "have", "need", "machines", "why", "storage_account_type"]]
+                "region", "have", "need", "machines", "creations", "estimate", "why",
+                "storage_account_type", "added_gb"]]
+
+
+VERSION_REPLICA_LIMIT = 100  # Azure's limit of replicas per image version
+
+
+def _no_rows(estate) -> pd.DataFrame:
+    return _versions(estate).iloc[0:0].assign(region=None, have=0, need=0, why="")
+
+
+def _pairs_used(usage: pd.DataFrame) -> pd.DataFrame:
+    """(version_id, region, machines) per distinct pair, grouped on the categorical codes
+    (a million machines use a few thousand pairs), keys as plain text."""
+    pairs = usage.groupby(["version_id", "region"], observed=True, as_index=False).agg(
+        machines=("capacity", "sum"))
+    return pairs.astype({"version_id": object, "region": object})
+
+
+def _judged_pairs(estate) -> pd.DataFrame:
+    """Target regions of Full-replicated versions where machines use the version or where
+    it is what `latest` gives: a DR-only region or an old unused version is not judged.
+    A Shallow version makes no copies to count; REP004 judges it."""
+    used = _pairs_used(estate.known_usage)[["version_id", "region"]]
+    latest = estate.latest_by_definition_region[["version_id", "region"]]
+    pairs = pd.concat([used, latest], ignore_index=True).drop_duplicates()
+    versions = estate.image_versions
+    shallow = versions.loc[lowered(versions["replication_mode"]) == "shallow", "id"]
+    pairs = pairs[~pairs["version_id"].isin(shallow)]
+    return estate.version_regions.merge(pairs, on=["version_id", "region"])
+
+
+def _creations(estate, params) -> pd.DataFrame:
+    """Per (version, region): machines there, VMs created at once and scale sets scaling
+    out, with the estimate worded. Autoscale gives a scale set's largest single scale-out
+    step; a configured peak (`peak_concurrent_creations`) is used where it is larger. A
+    steady scale set creates nothing at once, whatever its size."""
+    usage = estate.known_usage
+    load = _pairs_used(usage)
+    sets = usage[(usage["kind"] == "vmss").to_numpy(dtype=bool)]
+    settings = estate.tables.get("autoscale_settings")
+    if settings is not None and not settings.empty and len(sets):
+        enabled = settings[settings["enabled"].fillna(False).astype(bool)]
+        steps = enabled.groupby("target_id")["max_scale_out_step"].max()
+        step = pd.to_numeric(lookup(sets["machine_id"].astype(object), steps),
+                             errors="coerce").fillna(0).astype("int64")
+    else:
+        step = pd.Series(0, index=sets.index, dtype="int64")
+    scaling = pd.DataFrame({"version_id": sets["version_id"].astype(object),
+                            "region": sets["region"].astype(object),
+                            "name": sets["name"].astype(object), "step": step})
+    scaling = scaling[scaling["step"] > 0].sort_values("step", ascending=False, kind="stable")
+    grouped = scaling.groupby(["version_id", "region"], sort=False)
+    by_pair = pd.DataFrame({"creations": grouped["step"].sum(),
+                            "scale_sets": grouped.size(),
+                            "top_step": grouped["step"].first(),
+                            "top_name": grouped["name"].first()}).reset_index()
+    load = load.merge(by_pair, how="left", on=["version_id", "region"])
+    load["creations"] = load["creations"].fillna(0).astype("int64")
+    load["scale_sets"] = load["scale_sets"].fillna(0).astype("int64")
+    estimate = pd.Series(np.where(
+        load["creations"] > 0,
+        "autoscale: up to " + load["creations"].astype(str) + " VMs created at once (largest "
+        "scale-out step: " + load["top_step"].fillna(0).astype("int64").astype(str) + " in "
+        + load["top_name"].astype(str) + ")",
+        "no autoscale setting scales it out (" + load["machines"].astype(str)
+        + " machine(s) run it there; running machines are not creations)"), index=load.index)
+    peak = int(params["peak_concurrent_creations"])
+    if peak > 0:
+        larger = load["creations"] < peak
+        load["creations"] = np.maximum(load["creations"], peak)
+        estimate = estimate.where(~larger, "configured peak: " + str(peak)
+                                  + " VMs created at once (peak_concurrent_creations)")
+    load["estimate"] = estimate
+    return load.drop(columns=["top_step", "top_name"])
+
+
+def _production_pairs(estate, rows: pd.DataFrame, values) -> np.ndarray:
+    """A production image: the version, its definition or its gallery carries a production
+    environment tag, or a production machine uses it in that region."""
+    ids = rows["version_id"].astype(object)
+    definition = ids.str.replace(r"/versions/[^/]+$", "", regex=True)
+    gallery = definition.str.replace(r"/images/[^/]+$", "", regex=True)
+    tagged = np.zeros(len(rows), dtype=bool)
+    for column in (ids, definition, gallery):
+        tagged |= estate.is_production(rows, values, ids=column).to_numpy(dtype=bool) \
+            & estate.tag(rows, "environment", ids=column).notna().to_numpy(dtype=bool)
+    usage = estate.known_usage
+    production = estate.is_production("machines", values)
+    served = _pairs_used(usage[production.reindex(usage.index).fillna(False).astype(bool)])
+    served = pd.MultiIndex.from_frame(served[["version_id", "region"]])
+    key = pd.MultiIndex.from_arrays([ids, rows["region"].astype(object)])
+    return tagged | key.isin(served)
 
 
 def replicas_not_zone_redundant(estate, params) -> pd.DataFrame:
-    """One row per version and region where a production machine uses it from replicas
-    that are not zone-redundant."""
+    """One row per version and region with availability zones where a production machine
+    uses it from replicas that are not zone-redundant. A version published with
+    `storageAccountStrategy: PreferStandard_ZRS` (API 2025-03-03) and no storage type of its
+    own in the region is stored as Standard_ZRS there."""
     usage = estate.known_usage
     production = estate.is_production("machines", params["production_values"])
     usage = usage[production.reindex(usage.index).fillna(False).astype(bool)]
-    used = usage.groupby(["version_id", "region"], as_index=False).agg(
+    used = usage.groupby(["version_id", "region"], as_index=False, observed=True).agg(
         production_machines=("capacity", "sum"))
+    used["version_id"] = used["version_id"].astype(object)
+    used["region"] = used["region"].astype(object)
     rows = used.merge(estate.version_regions, on=["version_id", "region"])
+    rows = rows[rows["region"].isin(zone_regions(params))]
+    strategy = lookup(rows["version_id"], estate.image_versions.drop_duplicates("id")
+                      .set_index("id")["storage_account_strategy"])
     storage = lowered(rows["storage_account_type"])
-    rows = rows[~storage.isin(ZONE_REDUNDANT)]
+    by_strategy = storage.eq("") & lowered(strategy).eq("preferstandard_zrs")
+    rows = rows[~storage.isin(ZONE_REDUNDANT) & ~by_strategy]
     out = rows.merge(_versions(estate), left_on="version_id", right_on="id")
-    out["storage_account_type"] = out["storage_account_type"].fillna("(unknown)")
+    out["storage_account_type"] = out["storage_account_type"].fillna("(not recorded)")
     return out[["id", "arm_id", "name", "subscription_id", "resource_group", "location",
                 "region", "storage_account_type", "production_machines"]]
+
+
+def zone_regions(params) -> set[str]:
+    """Regions with availability zones: the shipped list plus the rule's `zone_regions`."""
+    extra = {str(r).replace(" ", "").lower() for r in params.get("zone_regions") or []}
+    return _shipped_zone_regions() | extra
+
+
+@lru_cache(maxsize=1)
+def _shipped_zone_regions() -> frozenset[str]:
+    text = resources_files("auditor.data").joinpath("zone_regions.yaml").read_text("utf-8")
+    return frozenset(str(r).lower() for r in yaml.safe_load(text)["regions"])
 
 
 def shallow_replication_in_production(estate, params) -> pd.DataFrame:
@@ -94,7 +230,11 @@ def deletion_not_protected(estate, params) -> pd.DataFrame:
     versions = estate.image_versions
     allows = versions["allow_deletion_of_replicated_locations"].fillna(False).astype(bool)
     in_use = versions["id"].isin(estate.used_version_ids)
-    unblocked = in_use & ~versions["block_deletion_before_end_of_life"].fillna(False).astype(bool)
+    # The block holds only until the end-of-life date: without one (STL005) or past it,
+    # setting it protects nothing.
+    before_end = (versions["end_of_life_date"] > estate.as_of).fillna(False).astype(bool)
+    unblocked = in_use & before_end \
+        & ~versions["block_deletion_before_end_of_life"].fillna(False).astype(bool)
     problem = pd.Series(np.select(
         [allows & unblocked, allows, unblocked],
         ["allows deletion of replicated locations and, though in use, does not block deletion "
@@ -103,14 +243,15 @@ def deletion_not_protected(estate, params) -> pd.DataFrame:
          "is in use but does not block deletion before its end of life"], default=""),
         index=versions.index)
     flagged = versions.loc[problem != "", ["id", "allow_deletion_of_replicated_locations",
-                                           "block_deletion_before_end_of_life"]]
+                                           "block_deletion_before_end_of_life",
+                                           "end_of_life_date"]]
     flagged = flagged.assign(problem=problem[problem != ""], in_use=in_use[problem != ""])
     return _versions(estate).merge(flagged, on="id")
 
 
 def replication_failed_or_stuck(estate, params) -> pd.DataFrame:
-    """One row per version and region whose replication failed, or is still replicating
-    `stuck_hours` after the version was published."""
+    """One row per version and region whose replication failed, or is still replicating or
+    reports state Unknown `stuck_hours` after the version was published."""
     versions = estate.tables["image_versions"]
     replication = estate.tables.get("version_replication")
     if replication is None or replication.empty or versions.empty:
@@ -119,18 +260,16 @@ def replication_failed_or_stuck(estate, params) -> pd.DataFrame:
     state = rows["state"].astype("string").str.lower()
     deadline = rows["published_date"] + pd.Timedelta(hours=float(params["stuck_hours"]))
     failed = state.eq("failed").fillna(False)
-    stuck = (state.eq("replicating") & (deadline < estate.as_of)).fillna(False)
+    # `Unknown` that lasts is no better than a copy that never ends.
+    late = (deadline < estate.as_of).fillna(False)
+    stuck = (state.isin(["replicating", "unknown"]).fillna(False) & late)
     rows = rows[failed | stuck].copy()
     progress = rows["progress"].astype("string").fillna("?")
-    rows["problem"] = np.where(
-        rows["state"].str.lower() == "failed",
-        "failed to replicate",
-        "is still replicating ("
-        + progress
-        + "% done) more than "
-        + str(params["stuck_hours"])
-        + " hours after it was published",
-    )
+    hours = " more than " + str(params["stuck_hours"]) + " hours after it was published"
+    rows["problem"] = np.select(
+        [rows["state"].str.lower() == "failed", rows["state"].str.lower() == "unknown"],
+        ["failed to replicate", "has replication state Unknown" + hours],
+        "is still replicating (" + progress + "% done)" + hours)
     return rows.drop(columns=["version_id"])
 
 

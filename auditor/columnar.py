@@ -520,8 +520,9 @@ def _versions(raw, common, rtypes, data):
     semver = pc.extract_regex(common["name"], _SEMVER)
     _require(not semver.null_count)  # the reference names a version without one
     replica_count = raw(publishing + "replicaCount")
-    storage_type = pc.coalesce(_true(raw(publishing + "storageAccountType")),
-                               pa.scalar(DEFAULT_STORAGE_TYPE))
+    by_zone = pc.equal(_lower_id(raw(publishing + "storageAccountStrategy")), "preferstandard_zrs")
+    storage_type = pc.coalesce(_true(raw(publishing + "storageAccountType")), pc.if_else(
+        pc.fill_null(by_zone, False), pa.scalar(None, S), pa.scalar(DEFAULT_STORAGE_TYPE)))
     targets = raw(publishing + "targetRegions")
     # API 2018-06-01 (preview): `regions`, region names only, where targetRegions is absent.
     named = pc.indices_nonzero(pc.is_null(targets))

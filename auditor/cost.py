@@ -80,6 +80,11 @@ def _replica_lines(estate: Estate) -> pd.DataFrame:
         note = note + np.where(lines["extended_location"].notna(),
                                "; Edge Zone " + lines["extended_location"].astype(str), "")
     storage = lines["storage_account_type"].astype("object")
+    # No type recorded: PreferStandard_ZRS (API 2025-03-03) stores ZRS where the region has zones.
+    unrecorded = storage.isna().to_numpy(dtype=bool) & ~shallow
+    note = note + np.where(unrecorded, "; no storage type recorded (storageAccountStrategy "
+                           "PreferStandard_ZRS): priced as Standard_ZRS", "")
+    storage = storage.where(~unrecorded, "Standard_ZRS")
     price_as = storage.where(~lowered(storage).eq("premiumv2_lrs"), "Premium_LRS")
     note = note + np.where(
         lowered(storage).eq("premiumv2_lrs") & ~shallow,

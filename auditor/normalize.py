@@ -600,7 +600,11 @@ class _Normalizer:
                        f"got {_show(common['name'])}")
         replica_count = read(publishing.get("replicaCount"), _int,
                              "properties.publishingProfile.replicaCount")
-        storage_type = _str(publishing.get("storageAccountType")) or DEFAULT_STORAGE_TYPE
+        # Absent, the API's default is Standard_LRS; with the strategy PreferStandard_ZRS (API
+        # 2025-03-03) each region gets ZRS where it has zones, so it stays unset here.
+        storage_type = _str(publishing.get("storageAccountType")) or (
+            None if _lower(publishing.get("storageAccountStrategy")) == "preferstandard_zrs"
+            else DEFAULT_STORAGE_TYPE)
         # `sizedInGB`: the spelling of API 2018-06-01's preview.
         data_sizes = [_float(_obj(d).get("sizeInGB")) if _obj(d).get("sizeInGB") is not None
                       else _float(_obj(d).get("sizedInGB"))

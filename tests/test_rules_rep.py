@@ -235,7 +235,7 @@ def test_rep005_prefer_standard_zrs_strategy_is_zone_redundant(run_rule):
     strategy["properties"]["publishingProfile"]["storageAccountStrategy"] = "DefaultStandard_LRS"
     findings = run_rule("REP005", *BASE, strategy, *machines)
     assert list(findings["region"]) == ["westeurope"]
-    assert "is stored as (not recorded) in westeurope" in findings.iloc[0]["message"]
+    assert "is stored as Standard_LRS in westeurope" in findings.iloc[0]["message"]
 
 
 def test_rep005_premium_has_no_zone_redundant_replica_type(run_rule):

@@ -27,19 +27,6 @@ def test_round_trip_keeps_tables_and_hashes(written):
     assert manifest["collected_at"].startswith("2026-11-15")
 
 
-def test_a_snapshot_written_before_the_autoscale_and_replica_set_tables_reads_them_empty(written):
-    manifest_path = written / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    for name in ("autoscale_settings", "version_replica_sets"):
-        del manifest["tables"][name]
-        (written / f"{name}.parquet").unlink()
-    manifest_path.write_text(json.dumps(manifest))
-    loaded = Snapshot.read(written)
-    assert loaded.tables["autoscale_settings"].empty
-    assert "max_scale_out_step" in loaded.tables["autoscale_settings"].columns
-    assert loaded.tables["version_replica_sets"].empty
-
-
 def test_same_estate_same_hashes():
     first = snapshot_of(*compliant_estate_resources())
     second = snapshot_of(*reversed(compliant_estate_resources()))

@@ -557,9 +557,8 @@ def retention_cases() -> list[dict]:
             targets = [{"name": REGION_NAMES[r], "regionalReplicaCount": 3 if n == 5 else 1,
                         "storageAccountType": st, "excludeFromLatest": False} for r, st in TARGETS]
             state = "Succeeded"
-            if image == "ubuntu-24-base" and n == 0:  # a region being added: replication runs
-                targets.append({"name": "Sweden Central", "regionalReplicaCount": 1,
-                                "storageAccountType": "Standard_ZRS", "excludeFromLatest": False})
+            if image == "ubuntu-24-base" and n == 0:  # replicas being added: replication runs
+                targets[0]["regionalReplicaCount"] = 2
                 state = "Updating"
             out.append({
                 "id": f"{definition_id}/versions/1.{n}.0", "name": f"1.{n}.0",

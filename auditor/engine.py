@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
-from auditor.errors import AuditError
+from auditor.errors import AuditError, shown, shown_text
 from auditor.estate import Estate, arrow_strings, distinct, take_rows
 from auditor.normalize import TABLE_SCHEMAS
 
@@ -341,21 +341,102 @@ def _parse_rule(entry, file: str, index: int) -> Rule:
                 per_region=bool(entry.get("per_region", False)), file=file)
 
 
-def load_yaml(path: Path, loader: type = yaml.SafeLoader):
+# A config, exemptions or rule file is small and shallow. These bounds refuse a hostile one
+# (an alias bomb: 455 bytes that expand to a billion nodes; a list nested ten thousand deep)
+# while it is parsed, before anything walks, copies or prints the values.
+YAML_MAX_BYTES = 64 * 2**20
+YAML_MAX_DEPTH = 64
+YAML_MAX_ALIAS_NODES = 10_000
+
+
+class _YamlLimit(yaml.YAMLError):
+    def __init__(self, problem: str, mark):
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses nesting deeper than YAML_MAX_DEPTH, an alias to a node that
+    contains it, and aliases that together stand for more than YAML_MAX_ALIAS_NODES nodes.
+    Mapping keys must be text (a key of `yes` or `1` would silently become true or 1)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth, self._alias_nodes = 0, 0
+        self._open_anchors: set[str] = set()
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open_anchors:
+                raise _YamlLimit(f"alias *{event.anchor} refers to a node that contains it",
+                                 event.start_mark)
+            node = super().compose_node(parent, index)
+            self._alias_nodes += self._size(node)
+            if self._alias_nodes > YAML_MAX_ALIAS_NODES:
+                raise _YamlLimit(f"aliases expand to more than {YAML_MAX_ALIAS_NODES:,} nodes "
+                                 "(refused: an alias bomb?)", event.start_mark)
+            return node
+        self._depth += 1
+        if self._depth > YAML_MAX_DEPTH:
+            raise _YamlLimit(f"nested deeper than {YAML_MAX_DEPTH} levels", event.start_mark)
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open_anchors.discard(anchor)
+
+    def _size(self, node) -> int:
+        """Nodes `node` stands for, aliases expanded (depth is bounded, so recursion is)."""
+        size = self._sizes.get(id(node))
+        if size is None:
+            if isinstance(node, yaml.MappingNode):
+                size = 1 + sum(self._size(k) + self._size(v) for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                size = 1 + sum(self._size(item) for item in node.value)
+            else:
+                size = 1
+            self._sizes[id(node)] = size
+        return size
+
+    def construct_mapping(self, node, deep=False):
+        mapping = super().construct_mapping(node, deep=deep)
+        for key in mapping:
+            if not isinstance(key, str):
+                raise _YamlLimit(f"key {shown(key)} must be text (quote it)", node.start_mark)
+        return mapping
+
+
+def load_yaml(path: Path, loader: type = BoundedLoader):
+    """One YAML document, or a one-line AuditError naming the file (and line) that says why."""
+    if not issubclass(loader, BoundedLoader):
+        raise TypeError("YAML is read with BoundedLoader or a subclass of it")
     try:
+        if Path(path).stat().st_size > YAML_MAX_BYTES:
+            raise AuditError(f"{path}: larger than {YAML_MAX_BYTES // 2**20} MiB; refused")
         with open(path, encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=loader)  # SafeLoader or a subclass of it
+            return yaml.load(handle, Loader=loader)  # a SafeLoader, bounded
     except FileNotFoundError:
         raise AuditError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise AuditError(f"{path}: invalid YAML{at}: {problem}") from None
+        raise AuditError(f"{path}: invalid YAML{at}: {_one_line(problem)}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise AuditError(f"{path}: cannot read ({exc})") from None
-    except ValueError as exc:  # a value YAML recognises but cannot build, like 2027-02-30
-        raise AuditError(f"{path}: invalid YAML value: {exc}") from None
+        raise AuditError(f"{path}: cannot read ({_one_line(str(exc))})") from None
+    except (ValueError, OverflowError) as exc:  # a value YAML cannot build, like 2027-02-30
+        raise AuditError(f"{path}: invalid YAML value: {_one_line(str(exc))}") from None
+    except RecursionError:
+        raise AuditError(f"{path}: invalid YAML: nested too deeply") from None
+
+
+def _one_line(text: str) -> str:
+    return shown_text(" ".join(str(text).split()), 200)
 
 
 def load_rules(directory: Path | None = None) -> list[Rule]:
@@ -463,8 +544,8 @@ def render(template: str, frame: pd.DataFrame, params: dict) -> pd.Series:
             elif column.dtype != object or pd.api.types.infer_dtype(column) == "string":
                 # Shown once per distinct value (categories, dates, numbers repeat).
                 codes, uniques = pd.factorize(column)
-                shown = np.array([_display(v) for v in uniques] + ["(none)"], dtype=object)
-                text = pd.Series(shown[codes], index=frame.index)
+                display = np.array([_display(v) for v in uniques] + ["(none)"], dtype=object)
+                text = pd.Series(display[codes], index=frame.index)
             else:
                 text = column.astype("object").map(_display).astype(str)
         elif name in params:

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
-from auditor.engine import Rule, evaluate, load_yaml, sort_findings
+from auditor.engine import BoundedLoader, Rule, evaluate, load_yaml, sort_findings
 from auditor.errors import AuditError
 from auditor.estate import Estate
 
@@ -65,7 +65,7 @@ def _date(value, at: str) -> dt.date:
         raise AuditError(f"{at}: 'expires' must be a date (YYYY-MM-DD), not {value!r}") from None
 
 
-class _DatesAsText(yaml.SafeLoader):
+class _DatesAsText(BoundedLoader):
     """Leave `expires: 2027-02-30` as text, so a bad date is reported with its entry."""
 
 
@@ -151,11 +151,75 @@ def _full_match(keys: pa.Array, regexes: list[str]) -> np.ndarray:
     return pc.match_substring_regex(keys, pattern).to_numpy(zero_copy_only=False)
 
 
+# One RE2 pattern holds a few thousand globs ("pattern too large" beyond): globs without a
+# literal prefix are screened in chunks of this many.
+GLOB_CHUNK = 256
+
+
+def _literal_prefix(glob: str) -> str:
+    """The glob's text before its first wildcard: every id it matches starts with it."""
+    cut = re.search(GLOB_CHARS, glob)
+    return glob[:cut.start()] if cut else glob
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The smallest text above every text that starts with `prefix` (None: no such text)."""
+    stem = prefix.rstrip(chr(0x10FFFF))
+    return stem[:-1] + chr(ord(stem[-1]) + 1) if stem else None
+
+
+def _glob_pairs(keys: pd.Series, finding: np.ndarray, globs: pd.DataFrame) -> list[pd.DataFrame]:
+    """(entry, finding) pairs of one rule's globs over that rule's lower-cased ids. The ids
+    are sorted once; each glob's literal prefix (`/subscriptions/x/resourcegroups/rg/*`)
+    bounds the ids it can match to one range found by binary search, all globs at once.
+    A glob that is its prefix and a final `*` takes the range whole; others run their regex
+    over the range only. Globs without a prefix (`*/vm-a`) are screened in chunks of
+    GLOB_CHUNK by one combined regex, then run over the ids their chunk matched."""
+    order = np.argsort(keys.to_numpy(dtype=object), kind="stable")
+    ids = keys.to_numpy(dtype=object)[order]
+    texts = pa.array(ids, pa.string())
+    finding = finding[order]
+    prefixes = globs["glob"].map(_literal_prefix)
+    anchored = (prefixes != "").to_numpy()
+    entry_of: list[np.ndarray] = []
+    hits: list[np.ndarray] = []
+
+    lo = np.searchsorted(ids, prefixes[anchored].to_numpy(dtype=object), side="left")
+    ends = prefixes[anchored].map(_prefix_end)
+    hi = np.searchsorted(ids, ends.fillna("").to_numpy(dtype=object), side="left")
+    hi[ends.isna().to_numpy()] = len(ids)
+    ranged = globs.loc[anchored].assign(prefix=prefixes[anchored], start=lo, stop=hi)
+    for entry, glob, regex, prefix, start, stop in ranged[
+            ["entry", "glob", "regex", "prefix", "start", "stop"]].itertuples(index=False):
+        if start == stop:
+            continue
+        if glob == prefix + "*":
+            hit = finding[start:stop]
+        else:
+            hit = finding[start:stop][_full_match(texts[start:stop], [regex])]
+        entry_of.append(np.full(len(hit), entry))
+        hits.append(hit)
+
+    loose = globs.loc[~anchored]
+    for chunk in range(0, len(loose), GLOB_CHUNK):
+        part = loose.iloc[chunk:chunk + GLOB_CHUNK]
+        candidates = np.flatnonzero(_full_match(texts, list(part["regex"])))
+        if not len(candidates):
+            continue
+        subset = texts.take(pa.array(candidates))
+        for entry, regex in zip(part["entry"], part["regex"], strict=True):
+            hit = finding[candidates[_full_match(subset, [regex])]]
+            entry_of.append(np.full(len(hit), entry))
+            hits.append(hit)
+    if not hits:
+        return []
+    return [pd.DataFrame({"entry": np.concatenate(entry_of), "finding": np.concatenate(hits)})]
+
+
 def _matches(findings: pd.DataFrame, entries: pd.DataFrame) -> pd.DataFrame:
     """(entry, finding) pairs where the entry's rule and resource id or glob match, ignoring
-    case. Exact ids join in one merge. Globs run as Arrow (RE2) regexes, no Python per
-    finding: one pass of all a rule's globs finds the candidates, then each glob runs over
-    those only (usually few)."""
+    case. Exact ids join in one merge; globs run as Arrow (RE2) regexes over ranges of
+    sorted ids (see `_glob_pairs`), never Python per finding."""
     keys = pd.DataFrame({"rule": findings["rule_id"],
                          "key": findings["resource_id"].astype(str).str.lower(),
                          "finding": findings.index})
@@ -163,15 +227,12 @@ def _matches(findings: pd.DataFrame, entries: pd.DataFrame) -> pd.DataFrame:
     is_glob = pattern.str.contains(GLOB_CHARS, regex=True).astype(bool)
     exact = entries.loc[~is_glob, ["entry", "rule"]].assign(key=pattern[~is_glob])
     pairs = [exact.merge(keys, on=["rule", "key"])[["entry", "finding"]]]
-    globs = entries.loc[is_glob, ["entry", "rule"]].assign(regex=pattern[is_glob].map(_glob_regex))
+    globs = entries.loc[is_glob, ["entry", "rule"]].assign(
+        glob=pattern[is_glob], regex=pattern[is_glob].map(_glob_regex))
     for rule, rule_globs in globs.groupby("rule", sort=False):
         candidates = keys[keys["rule"] == rule]
-        candidates = candidates[_full_match(pa.array(candidates["key"], pa.string()),
-                                            list(rule_globs["regex"]))]
-        texts = pa.array(candidates["key"], pa.string())
-        for entry, regex in zip(rule_globs["entry"], rule_globs["regex"], strict=True):
-            hit = candidates["finding"][_full_match(texts, [regex])]
-            pairs.append(pd.DataFrame({"entry": entry, "finding": hit}))
+        if not candidates.empty:
+            pairs += _glob_pairs(candidates["key"], candidates["finding"].to_numpy(), rule_globs)
     return pd.concat(pairs, ignore_index=True).astype({"entry": int, "finding": int})
 
 

@@ -8,6 +8,7 @@ import json
 import random
 import textwrap
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -255,3 +256,47 @@ def test_cli_bad_exemptions_file_is_exit_2_before_any_output(tmp_path, snapshot,
     assert printed.err == (f"image-audit: error: {path}: entry 1 (PIN001): missing required "
                            "field 'approved_by'\n")
     assert not (tmp_path / "out").exists()
+
+
+# --- many globs and hostile files ---------------------------------------------------------------
+
+def test_ten_thousand_globs_for_one_rule_match_like_fnmatch(tmp_path):
+    """Far past the ~4,000 globs one combined RE2 pattern holds ("pattern too large"), with
+    ids long enough to fill it; the pairs must be exactly fnmatch's."""
+    from auditor.exemptions import _matches
+
+    rng = random.Random(3)
+    long = "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/rg-{}/providers/" \
+           "microsoft.compute/virtualmachines/vm-{}"
+    ids = [long.format(rng.randrange(50), i) for i in range(400)]
+    globs = []
+    for i in range(10_000):
+        base = ids[rng.randrange(len(ids))]
+        cut = rng.randrange(len(base) // 2, len(base))
+        globs.append([base[:cut] + "*", "*" + base[cut:], base[:cut] + "?*[0-9]", f"*x{i}*"][i % 4])
+    findings = pd.DataFrame({"rule_id": "PIN001", "resource_id": ids})
+    entries = pd.DataFrame({"entry": range(1, len(globs) + 1), "rule": "PIN001", "resource": globs})
+    pairs = _matches(findings, entries)
+    got = set(zip(pairs["entry"], pairs["finding"], strict=True))
+    expected = {(e + 1, f) for e, glob in enumerate(globs) for f in
+                np.flatnonzero(np.array([fnmatch.fnmatchcase(i, glob) for i in ids]))}
+    assert got == expected and len(expected) > 10_000
+
+
+@pytest.mark.parametrize("body, message", [
+    ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+     "exemptions: [{rule: PIN001, resource: *d, reason: r, approved_by: a, expires: 2027-01-01}]\n",
+     "aliases expand to more than 10,000 nodes"),
+    ("exemptions: &e [{rule: PIN001, resource: x, reason: *e, approved_by: a, expires: 2027-01-01}]\n",
+     "refers to a node that contains it"),
+    ("exemptions: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 64 levels"),
+    ("exemptions: [{rule: PIN001, resource: x, reason: r, approved_by: a, expires: 2027-01-01, "
+     "1: x}]\n", "key 1 must be text"),
+])
+def test_hostile_yaml_is_refused_in_one_short_line(tmp_path, pack, body, message):
+    with pytest.raises(AuditError) as info:
+        load_exemptions(write(tmp_path, body), pack)
+    text = str(info.value)
+    assert text.startswith(str(tmp_path / "exemptions.yaml")) and message in text
+    assert "\n" not in text and len(text) < 300 + len(str(tmp_path))

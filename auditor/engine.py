@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from auditor import schema as schemas
 from auditor.errors import AuditError, shown, shown_text
 from auditor.estate import Estate, arrow_strings, distinct, take_rows
 from auditor.normalize import TABLE_SCHEMAS
@@ -29,11 +30,6 @@ from auditor.normalize import TABLE_SCHEMAS
 SEVERITIES = ["info", "low", "medium", "high", "critical"]
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
-RULE_KEYS = {"id", "name", "title", "severity", "resource", "rationale", "remediation",
-             "references", "params", "condition", "python", "evidence", "message", "enabled",
-             "retired", "per_region"}
-REQUIRED_RULE_KEYS = ["id", "name", "title", "severity", "resource", "rationale",
-                      "remediation", "references", "message"]
 RULE_ID = re.compile(r"^[A-Z]{3}\d{3}$")
 RULE_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -193,6 +189,8 @@ class Rule:
     retired: bool = False
     per_region: bool = False
     file: str = ""
+    param_schemas: dict = field(default_factory=dict)
+    defaults: dict = field(default_factory=dict)  # the pack's params, before any config
 
     @property
     def tables(self) -> list[str]:
@@ -225,39 +223,43 @@ def _fail(where: str, what: str):
 
 
 def _validate_condition(condition, where: str, table: str, params: dict) -> None:
-    if not isinstance(condition, dict) or not condition:
-        _fail(where, "condition must be a mapping")
+    """What the rules schema cannot say: one group per condition, the table's columns,
+    a value where the op needs one, params that exist, a regex that compiles."""
     groups = [k for k in ("all", "any", "not") if k in condition]
     if groups:
         if len(condition) != 1:
             _fail(where, f"condition mixes {', '.join(sorted(condition))}; use one of all/any/not")
         key = groups[0]
         subs = [condition[key]] if key == "not" else condition[key]
-        if not isinstance(subs, list) or not subs:
-            _fail(where, f"'{key}' needs a non-empty list of conditions")
         for sub in subs:
             _validate_condition(sub, where, table, params)
         return
-    unknown = set(condition) - {"column", "op", "value", "ignore_case"}
-    if unknown:
-        _fail(where, f"unknown condition key(s): {', '.join(sorted(unknown))}")
     column, op = condition.get("column"), condition.get("op")
-    if not isinstance(column, str):
-        _fail(where, "condition without a 'column'")
+    if column is None or op is None:
+        _fail(where, "a condition needs a 'column' and an 'op' (or all/any/not)")
     if not column.startswith("tag:") and column not in table_columns(table):
-        _fail(where, f"unknown column '{column}' in table '{table}'")
-    if op not in OPS:
-        _fail(where, f"unknown op '{op}' (known: {', '.join(OPS)})")
+        _fail(where, f"unknown column {shown(column)} in table '{table}'")
     if op not in NO_VALUE_OPS and "value" not in condition:
         _fail(where, f"op '{op}' needs a value")
     for ref in _param_refs(condition.get("value")):
         if ref not in params:
             _fail(where, f"condition refers to undefined param '${ref}'")
-    if op == "regex":
+    if op == "regex" and not _param_refs(condition["value"]):
         try:
             re.compile(str(condition["value"]))
         except re.error as exc:
-            _fail(where, f"bad regex {condition['value']!r}: {exc}")
+            _fail(where, f"bad regex {shown(condition['value'])}: {exc}")
+
+
+def _regex_params(condition) -> set[str]:
+    """Params a condition uses as a regex: a config must give them one that compiles."""
+    if condition is None:
+        return set()
+    if "all" in condition or "any" in condition:
+        return {p for sub in condition.get("all", condition.get("any")) for p in _regex_params(sub)}
+    if "not" in condition:
+        return _regex_params(condition["not"])
+    return set(_param_refs(condition.get("value"))) if condition.get("op") == "regex" else set()
 
 
 def _param_refs(value) -> list[str]:
@@ -272,38 +274,21 @@ def _template_fields(template: str) -> list[str]:
     try:
         return [f for _, f, _, _ in string.Formatter().parse(template) if f]
     except ValueError as exc:
-        raise AuditError(f"bad message template {template!r}: {exc}") from None
+        raise AuditError(f"bad message template {shown(template)}: {exc}") from None
 
 
-def _parse_rule(entry, file: str, index: int) -> Rule:
-    where = f"{file}: rule #{index + 1}"
-    if not isinstance(entry, dict):
-        _fail(where, "a rule must be a mapping")
-    if isinstance(entry.get("id"), str):
-        where = f"{file}: {entry['id']}"
-    unknown = set(entry) - RULE_KEYS
-    if unknown:
-        _fail(where, f"unknown field(s): {', '.join(sorted(unknown))}")
-    for key in REQUIRED_RULE_KEYS:
-        if key not in entry or entry[key] in (None, "", []):
-            _fail(where, f"missing required field '{key}'")
-    if not isinstance(entry["id"], str) or not RULE_ID.match(entry["id"]):
-        _fail(where, f"bad id {entry['id']!r} (family prefix and three digits, like PIN001)")
-    if not isinstance(entry["name"], str) or not RULE_NAME.match(entry["name"]):
-        _fail(where, f"bad name {entry['name']!r} (kebab-case, like vm-uses-latest-image)")
-    if entry["severity"] not in SEVERITIES:
-        _fail(where, f"bad severity {entry['severity']!r} (one of {', '.join(SEVERITIES)})")
+def _parse_rule(entry: dict, file: str, index: int) -> Rule:
+    """One rule the rules schema accepted, checked for what the schema cannot say."""
+    where = f"{file}: {entry['id']}"
     tables = entry["resource"] if isinstance(entry["resource"], list) else [entry["resource"]]
-    if not tables or any(not isinstance(t, str) or (t not in TABLE_SCHEMAS and t not in INPUT_COLUMNS)
-                          for t in tables):
-        _fail(where, f"unknown table {entry['resource']!r} in 'resource'")
     if len(tables) > 1 and "condition" in entry:
         _fail(where, "a declarative condition reads one table; name one 'resource'")
-    if not isinstance(entry["references"], list):
-        _fail(where, "'references' must be a list")
     params = entry.get("params") or {}
-    if not isinstance(params, dict):
-        _fail(where, "'params' must be a mapping of names to defaults")
+    param_schemas = entry.get("param_schemas") or {}
+    for name, fragment in param_schemas.items():
+        if name not in params:
+            _fail(f"{where}: param_schemas.{name}", "names no param of the rule")
+        schemas.check_schema(fragment, f"{where}: param_schemas.{name}")
     has_condition, has_python = "condition" in entry, "python" in entry
     if has_condition == has_python:
         _fail(where, "needs exactly one of 'condition' or 'python'")
@@ -311,9 +296,7 @@ def _parse_rule(entry, file: str, index: int) -> Rule:
         _validate_condition(entry["condition"], where, tables[0], params)
     else:
         target = entry["python"]
-        module_name, _, func_name = str(target).partition(":")
-        if not module_name.startswith("auditor.checks.") or not func_name:
-            _fail(where, f"'python' must name auditor.checks.<family>:<function>, not {target!r}")
+        module_name, _, func_name = target.partition(":")
         try:
             func = getattr(importlib.import_module(module_name), func_name, None)
         except ImportError as exc:
@@ -338,7 +321,44 @@ def _parse_rule(entry, file: str, index: int) -> Rule:
                 condition=entry.get("condition"), python=entry.get("python"),
                 evidence=list(dict.fromkeys(evidence)), enabled=bool(entry.get("enabled", True)),
                 retired=bool(entry.get("retired", False)),
-                per_region=bool(entry.get("per_region", False)), file=file)
+                per_region=bool(entry.get("per_region", False)), file=file,
+                param_schemas=param_schemas, defaults=copy.deepcopy(params))
+
+
+def _rule_label(document, path):
+    """`XYZ001` (or `rule #3` before it has a good id) for a place inside a rule file."""
+    if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
+        entry = document["rules"][path[1]]
+        rule_id = entry.get("id") if isinstance(entry, dict) else None
+        good = isinstance(rule_id, str) and RULE_ID.match(rule_id)
+        return (rule_id if good else f"rule #{path[1] + 1}"), path[2:]
+    return "", path
+
+
+def vocabulary() -> dict[str, list[str]]:
+    """The lists the schemas take from the code."""
+    return {"severities": SEVERITIES, "ops": list(OPS),
+            "tables": list(TABLE_SCHEMAS) + [t for t in INPUT_COLUMNS if t not in TABLE_SCHEMAS]}
+
+
+def file_schema(name: str, rules: list[Rule] | None = None) -> dict:
+    """The JSON Schema of a config, rule or exemptions file (`image-audit schema NAME`);
+    the config's with each rule of `rules` (default: the shipped pack) and its params."""
+    if name not in schemas.NAMES:
+        raise AuditError(f"unknown schema {shown(name)} (one of {', '.join(schemas.NAMES)})")
+    schema = schemas.shipped(name, vocabulary())
+    if name == "config":
+        per_rule = schema["properties"]["rules"]
+        settings = schema["definitions"]["rule_settings"]
+        per_rule["properties"] = {}
+        for rule in load_rules() if rules is None else rules:
+            one = copy.deepcopy(settings)
+            one["description"] = f"{rule.id} ({rule.severity}): {rule.title}"
+            one["properties"]["params"] = schemas.params_schema(
+                rule.defaults, rule.param_schemas, _regex_params(rule.condition))
+            per_rule["properties"][rule.id] = one
+        per_rule["additionalProperties"] = False
+    return schema
 
 
 # A config, exemptions or rule file is small and shallow. These bounds refuse a hostile one
@@ -447,77 +467,34 @@ def load_rules(directory: Path | None = None) -> list[Rule]:
     files = sorted(directory.glob("*.yaml"))
     if not files:
         raise AuditError(f"{directory}: no rule files (*.yaml)")
+    schema = schemas.shipped("rules", vocabulary())
     for path in files:
         data = load_yaml(path)
-        entries = data.get("rules") if isinstance(data, dict) else None
-        if not isinstance(entries, list):
-            raise AuditError(f"{path.name}: expected a top-level 'rules:' list")
-        for index, entry in enumerate(entries):
+        schemas.validate(data, schema, path.name, locate=_rule_label)
+        for index, entry in enumerate(data["rules"]):
             rule = _parse_rule(entry, path.name, index)
             if rule.id in rules:
                 raise AuditError(f"{path.name}: {rule.id}: duplicate rule id "
                                  f"(also in {rules[rule.id].file})")
             if rule.name in names:
-                raise AuditError(f"{path.name}: {rule.id}: duplicate rule name {rule.name!r} "
+                raise AuditError(f"{path.name}: {rule.id}: duplicate rule name '{rule.name}' "
                                  f"(also {names[rule.name]})")
             rules[rule.id], names[rule.name] = rule, rule.id
     return sorted(rules.values(), key=lambda r: r.id)
 
 
-CONFIG_RULE_KEYS = {"enabled", "severity", "params"}
-
-
-def _same_kind(default, value) -> bool:
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(default, bool) and isinstance(value, bool)
-    if isinstance(default, (int, float)):
-        return isinstance(value, (int, float))
-    return isinstance(value, type(default)) if default is not None else True
-
-
 def apply_config(rules: list[Rule], config: dict | None, where: str = "config") -> list[Rule]:
-    """Rules with the config's per-rule enabled/severity/params applied, validated by name."""
-    config = config or {}
-    if not isinstance(config, dict):
-        _fail(where, "config must be a mapping with a 'rules' key")
-    unknown = set(config) - {"rules"}
-    if unknown:
-        _fail(where, f"unknown key(s): {', '.join(sorted(unknown))} (known: rules)")
-    per_rule = config.get("rules") or {}
-    if not isinstance(per_rule, dict):
-        _fail(where, "'rules' must map rule ids to settings")
+    """Rules with the config's per-rule enabled/severity/params applied. The config is
+    validated whole first (`file_schema("config")`: every key, every param's type and
+    range), so a value that would fail later is named now, by file and key path."""
+    schemas.validate(config, file_schema("config", rules), where)
     by_id = {rule.id: copy.deepcopy(rule) for rule in rules}
-    for rule_id, settings in per_rule.items():
-        at = f"{where}: rules.{rule_id}"
-        if rule_id not in by_id:
-            _fail(at, "unknown rule id")
-        if not isinstance(settings, dict):
-            _fail(at, "settings must be a mapping of enabled/severity/params")
-        unknown = set(settings) - CONFIG_RULE_KEYS
-        if unknown:
-            _fail(at, f"unknown key(s): {', '.join(sorted(unknown))} "
-                      f"(known: {', '.join(sorted(CONFIG_RULE_KEYS))})")
+    for rule_id, settings in ((config or {}).get("rules") or {}).items():
         rule = by_id[rule_id]
-        if "enabled" in settings:
-            if not isinstance(settings["enabled"], bool):
-                _fail(f"{at}.enabled", "must be true or false")
-            rule.enabled = settings["enabled"]
-        if "severity" in settings:
-            if settings["severity"] not in SEVERITIES:
-                _fail(f"{at}.severity", f"bad value {settings['severity']!r} "
-                                        f"(one of {', '.join(SEVERITIES)})")
-            rule.severity = settings["severity"]
-        params = settings.get("params") or {}
-        if not isinstance(params, dict):
-            _fail(f"{at}.params", "must be a mapping")
-        for name, value in params.items():
-            if name not in rule.params:
-                _fail(f"{at}.params.{name}", f"unknown param (known: "
-                                             f"{', '.join(sorted(rule.params)) or 'none'})")
-            if not _same_kind(rule.params[name], value):
-                _fail(f"{at}.params.{name}", f"expected a {type(rule.params[name]).__name__}, "
-                                             f"got {value!r}")
-            rule.params[name] = value
+        settings = settings or {}
+        rule.enabled = settings.get("enabled", rule.enabled)
+        rule.severity = settings.get("severity", rule.severity)
+        rule.params.update(copy.deepcopy(settings.get("params") or {}))
     return [by_id[rule.id] for rule in rules]
 
 

@@ -23,34 +23,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
-from auditor.engine import BoundedLoader, Rule, evaluate, load_yaml, sort_findings
-from auditor.errors import AuditError
+from auditor import schema as schemas
+from auditor.engine import BoundedLoader, Rule, evaluate, file_schema, load_yaml, sort_findings
+from auditor.errors import AuditError, shown
 from auditor.estate import Estate
 
-FIELDS = ["rule", "resource", "reason", "approved_by", "expires"]
+FIELDS = ["rule", "resource", "reason", "approved_by", "expires"]  # as schemas/exemptions.json
 GLOB_CHARS = r"[*?\[]"
 
 
-def _entry(item, index: int, where: str, rule_ids: set[str]) -> dict:
-    at = f"{where}: entry {index + 1}"
-    if not isinstance(item, dict):
-        raise AuditError(f"{at}: an exemption must be a mapping of {', '.join(FIELDS)}")
-    if isinstance(item.get("rule"), str):
-        at += f" ({item['rule']})"
-    unknown = set(item) - set(FIELDS)
-    if unknown:
-        raise AuditError(f"{at}: unknown key(s): {', '.join(sorted(map(str, unknown)))} "
-                         f"(known: {', '.join(FIELDS)})")
-    for key in FIELDS:
-        value = item.get(key)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise AuditError(f"{at}: missing required field '{key}'")
-    for key in ("rule", "resource", "reason", "approved_by"):
-        if not isinstance(item[key], str):
-            raise AuditError(f"{at}: '{key}' must be text, not {item[key]!r}")
+def _entry(item: dict, index: int, where: str, rule_ids: set[str]) -> dict:
+    """One entry the exemptions schema accepted, checked for what the schema cannot say."""
     rule = item["rule"].strip().upper()
+    at = f"{where}: entry {index + 1} ({rule})"
     if rule not in rule_ids:
-        raise AuditError(f"{at}: unknown rule id {item['rule']!r} (see `image-audit rules list`)")
+        raise AuditError(f"{at}: unknown rule id {shown(item['rule'])} (see `image-audit rules list`)")
     if rule.startswith("EXM"):
         raise AuditError(f"{at}: {rule} findings are about this file; fix the entry instead")
     return {"entry": index + 1, "rule": rule, "resource": item["resource"].strip(),
@@ -58,11 +45,22 @@ def _entry(item, index: int, where: str, rule_ids: set[str]) -> dict:
             "expires": _date(item["expires"], at)}
 
 
-def _date(value, at: str) -> dt.date:
+def _date(value: str, at: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(str(value).strip())
+        return dt.date.fromisoformat(value.strip())
     except ValueError:
-        raise AuditError(f"{at}: 'expires' must be a date (YYYY-MM-DD), not {value!r}") from None
+        raise AuditError(f"{at}: expires: expected a date (YYYY-MM-DD), got {shown(value)}, "
+                         "which is not a day of the calendar") from None
+
+
+def _entry_label(document, path):
+    """`entry 3 (PIN001)` for a place inside the third entry."""
+    if len(path) >= 2 and path[0] == "exemptions" and isinstance(path[1], int):
+        item = document["exemptions"][path[1]]
+        rule = item.get("rule") if isinstance(item, dict) else None
+        named = isinstance(rule, str) and re.fullmatch(r"\s*[A-Za-z]{3}\d{3}\s*", rule)
+        return f"entry {path[1] + 1}" + (f" ({rule.strip().upper()})" if named else ""), path[2:]
+    return "", path
 
 
 class _DatesAsText(BoundedLoader):
@@ -240,9 +238,8 @@ def load_exemptions(path: Path, rules: list[Rule]) -> Exemptions:
     """Read and validate a whole exemptions file; errors name the file and the entry."""
     path = Path(path)
     data = load_yaml(path, loader=_DatesAsText)
-    items = data.get("exemptions") if isinstance(data, dict) else None
-    if not isinstance(items, list) or set(data) != {"exemptions"}:
-        raise AuditError(f"{path}: expected only a top-level 'exemptions:' list")
+    schemas.validate(data, file_schema("exemptions"), str(path), locate=_entry_label)
+    items = data["exemptions"]
     rule_ids = {rule.id for rule in rules}
     entries = [_entry(item, index, str(path), rule_ids) for index, item in enumerate(items)]
     seen: dict[tuple[str, str], int] = {}

@@ -69,32 +69,33 @@ def by_rule(findings, rule_id):
     ("exemptions:\n  - {rule: PIN001, resource: x, reason: r, approved_by: a}\n",
      "exemptions.yaml: entry 1 (PIN001): missing required field 'expires'"),
     ("exemptions:\n  - {rule: PIN001, resource: x, reason: '  ', approved_by: a, expires: 2027-01-01}\n",
-     "entry 1 (PIN001): missing required field 'reason'"),
+     "entry 1 (PIN001): reason: expected non-blank text, got '  '"),
     ("exemptions:\n  - {rule: PIN001, resource: '', reason: r, approved_by: a, expires: 2027-01-01}\n",
-     "entry 1 (PIN001): missing required field 'resource'"),
+     "entry 1 (PIN001): resource: expected non-blank text, got ''"),
     ("exemptions:\n  - {rule: PIN001, resource: x, reason: r, approved_by: a, expires: 2027-01-01,"
-     " ticket: 7}\n", "entry 1 (PIN001): unknown key(s): ticket"),
+     " ticket: 7}\n", "entry 1 (PIN001): ticket: unknown key (known: rule, resource, reason"),
     ("exemptions:\n  - {rule: PIN001, resource: x, reason: r, approved_by: a, expires: soon}\n",
-     "entry 1 (PIN001): 'expires' must be a date (YYYY-MM-DD), not 'soon'"),
+     "entry 1 (PIN001): expires: expected a date (YYYY-MM-DD), got 'soon'"),
     ("exemptions:\n  - {rule: PIN001, resource: x, reason: r, approved_by: a, expires: 2027-02-30}\n",
-     "entry 1 (PIN001): 'expires' must be a date"),
+     "entry 1 (PIN001): expires: expected a date (YYYY-MM-DD), got '2027-02-30', which is not a day"),
     ("exemptions:\n  - {rule: PIN001, resource: x, reason: r, approved_by: a,"
      " expires: 2027-01-01T10:00:00Z}\n",
-     "'expires' must be a date (YYYY-MM-DD), not '2027-01-01T10:00:00Z'"),
+     "expires: expected a date (YYYY-MM-DD), got '2027-01-01T10:00:00Z'"),
     ("exemptions:\n  - {rule: PIN001, resource: x, reason: r, approved_by: a, expires: 2027-01-01}\n"
      "  - {rule: XYZ999, resource: x, reason: r, approved_by: a, expires: 2027-01-01}\n",
      "entry 2 (XYZ999): unknown rule id 'XYZ999'"),
     ("exemptions:\n  - {rule: EXM002, resource: x, reason: r, approved_by: a, expires: 2027-01-01}\n",
      "entry 1 (EXM002): EXM002 findings are about this file"),
     ("exemptions:\n  - {rule: PIN001, resource: 42, reason: r, approved_by: a, expires: 2027-01-01}\n",
-     "entry 1 (PIN001): 'resource' must be text"),
+     "entry 1 (PIN001): resource: expected non-blank text, got 42"),
     ("exemptions:\n  - {rule: PIN001, resource: /A/*, reason: r, approved_by: a, expires: 2027-01-01}\n"
      "  - {rule: pin001, resource: /a/*, reason: s, approved_by: b, expires: 2028-01-01}\n",
      "entry 2 (PIN001): same rule and resource as entry 1"),
-    ("exemptions:\n  - just a string\n", "entry 1: an exemption must be a mapping"),
-    ("- {rule: PIN001}\n", "expected only a top-level 'exemptions:' list"),
-    ("exemptions: []\nrules: {}\n", "expected only a top-level 'exemptions:' list"),
-    ("", "expected only a top-level 'exemptions:' list"),
+    ("exemptions:\n  - just a string\n",
+     "entry 1: expected a mapping of rule, resource, reason, approved_by, expires, got 'just a string'"),
+    ("- {rule: PIN001}\n", "expected a mapping with only a top-level 'exemptions:' list, got [{"),
+    ("exemptions: []\nrules: {}\n", "exemptions.yaml: rules: unknown key (known: exemptions)"),
+    ("", "expected a mapping with only a top-level 'exemptions:' list, got None"),
     ("exemptions: [\n", "invalid YAML at line"),
 ])
 def test_bad_files_are_one_line_errors_naming_the_entry(tmp_path, pack, body, message):
@@ -300,3 +301,36 @@ def test_hostile_yaml_is_refused_in_one_short_line(tmp_path, pack, body, message
     text = str(info.value)
     assert text.startswith(str(tmp_path / "exemptions.yaml")) and message in text
     assert "\n" not in text and len(text) < 300 + len(str(tmp_path))
+
+
+def test_random_exemption_files_load_or_fail_in_one_line(tmp_path_factory, pack):
+    """Random entries (any type, hostile text, dates that are not) never end in a traceback:
+    the file loads and applies, or it is one line naming the file."""
+    import yaml
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    text = st.one_of(st.text(alphabet=st.characters(codec="utf-8"), max_size=10),
+                     st.sampled_from(["PIN001", "pin001", "EXM001", "NOPE01", "2027-02-30",
+                                      "2027-01-31", "*", "[", "/subscriptions/*", "\x1b[2J"]))
+    value = st.one_of(text, st.none(), st.integers(), st.floats(), st.booleans(),
+                      st.lists(text, max_size=2), st.dictionaries(text, text, max_size=2))
+    item = st.dictionaries(st.sampled_from(["rule", "resource", "reason", "approved_by", "expires",
+                                            "ticket"]), value, max_size=6)
+    estate = estate_of(*compliant_estate_resources(), vm("vm-a", image=LATEST))
+    findings = evaluate(estate, pack)
+    folder = tmp_path_factory.mktemp("random-exemptions")
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(item, max_size=4))
+    def check(items):
+        path = folder / "exemptions.yaml"
+        path.write_text(yaml.safe_dump({"exemptions": items}, allow_unicode=True))
+        try:
+            exemptions = load_exemptions(path, pack)
+        except AuditError as exc:
+            assert str(exc).startswith(str(path)) and "\n" not in str(exc) and len(str(exc)) < 500
+            return
+        exemptions.apply(findings, estate, pack)
+
+    check()

@@ -330,11 +330,32 @@ def test_non_ascii_long_and_formula_text_survives_to_reports(tmp_path, capsys):
 @pytest.mark.parametrize("content, message", [
     ("rules: {PIN001: {enabled: [unclosed\n", "invalid YAML at line"),
     ("- just\n- a list\n", "image-audit.yaml"),
-    ("rulez: {}\n", "unknown key(s): rulez"),
+    ("rulez: {}\n", "rulez: unknown key (known: rules)"),
     ("rules: {NOPE999: {}}\n", "rules.NOPE999: unknown rule id"),
     ("rules: {PIN001: {severity: 7}}\n", "rules.PIN001.severity"),
     ("\tbad: indentation\n", "image-audit.yaml"),
     ("rules: !!python/object/apply:os.system ['echo pwned']\n", "image-audit.yaml"),
+    # values that passed validation and crashed later: now named by key path
+    ("rules: {RET001: {params: {keep_versions: .inf}}}\n",
+     "image-audit.yaml: rules.RET001.params.keep_versions: expected a whole number, got inf"),
+    ("rules: {RET001: {params: {min_age_days: .nan}}}\n",
+     "image-audit.yaml: rules.RET001.params.min_age_days: expected a whole number, got nan"),
+    ("rules: {TAG001: {params: {required_tags: [1, null]}}}\n",
+     "image-audit.yaml: rules.TAG001.params.required_tags[0]: expected text, got 1"),
+    ("rules: {TAG002: {params: {allowed_values: {environment: " + "[" * 5000 + "]" * 5000 + "}}}}\n",
+     "image-audit.yaml: invalid YAML at line 1, column 116: nested deeper than 64 levels"),
+    ("rules: {TAG002: {params: {allowed_values: {environment: " + "[" * 40 + "]" * 40 + "}}}}\n",
+     "rules.TAG002.params.allowed_values.environment[0]: expected text, got [[[[...]]]]"),
+    ("rules: {VER001: {params: {version_pattern: '(('}}}\n",
+     "rules.VER001.params.version_pattern: expected a regular expression, got '(('"),
+    # an alias bomb: 9^8 strings from a few hundred bytes
+    ("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+     + "".join(f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n"
+               for p, n in zip("abcdefgh", "bcdefghi", strict=True))
+     + "rules: {PIN001: {severity: *i}}\n", "aliases expand to more than 10,000 nodes"),
+    ("rules: &r {PIN001: {severity: [*r]}}\n", "alias *r refers to a node that contains it"),
+    ('rules: {PIN001: {severity: "' + "\\e[2J" * 10**5 + '"}}\n',
+     "rules.PIN001.severity: bad value '\\x1b[2J"),
 ])
 def test_bad_config_file_one_line(tmp_path, capsys, content, message):
     config = tmp_path / "image-audit.yaml"
@@ -343,6 +364,7 @@ def test_bad_config_file_one_line(tmp_path, capsys, content, message):
                        "-o", str(tmp_path / "out"))
     assert code == 2
     assert_one_line_error(err, message)
+    assert len(err) < 300 + len(str(config))
     assert not (tmp_path / "out").exists()
 
 

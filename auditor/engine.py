@@ -243,7 +243,7 @@ def _validate_condition(condition, where: str, table: str, params: dict) -> None
         _fail(where, f"op '{op}' needs a value")
     for ref in _param_refs(condition.get("value")):
         if ref not in params:
-            _fail(where, f"condition refers to undefined param '${ref}'")
+            _fail(where, f"condition refers to undefined param {shown('$' + ref)}")
     if op == "regex" and not _param_refs(condition["value"]):
         try:
             re.compile(str(condition["value"]))
@@ -309,7 +309,7 @@ def _parse_rule(entry: dict, file: str, index: int) -> Rule:
         known = set(table_columns(tables[0])) | set(params)
         for name in _template_fields(entry["message"]) + list(evidence):
             if name not in known and not name.startswith("tag:"):
-                _fail(where, f"message or evidence names unknown column or param '{name}'")
+                _fail(where, f"message or evidence names unknown column or param {shown(name)}")
     else:
         _template_fields(entry["message"])
     return Rule(id=entry["id"], name=entry["name"], title=entry["title"],

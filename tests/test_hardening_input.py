@@ -485,3 +485,46 @@ def test_problems_counted_the_same_in_blocks_of_lines(tmp_path, monkeypatch):
     assert whole.manifest["problem_count"] == len(range(3, len(lines), 40))
     assert blocks.manifest["problems"] == whole.manifest["problems"]
     assert blocks.table_hashes == whole.table_hashes
+
+
+def test_random_yaml_with_anchors_never_crashes_config_loading(tmp_path_factory):
+    """Random config documents whose parts are shared, so YAML writes them with anchors and
+    aliases (sometimes exponentially many): loading and applying them is a run or one short
+    line naming the file, never a traceback, a MemoryError or a flood."""
+    import yaml
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from auditor.engine import apply_config, load_config
+    from auditor.errors import AuditError
+
+    pack = load_rules()
+    folder = tmp_path_factory.mktemp("random-yaml")
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(),
+                       st.sampled_from(["team", "high", "prod", "TAG001", "\x1b[2J", "(("]))
+
+    @st.composite
+    def shared_documents(draw):
+        parts = [draw(leaves)]
+        for _ in range(draw(st.integers(1, 12))):
+            picked = draw(st.lists(st.sampled_from(parts), min_size=1, max_size=9))
+            parts.append(picked if draw(st.booleans()) else dict(zip(
+                draw(st.lists(st.sampled_from(["required_tags", "severity", "params", "x",
+                                               "keep_versions"]), min_size=len(picked),
+                              max_size=len(picked), unique=True) if len(picked) <= 5 else
+                     st.just([f"k{i}" for i in range(len(picked))])), picked, strict=True)))
+        rule = draw(st.sampled_from(["TAG001", "RET001", "PIN001"]))
+        return {"rules": {rule: {draw(st.sampled_from(["params", "severity"])): parts[-1]}}}
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(shared_documents())
+    def check(document):
+        path = folder / "image-audit.yaml"
+        path.write_text(yaml.safe_dump(document))
+        try:
+            apply_config(pack, load_config(path), where=str(path))
+        except AuditError as exc:
+            assert str(exc).startswith(str(path)) and "\n" not in str(exc)
+            assert len(str(exc)) < 400 + len(str(path))
+
+    check()

@@ -192,6 +192,10 @@ class Rule:
     param_schemas: dict = field(default_factory=dict)
     defaults: dict = field(default_factory=dict)  # the pack's params, before any config
 
+    def __post_init__(self):
+        if not self.defaults:
+            self.defaults = copy.deepcopy(self.params)
+
     @property
     def tables(self) -> list[str]:
         return self.resource if isinstance(self.resource, list) else [self.resource]
@@ -322,7 +326,7 @@ def _parse_rule(entry: dict, file: str, index: int) -> Rule:
                 evidence=list(dict.fromkeys(evidence)), enabled=bool(entry.get("enabled", True)),
                 retired=bool(entry.get("retired", False)),
                 per_region=bool(entry.get("per_region", False)), file=file,
-                param_schemas=param_schemas, defaults=copy.deepcopy(params))
+                param_schemas=param_schemas)
 
 
 def _rule_label(document, path):

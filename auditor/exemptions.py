@@ -160,45 +160,74 @@ def _literal_prefix(glob: str) -> str:
     return glob[:cut.start()] if cut else glob
 
 
+def _literal_suffix(glob: str) -> str:
+    """The glob's text after its last wildcard (or `]`): every id it matches ends with it."""
+    cuts = [m.end() for m in re.finditer(r"[*?\[\]]", glob)]
+    return glob[cuts[-1]:] if cuts else glob
+
+
 def _prefix_end(prefix: str) -> str | None:
     """The smallest text above every text that starts with `prefix` (None: no such text)."""
     stem = prefix.rstrip(chr(0x10FFFF))
     return stem[:-1] + chr(ord(stem[-1]) + 1) if stem else None
 
 
+class _SortedIds:
+    """One rule's ids sorted (or sorted by their reversed text, to find suffixes): the ids
+    that start with a text are one range, found by binary search."""
+
+    def __init__(self, keys: np.ndarray, finding: np.ndarray, reverse: bool = False):
+        sort_keys = np.array([key[::-1] for key in keys], dtype=object) if reverse else keys
+        order = np.argsort(sort_keys, kind="stable")
+        self.sorted, self.finding = sort_keys[order], finding[order]
+        self.texts = pa.array(keys[order], pa.string())
+
+    def ranges(self, starts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        lo = np.searchsorted(self.sorted, starts.to_numpy(dtype=object), side="left")
+        ends = starts.map(_prefix_end)
+        hi = np.searchsorted(self.sorted, ends.fillna("").to_numpy(dtype=object), side="left")
+        hi[ends.isna().to_numpy()] = len(self.sorted)
+        return lo, hi
+
+    def pairs(self, globs: pd.DataFrame, starts: pd.Series, whole: pd.Series):
+        """Each glob's regex over its range only; a `whole` glob (its prefix and a final
+        `*`) takes its range as it is."""
+        lo, hi = self.ranges(starts)
+        for entry, regex, take_all, start, stop in zip(globs["entry"], globs["regex"], whole,
+                                                       lo, hi, strict=True):
+            if start == stop:
+                continue
+            hit = self.finding[start:stop]
+            if not take_all:
+                hit = hit[_full_match(self.texts[start:stop], [regex])]
+            yield entry, hit
+
+
 def _glob_pairs(keys: pd.Series, finding: np.ndarray, globs: pd.DataFrame) -> list[pd.DataFrame]:
-    """(entry, finding) pairs of one rule's globs over that rule's lower-cased ids. The ids
-    are sorted once; each glob's literal prefix (`/subscriptions/x/resourcegroups/rg/*`)
-    bounds the ids it can match to one range found by binary search, all globs at once.
-    A glob that is its prefix and a final `*` takes the range whole; others run their regex
-    over the range only. Globs without a prefix (`*/vm-a`) are screened in chunks of
-    GLOB_CHUNK by one combined regex, then run over the ids their chunk matched."""
-    order = np.argsort(keys.to_numpy(dtype=object), kind="stable")
-    ids = keys.to_numpy(dtype=object)[order]
-    texts = pa.array(ids, pa.string())
-    finding = finding[order]
+    """(entry, finding) pairs of one rule's globs over that rule's lower-cased ids. A glob's
+    literal prefix (`/subscriptions/x/resourcegroups/rg/*`) bounds the ids it can match to
+    one range of the sorted ids, found by binary search for all globs at once; a glob
+    without one but with a literal suffix (`*/vm-a`) does the same over the ids sorted by
+    their reversed text. Its regex then runs over that range only. Globs with neither are
+    screened in chunks of GLOB_CHUNK by one combined regex, then run over what their chunk
+    matched."""
+    keys = keys.to_numpy(dtype=object)
     prefixes = globs["glob"].map(_literal_prefix)
-    anchored = (prefixes != "").to_numpy()
-    entry_of: list[np.ndarray] = []
-    hits: list[np.ndarray] = []
+    suffixes = globs["glob"].map(_literal_suffix)
+    by_prefix = (prefixes != "").to_numpy()
+    by_suffix = ~by_prefix & (suffixes != "").to_numpy()
+    found = []
+    if by_prefix.any():
+        ids = _SortedIds(keys, finding)
+        found += ids.pairs(globs[by_prefix], prefixes[by_prefix],
+                           globs["glob"][by_prefix] == prefixes[by_prefix] + "*")
+    if by_suffix.any():
+        ids = _SortedIds(keys, finding, reverse=True)
+        found += ids.pairs(globs[by_suffix], suffixes[by_suffix].str[::-1],
+                           globs["glob"][by_suffix] == "*" + suffixes[by_suffix])
 
-    lo = np.searchsorted(ids, prefixes[anchored].to_numpy(dtype=object), side="left")
-    ends = prefixes[anchored].map(_prefix_end)
-    hi = np.searchsorted(ids, ends.fillna("").to_numpy(dtype=object), side="left")
-    hi[ends.isna().to_numpy()] = len(ids)
-    ranged = globs.loc[anchored].assign(prefix=prefixes[anchored], start=lo, stop=hi)
-    for entry, glob, regex, prefix, start, stop in ranged[
-            ["entry", "glob", "regex", "prefix", "start", "stop"]].itertuples(index=False):
-        if start == stop:
-            continue
-        if glob == prefix + "*":
-            hit = finding[start:stop]
-        else:
-            hit = finding[start:stop][_full_match(texts[start:stop], [regex])]
-        entry_of.append(np.full(len(hit), entry))
-        hits.append(hit)
-
-    loose = globs.loc[~anchored]
+    loose = globs[~by_prefix & ~by_suffix]
+    texts = pa.array(keys, pa.string())
     for chunk in range(0, len(loose), GLOB_CHUNK):
         part = loose.iloc[chunk:chunk + GLOB_CHUNK]
         candidates = np.flatnonzero(_full_match(texts, list(part["regex"])))
@@ -206,12 +235,11 @@ def _glob_pairs(keys: pd.Series, finding: np.ndarray, globs: pd.DataFrame) -> li
             continue
         subset = texts.take(pa.array(candidates))
         for entry, regex in zip(part["entry"], part["regex"], strict=True):
-            hit = finding[candidates[_full_match(subset, [regex])]]
-            entry_of.append(np.full(len(hit), entry))
-            hits.append(hit)
-    if not hits:
+            found.append((entry, finding[candidates[_full_match(subset, [regex])]]))
+    if not found:
         return []
-    return [pd.DataFrame({"entry": np.concatenate(entry_of), "finding": np.concatenate(hits)})]
+    return [pd.DataFrame({"entry": np.concatenate([np.full(len(hit), e) for e, hit in found]),
+                          "finding": np.concatenate([hit for _, hit in found])})]
 
 
 def _matches(findings: pd.DataFrame, entries: pd.DataFrame) -> pd.DataFrame:

@@ -274,7 +274,8 @@ def test_ten_thousand_globs_for_one_rule_match_like_fnmatch(tmp_path):
     for i in range(10_000):
         base = ids[rng.randrange(len(ids))]
         cut = rng.randrange(len(base) // 2, len(base))
-        globs.append([base[:cut] + "*", "*" + base[cut:], base[:cut] + "?*[0-9]", f"*x{i}*"][i % 4])
+        globs.append([base[:cut] + "*", "*" + base[cut:], base[:cut] + "?*[0-9]", f"*x{i}*",
+                      "*?" + base[cut:], "*[0-9]" + base[-2:], "*" + base[cut:-1] + "?"][i % 7])
     findings = pd.DataFrame({"rule_id": "PIN001", "resource_id": ids})
     entries = pd.DataFrame({"entry": range(1, len(globs) + 1), "rule": "PIN001", "resource": globs})
     pairs = _matches(findings, entries)
@@ -332,5 +333,32 @@ def test_random_exemption_files_load_or_fail_in_one_line(tmp_path_factory, pack)
             assert str(exc).startswith(str(path)) and "\n" not in str(exc) and len(str(exc)) < 500
             return
         exemptions.apply(findings, estate, pack)
+
+    check()
+
+
+def test_glob_ranges_match_exactly_what_fnmatch_does():
+    """The prefix and suffix ranges (binary search over sorted and reversed ids) must find
+    exactly fnmatch's pairs, also for ids and globs of odd characters."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from auditor.exemptions import _matches
+
+    chars = st.sampled_from(list("ab/-.[]!^*?\\") + ["\U0010ffff", "\x00"])
+    ids = st.lists(st.text(chars, max_size=6),
+                   min_size=1, max_size=30)
+
+    @settings(max_examples=150, deadline=None)
+    @given(ids, st.lists(st.text(chars, min_size=1, max_size=6), min_size=1, max_size=12))
+    def check(keys, globs):
+        globs = [g for g in globs if any(c in g for c in "*?[")] or ["*"]
+        findings = pd.DataFrame({"rule_id": "PIN001", "resource_id": keys})
+        entries = pd.DataFrame({"entry": range(1, len(globs) + 1), "rule": "PIN001",
+                                "resource": globs})
+        pairs = _matches(findings, entries)
+        got = set(zip(pairs["entry"], pairs["finding"], strict=True))
+        assert got == {(e + 1, f) for e, glob in enumerate(globs)
+                       for f, key in enumerate(keys) if fnmatch.fnmatchcase(key, glob)}
 
     check()

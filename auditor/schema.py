@@ -68,17 +68,16 @@ def _fill(node, vocabulary):
 
 def param_schema(name: str, default, regex: bool = False) -> dict:
     """A param's schema from its default: same type; lists of text; numbers finite, not
-    negative (when the default is not) and at most UNIT_MAXIMUM/COUNT_MAXIMUM; a mapping's
-    known keys as in the default and other keys like its values."""
+    negative (when the default is not) and at most UNIT_MAXIMUM/COUNT_MAXIMUM either side;
+    a mapping's known keys as in the default and other keys like its values. A default of
+    null says nothing: such a param needs `param_schemas`."""
     if isinstance(default, bool):
         schema = {"type": "boolean"}
     elif isinstance(default, (int, float)):
         maximum = next((limit for suffix, limit in UNIT_MAXIMUM.items() if name.endswith(suffix)),
                        COUNT_MAXIMUM)
         schema = {"type": "integer" if isinstance(default, int) else "number",
-                  "maximum": maximum}
-        if default >= 0:
-            schema["minimum"] = 0
+                  "minimum": 0 if default >= 0 else -maximum, "maximum": maximum}
     elif isinstance(default, str):
         schema = {"type": "string"}
         if regex:

@@ -480,6 +480,16 @@ def rules_docs(output):
     click.echo(f"wrote {output}")
 
 
+@cli.command("schema")
+@click.argument("name", type=click.Choice(["config", "rules", "exemptions"]))
+def schema_command(name):
+    """Print the JSON Schema of a config, rule or exemptions file (for editors; see README)."""
+    import json
+
+    from auditor.engine import file_schema
+    click.echo(json.dumps(file_schema(name), indent=2, ensure_ascii=False))
+
+
 def main(argv=None):
     """Console entry point: errors become one line on stderr and exit code 2."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])

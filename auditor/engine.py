@@ -22,18 +22,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
-from auditor.errors import AuditError
+from auditor import schema as schemas
+from auditor.errors import AuditError, shown, shown_text
 from auditor.estate import Estate, arrow_strings, distinct, take_rows
 from auditor.normalize import TABLE_SCHEMAS
 
 SEVERITIES = ["info", "low", "medium", "high", "critical"]
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
-RULE_KEYS = {"id", "name", "title", "severity", "resource", "rationale", "remediation",
-             "references", "params", "condition", "python", "evidence", "message", "enabled",
-             "retired", "per_region"}
-REQUIRED_RULE_KEYS = ["id", "name", "title", "severity", "resource", "rationale",
-                      "remediation", "references", "message"]
 RULE_ID = re.compile(r"^[A-Z]{3}\d{3}$")
 # Families whose machine findings leave out scale sets a platform manages and patches itself
 # (AKS node pools, Databricks, Service Fabric managed clusters, Batch pools), unless the
@@ -199,6 +195,12 @@ class Rule:
     file: str = ""
     severity_from_config: bool = False  # a config severity overrides a check's per-row one
     include_platform_managed: bool = False
+    param_schemas: dict = field(default_factory=dict)
+    defaults: dict = field(default_factory=dict)  # the pack's params, before any config
+
+    def __post_init__(self):
+        if not self.defaults:
+            self.defaults = copy.deepcopy(self.params)
 
     @property
     def tables(self) -> list[str]:
@@ -231,39 +233,43 @@ def _fail(where: str, what: str):
 
 
 def _validate_condition(condition, where: str, table: str, params: dict) -> None:
-    if not isinstance(condition, dict) or not condition:
-        _fail(where, "condition must be a mapping")
+    """What the rules schema cannot say: one group per condition, the table's columns,
+    a value where the op needs one, params that exist, a regex that compiles."""
     groups = [k for k in ("all", "any", "not") if k in condition]
     if groups:
         if len(condition) != 1:
             _fail(where, f"condition mixes {', '.join(sorted(condition))}; use one of all/any/not")
         key = groups[0]
         subs = [condition[key]] if key == "not" else condition[key]
-        if not isinstance(subs, list) or not subs:
-            _fail(where, f"'{key}' needs a non-empty list of conditions")
         for sub in subs:
             _validate_condition(sub, where, table, params)
         return
-    unknown = set(condition) - {"column", "op", "value", "ignore_case"}
-    if unknown:
-        _fail(where, f"unknown condition key(s): {', '.join(sorted(unknown))}")
     column, op = condition.get("column"), condition.get("op")
-    if not isinstance(column, str):
-        _fail(where, "condition without a 'column'")
+    if column is None or op is None:
+        _fail(where, "a condition needs a 'column' and an 'op' (or all/any/not)")
     if not column.startswith("tag:") and column not in table_columns(table):
-        _fail(where, f"unknown column '{column}' in table '{table}'")
-    if op not in OPS:
-        _fail(where, f"unknown op '{op}' (known: {', '.join(OPS)})")
+        _fail(where, f"unknown column {shown(column)} in table '{table}'")
     if op not in NO_VALUE_OPS and "value" not in condition:
         _fail(where, f"op '{op}' needs a value")
     for ref in _param_refs(condition.get("value")):
         if ref not in params:
-            _fail(where, f"condition refers to undefined param '${ref}'")
-    if op == "regex":
+            _fail(where, f"condition refers to undefined param {shown('$' + ref)}")
+    if op == "regex" and not _param_refs(condition["value"]):
         try:
             re.compile(str(condition["value"]))
         except re.error as exc:
-            _fail(where, f"bad regex {condition['value']!r}: {exc}")
+            _fail(where, f"bad regex {shown(condition['value'])}: {exc}")
+
+
+def _regex_params(condition) -> set[str]:
+    """Params a condition uses as a regex: a config must give them one that compiles."""
+    if condition is None:
+        return set()
+    if "all" in condition or "any" in condition:
+        return {p for sub in condition.get("all", condition.get("any")) for p in _regex_params(sub)}
+    if "not" in condition:
+        return _regex_params(condition["not"])
+    return set(_param_refs(condition.get("value"))) if condition.get("op") == "regex" else set()
 
 
 def _param_refs(value) -> list[str]:
@@ -278,38 +284,21 @@ def _template_fields(template: str) -> list[str]:
     try:
         return [f for _, f, _, _ in string.Formatter().parse(template) if f]
     except ValueError as exc:
-        raise AuditError(f"bad message template {template!r}: {exc}") from None
+        raise AuditError(f"bad message template {shown(template)}: {exc}") from None
 
 
-def _parse_rule(entry, file: str, index: int) -> Rule:
-    where = f"{file}: rule #{index + 1}"
-    if not isinstance(entry, dict):
-        _fail(where, "a rule must be a mapping")
-    if isinstance(entry.get("id"), str):
-        where = f"{file}: {entry['id']}"
-    unknown = set(entry) - RULE_KEYS
-    if unknown:
-        _fail(where, f"unknown field(s): {', '.join(sorted(unknown))}")
-    for key in REQUIRED_RULE_KEYS:
-        if key not in entry or entry[key] in (None, "", []):
-            _fail(where, f"missing required field '{key}'")
-    if not isinstance(entry["id"], str) or not RULE_ID.match(entry["id"]):
-        _fail(where, f"bad id {entry['id']!r} (family prefix and three digits, like PIN001)")
-    if not isinstance(entry["name"], str) or not RULE_NAME.match(entry["name"]):
-        _fail(where, f"bad name {entry['name']!r} (kebab-case, like vm-uses-latest-image)")
-    if entry["severity"] not in SEVERITIES:
-        _fail(where, f"bad severity {entry['severity']!r} (one of {', '.join(SEVERITIES)})")
+def _parse_rule(entry: dict, file: str, index: int) -> Rule:
+    """One rule the rules schema accepted, checked for what the schema cannot say."""
+    where = f"{file}: {entry['id']}"
     tables = entry["resource"] if isinstance(entry["resource"], list) else [entry["resource"]]
-    if not tables or any(not isinstance(t, str) or (t not in TABLE_SCHEMAS and t not in INPUT_COLUMNS)
-                          for t in tables):
-        _fail(where, f"unknown table {entry['resource']!r} in 'resource'")
     if len(tables) > 1 and "condition" in entry:
         _fail(where, "a declarative condition reads one table; name one 'resource'")
-    if not isinstance(entry["references"], list):
-        _fail(where, "'references' must be a list")
     params = entry.get("params") or {}
-    if not isinstance(params, dict):
-        _fail(where, "'params' must be a mapping of names to defaults")
+    param_schemas = entry.get("param_schemas") or {}
+    for name, fragment in param_schemas.items():
+        if name not in params:
+            _fail(f"{where}: param_schemas.{name}", "names no param of the rule")
+        schemas.check_schema(fragment, f"{where}: param_schemas.{name}")
     has_condition, has_python = "condition" in entry, "python" in entry
     if has_condition == has_python:
         _fail(where, "needs exactly one of 'condition' or 'python'")
@@ -317,9 +306,7 @@ def _parse_rule(entry, file: str, index: int) -> Rule:
         _validate_condition(entry["condition"], where, tables[0], params)
     else:
         target = entry["python"]
-        module_name, _, func_name = str(target).partition(":")
-        if not module_name.startswith("auditor.checks.") or not func_name:
-            _fail(where, f"'python' must name auditor.checks.<family>:<function>, not {target!r}")
+        module_name, _, func_name = target.partition(":")
         try:
             func = getattr(importlib.import_module(module_name), func_name, None)
         except ImportError as exc:
@@ -332,7 +319,7 @@ def _parse_rule(entry, file: str, index: int) -> Rule:
         known = set(table_columns(tables[0])) | set(params)
         for name in _template_fields(entry["message"]) + list(evidence):
             if name not in known and not name.startswith("tag:"):
-                _fail(where, f"message or evidence names unknown column or param '{name}'")
+                _fail(where, f"message or evidence names unknown column or param {shown(name)}")
     else:
         _template_fields(entry["message"])
     return Rule(id=entry["id"], name=entry["name"], title=entry["title"],
@@ -344,24 +331,142 @@ def _parse_rule(entry, file: str, index: int) -> Rule:
                 condition=entry.get("condition"), python=entry.get("python"),
                 evidence=list(dict.fromkeys(evidence)), enabled=bool(entry.get("enabled", True)),
                 retired=bool(entry.get("retired", False)),
-                per_region=bool(entry.get("per_region", False)), file=file)
+                per_region=bool(entry.get("per_region", False)), file=file,
+                param_schemas=param_schemas)
 
 
-def load_yaml(path: Path, loader: type = yaml.SafeLoader):
+def _rule_label(document, path):
+    """`XYZ001` (or `rule #3` before it has a good id) for a place inside a rule file."""
+    if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
+        entry = document["rules"][path[1]]
+        rule_id = entry.get("id") if isinstance(entry, dict) else None
+        good = isinstance(rule_id, str) and RULE_ID.match(rule_id)
+        return (rule_id if good else f"rule #{path[1] + 1}"), path[2:]
+    return "", path
+
+
+def vocabulary() -> dict[str, list[str]]:
+    """The lists the schemas take from the code."""
+    return {"severities": SEVERITIES, "ops": list(OPS),
+            "tables": list(TABLE_SCHEMAS) + [t for t in INPUT_COLUMNS if t not in TABLE_SCHEMAS]}
+
+
+def file_schema(name: str, rules: list[Rule] | None = None) -> dict:
+    """The JSON Schema of a config, rule or exemptions file (`image-audit schema NAME`);
+    the config's with each rule of `rules` (default: the shipped pack) and its params."""
+    if name not in schemas.NAMES:
+        raise AuditError(f"unknown schema {shown(name)} (one of {', '.join(schemas.NAMES)})")
+    schema = schemas.shipped(name, vocabulary())
+    if name == "config":
+        per_rule = schema["properties"]["rules"]
+        settings = schema["definitions"]["rule_settings"]
+        per_rule["properties"] = {}
+        for rule in load_rules() if rules is None else rules:
+            one = copy.deepcopy(settings)
+            one["description"] = f"{rule.id} ({rule.severity}): {rule.title}"
+            one["properties"]["params"] = schemas.params_schema(
+                rule.defaults, rule.param_schemas, _regex_params(rule.condition))
+            per_rule["properties"][rule.id] = one
+        per_rule["additionalProperties"] = False
+    return schema
+
+
+# A config, exemptions or rule file is small and shallow. These bounds refuse a hostile one
+# (an alias bomb: 455 bytes that expand to a billion nodes; a list nested ten thousand deep)
+# while it is parsed, before anything walks, copies or prints the values.
+YAML_MAX_BYTES = 64 * 2**20
+YAML_MAX_DEPTH = 64
+YAML_MAX_ALIAS_NODES = 10_000
+
+
+class _YamlLimit(yaml.YAMLError):
+    def __init__(self, problem: str, mark):
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses nesting deeper than YAML_MAX_DEPTH, an alias to a node that
+    contains it, and aliases that together stand for more than YAML_MAX_ALIAS_NODES nodes.
+    Mapping keys must be text (a key of `yes` or `1` would silently become true or 1)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth, self._alias_nodes = 0, 0
+        self._open_anchors: set[str] = set()
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open_anchors:
+                raise _YamlLimit(f"alias *{event.anchor} refers to a node that contains it",
+                                 event.start_mark)
+            node = super().compose_node(parent, index)
+            self._alias_nodes += self._size(node)
+            if self._alias_nodes > YAML_MAX_ALIAS_NODES:
+                raise _YamlLimit(f"aliases expand to more than {YAML_MAX_ALIAS_NODES:,} nodes "
+                                 "(refused: an alias bomb?)", event.start_mark)
+            return node
+        self._depth += 1
+        if self._depth > YAML_MAX_DEPTH:
+            raise _YamlLimit(f"nested deeper than {YAML_MAX_DEPTH} levels", event.start_mark)
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open_anchors.discard(anchor)
+
+    def _size(self, node) -> int:
+        """Nodes `node` stands for, aliases expanded (depth is bounded, so recursion is)."""
+        size = self._sizes.get(id(node))
+        if size is None:
+            if isinstance(node, yaml.MappingNode):
+                size = 1 + sum(self._size(k) + self._size(v) for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                size = 1 + sum(self._size(item) for item in node.value)
+            else:
+                size = 1
+            self._sizes[id(node)] = size
+        return size
+
+    def construct_mapping(self, node, deep=False):
+        mapping = super().construct_mapping(node, deep=deep)
+        for key in mapping:
+            if not isinstance(key, str):
+                raise _YamlLimit(f"key {shown(key)} must be text (quote it)", node.start_mark)
+        return mapping
+
+
+def load_yaml(path: Path, loader: type = BoundedLoader):
+    """One YAML document, or a one-line AuditError naming the file (and line) that says why."""
+    if not issubclass(loader, BoundedLoader):
+        raise TypeError("YAML is read with BoundedLoader or a subclass of it")
     try:
+        if Path(path).stat().st_size > YAML_MAX_BYTES:
+            raise AuditError(f"{path}: larger than {YAML_MAX_BYTES // 2**20} MiB; refused")
         with open(path, encoding="utf-8") as handle:
-            return yaml.load(handle, Loader=loader)  # SafeLoader or a subclass of it
+            return yaml.load(handle, Loader=loader)  # a SafeLoader, bounded
     except FileNotFoundError:
         raise AuditError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise AuditError(f"{path}: invalid YAML{at}: {problem}") from None
+        raise AuditError(f"{path}: invalid YAML{at}: {_one_line(problem)}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise AuditError(f"{path}: cannot read ({exc})") from None
-    except ValueError as exc:  # a value YAML recognises but cannot build, like 2027-02-30
-        raise AuditError(f"{path}: invalid YAML value: {exc}") from None
+        raise AuditError(f"{path}: cannot read ({_one_line(str(exc))})") from None
+    except (ValueError, OverflowError) as exc:  # a value YAML cannot build, like 2027-02-30
+        raise AuditError(f"{path}: invalid YAML value: {_one_line(str(exc))}") from None
+    except RecursionError:
+        raise AuditError(f"{path}: invalid YAML: nested too deeply") from None
+
+
+def _one_line(text: str) -> str:
+    return shown_text(" ".join(str(text).split()), 200)
 
 
 def load_rules(directory: Path | None = None) -> list[Rule]:
@@ -372,98 +477,64 @@ def load_rules(directory: Path | None = None) -> list[Rule]:
     files = sorted(directory.glob("*.yaml"))
     if not files:
         raise AuditError(f"{directory}: no rule files (*.yaml)")
+    schema = schemas.shipped("rules", vocabulary())
     for path in files:
         data = load_yaml(path)
-        entries = data.get("rules") if isinstance(data, dict) else None
-        if not isinstance(entries, list):
-            raise AuditError(f"{path.name}: expected a top-level 'rules:' list")
-        for index, entry in enumerate(entries):
+        schemas.validate(data, schema, path.name, locate=_rule_label)
+        for index, entry in enumerate(data["rules"]):
             rule = _parse_rule(entry, path.name, index)
             if rule.id in rules:
                 raise AuditError(f"{path.name}: {rule.id}: duplicate rule id "
                                  f"(also in {rules[rule.id].file})")
             if rule.name in names:
-                raise AuditError(f"{path.name}: {rule.id}: duplicate rule name {rule.name!r} "
+                raise AuditError(f"{path.name}: {rule.id}: duplicate rule name '{rule.name}' "
                                  f"(also {names[rule.name]})")
             rules[rule.id], names[rule.name] = rule, rule.id
     return sorted(rules.values(), key=lambda r: r.id)
 
 
-CONFIG_RULE_KEYS = {"enabled", "severity", "params"}
-
-
-def _same_kind(default, value) -> bool:
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(default, bool) and isinstance(value, bool)
-    if isinstance(default, (int, float)):
-        return isinstance(value, (int, float))
-    return isinstance(value, type(default)) if default is not None else True
-
-
 def apply_config(rules: list[Rule], config: dict | None, where: str = "config") -> list[Rule]:
-    """Rules with the config's per-rule enabled/severity/params applied, validated by name."""
-    config = config or {}
-    if not isinstance(config, dict):
-        _fail(where, "config must be a mapping with a 'rules' key")
-    unknown = set(config) - {"rules", "include_platform_managed"}
-    if unknown:
-        _fail(where, f"unknown key(s): {', '.join(sorted(unknown))} "
-                     "(known: include_platform_managed, rules)")
-    per_rule = config.get("rules") or {}
-    if not isinstance(per_rule, dict):
-        _fail(where, "'rules' must map rule ids to settings")
-    include_platform = config.get("include_platform_managed", False)
-    if not isinstance(include_platform, bool):
-        _fail(f"{where}: include_platform_managed", "must be true or false")
+    """Rules with the config's per-rule enabled/severity/params applied. The config is
+    validated whole first (`file_schema("config")`: every key, every param's type and
+    range), so a value that would fail later is named now, by file and key path. A check
+    module's `params_problem` judges its own params too: before the schema, so a param renamed
+    since an earlier version is named with what replaced it, and after the values are set."""
     by_id = {rule.id: copy.deepcopy(rule) for rule in rules}
-    if "include_platform_managed" in config:
-        for rule in by_id.values():
-            rule.include_platform_managed = include_platform
-    for rule_id, settings in per_rule.items():
-        at = f"{where}: rules.{rule_id}"
-        if rule_id not in by_id:
-            _fail(at, "unknown rule id")
-        if not isinstance(settings, dict):
-            _fail(at, "settings must be a mapping of enabled/severity/params")
-        unknown = set(settings) - CONFIG_RULE_KEYS
-        if unknown:
-            _fail(at, f"unknown key(s): {', '.join(sorted(unknown))} "
-                      f"(known: {', '.join(sorted(CONFIG_RULE_KEYS))})")
+    per_rule = (config or {}).get("rules") if isinstance(config, dict) else None
+    if isinstance(per_rule, dict):
+        for rule_id, settings in per_rule.items():
+            params = settings.get("params") if isinstance(settings, dict) else None
+            problem = _params_problem(by_id[rule_id], "renamed_param", params) \
+                if rule_id in by_id and isinstance(params, dict) else None
+            if problem:
+                _fail(f"{where}: rules.{rule_id}", problem)
+    schemas.validate(config, file_schema("config", rules), where)
+    for rule_id, settings in ((config or {}).get("rules") or {}).items():
         rule = by_id[rule_id]
-        if "enabled" in settings:
-            if not isinstance(settings["enabled"], bool):
-                _fail(f"{at}.enabled", "must be true or false")
-            rule.enabled = settings["enabled"]
+        settings = settings or {}
+        rule.enabled = settings.get("enabled", rule.enabled)
         if "severity" in settings:
-            if settings["severity"] not in SEVERITIES:
-                _fail(f"{at}.severity", f"bad value {settings['severity']!r} "
-                                        f"(one of {', '.join(SEVERITIES)})")
             rule.severity = settings["severity"]
             rule.severity_from_config = True
-        params = settings.get("params") or {}
-        if not isinstance(params, dict):
-            _fail(f"{at}.params", "must be a mapping")
-        for name, value in params.items():
-            if name not in rule.params:
-                _fail(f"{at}.params.{name}", f"unknown param (known: "
-                                             f"{', '.join(sorted(rule.params)) or 'none'})")
-            if not _same_kind(rule.params[name], value):
-                _fail(f"{at}.params.{name}", f"expected a {type(rule.params[name]).__name__}, "
-                                             f"got {value!r}")
-            rule.params[name] = value
-    for rule_id in per_rule:  # a check judges its own params (a renamed key) when they are read
-        problem = _params_problem(by_id[rule_id])
+        rule.params.update(copy.deepcopy(settings.get("params") or {}))
+        problem = _params_problem(rule)
         if problem:
             _fail(f"{where}: rules.{rule_id}", problem)
+    if "include_platform_managed" in (config or {}):
+        for rule in by_id.values():
+            rule.include_platform_managed = config["include_platform_managed"]
     return [by_id[rule.id] for rule in rules]
 
 
-def _params_problem(rule: Rule) -> str | None:
-    """What the rule's check module says is wrong with its params (`params_problem`)."""
+def _params_problem(rule: Rule, judge_name: str = "params_problem",
+                    params: dict | None = None) -> str | None:
+    """What the rule's check module says is wrong with its params (`params_problem`, or
+    `renamed_param` on the config's own, unvalidated params)."""
     if not rule.python:
         return None
-    judge = getattr(importlib.import_module(rule.python.partition(":")[0]), "params_problem", None)
-    return judge(rule.params) if judge else None
+    module = importlib.import_module(rule.python.partition(":")[0])
+    judge = getattr(module, judge_name, None)
+    return judge(rule.params if params is None else params) if judge else None
 
 
 def load_config(path: Path | None) -> dict:
@@ -489,8 +560,8 @@ def render(template: str, frame: pd.DataFrame, params: dict) -> pd.Series:
             elif column.dtype != object or pd.api.types.infer_dtype(column) == "string":
                 # Shown once per distinct value (categories, dates, numbers repeat).
                 codes, uniques = pd.factorize(column)
-                shown = np.array([_display(v) for v in uniques] + ["(none)"], dtype=object)
-                text = pd.Series(shown[codes], index=frame.index)
+                display = np.array([_display(v) for v in uniques] + ["(none)"], dtype=object)
+                text = pd.Series(display[codes], index=frame.index)
             else:
                 text = column.astype("object").map(_display).astype(str)
         elif name in params:

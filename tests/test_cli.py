@@ -71,7 +71,7 @@ def test_bad_config_is_exit_2(tmp_path, capsys):
     config.write_text("rules:\n  PIN001: {enabled: maybe}\n")
     code, out = run("audit", "--sample", "--config", str(config), "-o", str(tmp_path),
                     capsys=capsys)
-    assert code == 2 and "rules.PIN001.enabled: must be true or false" in out.err
+    assert code == 2 and "rules.PIN001.enabled: expected true or false, got 'maybe'" in out.err
 
 
 def test_bad_as_of(tmp_path, capsys):

@@ -8,6 +8,7 @@ import json
 import random
 import textwrap
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -68,32 +69,33 @@ def by_rule(findings, rule_id):
     ("exemptions:\n  - {rule: PIN001, resource: x, reason: r, approved_by: a}\n",
      "exemptions.yaml: entry 1 (PIN001): missing required field 'expires'"),
     ("exemptions:\n  - {rule: PIN001, resource: x, reason: '  ', approved_by: a, expires: 2027-01-01}\n",
-     "entry 1 (PIN001): missing required field 'reason'"),
+     "entry 1 (PIN001): reason: expected non-blank text, got '  '"),
     ("exemptions:\n  - {rule: PIN001, resource: '', reason: r, approved_by: a, expires: 2027-01-01}\n",
-     "entry 1 (PIN001): missing required field 'resource'"),
+     "entry 1 (PIN001): resource: expected non-blank text, got ''"),
     ("exemptions:\n  - {rule: PIN001, resource: x, reason: r, approved_by: a, expires: 2027-01-01,"
-     " ticket: 7}\n", "entry 1 (PIN001): unknown key(s): ticket"),
+     " ticket: 7}\n", "entry 1 (PIN001): ticket: unknown key (known: rule, resource, reason"),
     ("exemptions:\n  - {rule: PIN001, resource: x, reason: r, approved_by: a, expires: soon}\n",
-     "entry 1 (PIN001): 'expires' must be a date (YYYY-MM-DD), not 'soon'"),
+     "entry 1 (PIN001): expires: expected a date (YYYY-MM-DD), got 'soon'"),
     ("exemptions:\n  - {rule: PIN001, resource: x, reason: r, approved_by: a, expires: 2027-02-30}\n",
-     "entry 1 (PIN001): 'expires' must be a date"),
+     "entry 1 (PIN001): expires: expected a date (YYYY-MM-DD), got '2027-02-30', which is not a day"),
     ("exemptions:\n  - {rule: PIN001, resource: x, reason: r, approved_by: a,"
      " expires: 2027-01-01T10:00:00Z}\n",
-     "'expires' must be a date (YYYY-MM-DD), not '2027-01-01T10:00:00Z'"),
+     "expires: expected a date (YYYY-MM-DD), got '2027-01-01T10:00:00Z'"),
     ("exemptions:\n  - {rule: PIN001, resource: x, reason: r, approved_by: a, expires: 2027-01-01}\n"
      "  - {rule: XYZ999, resource: x, reason: r, approved_by: a, expires: 2027-01-01}\n",
      "entry 2 (XYZ999): unknown rule id 'XYZ999'"),
     ("exemptions:\n  - {rule: EXM002, resource: x, reason: r, approved_by: a, expires: 2027-01-01}\n",
      "entry 1 (EXM002): EXM002 findings are about this file"),
     ("exemptions:\n  - {rule: PIN001, resource: 42, reason: r, approved_by: a, expires: 2027-01-01}\n",
-     "entry 1 (PIN001): 'resource' must be text"),
+     "entry 1 (PIN001): resource: expected non-blank text, got 42"),
     ("exemptions:\n  - {rule: PIN001, resource: /A/*, reason: r, approved_by: a, expires: 2027-01-01}\n"
      "  - {rule: pin001, resource: /a/*, reason: s, approved_by: b, expires: 2028-01-01}\n",
      "entry 2 (PIN001): same rule and resource as entry 1"),
-    ("exemptions:\n  - just a string\n", "entry 1: an exemption must be a mapping"),
-    ("- {rule: PIN001}\n", "expected only a top-level 'exemptions:' list"),
-    ("exemptions: []\nrules: {}\n", "expected only a top-level 'exemptions:' list"),
-    ("", "expected only a top-level 'exemptions:' list"),
+    ("exemptions:\n  - just a string\n",
+     "entry 1: expected a mapping of rule, resource, reason, approved_by, expires, got 'just a string'"),
+    ("- {rule: PIN001}\n", "expected a mapping with only a top-level 'exemptions:' list, got [{"),
+    ("exemptions: []\nrules: {}\n", "exemptions.yaml: rules: unknown key (known: exemptions)"),
+    ("", "expected a mapping with only a top-level 'exemptions:' list, got None"),
     ("exemptions: [\n", "invalid YAML at line"),
 ])
 def test_bad_files_are_one_line_errors_naming_the_entry(tmp_path, pack, body, message):
@@ -255,3 +257,108 @@ def test_cli_bad_exemptions_file_is_exit_2_before_any_output(tmp_path, snapshot,
     assert printed.err == (f"image-audit: error: {path}: entry 1 (PIN001): missing required "
                            "field 'approved_by'\n")
     assert not (tmp_path / "out").exists()
+
+
+# --- many globs and hostile files ---------------------------------------------------------------
+
+def test_ten_thousand_globs_for_one_rule_match_like_fnmatch(tmp_path):
+    """Far past the ~4,000 globs one combined RE2 pattern holds ("pattern too large"), with
+    ids long enough to fill it; the pairs must be exactly fnmatch's."""
+    from auditor.exemptions import _matches
+
+    rng = random.Random(3)
+    long = "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/rg-{}/providers/" \
+           "microsoft.compute/virtualmachines/vm-{}"
+    ids = [long.format(rng.randrange(50), i) for i in range(400)]
+    globs = []
+    for i in range(10_000):
+        base = ids[rng.randrange(len(ids))]
+        cut = rng.randrange(len(base) // 2, len(base))
+        globs.append([base[:cut] + "*", "*" + base[cut:], base[:cut] + "?*[0-9]", f"*x{i}*",
+                      "*?" + base[cut:], "*[0-9]" + base[-2:], "*" + base[cut:-1] + "?"][i % 7])
+    findings = pd.DataFrame({"rule_id": "PIN001", "resource_id": ids})
+    entries = pd.DataFrame({"entry": range(1, len(globs) + 1), "rule": "PIN001", "resource": globs})
+    pairs = _matches(findings, entries)
+    got = set(zip(pairs["entry"], pairs["finding"], strict=True))
+    expected = {(e + 1, f) for e, glob in enumerate(globs) for f in
+                np.flatnonzero(np.array([fnmatch.fnmatchcase(i, glob) for i in ids]))}
+    assert got == expected and len(expected) > 10_000
+
+
+@pytest.mark.parametrize("body, message", [
+    ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+     "exemptions: [{rule: PIN001, resource: *d, reason: r, approved_by: a, expires: 2027-01-01}]\n",
+     "aliases expand to more than 10,000 nodes"),
+    ("exemptions: &e [{rule: PIN001, resource: x, reason: *e, approved_by: a, expires: 2027-01-01}]\n",
+     "refers to a node that contains it"),
+    ("exemptions: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 64 levels"),
+    ("exemptions: [{rule: PIN001, resource: x, reason: r, approved_by: a, expires: 2027-01-01, "
+     "1: x}]\n", "key 1 must be text"),
+])
+def test_hostile_yaml_is_refused_in_one_short_line(tmp_path, pack, body, message):
+    with pytest.raises(AuditError) as info:
+        load_exemptions(write(tmp_path, body), pack)
+    text = str(info.value)
+    assert text.startswith(str(tmp_path / "exemptions.yaml")) and message in text
+    assert "\n" not in text and len(text) < 300 + len(str(tmp_path))
+
+
+def test_random_exemption_files_load_or_fail_in_one_line(tmp_path_factory, pack):
+    """Random entries (any type, hostile text, dates that are not) never end in a traceback:
+    the file loads and applies, or it is one line naming the file."""
+    import yaml
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    text = st.one_of(st.text(alphabet=st.characters(codec="utf-8"), max_size=10),
+                     st.sampled_from(["PIN001", "pin001", "EXM001", "NOPE01", "2027-02-30",
+                                      "2027-01-31", "*", "[", "/subscriptions/*", "\x1b[2J"]))
+    value = st.one_of(text, st.none(), st.integers(), st.floats(), st.booleans(),
+                      st.lists(text, max_size=2), st.dictionaries(text, text, max_size=2))
+    item = st.dictionaries(st.sampled_from(["rule", "resource", "reason", "approved_by", "expires",
+                                            "ticket"]), value, max_size=6)
+    estate = estate_of(*compliant_estate_resources(), vm("vm-a", image=LATEST))
+    findings = evaluate(estate, pack)
+    folder = tmp_path_factory.mktemp("random-exemptions")
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(item, max_size=4))
+    def check(items):
+        path = folder / "exemptions.yaml"
+        path.write_text(yaml.safe_dump({"exemptions": items}, allow_unicode=True))
+        try:
+            exemptions = load_exemptions(path, pack)
+        except AuditError as exc:
+            assert str(exc).startswith(str(path)) and "\n" not in str(exc) and len(str(exc)) < 500
+            return
+        exemptions.apply(findings, estate, pack)
+
+    check()
+
+
+def test_glob_ranges_match_exactly_what_fnmatch_does():
+    """The prefix and suffix ranges (binary search over sorted and reversed ids) must find
+    exactly fnmatch's pairs, also for ids and globs of odd characters."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from auditor.exemptions import _matches
+
+    chars = st.sampled_from(list("ab/-.[]!^*?\\") + ["\U0010ffff", "\x00"])
+    ids = st.lists(st.text(chars, max_size=6),
+                   min_size=1, max_size=30)
+
+    @settings(max_examples=150, deadline=None)
+    @given(ids, st.lists(st.text(chars, min_size=1, max_size=6), min_size=1, max_size=12))
+    def check(keys, globs):
+        globs = [g for g in globs if any(c in g for c in "*?[")] or ["*"]
+        findings = pd.DataFrame({"rule_id": "PIN001", "resource_id": keys})
+        entries = pd.DataFrame({"entry": range(1, len(globs) + 1), "rule": "PIN001",
+                                "resource": globs})
+        pairs = _matches(findings, entries)
+        got = set(zip(pairs["entry"], pairs["finding"], strict=True))
+        assert got == {(e + 1, f) for e, glob in enumerate(globs)
+                       for f, key in enumerate(keys) if fnmatch.fnmatchcase(key, glob)}
+
+    check()

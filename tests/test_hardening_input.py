@@ -333,11 +333,32 @@ def test_non_ascii_long_and_formula_text_survives_to_reports(tmp_path, capsys):
 @pytest.mark.parametrize("content, message", [
     ("rules: {PIN001: {enabled: [unclosed\n", "invalid YAML at line"),
     ("- just\n- a list\n", "image-audit.yaml"),
-    ("rulez: {}\n", "unknown key(s): rulez"),
+    ("rulez: {}\n", "rulez: unknown key (known: rules)"),
     ("rules: {NOPE999: {}}\n", "rules.NOPE999: unknown rule id"),
     ("rules: {PIN001: {severity: 7}}\n", "rules.PIN001.severity"),
     ("\tbad: indentation\n", "image-audit.yaml"),
     ("rules: !!python/object/apply:os.system ['echo pwned']\n", "image-audit.yaml"),
+    # values that passed validation and crashed later: now named by key path
+    ("rules: {RET001: {params: {keep_versions: .inf}}}\n",
+     "image-audit.yaml: rules.RET001.params.keep_versions: expected a whole number, got inf"),
+    ("rules: {RET001: {params: {min_age_days: .nan}}}\n",
+     "image-audit.yaml: rules.RET001.params.min_age_days: expected a whole number, got nan"),
+    ("rules: {TAG001: {params: {required_tags: [1, null]}}}\n",
+     "image-audit.yaml: rules.TAG001.params.required_tags[0]: expected text, got 1"),
+    ("rules: {TAG002: {params: {allowed_values: {environment: " + "[" * 5000 + "]" * 5000 + "}}}}\n",
+     "image-audit.yaml: invalid YAML at line 1, column 116: nested deeper than 64 levels"),
+    ("rules: {TAG002: {params: {allowed_values: {environment: " + "[" * 40 + "]" * 40 + "}}}}\n",
+     "rules.TAG002.params.allowed_values.environment[0]: expected text, got [[[[...]]]]"),
+    ("rules: {VER001: {params: {version_pattern: '(('}}}\n",
+     "rules.VER001.params.version_pattern: expected a regular expression, got '(('"),
+    # an alias bomb: 9^8 strings from a few hundred bytes
+    ("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+     + "".join(f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n"
+               for p, n in zip("abcdefgh", "bcdefghi", strict=True))
+     + "rules: {PIN001: {severity: *i}}\n", "aliases expand to more than 10,000 nodes"),
+    ("rules: &r {PIN001: {severity: [*r]}}\n", "alias *r refers to a node that contains it"),
+    ('rules: {PIN001: {severity: "' + "\\e[2J" * 10**5 + '"}}\n',
+     "rules.PIN001.severity: bad value '\\x1b[2J"),
 ])
 def test_bad_config_file_one_line(tmp_path, capsys, content, message):
     config = tmp_path / "image-audit.yaml"
@@ -346,6 +367,7 @@ def test_bad_config_file_one_line(tmp_path, capsys, content, message):
                        "-o", str(tmp_path / "out"))
     assert code == 2
     assert_one_line_error(err, message)
+    assert len(err) < 300 + len(str(config))
     assert not (tmp_path / "out").exists()
 
 
@@ -469,3 +491,46 @@ def test_problems_counted_the_same_in_blocks_of_lines(tmp_path, monkeypatch):
     assert whole.manifest["problem_count"] == len(range(3, len(lines), 40))
     assert blocks.manifest["problems"] == whole.manifest["problems"]
     assert blocks.table_hashes == whole.table_hashes
+
+
+def test_random_yaml_with_anchors_never_crashes_config_loading(tmp_path_factory):
+    """Random config documents whose parts are shared, so YAML writes them with anchors and
+    aliases (sometimes exponentially many): loading and applying them is a run or one short
+    line naming the file, never a traceback, a MemoryError or a flood."""
+    import yaml
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from auditor.engine import apply_config, load_config
+    from auditor.errors import AuditError
+
+    pack = load_rules()
+    folder = tmp_path_factory.mktemp("random-yaml")
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(),
+                       st.sampled_from(["team", "high", "prod", "TAG001", "\x1b[2J", "(("]))
+
+    @st.composite
+    def shared_documents(draw):
+        parts = [draw(leaves)]
+        for _ in range(draw(st.integers(1, 12))):
+            picked = draw(st.lists(st.sampled_from(parts), min_size=1, max_size=9))
+            parts.append(picked if draw(st.booleans()) else dict(zip(
+                draw(st.lists(st.sampled_from(["required_tags", "severity", "params", "x",
+                                               "keep_versions"]), min_size=len(picked),
+                              max_size=len(picked), unique=True) if len(picked) <= 5 else
+                     st.just([f"k{i}" for i in range(len(picked))])), picked, strict=True)))
+        rule = draw(st.sampled_from(["TAG001", "RET001", "PIN001"]))
+        return {"rules": {rule: {draw(st.sampled_from(["params", "severity"])): parts[-1]}}}
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(shared_documents())
+    def check(document):
+        path = folder / "image-audit.yaml"
+        path.write_text(yaml.safe_dump(document))
+        try:
+            apply_config(pack, load_config(path), where=str(path))
+        except AuditError as exc:
+            assert str(exc).startswith(str(path)) and "\n" not in str(exc)
+            assert len(str(exc)) < 400 + len(str(path))
+
+    check()

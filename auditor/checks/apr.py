@@ -15,7 +15,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from auditor.errors import AuditError
+from auditor.errors import AuditError, shown
 from auditor.estate import last_segment, lowered
 
 APPROVED_KEYS = ("marketplace", "gallery_ids", "shared_images", "managed_images")
@@ -32,16 +32,26 @@ _EXTERNAL = re.compile(r"^/(?:shared|community)galleries/[^/*?\[\]]+/images/[^/*
                        r"(?:/versions/[^/*?\[\]]+)?$")
 
 
+def renamed_param(params: dict) -> str | None:
+    """A param of an earlier version of APR001, named with what replaced it: checked before
+    the config's schema, so such a config fails with what to write instead."""
+    approved = params.get("approved")
+    for key in approved if isinstance(approved, dict) else ():
+        if key in REPLACED_KEYS:
+            return (f"params.approved.{key} is no longer read: gallery images are approved by "
+                    f"resource id, not by name; use {REPLACED_KEYS[key]}")
+    return None
+
+
 def params_problem(params: dict) -> str | None:
     """Why APR001's params cannot be used (None when they can): checked when the config is
     read, so a config written for an earlier version of the rule fails at once."""
     approved = params.get("approved")
     if not isinstance(approved, dict):
         return "params.approved must be a mapping"
-    for key in approved:
-        if key in REPLACED_KEYS:
-            return (f"params.approved.{key} is no longer read: gallery images are approved by "
-                    f"resource id, not by name; use {REPLACED_KEYS[key]}")
+    renamed = renamed_param(params)
+    if renamed:
+        return renamed
     unknown = set(approved) - set(APPROVED_KEYS)
     if unknown:
         return (f"params.approved: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
@@ -51,7 +61,7 @@ def params_problem(params: dict) -> str | None:
             return f"params.approved.{key} must be a list"
     for entry in approved.get("shared_images") or []:
         if not _EXTERNAL.match(_lower_id(entry)):
-            return (f"params.approved.shared_images: {entry!r} is not the full id of a shared or "
+            return (f"params.approved.shared_images: {shown(entry)} is not the full id of a shared or "
                     "community gallery image (/SharedGalleries/NAME/Images/DEFINITION or "
                     "/CommunityGalleries/NAME/Images/DEFINITION, optionally /Versions/X; no "
                     "wildcards: a gallery name is no identity)")

@@ -92,7 +92,7 @@ def test_python_check_outside_checks_package_refused(tmp_path):
 
 
 @pytest.mark.parametrize("config, message", [
-    ({"rulez": {}}, "image-audit.yaml: rulez: unknown key (known: rules)"),
+    ({"rulez": {}}, "image-audit.yaml: rulez: unknown key (known: include_platform_managed, rules)"),
     ({"rules": {"NOPE001": {}}}, "rules.NOPE001: unknown rule id"),
     ({"rules": {"PIN001": {"enabld": False}}},
      "rules.PIN001.enabld: unknown key (known: enabled, severity, params)"),
@@ -183,7 +183,7 @@ def test_per_region_rule_must_return_regions(tmp_path):
     ({"TAG002": {"params": {"allowed_values": {"owner": "x"}}}},
      "rules.TAG002.params.allowed_values.owner: expected a list, got 'x'"),
     ({"APR001": {"params": {"approved": {"marketplce": ["x"]}}}},
-     "rules.APR001.params.approved.marketplce: unknown key (known: marketplace, galleries"),
+     "rules.APR001.params.approved.marketplce: unknown key (known: marketplace, gallery_ids"),
     ({"RET001": {"params": {"retain_tag": ["retain"]}}},
      "rules.RET001.params.retain_tag: expected text, got ['retain']"),
     ({"TAG001": {"params": {"required_tags": ["a" * 500]}, "severity": "x" * 10**6}},

@@ -333,7 +333,7 @@ def test_non_ascii_long_and_formula_text_survives_to_reports(tmp_path, capsys):
 @pytest.mark.parametrize("content, message", [
     ("rules: {PIN001: {enabled: [unclosed\n", "invalid YAML at line"),
     ("- just\n- a list\n", "image-audit.yaml"),
-    ("rulez: {}\n", "rulez: unknown key (known: rules)"),
+    ("rulez: {}\n", "rulez: unknown key (known: include_platform_managed, rules)"),
     ("rules: {NOPE999: {}}\n", "rules.NOPE999: unknown rule id"),
     ("rules: {PIN001: {severity: 7}}\n", "rules.PIN001.severity"),
     ("\tbad: indentation\n", "image-audit.yaml"),

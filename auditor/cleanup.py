@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from auditor.estate import Estate
+from auditor.safetext import BIDI, shown
 
 # Rules whose findings mean "this resource can go", when they flag an image version or a
 # managed image. Other RET/STL rules flag what needs fixing, not deleting (STL005: a version
@@ -26,18 +27,35 @@ IMAGE_TYPE = "Microsoft.Compute/images"
 NOT_RETAINED = {"", "false", "no", "0"}
 VERSION_PATH = re.compile(r"(?i)^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/"
                           r"providers/Microsoft\.Compute/galleries/(?P<gallery>[^/]+)/images/"
-                          r"(?P<definition>[^/]+)/versions/(?P<version>[^/]+)$")
+                          r"(?P<definition>[^/]+)/versions/(?P<version>[^/]+)\Z")
 IMAGE_PATH = re.compile(r"(?i)^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/"
-                        r"providers/Microsoft\.Compute/images/(?P<name>[^/]+)$")
+                        r"providers/Microsoft\.Compute/images/(?P<name>[^/]+)\Z")
 UNUSED = ("unused: no VM or scale set model references it, and no scale set runs instances "
           "created from it")
 UNPARSED = "its id is not in the form the delete command needs; delete it by hand if at all"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+# A name no command may carry: control characters (NUL, newline, escape sequences), line
+# separators, bidi controls (a reviewer would read the line in another order), characters
+# that are not text, and the path segments `.` and `..` (the URL the CLI builds would name
+# the parent resource instead).
+_UNSAFE_NAME = f"[\x00-\x1f\x7f-\x9f\u2028\u2029{BIDI}\ud800-\udfff\ufffe\uffff]|^\\.{{1,2}}\\Z"
+UNSAFE_NAME = ("a name in its id holds a control or bidi character, or is `.` or `..`: no "
+               "command is written for it; look at it by hand")
+NO_SEMVER = ("no version of its definition is named MAJOR.MINOR.PATCH, so the newest cannot be "
+             "told; keep at least one")
 
 
 def _comment(text: str) -> str:
-    """A comment line: a newline in a name from Azure must not end the comment early."""
-    return "# " + _CONTROL.sub("?", str(text))
+    """A comment line: a newline in a name from Azure must not end the comment early, and a
+    bidi control must not reorder what the reviewer reads; each is shown escaped."""
+    return "# " + shown(text)
+
+
+def _unsafe(parts: pd.DataFrame) -> pd.Series:
+    """Rows whose id holds a name no command may carry (see _UNSAFE_NAME)."""
+    unsafe = pd.Series(False, index=parts.index)
+    for column in parts.columns:
+        unsafe |= parts[column].astype("object").str.contains(_UNSAFE_NAME, regex=True, na=False)
+    return unsafe
 
 
 def _text(values: pd.Series) -> pd.Series:
@@ -133,7 +151,10 @@ def _machine_refs(machines: pd.DataFrame, ids: pd.Series) -> pd.Series:
 def _version_plan(findings, estate: Estate, retain_tag: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     versions = estate.tables["image_versions"]
     rows = _candidates(findings, VERSION_TYPE, versions)
-    ranked = versions.sort_values(["definition_id", "major", "minor", "patch"])
+    # Only MAJOR.MINOR.PATCH names are ranked: another name is never "the newest" (unranked,
+    # it would sort last and leave the real newest unprotected).
+    ranked = versions[versions["major"].notna()].sort_values(
+        ["definition_id", "major", "minor", "patch"])
     newest = ranked.drop_duplicates("definition_id", keep="last").set_index("definition_id")
     machines = estate.tables["machines"]
     usage = estate.usage
@@ -151,8 +172,10 @@ def _version_plan(findings, estate: Estate, retain_tag: str) -> tuple[pd.DataFra
         eol.isna() | (eol > estate.as_of))
     reasons = [
         (parts["sub"].isna(), UNPARSED),
+        (_unsafe(parts), UNSAFE_NAME),
         (rows["exempted"], "finding exempted: " + rows["exemption"]),
         (rows["id"].isin(refs.index), "still used by " + _text(rows["id"].map(refs))),
+        (~rows["definition_id"].isin(newest.index), NO_SEMVER),
         (rows["id"].isin(latest_users.index), "machines that reference the definition without a "
          "version get this one in their region: " + _text(rows["id"].map(latest_users))),
         (rows["id"] == rows["definition_id"].map(newest["id"]),
@@ -191,6 +214,7 @@ def _image_plan(findings, estate: Estate, retain_tag: str,
     rows = rows.assign(label=("managed image " + parts["name"]).fillna(rows["arm_id"]))
     reasons = [
         (parts["sub"].isna(), UNPARSED),
+        (_unsafe(parts), UNSAFE_NAME),
         (rows["exempted"], "finding exempted: " + rows["exemption"]),
         (rows["id"].isin(refs.index), "still used by " + _text(rows["id"].map(refs))),
         (rows["id"].isin(built.index), "gallery version(s) " + _text(rows["id"].map(built))

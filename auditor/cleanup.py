@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from auditor.estate import Estate
-from auditor.safetext import BIDI, shown
+from auditor.safetext import BIDI, shown, without_surrogates
 
 # Rules whose findings mean "this resource can go", when they flag an image version or a
 # managed image. Other RET/STL rules flag what needs fixing, not deleting (STL005: a version
@@ -122,7 +122,7 @@ def _candidates(findings: pd.DataFrame, resource_type: str, table: pd.DataFrame)
         "message": flagged.groupby("id")["message"].first(),
         "exempted": flagged.groupby("id")["exempted"].any(),
         "exemption": exempted.groupby("id")["exemption_reason"].agg(
-            lambda reasons: "; ".join(reasons.astype(str)))})
+            lambda reasons: "; ".join(without_surrogates(str(r)) for r in reasons))})
     return table.join(grouped, on="id", how="inner").reset_index(drop=True)
 
 

@@ -57,7 +57,9 @@ def _replica_lines(estate: Estate) -> pd.DataFrame:
     definition = _segment(lines["definition_id"], "images")
     return pd.DataFrame({
         "kind": "replica", "id": lines["version_id"], "resource_id": lines["arm_id"],
-        "name": gallery + "/" + definition + "/" + lines["name"], "gallery": gallery,
+        # as str: an object column that is all missing cannot be added to text
+        "name": gallery.astype("str") + "/" + definition.astype("str") + "/" + lines["name"],
+        "gallery": gallery,
         "definition": definition, "version": lines["name"], "region": lines["region"],
         "storage_type": lines["storage_account_type"],
         "team": _team(estate, lines, "version_id", "definition_id", "gallery_id"),

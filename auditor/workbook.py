@@ -14,6 +14,7 @@ written bare with openpyxl and with xlsxwriter.
 from __future__ import annotations
 
 import json
+import re
 from copy import copy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,9 +243,12 @@ def _append_rows(sheet, frame: pd.DataFrame, styles: Styles, links_left: list[in
 
 
 def _header(sheet, names) -> list:
+    """Bold text cells; a name may come from the data (the Replicas sheet's regions), so it is
+    cleaned and never becomes a formula, like any other text."""
     cells = []
     for name in names:
-        cell = WriteOnlyCell(sheet, value=str(name))
+        text = xml_text(name)[:EXCEL_MAX_TEXT]
+        cell = _cell(sheet, text, None, bool(re.match(UNSAFE_TEXT, text)) or text in ERROR_CODES)
         cell.font = BOLD
         cells.append(cell)
     return cells

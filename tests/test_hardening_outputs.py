@@ -402,3 +402,26 @@ def test_error_messages_never_echo_escape_sequences(tmp_path, capsys):
     code, _, err = _audit_cli(capsys, "audit", "--sample", "--format", "x\x1b[2J",
                               "-o", str(tmp_path / "out"))
     assert code == 2 and "\x1b" not in err
+
+
+def test_workbook_headers_from_the_data_are_text(tmp_path):
+    """The Replicas sheet names a column after each region, which comes from the data: a
+    region like `=1+2` was a formula header, one with a control character crashed the book."""
+    from openpyxl import load_workbook
+
+    from auditor.engine import evaluate, load_rules
+    from auditor.estate import Estate
+    from auditor.report import write_reports
+    from tests.builders import definition, version
+    regions = (("=1+2", 1, "Standard_LRS"), ("#N/A", 1, "Standard_LRS"),
+               ("r\x01\ufffe", 1, "Standard_LRS"))
+    snapshot = build_snapshot([gallery(), definition(), version(regions=regions)],
+                              collected_at=AS_OF)
+    estate = Estate(snapshot)
+    write_reports(tmp_path, evaluate(estate, load_rules()), estate.tables, {}, ["xlsx"],
+                  usage=estate.usage)
+    sheet = load_workbook(tmp_path / "image-audit.xlsx")["Replicas"]
+    header = [cell for cell in next(sheet.iter_rows(max_row=1))]
+    assert all(cell.data_type == "s" for cell in header)
+    assert {"=1+2 replicas", "#n/a replicas", "r\\x01\\ufffe replicas"} <= \
+        {cell.value for cell in header}

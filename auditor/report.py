@@ -367,7 +367,10 @@ def _defused(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> Path:
-    safe = _defused(frame)
+    try:
+        safe = _defused(frame)
+    except UnicodeEncodeError:  # lone surrogates (from a YAML or JSON escape) in a value
+        safe = _defused(_without_surrogates(frame))
 
     def write(temporary: Path):
         buffer = io.StringIO()

@@ -425,3 +425,15 @@ def test_workbook_headers_from_the_data_are_text(tmp_path):
     assert all(cell.data_type == "s" for cell in header)
     assert {"=1+2 replicas", "#n/a replicas", "r\\x01\\ufffe replicas"} <= \
         {cell.value for cell in header}
+
+
+def test_csv_with_lone_surrogates_and_formulas_is_written(tmp_path):
+    """An exemption reason may come from a YAML `\\udfff` escape: the CSV is still written,
+    valid UTF-8, with the surrogate shown escaped and the formula defused."""
+    import pandas as pd
+
+    from auditor.report import write_csv
+    frame = pd.DataFrame({"reason": pd.Series(["=\udfff", "ok\ud800"], dtype=object)})
+    write_csv(tmp_path / "t.csv", frame)
+    rows = _csv_rows(tmp_path / "t.csv")
+    assert rows == [["reason"], ["'=\\udfff"], ["ok\\ud800"]]

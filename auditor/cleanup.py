@@ -19,6 +19,7 @@ import pandas as pd
 
 from auditor.checks.ret import version_holds, withheld_versions
 from auditor.estate import Estate, lowered
+from auditor.safetext import BIDI, shown, without_surrogates
 
 # Rules whose findings mean "this resource can go", when they flag an image version or a
 # managed image. Other RET/STL rules flag what needs fixing, not deleting (STL005: a version
@@ -29,18 +30,35 @@ IMAGE_TYPE = "Microsoft.Compute/images"
 NOT_RETAINED = {"", "false", "no", "0"}
 VERSION_PATH = re.compile(r"(?i)^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/"
                           r"providers/Microsoft\.Compute/galleries/(?P<gallery>[^/]+)/images/"
-                          r"(?P<definition>[^/]+)/versions/(?P<version>[^/]+)$")
+                          r"(?P<definition>[^/]+)/versions/(?P<version>[^/]+)\Z")
 IMAGE_PATH = re.compile(r"(?i)^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/"
-                        r"providers/Microsoft\.Compute/images/(?P<name>[^/]+)$")
+                        r"providers/Microsoft\.Compute/images/(?P<name>[^/]+)\Z")
 UNUSED = ("unused: no VM or scale set model references it, and no scale set runs instances "
           "created from it")
 UNPARSED = "its id is not in the form the delete command needs; delete it by hand if at all"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+# A name no command may carry: control characters (NUL, newline, escape sequences), line
+# separators, bidi controls (a reviewer would read the line in another order), characters
+# that are not text, and the path segments `.` and `..` (the URL the CLI builds would name
+# the parent resource instead).
+_UNSAFE_NAME = f"[\x00-\x1f\x7f-\x9f\u2028\u2029{BIDI}\ud800-\udfff\ufffe\uffff]|^\\.{{1,2}}\\Z"
+UNSAFE_NAME = ("a name in its id holds a control or bidi character, or is `.` or `..`: no "
+               "command is written for it; look at it by hand")
+NO_SEMVER = ("no version of its definition is named MAJOR.MINOR.PATCH, so the newest cannot be "
+             "told; keep at least one")
 
 
 def _comment(text: str) -> str:
-    """A comment line: a newline in a name from Azure must not end the comment early."""
-    return "# " + _CONTROL.sub("?", str(text))
+    """A comment line: a newline in a name from Azure must not end the comment early, and a
+    bidi control must not reorder what the reviewer reads; each is shown escaped."""
+    return "# " + shown(text)
+
+
+def _unsafe(parts: pd.DataFrame) -> pd.Series:
+    """Rows whose id holds a name no command may carry (see _UNSAFE_NAME)."""
+    unsafe = pd.Series(False, index=parts.index)
+    for column in parts.columns:
+        unsafe |= parts[column].astype("object").str.contains(_UNSAFE_NAME, regex=True, na=False)
+    return unsafe
 
 
 def _text(values: pd.Series) -> pd.Series:
@@ -107,7 +125,7 @@ def _candidates(findings: pd.DataFrame, resource_type: str, table: pd.DataFrame)
         "message": flagged.groupby("id")["message"].first(),
         "exempted": flagged.groupby("id")["exempted"].any(),
         "exemption": exempted.groupby("id")["exemption_reason"].agg(
-            lambda reasons: "; ".join(reasons.astype(str)))})
+            lambda reasons: "; ".join(without_surrogates(str(r)) for r in reasons))})
     return table.join(grouped, on="id", how="inner").reset_index(drop=True)
 
 
@@ -152,7 +170,10 @@ def _version_plan(findings, estate: Estate, retain_tag: str,
                   retention: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     versions = estate.tables["image_versions"]
     rows = _candidates(findings, VERSION_TYPE, versions)
-    ranked = versions.sort_values(["definition_id", "major", "minor", "patch"])
+    # Only MAJOR.MINOR.PATCH names are ranked: another name is never "the newest" (unranked,
+    # it would sort last and leave the real newest unprotected).
+    ranked = versions[versions["major"].notna()].sort_values(
+        ["definition_id", "major", "minor", "patch"])
     newest = ranked.drop_duplicates("definition_id", keep="last").set_index("definition_id")
     # The newest version that finished provisioning is kept too: the newest may still be
     # being created or replicated, and may fail.
@@ -178,8 +199,10 @@ def _version_plan(findings, estate: Estate, retain_tag: str,
         eol.isna() | (eol > estate.as_of))
     reasons = [
         (parts["sub"].isna(), UNPARSED),
+        (_unsafe(parts), UNSAFE_NAME),
         (rows["exempted"], "finding exempted: " + rows["exemption"]),
         (rows["id"].isin(refs.index), "still used by " + _text(rows["id"].map(refs))),
+        (~rows["definition_id"].isin(newest.index), NO_SEMVER),
         (rows["id"].isin(latest_users.index), "machines that reference the definition without a "
          "version get this one in their region: " + _text(rows["id"].map(latest_users))),
         (rows["id"] == rows["definition_id"].map(newest["id"]),
@@ -222,6 +245,7 @@ def _image_plan(findings, estate: Estate, retain_tag: str,
     rows = rows.assign(label=("managed image " + parts["name"]).fillna(rows["arm_id"]))
     reasons = [
         (parts["sub"].isna(), UNPARSED),
+        (_unsafe(parts), UNSAFE_NAME),
         (rows["exempted"], "finding exempted: " + rows["exemption"]),
         (rows["id"].isin(refs.index), "still used by " + _text(rows["id"].map(refs))),
         (rows["id"].isin(built.index), "gallery version(s) " + _text(rows["id"].map(built))

@@ -31,7 +31,8 @@ from auditor.importer import (
     sample_exemptions_path,
     sample_snapshot,
 )
-from auditor.report import atomic_write, summary, write_cost, write_reports
+from auditor.report import OutputsFailed, atomic_write, summary, write_cost, write_reports
+from auditor.safetext import redact_sas, shown
 from auditor.snapshot import Snapshot, check_target
 
 FORMATS = ["json", "csv", "xlsx", "sarif", "junit", "md", "cost"]
@@ -291,9 +292,14 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occup
         findings, resolved = baseline.compare(findings)
         context["baseline"] = baseline.summary(findings, resolved)
         context["resolved"] = resolved
-    written = write_reports(out_dir, findings, estate.tables, context, list(formats) or FORMATS,
-                            rules=rules, cost=cost, usage=getattr(estate, "usage", None),
-                            exemptions=exemptions.entries if exemptions is not None else None)
+    failed = None
+    try:
+        written = write_reports(out_dir, findings, estate.tables, context,
+                                list(formats) or FORMATS, rules=rules, cost=cost,
+                                usage=getattr(estate, "usage", None),
+                                exemptions=exemptions.entries if exemptions is not None else None)
+    except OutputsFailed as exc:  # the others were written: say so, then fail (exit 2)
+        failed, written = exc, exc.written
     counts = summary(findings)
     by_severity = ", ".join(f"{k} {v}" for k, v in counts["by_severity"].items() if v)
     click.echo(f"{counts['total']} findings ({by_severity or 'none'}; "
@@ -306,6 +312,13 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occup
                    f"existing, {compared['resolved']} resolved")
     for path in written:
         click.echo(f"wrote {path}")
+    if failed is not None:
+        if click.get_current_context().find_root().obj.get("debug"):
+            for error in failed.errors:
+                traceback.print_exception(error)
+        for line in failed.failures:
+            click.echo(f"image-audit: error: {line}", err=True)
+        sys.exit(2)
     if fail_on:
         active = findings[~findings["exempted"].astype(bool)]
         if fail_on_new:
@@ -490,6 +503,12 @@ def schema_command(name):
     click.echo(json.dumps(file_schema(name), indent=2, ensure_ascii=False))
 
 
+def _one_line(message: str) -> str:
+    """An error message for the terminal: one line, no SAS token, and no escape sequence or
+    control character from the data (each shown escaped, never interpreted)."""
+    return shown(redact_sas(" ".join(message.splitlines())))
+
+
 def main(argv=None):
     """Console entry point: errors become one line on stderr and exit code 2."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
@@ -502,21 +521,21 @@ def main(argv=None):
         sys.exit(130)
     except click.UsageError as exc:  # one line, with where to read more (click shows four)
         where = exc.ctx.command_path if exc.ctx is not None else "image-audit"
-        message = " ".join(exc.format_message().split())
+        message = _one_line(" ".join(exc.format_message().split()))
         click.echo(f"image-audit: usage error: {message} (see `{where} --help`)", err=True)
         sys.exit(2)
     except click.ClickException as exc:
-        click.echo(f"image-audit: error: {' '.join(exc.format_message().split())}", err=True)
+        click.echo(f"image-audit: error: {_one_line(exc.format_message())}", err=True)
         sys.exit(2)
     except AuditError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"image-audit: error: {' '.join(str(exc).splitlines())}", err=True)
+        click.echo(f"image-audit: error: {_one_line(str(exc))}", err=True)
         sys.exit(2)
     except Exception as exc:  # an unexpected failure still ends in one line, not a traceback
         if debug:
             raise
-        detail = " ".join(str(exc).splitlines())  # one line, whatever the exception holds
+        detail = _one_line(str(exc))  # one line, whatever the exception holds
         detail = detail if len(detail) <= 200 else detail[:197] + "..."
         click.echo(f"image-audit: internal error: {type(exc).__name__}: {detail} "
                    "(run with --debug for the traceback)", err=True)

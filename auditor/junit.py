@@ -9,14 +9,11 @@ import xml.etree.ElementTree as ET
 
 import pandas as pd
 
-from auditor.workbook import ILLEGAL_CHARACTERS_RE
+from auditor.safetext import xml_text
 
-
-def _clean(value) -> str:
-    """Text XML 1.0 can hold (ElementTree escapes markup, not control characters)."""
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    return ILLEGAL_CHARACTERS_RE.sub("", str(value))
+# Text XML 1.0 can hold: ElementTree escapes markup, not control characters, U+FFFE, U+FFFF
+# or lone surrogates, which it writes as they are (a file no XML parser reads).
+_clean = xml_text
 
 
 def _rules_table(findings: pd.DataFrame, rules: list | None) -> pd.DataFrame:
@@ -34,11 +31,11 @@ def junit_tree(findings: pd.DataFrame, rules: list | None, context: dict) -> ET.
     root = ET.Element("testsuites", name="image-audit")
     totals = {"tests": 0, "failures": 0}
     for family, rules_of_family in table.groupby(table["rule_id"].str[:3], sort=True):
-        suite = ET.SubElement(root, "testsuite", name=family, errors="0", skipped="0", time="0",
+        suite = ET.SubElement(root, "testsuite", name=_clean(family), errors="0", skipped="0", time="0",
                               timestamp=_clean(context.get("as_of"))[:19])
         failed = 0
         for rule in rules_of_family.itertuples(index=False):
-            case = ET.SubElement(suite, "testcase", classname=f"image-audit.{family}",
+            case = ET.SubElement(suite, "testcase", classname=_clean(f"image-audit.{family}"),
                                  name=_clean(f"{rule.rule_id} {rule.rule_name}: {rule.title}"),
                                  time="0")
             group = by_rule.get(rule.rule_id)
@@ -48,7 +45,7 @@ def junit_tree(findings: pd.DataFrame, rules: list | None, context: dict) -> ET.
             if exempted.any():
                 properties = ET.SubElement(case, "properties")
                 for finding in group[exempted].itertuples(index=False):
-                    ET.SubElement(properties, "property", name=f"exempted {finding.resource_id}",
+                    ET.SubElement(properties, "property", name=_clean(f"exempted {finding.resource_id}"),
                                   value=_clean(finding.exemption_reason))
             for finding in group[~exempted].itertuples(index=False):
                 failure = ET.SubElement(case, "failure", message=_clean(finding.message),

@@ -24,6 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from auditor.safetext import redact_sas
+
 GALLERY = "microsoft.compute/galleries"
 DEFINITION = "microsoft.compute/galleries/images"
 VERSION = "microsoft.compute/galleries/images/versions"
@@ -251,7 +253,8 @@ _URL_QUERY = re.compile(r"(https?://[^?\s\"]*)\?[^\s\"]*", re.IGNORECASE)
 def _show(value) -> str:
     """A wrong value as a problem message shows it: its JSON, cut short, with any URL's
     query string (a SAS token, perhaps) removed."""
-    text = _URL_QUERY.sub(r"\1?...", json.dumps(value, ensure_ascii=False, default=str))
+    text = redact_sas(_URL_QUERY.sub(r"\1?...", json.dumps(value, ensure_ascii=False,
+                                                          default=str)))
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -459,7 +462,7 @@ class _Normalizer:
     def _note(self, problem: str) -> None:
         self.problem_count += 1
         if len(self.problems) < MAX_PROBLEMS:
-            self.problems.append(problem)
+            self.problems.append(redact_sas(problem))  # ids and values are free text
 
     def _read(self, value, convert, path: str):
         """`convert(value)`; a value present but of the wrong type becomes a named problem

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +23,12 @@ import pyarrow.compute as pc
 from auditor import __version__
 from auditor.engine import SEVERITIES
 from auditor.errors import AuditError
+from auditor.safetext import json_without_surrogates, shown, without_surrogates
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# A line of a value that starts like a formula: a reader that splits records on a bare CR
+# (LibreOffice does) would make it the first cell of a new row.
+_FORMULA_AFTER_BREAK = re.compile(r"(?<=[\r\n])(?=[=+\-@\t\r])")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -297,8 +302,25 @@ def _finding_texts(findings: pd.DataFrame, texts: list, start: int, stop: int) -
 def write_json(path: Path, findings: pd.DataFrame, context: dict, chunk: int = 20_000) -> Path:
     """findings.json: the same bytes `json.dumps(..., indent=1, ensure_ascii=False)` of the
     records would give, written a chunk of findings at a time from Arrow buffers."""
-    head = json.dumps({**context, "summary": summary(findings), "findings": []}, indent=1,
-                      ensure_ascii=False)
+    try:
+        return _write_json(path, findings, context, chunk)
+    except UnicodeEncodeError:  # lone surrogates (from a YAML or JSON escape) in a finding
+        return _write_json(path, _without_surrogates(findings), context, chunk)
+
+
+def _without_surrogates(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with lone surrogates in its text shown as escapes (UTF-8 cannot hold them)."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if pd.api.types.is_object_dtype(frame[column].dtype):
+            frame[column] = frame[column].map(
+                lambda v: without_surrogates(v) if isinstance(v, str) else v)
+    return frame
+
+
+def _write_json(path: Path, findings: pd.DataFrame, context: dict, chunk: int) -> Path:
+    head = json_without_surrogates(json.dumps(
+        {**context, "summary": summary(findings), "findings": []}, indent=1, ensure_ascii=False))
     if not head.endswith('"findings": []\n}') or findings.empty:
         def write_whole(temporary: Path):
             temporary.write_text(head, encoding="utf-8")
@@ -324,39 +346,63 @@ def write_json(path: Path, findings: pd.DataFrame, context: dict, chunk: int = 2
 
 def _defused(frame: pd.DataFrame) -> pd.DataFrame:
     """OWASP CSV-injection guidance over every text column, vectorised: text a spreadsheet
-    would evaluate gets a leading apostrophe, so it is shown as the text it is."""
+    would evaluate gets a leading apostrophe, so it is shown as the text it is; so does each
+    line of a value that starts like a formula after a line break."""
     safe = frame.copy()
     for column in safe.columns:
         if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column].dtype):
             text = safe[column].astype("object")
             try:
                 risky = text.str.startswith(FORMULA_PREFIXES, na=False)
+                broken = text.str.contains("[\r\n]", regex=True, na=False)
             except AttributeError:  # no text in the column
                 continue
+            if broken.any():
+                text = text.where(~broken, text.str.replace(_FORMULA_AFTER_BREAK, "'", regex=True))
             if risky.any():
-                safe[column] = text.where(~risky, "'" + text.astype(str))
+                text = text.where(~risky, "'" + text.astype(str))
+            if risky.any() or broken.any():
+                safe[column] = text
     return safe
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> Path:
-    safe = _defused(frame)
+    try:
+        safe = _defused(frame)
+    except UnicodeEncodeError:  # lone surrogates (from a YAML or JSON escape) in a value
+        safe = _defused(_without_surrogates(frame))
 
     def write(temporary: Path):
         buffer = io.StringIO()
-        safe.to_csv(buffer, index=False, quoting=csv.QUOTE_MINIMAL)
-        temporary.write_text(buffer.getvalue(), encoding="utf-8-sig")
+        # RFC 4180 line ends: the csv writer then quotes every field that holds a CR or an LF
+        # (with "\n" alone it leaves a bare CR unquoted, and readers start a record there).
+        safe.to_csv(buffer, index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+        temporary.write_text(buffer.getvalue(), encoding="utf-8-sig", errors="backslashreplace")
     return atomic_write(path, write)
 
 
 # --- markdown summary --------------------------------------------------------------------
 
 def _md(value) -> str:
-    """Text from Azure, made inert in markdown: no tables broken, no links or HTML."""
+    """Text from Azure, made inert in markdown: no tables broken, no links, HTML or entities;
+    control and bidi characters shown as escapes."""
     text = "" if value is None or (isinstance(value, float) and value != value) else str(value)
-    text = text.replace("\\", "\\\\").replace("\n", " ").replace("\r", " ")
-    for char in "|<>[]()`*_#!":
+    text = text.replace("\\", "\\\\").replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    for char in "|<>[]()`*_#!&~":
         text = text.replace(char, "\\" + char)
-    return text
+    return shown(text)
+
+
+def _code(value) -> str:
+    """Text from Azure as a markdown code span, shown literally: backslashes are not escapes
+    there, so the span is fenced with more backticks than the text holds in a row."""
+    text = "" if value is None or (isinstance(value, float) and value != value) else str(value)
+    text = shown(text.replace("\r\n", " ").replace("\n", " ").replace("\r", " "))
+    if not text.strip():
+        return "(no name)" if not text else "`" + text + "`"
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    padded = f" {text} " if text[0] in "` " or text[-1] in "` " else text
+    return fence + padded + fence
 
 
 def summary_markdown(findings: pd.DataFrame, context: dict, cost=None, top: int = 10) -> str:
@@ -385,7 +431,7 @@ def summary_markdown(findings: pd.DataFrame, context: dict, cost=None, top: int 
     if len(active):
         shown = active.head(top)
         lines += ["", f"Most severe {len(shown)} of {len(active)}:", ""]
-        lines += [f"- **{f.severity}** {f.rule_id} `{_md(f.resource_name)}`: {_md(f.message)}"
+        lines += [f"- **{f.severity}** {f.rule_id} {_code(f.resource_name)}: {_md(f.message)}"
                   for f in shown.itertuples(index=False)]
     lines += ["", "Details: image-audit.xlsx, findings.sarif, findings.junit.xml."]
     return "\n".join(lines) + "\n"
@@ -398,44 +444,84 @@ def write_workbook(path: Path, findings: pd.DataFrame, tables: dict[str, pd.Data
                                                            **parts))
 
 
+class OutputsFailed(AuditError):
+    """Some reports could not be written; the others were. `failures` holds one line per
+    failed output, `written` the paths that were written."""
+
+    def __init__(self, failures: list[str], written: list[Path], errors: list[BaseException]):
+        super().__init__("; ".join(failures))
+        self.failures, self.written, self.errors = failures, written, errors
+
+
+def _failure_line(path: Path, exc: BaseException) -> str:
+    """One line for an output that failed: an AuditError says it all; anything else is named
+    by its type and cut short. Never a raw control character or escape sequence."""
+    if isinstance(exc, AuditError):
+        return shown(" ".join(str(exc).splitlines()))
+    detail = " ".join(str(exc).splitlines())
+    detail = detail if len(detail) <= 200 else detail[:197] + "..."
+    return shown(f"{path}: not written: internal error: {type(exc).__name__}: {detail}")
+
+
 def write_reports(out_dir: Path, findings: pd.DataFrame, tables: dict[str, pd.DataFrame],
                   context: dict, formats: list[str], *, rules=None, cost=None,
                   usage: pd.DataFrame | None = None, exemptions=None) -> list[Path]:
-    """Every requested format into `out_dir`, each file written atomically."""
+    """Every requested format into `out_dir`, each file written atomically and on its own:
+    one that fails never stops the others. Raises OutputsFailed (after writing all the
+    others) if any failed."""
     from auditor.junit import write_junit
     from auditor.sarif import write_sarif
 
     out_dir = Path(out_dir)
     if cost is not None:
         findings = cost.with_finding_costs(findings)
-    written = []
+    outputs = []  # (path, write), in the order they are written
     if "json" in formats:
-        written.append(write_json(out_dir / "findings.json", findings, context))
+        outputs.append((out_dir / "findings.json",
+                        lambda path: [write_json(path, findings, context)]))
     if "csv" in formats:
-        written.append(write_csv(out_dir / "findings.csv", findings))
+        outputs.append((out_dir / "findings.csv", lambda path: [write_csv(path, findings)]))
     if "xlsx" in formats:
-        written.append(write_workbook(out_dir / "image-audit.xlsx", findings, tables, context,
-                                      cost=cost, usage=usage, exemptions=exemptions))
+        outputs.append((out_dir / "image-audit.xlsx", lambda path: [write_workbook(
+            path, findings, tables, context, cost=cost, usage=usage, exemptions=exemptions)]))
     if "sarif" in formats:
-        written.append(atomic_write(out_dir / "findings.sarif",
-                                    lambda t: write_sarif(t, findings, rules, context)))
+        outputs.append((out_dir / "findings.sarif", lambda path: [atomic_write(
+            path, lambda t: write_sarif(t, findings, rules, context))]))
     if "junit" in formats:
-        written.append(atomic_write(out_dir / "findings.junit.xml",
-                                    lambda t: write_junit(t, findings, rules, context)))
+        outputs.append((out_dir / "findings.junit.xml", lambda path: [atomic_write(
+            path, lambda t: write_junit(t, findings, rules, context))]))
     if "md" in formats:
-        text = summary_markdown(findings, context, cost)
-        written.append(atomic_write(out_dir / "summary.md",
-                                    lambda t: t.write_text(text, encoding="utf-8")))
+        def write_md(path):
+            text = summary_markdown(findings, context, cost)
+            return [atomic_write(path, lambda t: t.write_text(text, encoding="utf-8",
+                                                              errors="backslashreplace"))]
+        outputs.append((out_dir / "summary.md", write_md))
     if "cost" in formats and cost is not None:
-        written += write_cost(out_dir, cost, findings)
+        outputs.append((out_dir / "cost.csv",
+                        lambda path: [write_csv(path, _cost_totals(cost, findings))]))
+        outputs.append((out_dir / "cost_lines.csv",
+                        lambda path: [write_csv(path, cost.lines.drop(columns="id"))]))
+    written, failures, errors = [], [], []
+    for path, write in outputs:
+        try:
+            written += write(path)
+        except Exception as exc:  # noqa: BLE001 - one report's failure never stops the others
+            failures.append(_failure_line(path, exc))
+            errors.append(exc)
+    if failures:
+        raise OutputsFailed(failures, written, errors)
     return written
 
 
 def write_cost(out_dir: Path, cost, findings: pd.DataFrame | None = None) -> list[Path]:
     """cost.csv (totals by gallery, region, storage type, team, and savings per rule) and
     cost_lines.csv (one line per replica and managed image, with its assumptions)."""
+    return [write_csv(Path(out_dir) / "cost.csv", _cost_totals(cost, findings)),
+            write_csv(Path(out_dir) / "cost_lines.csv", cost.lines.drop(columns="id"))]
+
+
+def _cost_totals(cost, findings: pd.DataFrame | None) -> pd.DataFrame:
     totals = cost.totals()
     if findings is not None:
         totals = pd.concat([totals, cost.savings(findings)], ignore_index=True)
-    return [write_csv(Path(out_dir) / "cost.csv", totals),
-            write_csv(Path(out_dir) / "cost_lines.csv", cost.lines.drop(columns="id"))]
+    return totals

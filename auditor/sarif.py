@@ -11,6 +11,7 @@ import json
 import pandas as pd
 
 from auditor import __version__
+from auditor.safetext import json_without_surrogates
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVELS = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
@@ -96,5 +97,8 @@ def sarif_document(findings: pd.DataFrame, rules: list | None, context: dict) ->
 
 def write_sarif(path, findings: pd.DataFrame, rules: list | None, context: dict) -> None:
     document = sarif_document(findings, rules, context)
+    # A lone surrogate (an undecodable byte of a path on the command line, say) cannot be
+    # written as UTF-8: it is shown as the text of its escape, so the file stays valid JSON.
+    text = json_without_surrogates(json.dumps(document, indent=1, ensure_ascii=False))
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=1, ensure_ascii=False)
+        handle.write(text)

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from openpyxl import Workbook
 from openpyxl.cell import Cell, WriteOnlyCell
-from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
+from openpyxl.cell.cell import ERROR_CODES
 from openpyxl.chart import BarChart, Reference
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
@@ -33,6 +33,7 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from openpyxl.worksheet.hyperlink import Hyperlink
 
 from auditor import __version__
+from auditor.safetext import XML_INVALID_RE2, xml_text
 
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_TEXT = 32_767  # characters in a cell
@@ -106,8 +107,8 @@ def _create_sheet(book: Workbook, title: str):
 
 def _column_values(series: pd.Series) -> tuple[np.ndarray, np.ndarray, str | None]:
     """Python values Excel can hold, for a whole column at once: None for missing, naive UTC
-    datetimes, JSON for lists and dicts, text without the control characters XML forbids and
-    cut to Excel's 32,767 characters. Also which values are text Excel would evaluate
+    datetimes, JSON for lists and dicts, text with the characters XML forbids shown as escapes
+    and cut to Excel's 32,767 characters. Also which values are text Excel would evaluate
     (formulas, error codes), and the column's Excel type when every value has the same one."""
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         series = series.dt.tz_convert(None)
@@ -129,18 +130,26 @@ def _column_values(series: pd.Series) -> tuple[np.ndarray, np.ndarray, str | Non
                 values[i] = json.dumps(value, ensure_ascii=False)
             elif isinstance(value, pd.Timestamp):
                 values[i] = (value.tz_convert(None) if value.tzinfo else value).to_pydatetime()
-    text = pa.array([v if isinstance(v, str) else None for v in values] if mixed else values,
-                    type=pa.large_string())
+    strings = [v if isinstance(v, str) else None for v in values] if mixed else values
+    try:
+        text = pa.array(strings, type=pa.large_string())
+    except (UnicodeError, pa.ArrowException):  # lone surrogates: UTF-8 cannot hold them
+        values = values.copy()
+        values[:] = [xml_text(v) if isinstance(v, str) else v for v in values]
+        text = pa.array([v if isinstance(v, str) else None for v in values],
+                        type=pa.large_string())
     data_type = None if mixed else "s"
     if text.null_count == len(text):
         return values, no_text, data_type
     unsafe = _evaluated(text)
-    dirty = pc.or_(pc.match_substring_regex(text, ILLEGAL_CHARACTERS_RE.pattern),
+    dirty = pc.or_(pc.match_substring_regex(text, XML_INVALID_RE2),
                    pc.greater(pc.utf8_length(text), EXCEL_MAX_TEXT)).fill_null(False)
     if pc.any(dirty).as_py():
         where = dirty.to_numpy(zero_copy_only=False)
-        fixed = pc.utf8_slice_codeunits(pc.replace_substring_regex(
-            text.filter(dirty), ILLEGAL_CHARACTERS_RE.pattern, ""), 0, EXCEL_MAX_TEXT)
+        # characters XML 1.0 forbids (control characters, U+FFFE, U+FFFF) shown as escapes
+        escaped = pa.array([xml_text(v) for v in text.filter(dirty).to_pylist()],
+                           type=pa.large_string())
+        fixed = pc.utf8_slice_codeunits(escaped, 0, EXCEL_MAX_TEXT)
         values[where] = fixed.to_numpy(zero_copy_only=False)
         unsafe[where] = _evaluated(fixed)
     del text, dirty
@@ -234,9 +243,12 @@ def _append_rows(sheet, frame: pd.DataFrame, styles: Styles, links_left: list[in
 
 
 def _header(sheet, names) -> list:
+    """Bold text cells; a name may come from the data (the Replicas sheet's regions), so it is
+    cleaned and never becomes a formula, like any other text."""
     cells = []
     for name in names:
-        cell = WriteOnlyCell(sheet, value=str(name))
+        text = xml_text(name)[:EXCEL_MAX_TEXT]
+        cell = _cell(sheet, text, None, bool(re.match(UNSAFE_TEXT, text)) or text in ERROR_CODES)
         cell.font = BOLD
         cells.append(cell)
     return cells

@@ -254,7 +254,7 @@ def test_script_header_and_quoting():
     commands = [line for line in lines if line and not line.startswith(("#", "set "))]
     assert len(commands) == 1
     assert shlex.split(commands[0])[6:8] == ["-g", rg]
-    assert "#   flagged: x?touch injected #??az vm delete" in lines
+    assert "#   flagged: x\\x0atouch injected #\\x0d\\u2028az vm delete" in lines
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")

@@ -6,10 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from auditor.cleanup import cleanup_plan
+from auditor.cost import estimate
 from auditor.engine import evaluate, load_rules
 from auditor.errors import AuditError
 from auditor.estate import Estate
 from auditor.importer import import_files
+from auditor.prices import load_prices
 from auditor.report import write_reports
 
 CASES = sorted(p for p in (Path(__file__).parent / "regressions").iterdir()
@@ -28,10 +31,15 @@ def test_regression_case_imports_audits_and_reports(path, tmp_path):
         assert "\n" not in str(exc) and path.name in str(exc)
         return
     estate = Estate(snapshot)
-    findings = evaluate(estate, [rule for rule in load_rules() if rule.enabled])
+    rules = [rule for rule in load_rules() if rule.enabled]
+    findings = evaluate(estate, rules)
+    cost = estimate(estate, load_prices())
     written = write_reports(tmp_path, findings, estate.tables, {"tool_version": "test"},
-                            ["json", "csv", "xlsx"])
+                            ["json", "csv", "xlsx", "sarif", "junit", "md", "cost"], rules=rules,
+                            cost=cost, usage=estate.usage)
     assert all(p.stat().st_size > 0 for p in written)
+    cleanup_plan(findings, estate, monthly_cost=cost.resource_costs).script(
+        {"tool_version": "test", "snapshot": path.name, "snapshot_sha256": "", "as_of": ""})
 
 
 def test_far_future_date_parses_the_same_beside_a_7_digit_fraction():

@@ -100,3 +100,105 @@ def test_the_package_never_executes_anything():
     for source in Path(auditor.__file__).parent.rglob("*.py"):
         hits = forbidden.findall(source.read_text(encoding="utf-8"))
         assert not hits, (source.name, hits)
+
+
+# --- the cleanup script: names no command may carry (issue 14, item 4) ------------------------
+
+def _plan(resources, flagged):
+    import pandas as pd
+
+    from auditor.cleanup import cleanup_plan
+    from auditor.engine import FINDING_COLUMNS
+    from tests.builders import definition, estate_of
+    from tests.test_cleanup import flag
+    findings = pd.DataFrame([flag(r) for r in flagged], columns=FINDING_COLUMNS)
+    return cleanup_plan(findings, estate_of(gallery(), definition(), *resources))
+
+
+def _named(version_name=None, image_name=None, definition_name="base"):
+    from tests.builders import managed_image, rid, version
+    if image_name is not None:
+        item = managed_image("img-ok")
+        item["id"], item["name"] = rid("images", image_name), image_name
+        return item
+    item = version("1.0.0", published="2020-01-01T00:00:00Z")
+    item["id"] = rid("galleries", "gal", "images", definition_name, "versions", version_name)
+    item["name"] = version_name
+    return item
+
+
+@pytest.mark.parametrize("name", ["1.0.0\x00", "1.0.0\n", "1.0.0\r", "1.0.0\x1b[2J", "\x7f",
+                                  "1.0.0\u0085", "1.0.0\u202e", "1.0.0\u2066", "1.0.0\u200f",
+                                  "1.0.0\u061c", ".", ".."])
+def test_a_version_name_no_command_may_carry_is_blocked(name):
+    from auditor.cleanup import UNSAFE_NAME
+    from tests.builders import version
+    item = _named(name)
+    plan = _plan([item, version("2.0.0")], [item])
+    assert plan.deletions.empty, plan.deletions["command"].tolist()
+    assert list(plan.blocked["reason"]) == [UNSAFE_NAME]
+    script = plan.script({"tool_version": "t", "snapshot": "s", "snapshot_sha256": "x",
+                          "as_of": "2026-11-15"})
+    assert not [line for line in script.splitlines() if line.startswith("az ")]
+    assert not any(ch in script for ch in "\x00\r\x1b\x7f\u0085\u202e\u2066\u200f\u061c")
+
+
+@pytest.mark.parametrize("name", ["img\x00x", "img\t", "..", "img\u202egpj.exe"])
+def test_a_managed_image_name_no_command_may_carry_is_blocked(name):
+    from auditor.cleanup import UNSAFE_NAME
+    item = _named(image_name=name)
+    plan = _plan([item], [item])
+    assert plan.deletions.empty and list(plan.blocked["reason"]) == [UNSAFE_NAME]
+
+
+def test_a_definition_or_group_name_no_command_may_carry_is_blocked():
+    from auditor.cleanup import UNSAFE_NAME
+    from tests.builders import rid, version
+    item = _named("1.0.0", definition_name="..")
+    odd_group = version("1.0.0", published="2020-01-01T00:00:00Z")
+    odd_group["id"] = rid("galleries", "gal", "images", "base", "versions", "1.0.0", rg="rg\x00")
+    plan = _plan([item, odd_group, version("2.0.0")], [item, odd_group])
+    assert plan.deletions.empty and len(plan.blocked) == 2
+    assert all(reason.startswith(UNSAFE_NAME) for reason in plan.blocked["reason"])
+
+
+def test_bidi_controls_in_comments_are_shown_escaped():
+    from tests.builders import version
+    item = version("1.0.0", published="2020-01-01T00:00:00Z")
+    plan = _plan([item, version("2.0.0")], [item])
+    plan.deletions.at[0, "why"] = ["flagged: abc\u202edcba\u2067x\u200ey"]
+    script = plan.script({"tool_version": "t", "snapshot": "s", "snapshot_sha256": "x",
+                          "as_of": "2026-11-15"})
+    assert "#   flagged: abc\\u202edcba\\u2067x\\u200ey" in script.splitlines()
+
+
+def test_a_version_not_named_major_minor_patch_is_never_the_newest():
+    """Unranked, `latest-build` sorted after every MAJOR.MINOR.PATCH and counted as the
+    newest, so the real newest version got a delete command."""
+    from auditor.cleanup import NO_SEMVER
+    from tests.builders import version
+    only = version("1.0.0", published="2020-01-01T00:00:00Z")
+    odd = _named("latest-build")
+    plan = _plan([only, odd], [only])
+    assert plan.deletions.empty
+    assert list(plan.blocked["reason"]) == ["it is the newest version of base; keep at least one"]
+    plan = _plan([odd], [odd])  # no version to rank: keep them all
+    assert plan.deletions.empty and list(plan.blocked["reason"]) == [NO_SEMVER]
+
+
+# --- SAS tokens in free text (issue 14, item 6) ------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "acct.blob.core.windows.net/vhds/x.vhd?sv=2024-01-01&se=2030&sp=r&sig=S3CR3T",
+    "//acct.blob.core.windows.net/c/x.vhd?SIG=S3CR3T&SV=1",
+    "see x.vhd?skoid=abc&sktid=S3CR3T here",
+    "token: sig=S3CR3T%2Fx&sv=2024",
+    "https://acct.blob.core.windows.net/c/x.vhd?sig=S3CR3T"])
+def test_problem_messages_never_carry_a_sas_from_a_scheme_less_url_or_free_text(text):
+    from tests.builders import managed_image
+    bad = managed_image() | {"properties": {"storageProfile": {"osDisk": text}}}
+    odd = managed_image("img-2")
+    odd["id"] = odd["id"] + "?sv=1&sig=S3CR3T"
+    odd["properties"]["storageProfile"]["osDisk"]["diskSizeGB"] = text
+    problems = normalize([bad, odd]).problems
+    assert problems and not [p for p in problems if "S3CR3T" in p.upper()], problems

@@ -245,7 +245,7 @@ def _check_typed_sheet(sheet, write_only: bool) -> None:
     rows = [dict(zip(header(sheet), row, strict=True)) for row in sheet.iter_rows(min_row=2)]
     assert len(rows) == 12
     for number, row in enumerate(rows):
-        assert row["text"].value == ["plain", "=1+1", "#N/A", "ab", "x" * 32_767, None][number % 6]
+        assert row["text"].value == ["plain", "=1+1", "#N/A", "a\\x01b", "x" * 32_767, None][number % 6]
         assert row["mixed"].value == [7, "=2+2", '{"k": [1]}', dt.datetime(2026, 1, 2, 3, 4),
                                       None, 2.5][number % 6]
         assert row["flag"].value is (number % 2 == 0)

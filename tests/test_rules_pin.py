@@ -175,8 +175,8 @@ def test_platform_managed_scale_sets_are_left_out_unless_included(rules):
 
 
 @pytest.mark.parametrize("config, error", [
-    ({"include_platform_managed": "yes"}, "include_platform_managed: must be true or false"),
-    ({"include_platform": True}, "unknown key(s): include_platform"),
+    ({"include_platform_managed": "yes"}, "include_platform_managed: expected true or false"),
+    ({"include_platform": True}, "include_platform: unknown key"),
 ])
 def test_platform_managed_switch_is_validated(rules, config, error):
     with pytest.raises(AuditError, match=error.replace("(", r"\(").replace(")", r"\)")):

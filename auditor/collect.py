@@ -774,51 +774,30 @@ class _Collector:
                 self._compute[subscription] = ComputeManagementClient(self.credential, subscription, **kwargs)
             return self._compute[subscription]
 
+    def _arm_get(self, subscription: str, request) -> dict:
+        """The JSON body of one paced ARM GET: `request(client, options)` calls the SDK's get
+        with the collector's API version, https rule, timeouts and a raw-body reader."""
+        client = self._compute_client(subscription)
+        options = dict(api_version=COMPUTE_API_VERSION, enforce_https=self.enforce_https,
+                       connection_timeout=self.settings.timeout,
+                       read_timeout=self.settings.timeout,
+                       cls=lambda response, _, __: (response.http_response.json(),
+                                                    response.http_response.headers))
+        return self.call(lambda: request(client, options), self.arm_pacer)
+
     def sharing_profile(self, gallery_id: str) -> dict:
         """`properties.sharingProfile` of one gallery with its direct-share groups: GET with
         $expand=sharingProfile/Groups (Resource Graph leaves the groups out)."""
         sub, group, gallery = _GALLERY_ID.match(gallery_id).groups()
-        client = self._compute_client(sub)
-        body = self.call(
-            lambda: client.galleries.get(
-                group,
-                gallery,
-                expand="sharingProfile/Groups",
-                api_version=COMPUTE_API_VERSION,
-                enforce_https=self.enforce_https,
-                connection_timeout=self.settings.timeout,
-                read_timeout=self.settings.timeout,
-                cls=lambda response, _, __: (
-                    response.http_response.json(),
-                    response.http_response.headers,
-                ),
-            ),
-            self.arm_pacer,
-        )
+        body = self._arm_get(sub, lambda client, options: client.galleries.get(
+            group, gallery, expand="sharingProfile/Groups", **options))
         return (body.get("properties") or {}).get("sharingProfile") or {}
 
     def replication_status(self, version_id: str) -> dict:
         """`properties.replicationStatus` of one version: GET with $expand=ReplicationStatus."""
         sub, group, gallery, image, version = _VERSION_ID.match(version_id).groups()
-        client = self._compute_client(sub)
-        body = self.call(
-            lambda: client.gallery_image_versions.get(
-                group,
-                gallery,
-                image,
-                version,
-                expand="ReplicationStatus",
-                api_version=COMPUTE_API_VERSION,
-                enforce_https=self.enforce_https,
-                connection_timeout=self.settings.timeout,
-                read_timeout=self.settings.timeout,
-                cls=lambda response, _, __: (
-                    response.http_response.json(),
-                    response.http_response.headers,
-                ),
-            ),
-            self.arm_pacer,
-        )
+        body = self._arm_get(sub, lambda client, options: client.gallery_image_versions.get(
+            group, gallery, image, version, expand="ReplicationStatus", **options))
         return (body.get("properties") or {}).get("replicationStatus") or {}
 
 

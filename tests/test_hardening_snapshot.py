@@ -13,26 +13,10 @@ import stat
 import pytest
 
 import auditor.snapshot
-from auditor.cli import main
 from auditor.errors import AuditError
 from auditor.snapshot import FORMAT_VERSION, Snapshot
 from tests.builders import compliant_estate_resources, snapshot_of
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
-
-
-def one_line(err: str, *fragments: str) -> str:
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
+from tests.test_hardening_cli import one_line, run
 
 
 @pytest.fixture

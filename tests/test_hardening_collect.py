@@ -119,12 +119,13 @@ def test_missing_quota_headers_still_collect_everything():
 
 def test_a_slow_answer_times_out_and_is_retried():
     with make_fake(subscriptions=1) as fake:
-        fake.add_fault("slow", when=paging(VMQ), delay=3)
+        fake.add_fault("slow", when=paging(VMQ), delay=5)
         started = time.monotonic()
-        got = run(fake, timeout=0.5)
+        got = run(fake, timeout=1.0)
     assert ids(got.rows) == expected(fake) and no_duplicates(got.rows)
-    assert got.stats["retries"] == {"connection": 1}
-    assert time.monotonic() - started < 3
+    # The slow answer is retried; on a loaded machine an ordinary answer may time out too.
+    assert set(got.stats["retries"]) == {"connection"} and got.stats["retries"]["connection"] >= 1
+    assert time.monotonic() - started < 5  # the 5 s answer was not waited for
 
 
 def test_a_server_that_stays_slow_is_a_bounded_gap():

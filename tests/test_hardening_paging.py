@@ -117,7 +117,8 @@ def test_a_trickling_answer_is_bounded_by_the_timeout_and_retried():
         fake.add_fault("trickle", when=paging(VMQ), delay=0.05)
         got = run(fake, timeout=1)
     assert ids(got.rows) == expected(fake)
-    assert got.stats["retries"] == {"connection": 1}
+    # retried; on a loaded machine an ordinary answer may time out too
+    assert set(got.stats["retries"]) == {"connection"} and got.stats["retries"]["connection"] >= 1
     assert got.gaps == []
 
 

@@ -36,13 +36,16 @@ IMAGE_PATH = re.compile(r"(?i)^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<
 UNUSED = ("unused: no VM or scale set model references it, and no scale set runs instances "
           "created from it")
 UNPARSED = "its id is not in the form the delete command needs; delete it by hand if at all"
+SEMVER_NAME = r"[0-9]+\.[0-9]+\.[0-9]+"  # how Azure names a gallery version (ASCII digits)
+NOT_SEMVER = ("its name is not MAJOR.MINOR.PATCH, the form Azure gives gallery versions: no "
+              "command is written for it; look at it by hand")
 # A name no command may carry: control characters (NUL, newline, escape sequences), line
 # separators, bidi controls (a reviewer would read the line in another order), characters
 # that are not text, and the path segments `.` and `..` (the URL the CLI builds would name
-# the parent resource instead).
-_UNSAFE_NAME = f"[\x00-\x1f\x7f-\x9f\u2028\u2029{BIDI}\ud800-\udfff\ufffe\uffff]|^\\.{{1,2}}\\Z"
-UNSAFE_NAME = ("a name in its id holds a control or bidi character, or is `.` or `..`: no "
-               "command is written for it; look at it by hand")
+# the parent resource instead), and a leading `-` (the CLI could read the name as an option).
+_UNSAFE_NAME = f"[\x00-\x1f\x7f-\x9f\u2028\u2029{BIDI}\ud800-\udfff\ufffe\uffff]|^\\.{{1,2}}\\Z|^-"
+UNSAFE_NAME = ("a name in its id holds a control or bidi character, is `.` or `..`, or starts "
+               "with `-`: no command is written for it; look at it by hand")
 NO_SEMVER = ("no version of its definition is named MAJOR.MINOR.PATCH, so the newest cannot be "
              "told; keep at least one")
 
@@ -200,6 +203,7 @@ def _version_plan(findings, estate: Estate, retain_tag: str,
     reasons = [
         (parts["sub"].isna(), UNPARSED),
         (_unsafe(parts), UNSAFE_NAME),
+        (~_unsafe(parts) & ~parts["version"].fillna("").str.fullmatch(SEMVER_NAME), NOT_SEMVER),
         (rows["exempted"], "finding exempted: " + rows["exemption"]),
         (rows["id"].isin(refs.index), "still used by " + _text(rows["id"].map(refs))),
         (~rows["definition_id"].isin(newest.index), NO_SEMVER),

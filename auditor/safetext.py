@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import re
 
-# XML 1.0 allows tab, LF, CR, U+0020-U+D7FF, U+E000-U+FFFD and beyond U+FFFF: the rest
-# (C0 controls, lone surrogates, U+FFFE, U+FFFF) makes a file no XML parser reads.
-XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-# The same set in RE2 syntax, for pyarrow.compute (pyarrow text cannot hold surrogates).
-XML_INVALID_RE2 = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{FFFE}\x{FFFF}]"
-SURROGATES = re.compile("[\ud800-\udfff]")
 # Embedding and isolate controls and marks that reorder how text is displayed (Trojan Source).
 BIDI = "\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"
+# XML 1.0 allows tab, LF, CR, U+0020-U+D7FF, U+E000-U+FFFD and beyond U+FFFF: the rest
+# (C0 controls, lone surrogates, U+FFFE, U+FFFF) makes a file no XML parser reads. Bidi
+# controls are legal XML but would make a cell or a test name read in another order than it
+# is: they are shown escaped too.
+XML_INVALID = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff{BIDI}]")
+# The same set in RE2 syntax, for pyarrow.compute (pyarrow text cannot hold surrogates).
+XML_INVALID_RE2 = (r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{FFFE}\x{FFFF}\x{202A}-\x{202E}"
+                   r"\x{2066}-\x{2069}\x{200E}\x{200F}\x{061C}]")
+SURROGATES = re.compile("[\ud800-\udfff]")
 # C0, DEL, C1 (CSI U+009B and OSC U+009D among them), line and paragraph separators, bidi.
 CONTROL = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{BIDI}\ud800-\udfff\ufffe\uffff]")
 # Query parameters of Azure Storage shared access signatures (service, account, user
@@ -40,7 +43,8 @@ def _escape(match: re.Match) -> str:
 
 
 def xml_text(value) -> str:
-    """Text any XML 1.0 parser reads: forbidden characters shown as escapes."""
+    """Text any XML 1.0 parser reads, in the order it is written: forbidden characters and
+    bidi controls shown as escapes."""
     if value is None or (isinstance(value, float) and value != value):
         return ""
     return XML_INVALID.sub(_escape, str(value))

@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -208,8 +209,13 @@ def _shown(value, limit: int = 80) -> str:
 
 
 def _read_file(path: Path) -> bytes:
+    """A snapshot file's bytes; only a regular file is read (a link to /dev/zero or a fifo
+    would never end), and never more than its size."""
     with open(path, "rb") as handle:
-        return handle.read()
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise AuditError(f"{path}: not a regular file; a snapshot holds only files")
+        return handle.read(info.st_size)
 
 
 def _read_manifest(root: Path) -> dict:
@@ -251,15 +257,27 @@ def check_target(path: str | os.PathLike, *, overwrite: bool = False) -> None:
 
 
 def _check_replaceable(target: Path) -> None:
-    """--force replaces an earlier snapshot; anything else at the path is somebody's data."""
+    """--force replaces an earlier snapshot; anything else at the path is somebody's data: a
+    folder is replaced only when its manifest verifies (the hash over its content) and it
+    holds nothing but that manifest and the table files it lists."""
     try:
         if target.is_symlink() or not target.is_dir():
             raise AuditError("not a folder")
-        _read_manifest(target)
-    except AuditError:
+        manifest = _read_manifest(target)
+        stored = manifest.pop("snapshot_sha256", None)
+        if stored != _manifest_hash(manifest) or not isinstance(manifest.get("tables"), dict):
+            raise AuditError("manifest does not verify")
+        expected = {MANIFEST} | {f"{name}.parquet" for name in manifest["tables"]}
+        present = {entry.name for entry in os.scandir(target)}
+    except (AuditError, OSError):
         raise AuditError(f"{target}: not a snapshot (no valid {MANIFEST}); --force replaces only "
                          "an earlier snapshot, never another folder or a file: choose another "
                          "path") from None
+    others = sorted(present - expected)
+    if others:
+        raise AuditError(f"{target}: holds {len(others)} file(s) that are not part of the "
+                         f"snapshot (first: {_shown(others[0])}); --force never deletes them: "
+                         "move them or choose another path")
 
 
 def _fresh_dir(target: Path, kind: str) -> Path:

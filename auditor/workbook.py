@@ -18,6 +18,7 @@ import re
 from copy import copy
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,7 @@ from auditor.safetext import XML_INVALID_RE2, xml_text
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_TEXT = 32_767  # characters in a cell
 EXCEL_MAX_LINKS = 65_530  # Excel's limit of hyperlinks per worksheet
+EXCEL_MAX_LINK = 2_079  # Excel's limit of a hyperlink's address, in characters
 ROWS_AT_ONCE = 50_000  # rows converted to Python values together
 PORTAL = "https://portal.azure.com/#@/resource"
 SEVERITY_FILLS = {"critical": "7B1FA2", "high": "D32F2F", "medium": "F57C00", "low": "FBC02D",
@@ -222,8 +224,11 @@ def _column_cells(sheet, column: str, series: pd.Series, styles: Styles,
         links_left[0] -= len(linked)
         link = _style_of(sheet, font=Font(color="0563C1", underline="single"))
         for i in linked:
+            target = PORTAL + quote(values[i], safe="/")
+            if len(target) > EXCEL_MAX_LINK:  # Excel repairs the file and drops longer links
+                continue
             cell = _cell(sheet, values[i], link, False)
-            cell.hyperlink = Hyperlink(ref="", target=PORTAL + values[i])
+            cell.hyperlink = Hyperlink(ref="", target=target)
             out[i] = cell
     _put_cells(sheet, out, values, unsafe, None, True)
     return out.tolist(), data_type

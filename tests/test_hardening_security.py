@@ -151,6 +151,27 @@ def test_a_managed_image_name_no_command_may_carry_is_blocked(name):
     assert plan.deletions.empty and list(plan.blocked["reason"]) == [UNSAFE_NAME]
 
 
+@pytest.mark.parametrize("name", ["-e 0.0.5", "0.0.4 --yes", "1.0", "v1.0.0", "1.0.0-beta",
+                                  "\u0661.0.0"])
+def test_a_version_not_named_major_minor_patch_gets_no_command(name):
+    """Azure names gallery versions MAJOR.MINOR.PATCH (ASCII digits): anything else cannot be
+    the version the CLI would delete, and a leading `-` could be read as an option."""
+    from auditor.cleanup import NOT_SEMVER, UNSAFE_NAME
+    from tests.builders import version
+    item = _named(name)
+    plan = _plan([item, version("2.0.0")], [item])
+    assert plan.deletions.empty, plan.deletions["command"].tolist()
+    assert list(plan.blocked["reason"]) == [UNSAFE_NAME if name.startswith("-") else NOT_SEMVER]
+
+
+@pytest.mark.parametrize("name", ["-n", "--yes", "-img"])
+def test_a_name_that_starts_like_an_option_gets_no_command(name):
+    from auditor.cleanup import UNSAFE_NAME
+    item = _named(image_name=name)
+    plan = _plan([item], [item])
+    assert plan.deletions.empty and list(plan.blocked["reason"]) == [UNSAFE_NAME]
+
+
 def test_a_definition_or_group_name_no_command_may_carry_is_blocked():
     from auditor.cleanup import UNSAFE_NAME
     from tests.builders import rid, version
@@ -175,7 +196,7 @@ def test_bidi_controls_in_comments_are_shown_escaped():
 def test_a_version_not_named_major_minor_patch_is_never_the_newest():
     """Unranked, `latest-build` sorted after every MAJOR.MINOR.PATCH and counted as the
     newest, so the real newest version got a delete command."""
-    from auditor.cleanup import NO_SEMVER
+    from auditor.cleanup import NO_SEMVER, NOT_SEMVER
     from tests.builders import version
     only = version("1.0.0", published="2020-01-01T00:00:00Z")
     odd = _named("latest-build")
@@ -183,7 +204,7 @@ def test_a_version_not_named_major_minor_patch_is_never_the_newest():
     assert plan.deletions.empty
     assert list(plan.blocked["reason"]) == ["it is the newest version of base; keep at least one"]
     plan = _plan([odd], [odd])  # no version to rank: keep them all
-    assert plan.deletions.empty and list(plan.blocked["reason"]) == [NO_SEMVER]
+    assert plan.deletions.empty and list(plan.blocked["reason"]) == [f"{NOT_SEMVER}; {NO_SEMVER}"]
 
 
 # --- SAS tokens in free text (issue 14, item 6) ------------------------------------------------

@@ -64,6 +64,35 @@ def test_force_never_deletes_what_is_not_a_snapshot(tmp_path, make):
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
+def test_force_never_deletes_what_a_stub_manifest_sits_beside(tmp_path):
+    """A manifest that only says `format` is no snapshot: the folder beside it is kept."""
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "manifest.json").write_text('{"format": "image-audit-snapshot"}')
+    (target / "thesis.docx").write_text("precious")
+    with pytest.raises(AuditError, match="not a snapshot.*--force replaces only"):
+        snapshot_of().write(target, overwrite=True)
+    assert (target / "thesis.docx").read_text() == "precious"
+
+
+def test_force_never_deletes_files_added_to_a_snapshot(written):
+    (written / "my-notes.txt").write_text("notes")
+    (written / "evidence").mkdir()
+    with pytest.raises(AuditError, match="2 file.*not part of the snapshot.*evidence"):
+        snapshot_of().write(written, overwrite=True)
+    assert (written / "my-notes.txt").read_text() == "notes"
+    assert Snapshot.read(written).tables["machines"].shape[0] > 0
+
+
+def test_a_table_file_that_is_not_a_regular_file_is_refused(written):
+    """A table linked to /dev/zero would be read for ever: only regular files are read."""
+    table = written / "galleries.parquet"
+    table.unlink()
+    table.symlink_to("/dev/zero")
+    with pytest.raises(AuditError, match="galleries.parquet: not a regular file"):
+        Snapshot.read(written)
+
+
 def test_import_force_on_a_project_folder_is_one_line(tmp_path, export, capsys):
     project = tmp_path / "project"
     project.mkdir()

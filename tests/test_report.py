@@ -225,6 +225,21 @@ def test_long_table_continues_on_another_sheet(tmp_path, monkeypatch):
     assert sum(link is not None for link in links) == 3  # capped per sheet
 
 
+def test_links_are_percent_encoded_capped_and_cells_show_bidi_escaped(tmp_path):
+    """A hostile id never becomes a raw link address (spaces, quotes, line breaks, a
+    right-to-left override) or one longer than Excel keeps; the cell shows it escaped."""
+    book = Workbook(write_only=True)
+    odd = "/subscriptions/s/resourceGroups/rg x/vm'|\u202egpj.exe"
+    frame = pd.DataFrame({"resource_id": [odd, "/subscriptions/s/" + "v" * 3000]})
+    workbook.write_table(book, "Links", frame, workbook.Styles(links=["resource_id"]))
+    book.save(tmp_path / "links.xlsx")
+    cells = [c for (c,) in load_workbook(tmp_path / "links.xlsx")["Links"].iter_rows(min_row=2)]
+    assert cells[0].value == "/subscriptions/s/resourceGroups/rg x/vm'|\\u202egpj.exe"
+    assert cells[0].hyperlink.target == ("https://portal.azure.com/#@/resource/subscriptions/s/"
+                                         "resourceGroups/rg%20x/vm%27%7C%5Cu202egpj.exe")
+    assert cells[1].hyperlink is None and len(cells[1].value) == 3017
+
+
 def _typed_frame() -> pd.DataFrame:
     """Every kind of column write_table meets, with the same values repeated down the rows."""
     return pd.DataFrame({

@@ -129,3 +129,15 @@ def test_stand_alone_machines_are_unchanged(run_rule):
     findings = run_rule("LIC001", vm("a", image=FORTIGATE, plan=PLAN), *flexible(FORTIGATE, plan=PLAN))
     assert sorted(findings["resource_name"]) == ["a", SET]
     assert "member VM" not in findings.set_index("resource_name").loc["a", "message"]
+
+
+def test_machines_sheet_says_how_many_members_a_flexible_set_has_in_the_snapshot():
+    from auditor.workbook import _machines_frame
+    from tests.builders import estate_of, vmss
+    estate = estate_of(*flexible(), vmss("uniform", capacity=3))
+    frame = _machines_frame(estate.machines, estate.usage).set_index("name")
+    assert frame.loc[SET, "capacity"] == 2 and frame.loc[SET, "members_in_snapshot"] == 2
+    assert frame.loc[FIRST, "members_in_snapshot"] is None
+    assert frame.loc["uniform", "members_in_snapshot"] is None
+    alone = estate_of(flexible()[0])
+    assert _machines_frame(alone.machines, alone.usage).iloc[0]["members_in_snapshot"] == 0

@@ -685,14 +685,48 @@ def _platform_managed_left_out(rule: Rule, rows: pd.DataFrame, estate: Estate) -
     return rows[~rows["id"].isin(managed_ids).to_numpy(dtype=bool)]
 
 
+def _members_left_to_their_set(rule: Rule, rows: pd.DataFrame, estate: Estate) -> pd.DataFrame:
+    """`rows` less the Flexible scale set members whose set the same rule reports and whose
+    image reference is the set's model (`Estate.judged_through_set`): one cause, one
+    finding, on the set, whose row says in `member_vms` how many members it answers for."""
+    if rule.tables[0] != "machines" or rows.empty:
+        return rows
+    through = estate.judged_through_set
+    if not through.notna().any():
+        return rows
+    at = estate.row_positions("machines", rows["id"])
+    set_of = np.append(through.to_numpy(dtype=object), None)[at]  # -1 (not a machine): None
+    dropped = pd.notna(set_of) & pd.Index(set_of).isin(pd.Index(rows["id"].astype(object)))
+    if not dropped.any():
+        return rows
+    counts = pd.Series(set_of[dropped]).value_counts()
+    kept = rows[~dropped]
+    members = counts.reindex(kept["id"].astype(object).to_numpy()).fillna(0).astype("int64")
+    return kept.assign(member_vms=members.to_numpy())
+
+
+def _with_members(messages: pd.Series, rows: pd.DataFrame) -> pd.Series:
+    """A scale set's message says how many of its members it answers for."""
+    if "member_vms" not in rows.columns:
+        return messages
+    count = rows["member_vms"]
+    said = messages.astype(object) + " Its " + count.astype(str) \
+        + np.where(count == 1, " member VM in the snapshot, on the same image, is",
+                   " member VMs in the snapshot, on the same image, are") \
+        + " covered by this finding."
+    return messages.where(count == 0, said)
+
+
 def findings_for(rule: Rule, estate: Estate) -> pd.DataFrame:
     params = rule.params
-    rows = _platform_managed_left_out(rule, _violations(rule, estate, params), estate)
+    rows = _members_left_to_their_set(rule, _violations(rule, estate, params), estate)
+    rows = _platform_managed_left_out(rule, rows, estate)
     if rows.empty:
         return pd.DataFrame(columns=FINDING_COLUMNS)
     region = rows["region"] if "region" in rows.columns else pd.Series(None, index=rows.index)
     resource_id = rows["arm_id"] if "arm_id" in rows.columns else rows["id"]
     messages = rows["message"] if "message" in rows.columns else render(rule.message, rows, params)
+    messages = _with_members(messages, rows)
     region_text = region.astype("object").where(region.notna(), None)
     fingerprint = rule.id + ":" + rows["id"].astype(str).str.lower()
     fingerprint = fingerprint.where(region_text.isna(), fingerprint + "@" + region_text.astype(str))

@@ -300,6 +300,29 @@ class Estate:
         return machines["scale_set_id"].isin(machines["id"]).fillna(False).astype(bool)
 
     @cached_property
+    def judged_through_set(self) -> pd.Series:
+        """For each machine, the id of the Flexible scale set that answers for it: its set is
+        in the snapshot and its image reference is the set's model (kind, id, publisher,
+        offer, SKU and version, any casing). Missing for every other machine, and for a
+        member whose image differs from its set's (Flexible allows it): that one is judged
+        on its own."""
+        machines = self.tables["machines"]
+        found = pd.Series(None, index=machines.index, dtype=object)
+        member = self.flexible_members.to_numpy(dtype=bool)
+        if not member.any():
+            return found
+        members = machines[member]
+        at = self.row_positions("machines", members["scale_set_id"])
+        sets = self.identity("machines", REFERENCE_COLUMNS).iloc[at]
+        same = np.ones(len(members), dtype=bool)
+        for column in REFERENCE_COLUMNS:
+            same &= (lowered(members[column]).to_numpy(dtype=object)
+                     == lowered(sets[column]).to_numpy(dtype=object))
+        set_ids = members["scale_set_id"].to_numpy(dtype=object)
+        found.iloc[np.flatnonzero(member)[same]] = set_ids[same]
+        return found
+
+    @cached_property
     def usage(self) -> pd.DataFrame:
         """One row per machine: which gallery version it runs and how that was resolved.
 
@@ -462,6 +485,10 @@ class Estate:
 
 
 RESOLVED_FROM = ["pinned", "disk", "exact", "latest", "unresolved"]
+# What a machine's image reference names: a Flexible member with the same as its set's model
+# runs the set's image (exactVersion is what it got, not what it asks for).
+REFERENCE_COLUMNS = ["image_kind", "image_id", "image_publisher", "image_offer", "image_sku",
+                     "image_version"]
 DATABRICKS_TAG_KEYS = ["databricksenvironment", "databricksinstancegroupid",
                        "databricksinstancepoolid"]
 # managedBy of a resource a platform creates and patches itself.

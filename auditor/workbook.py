@@ -454,7 +454,20 @@ def _machines_frame(machines: pd.DataFrame, usage: pd.DataFrame) -> pd.DataFrame
             np.select([unmanaged.fillna(False), (~unmanaged).fillna(False)],
                       ["unmanaged VHD", "managed"], default=None), index=frame.index, dtype=object))
         frame.insert(frame.columns.get_loc("os_disk") + 1, "license_type", machines["license_type"])
+    if {"orchestration_mode", "scale_set_id"} <= set(machines.columns):
+        frame.insert(frame.columns.get_loc("capacity") + 1, "members_in_snapshot",
+                     _members_in_snapshot(machines))
     return frame
+
+
+def _members_in_snapshot(machines: pd.DataFrame) -> pd.Series:
+    """For a Flexible scale set, how many of its member VMs have rows of their own: its
+    capacity counts the same VMs, so a reader must not add the two."""
+    counts = machines["scale_set_id"].dropna().astype(object).value_counts()
+    flexible = machines["orchestration_mode"].astype(object).str.lower().eq("flexible")
+    found = counts.reindex(machines["id"].astype(object).to_numpy()).fillna(0).astype("int64")
+    return pd.Series(found.to_numpy(), index=machines.index).astype(object).where(
+        flexible.fillna(False).to_numpy(dtype=bool), None)
 
 
 def _machines_sheet(book, parts) -> None:

@@ -163,6 +163,16 @@ def test_flexible_members_are_judged_through_their_set(run_rule):
     assert "member of a Flexible scale set" in findings.iloc[0]["message"]
 
 
+def test_flexible_member_on_another_image_than_its_set_is_judged_on_its_own(run_rule):
+    resources = [*GALLERY, *fixture("vmss_flexible_with_members_2024-03-01.json")]
+    member = copy.deepcopy(resources[-3])  # ss-flex_00000002: a definition reference of its own
+    member["properties"]["storageProfile"]["imageReference"] = gallery_ref("other", None)
+    findings = run_rule("PIN002", *resources[:-3], member, *resources[-2:])
+    assert sorted(findings["resource_name"]) == ["ss-flex", "ss-flex_00000002"]
+    message = findings.set_index("resource_name").loc["ss-flex_00000002", "message"]
+    assert "member of a Flexible scale set, on an image other than its set's" in message
+
+
 def test_platform_managed_scale_sets_are_left_out_unless_included(rules):
     aks = fixture("resource_graph_aks_node_pool.json")
     unpinned = copy.deepcopy(aks)

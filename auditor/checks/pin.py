@@ -43,7 +43,7 @@ def _upgrade_view(estate) -> pd.DataFrame:
     marketplace = kind.eq("marketplace") & version.eq("latest")
     gallery = kind.isin(GALLERY_KINDS)
     floating = marketplace | (gallery & version.isin(["", "latest"]))
-    members = estate.flexible_members.to_numpy(dtype=bool)
+    members = estate.judged_through_set.notna().to_numpy(dtype=bool)
     scale_set = lowered(machines["kind"]).eq("vmss") | _column(machines, "scale_set_id").notna()
     automatic = scale_set & _column(machines, "automatic_os_upgrade").astype("boolean") \
         .fillna(False).astype(bool)
@@ -87,18 +87,20 @@ def _view(estate) -> pd.DataFrame:
 
 def _unpinned(estate, params, floating: str, severity: pd.Series) -> pd.DataFrame:
     """Machines whose reference floats and that automatic OS image upgrade does not excuse:
-    scale sets without it (and Flexible members whose set is not in the snapshot) at the
+    scale sets without it (and Flexible members not judged through their set) at the
     scale-set severity, stand-alone VMs at `vm_severity`. A member whose set is in the
-    snapshot is judged through its set."""
+    snapshot is judged through its set, unless its image reference differs from the set's."""
     view = _view(estate)
     judged = view[floating] & ~view["member"] & ~view["automatic"]
     machines = estate.machines[judged.to_numpy(dtype=bool)]
     view = view[judged]
     scale_set = view["scale_set"].to_numpy(dtype=bool)
     vm_kind = lowered(machines["kind"]).eq("vm").to_numpy(dtype=bool)
+    set_here = estate.flexible_members[judged].to_numpy(dtype=bool)
     machine_kind = np.select(
-        [scale_set & vm_kind, scale_set],
-        ["member of a Flexible scale set not in the snapshot",
+        [scale_set & vm_kind & set_here, scale_set & vm_kind, scale_set],
+        ["member of a Flexible scale set, on an image other than its set's",
+         "member of a Flexible scale set not in the snapshot",
          "scale set without automatic OS image upgrade"], default="stand-alone VM")
     effect = np.where(
         scale_set, "every scale-out and replaced instance gets whatever is newest then",

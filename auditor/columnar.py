@@ -518,6 +518,10 @@ def _definitions(raw, common, rtypes, data):
 def _versions(raw, common, rtypes, data):
     publishing, storage = "properties.publishingProfile.", "properties.storageProfile."
     vids = common["id"]
+    # normalize._Normalizer._version: a nested name given in full takes the id's last segment.
+    nested = pc.fill_null(pc.match_substring(common["name"], "/"), False)
+    last = _group(pc.utf8_rtrim(common["arm_id"], characters="/"), r"(?s)(?P<t>[^/]*)$", "t")
+    common = dict(common, name=pc.if_else(nested, last, common["name"]))
     semver = pc.extract_regex(common["name"], _SEMVER)
     _require(not semver.null_count)  # the reference names a version without one
     replica_count = raw(publishing + "replicaCount")

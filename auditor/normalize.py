@@ -598,6 +598,10 @@ class _Normalizer:
         safety = _obj(props.get("safetyProfile"))
         os_image = self._object(storage.get("osDiskImage"),
                                 "properties.storageProfile.osDiskImage")
+        if "/" in (common["name"] or ""):
+            # A nested name given in full (`gallery/image/1.0.0`, as ARM templates and some
+            # exports write it): the version is the id's last segment, in its own casing.
+            common = dict(common, name=common["arm_id"].rstrip("/").rsplit("/", 1)[-1])
         semver = _SEMVER.match(common["name"] or "")
         if not semver:
             self._note(f"{self.where}: {self.arm_id}: name: expected MAJOR.MINOR.PATCH, "

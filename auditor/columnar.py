@@ -69,9 +69,10 @@ _MACHINE_PROPERTIES = dict(
     osProfile=_OS_PROFILE,
     extended=_struct(instanceView=_struct(powerState=_struct(code=S))),
     creationData=_struct(galleryImageReference=_ID),  # a disk's
-    orchestrationMode=S, virtualMachineScaleSet=_ID,
+    orchestrationMode=S, virtualMachineScaleSet=_ID, overprovision=B,
     upgradePolicy=_struct(mode=S, automaticOSUpgrade=B,
-                          automaticOSUpgradePolicy=_struct(enableAutomaticOSUpgrade=B)))
+                          automaticOSUpgradePolicy=_struct(enableAutomaticOSUpgrade=B),
+                          rollingUpgradePolicy=_struct(maxBatchInstancePercent=INT, maxSurge=B)))
 _MACHINE_PROPERTIES["virtualMachineProfile"] = _struct(
     storageProfile=_MACHINE_PROPERTIES["storageProfile"], osProfile=_OS_PROFILE, licenseType=S,
     networkProfile=_struct(healthProbe=_ID),
@@ -517,6 +518,10 @@ def _definitions(raw, common, rtypes, data):
 def _versions(raw, common, rtypes, data):
     publishing, storage = "properties.publishingProfile.", "properties.storageProfile."
     vids = common["id"]
+    # normalize._Normalizer._version: a nested name given in full takes the id's last segment.
+    nested = pc.fill_null(pc.match_substring(common["name"], "/"), False)
+    last = _group(pc.utf8_rtrim(common["arm_id"], characters="/"), r"(?s)(?P<t>[^/]*)$", "t")
+    common = dict(common, name=pc.if_else(nested, last, common["name"]))
     semver = pc.extract_regex(common["name"], _SEMVER)
     _require(not semver.null_count)  # the reference names a version without one
     replica_count = raw(publishing + "replicaCount")
@@ -698,7 +703,10 @@ def _upgrade_policy(raw, is_vmss: pa.Array) -> dict[str, pa.Array]:
             raw(policy + "automaticOSUpgrade"))),
         "health_probe_id": of_sets(_lower_id(
             raw("properties.virtualMachineProfile.networkProfile.healthProbe.id"))),
-        "health_extension": of_sets(pa.array(first, S))}
+        "health_extension": of_sets(pa.array(first, S)),
+        "overprovision": of_sets(raw("properties.overprovision")),
+        "rolling_max_batch_percent": of_sets(raw(policy + "rollingUpgradePolicy.maxBatchInstancePercent")),
+        "rolling_max_surge": of_sets(raw(policy + "rollingUpgradePolicy.maxSurge"))}
 
 
 def _image_reference(storage, vhd_uri: pa.Array) -> dict[str, pa.Array]:

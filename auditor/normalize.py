@@ -93,7 +93,8 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
         ("running_version_id", S), ("tags", S),
         ("running_versions", S), ("managed_by", S), ("orchestration_mode", S),
         ("scale_set_id", S), ("upgrade_mode", S), ("automatic_os_upgrade", B),
-        ("health_probe_id", S), ("health_extension", S)]),
+        ("health_probe_id", S), ("health_extension", S),
+        ("overprovision", B), ("rolling_max_batch_percent", INT), ("rolling_max_surge", B)]),
     "resource_tags": pa.schema([
         ("resource_id", S), ("resource_table", S), ("key", S), ("key_lower", S), ("value", S)]),
     "scope": pa.schema([
@@ -597,6 +598,10 @@ class _Normalizer:
         safety = _obj(props.get("safetyProfile"))
         os_image = self._object(storage.get("osDiskImage"),
                                 "properties.storageProfile.osDiskImage")
+        if "/" in (common["name"] or ""):
+            # A nested name given in full (`gallery/image/1.0.0`, as ARM templates and some
+            # exports write it): the version is the id's last segment, in its own casing.
+            common = dict(common, name=common["arm_id"].rstrip("/").rsplit("/", 1)[-1])
         semver = _SEMVER.match(common["name"] or "")
         if not semver:
             self._note(f"{self.where}: {self.arm_id}: name: expected MAJOR.MINOR.PATCH, "
@@ -725,6 +730,7 @@ class _Normalizer:
             upgrade = _obj(props.get("upgradePolicy"))
             automatic = _bool(_obj(upgrade.get("automaticOSUpgradePolicy")).get(
                 "enableAutomaticOSUpgrade"))
+            rolling = _obj(upgrade.get("rollingUpgradePolicy"))
             scale_set = dict(
                 scale_set_id=None, orchestration_mode=_str(props.get("orchestrationMode")),
                 upgrade_mode=_str(upgrade.get("mode")),
@@ -733,7 +739,11 @@ class _Normalizer:
                 else _bool(upgrade.get("automaticOSUpgrade")),
                 health_probe_id=_lower(_obj(_obj(vm_profile.get("networkProfile")).get(
                     "healthProbe")).get("id")),
-                health_extension=_health_extension(vm_profile))
+                health_extension=_health_extension(vm_profile),
+                # As recorded (absent stays null): REP002 applies the API's defaults.
+                overprovision=_bool(props.get("overprovision")),
+                rolling_max_batch_percent=_int(rolling.get("maxBatchInstancePercent")),
+                rolling_max_surge=_bool(rolling.get("maxSurge")))
         else:
             vm_profile = None
             storage = self._object(props.get("storageProfile"), "properties.storageProfile")
@@ -744,7 +754,8 @@ class _Normalizer:
             scale_set = dict(
                 scale_set_id=_lower(_obj(props.get("virtualMachineScaleSet")).get("id")),
                 orchestration_mode=None, upgrade_mode=None, automatic_os_upgrade=None,
-                health_probe_id=None, health_extension=None)
+                health_probe_id=None, health_extension=None, overprovision=None,
+                rolling_max_batch_percent=None, rolling_max_surge=None)
         ref = self._object(storage.get("imageReference"), "storageProfile.imageReference")
         os_disk = _obj(storage.get("osDisk"))
         # An unmanaged OS disk is a page blob: a VM's `vhd` (and, from a user image VHD, its

@@ -267,6 +267,7 @@ def _machine(t: _Tenant, i: int, cases: dict) -> Iterator[dict]:
                               "upgradePolicy": {"mode": "Rolling"},
                               "provisioningState": "Succeeded"}
         _upgrade_policy(item, i, cases.get("upgrade"), ref)
+        _rolling_policy(item["properties"], i)
     else:
         power = "running" if rng.random() < 0.85 else rng.choice(["deallocated", "stopped"])
         item["properties"] = {"hardwareProfile": {"vmSize": size}, "storageProfile": storage,
@@ -286,6 +287,18 @@ def _machine(t: _Tenant, i: int, cases: dict) -> Iterator[dict]:
                "type": "microsoft.compute/disks", "location": region, "managedBy": owner,
                "properties": {"creationData": {"createOption": "FromImage",
                                                "galleryImageReference": {"id": got}}}}
+
+
+def _rolling_policy(props: dict, i: int) -> None:
+    """Some scale sets record `overprovision` (absent means on for a Uniform set) and a
+    rolling upgrade policy, some with surge (API 2024-03-01 shape). Chosen by number."""
+    if i % 3 == 0:
+        props["overprovision"] = i % 2 == 0
+    if i % 5 == 1:
+        props["upgradePolicy"]["rollingUpgradePolicy"] = {
+            "maxBatchInstancePercent": 20 if i % 4 == 1 else 50,
+            "maxUnhealthyInstancePercent": 20, "maxUnhealthyUpgradedInstancePercent": 20,
+            "pauseTimeBetweenBatches": "PT0S", "maxSurge": i % 10 == 1}
 
 
 def _upgrade_policy(item: dict, i: int, case: str | None, ref: dict) -> None:

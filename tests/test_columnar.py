@@ -170,6 +170,10 @@ ODD_BUT_WELL_TYPED = [
                            ("gallery_image_version_2025_03_03_storage_account_strategy", "1.2.0"),
                            ("gallery_image_version_shallow", "1.3.0")]),
     azure_fixture("managed_image_zone_resilient"),
+    azure_fixture("vmss_rolling_surge_2024-03-01"),
+    azure_fixture("gallery_image_version_2022_03_03",  # a nested name given in full
+                  id=rid("galleries", "shapes", "images", "base", "versions", "1.5.0"))
+    | {"name": "shapes/base/1.5.0"},
 ]
 
 

@@ -245,3 +245,25 @@ def test_gallery_sharing_and_role_assignments_are_read():
     assert row["sharing_permissions"] == "Groups" and not row["sharing_groups_read"]
     community = _shapes("gallery_community.json").tables["galleries"].iloc[0]
     assert community["sharing_permissions"] == "Community"
+
+
+def test_a_version_name_given_in_full_takes_the_ids_last_segment():
+    # ARM templates and some exports give a nested resource's name in full.
+    nested = version("1.4.0") | {"name": "gal/base/1.4.0"}
+    snapshot = snapshot_of(gallery(), definition(), nested)
+    assert snapshot.tables["image_versions"]["name"].tolist() == ["1.4.0"]
+    assert not any("MAJOR.MINOR.PATCH" in p for p in snapshot.manifest["problems"])
+    odd = snapshot_of(gallery(), definition(), version("1.4.0") | {"name": "gal/base/latest"})
+    assert odd.tables["image_versions"]["name"].tolist() == ["1.4.0"]
+    wrong = snapshot_of(gallery(), definition(), version("1.4.0-Beta") | {"name": "gal/base/x"})
+    assert wrong.tables["image_versions"]["name"].tolist() == ["1.4.0-Beta"]  # casing kept
+    assert any("expected MAJOR.MINOR.PATCH, got" in p for p in wrong.manifest["problems"])
+
+
+def test_the_resource_graph_fake_versions_are_named_without_notes():
+    from tests.fake_arg import estate
+
+    rows, _ = estate(subscriptions=1, vms=2, versions=2)
+    snapshot = snapshot_of(*rows)
+    assert sorted(set(snapshot.tables["image_versions"]["name"])) == ["1.0.0", "1.0.1"]
+    assert not any("MAJOR.MINOR.PATCH" in p for p in snapshot.manifest["problems"])

@@ -76,7 +76,8 @@ def test_rep002_triggers_below_the_production_minimum(run_rule):
     row = findings.iloc[0]
     assert row["region"] == "westeurope" and row["fingerprint"].endswith("/versions/1.0.0@westeurope")
     assert row["message"] == (
-        "base/1.0.0 has 1 replica(s) in westeurope, need 3: no autoscale setting scales it out "
+        "base/1.0.0 has 1 replica(s) in westeurope, need 3: no autoscale setting or surge upgrade "
+        "creates VMs at once "
         "(1 machine(s) run it there; running machines are not creations); production image: "
         "at least 3.")
 
@@ -97,11 +98,12 @@ def test_rep002_a_steady_thousand_instance_scale_set_needs_only_the_minimum(run_
 
 def test_rep002_autoscale_step_sets_the_load(run_rule):
     ss = vmss("ss1", image=gallery_ref(), capacity=40)
+    ss["properties"]["overprovision"] = False
     findings = run_rule("REP002", *BASE, version(regions=(WE3,)), ss, autoscale(ss, step=80))
     assert findings.iloc[0]["message"] == (
         "base/1.0.0 has 3 replica(s) in westeurope, need 4: autoscale: up to 80 VMs created at "
         "once (largest scale-out step: 80 in ss1); one replica per 20 VMs created at once; "
-        "one per scale set scaling out (1); production image: at least 3.")
+        "one per scale set creating VMs at once (1); production image: at least 3.")
     evidence = json.loads(findings.iloc[0]["evidence"])
     assert evidence["estimate"].startswith("autoscale")
     assert evidence["added_gb"] == 30  # one more replica of a 30 GB version
@@ -111,10 +113,82 @@ def test_rep002_the_fixture_setting_scales_out_by_forty_at_most(run_rule):
     # default profile: ChangeCount 20; business hours: from minimum 10 to 50 when it starts,
     # and 25% at the capacity where that adds most (40 at 160 of 200).
     ss = vmss("ss1", image=gallery_ref(), capacity=10)
+    ss["properties"]["overprovision"] = False
     findings = run_rule("REP002", *BASE, version(regions=(("West Europe", 1, "Standard_ZRS"),)),
                         ss, azure_fixture("autoscale_setting_get"),
                         params={"min_replicas": 1})
     assert "need 2: autoscale: up to 40 VMs created at once" in findings.iloc[0]["message"]
+
+
+def test_rep002_overprovisioning_adds_to_a_scale_out(run_rule):
+    # `overprovision` absent: on for a Uniform scale set; Microsoft documents no amount, the
+    # rule assumes as many extra VMs as asked for (overprovisioned_per_requested: 1.0).
+    ss = vmss("ss1", image=gallery_ref(), capacity=40)
+    findings = run_rule("REP002", *BASE, version(regions=(WE3,)), ss, autoscale(ss, step=80))
+    assert findings.iloc[0]["message"].startswith(
+        "base/1.0.0 has 3 replica(s) in westeurope, need 8: autoscale: up to 160 VMs created at "
+        "once (largest scale-out step: 80 in ss1, with 80 overprovisioned);")
+    assert json.loads(findings.iloc[0]["evidence"])["creations"] == 160
+    assert "need 4:" in run_rule("REP002", *BASE, version(regions=(WE3,)), ss,
+                                 autoscale(ss, step=80),
+                                 params={"overprovisioned_per_requested": 0}).iloc[0]["message"]
+
+
+def test_rep002_no_overprovisioning_when_off_or_flexible(run_rule):
+    ss = vmss("ss1", image=gallery_ref(), capacity=40)
+    ss["properties"]["overprovision"] = False
+    assert run_rule("REP002", *BASE, version(regions=(WE3,)), ss, autoscale(ss, step=60)).empty
+    flexible = vmss("ss1", image=gallery_ref(), capacity=40)
+    flexible["properties"]["orchestrationMode"] = "Flexible"
+    assert run_rule("REP002", *BASE, version(regions=(WE3,)), flexible,
+                    autoscale(flexible, step=60)).empty
+    # the same step overprovisioned creates 120 at once
+    on = vmss("ss1", image=gallery_ref(), capacity=40)
+    assert "need 6:" in run_rule("REP002", *BASE, version(regions=(WE3,)), on,
+                                 autoscale(on, step=60)).iloc[0]["message"]
+
+
+def surge_set(**policy) -> dict:
+    """The 1,000-instance Uniform scale set with a Rolling surge policy (API 2024-03-01),
+    running base/1.0.0, its rolling upgrade policy changed by `policy`."""
+    body = azure_fixture("vmss_rolling_surge_2024-03-01")
+    body["properties"]["virtualMachineProfile"]["storageProfile"]["imageReference"] = gallery_ref()
+    body["properties"]["upgradePolicy"]["rollingUpgradePolicy"].update(policy)
+    return body
+
+
+def test_rep002_a_rolling_upgrade_with_surge_creates_its_batch(run_rule):
+    findings = run_rule("REP002", *BASE, version(regions=(WE3,)), surge_set())
+    assert findings.iloc[0]["message"] == (
+        "base/1.0.0 has 3 replica(s) in westeurope, need 10: rolling upgrade with surge: up to 200 "
+        "VMs created at once (largest surge batch: 200 in ss-surge, 20% of 1000); one replica per "
+        "20 VMs created at once; one per scale set creating VMs at once (1); production image: "
+        "at least 3.")
+    assert "need 25:" in run_rule("REP002", *BASE, version(regions=(WE3,)),
+                                  surge_set(maxBatchInstancePercent=50)).iloc[0]["message"]
+    absent = surge_set()
+    del absent["properties"]["upgradePolicy"]["rollingUpgradePolicy"]["maxBatchInstancePercent"]
+    assert "need 10:" in run_rule("REP002", *BASE, version(regions=(WE3,)),
+                                  absent).iloc[0]["message"]  # default batch 20%
+
+
+def test_rep002_a_rolling_upgrade_without_surge_creates_nothing(run_rule):
+    assert run_rule("REP002", *BASE, version(regions=(WE3,)), surge_set(maxSurge=False)).empty
+    manual = surge_set()
+    manual["properties"]["upgradePolicy"]["mode"] = "Manual"
+    assert run_rule("REP002", *BASE, version(regions=(WE3,)), manual).empty
+    assert run_rule("REP002", *BASE, version(regions=(("West Europe", 10, "Standard_ZRS"),)),
+                    surge_set()).empty
+
+
+def test_scale_set_policy_columns_are_read_as_recorded():
+    from tests.builders import snapshot_of
+    machines = snapshot_of(surge_set(), vmss("plain", image=gallery_ref()),
+                           vm("a", image=gallery_ref())).tables["machines"].set_index("name")
+    assert machines.loc["ss-surge", ["overprovision", "rolling_max_batch_percent",
+                                     "rolling_max_surge"]].tolist() == [False, 20, True]
+    assert machines.loc[["plain", "a"], ["overprovision", "rolling_max_batch_percent",
+                                         "rolling_max_surge"]].isna().all(axis=None)
 
 
 def test_rep002_disabled_autoscale_and_fifty_per_region_cap(run_rule):
@@ -131,7 +205,7 @@ def test_rep002_one_replica_per_scale_set_scaling_out(run_rule):
     scaled = [autoscale(s, step=2, name=f"as{i}") for i, s in enumerate(sets)]
     findings = run_rule("REP002", *BASE, version(regions=(WE3,)), *sets, *scaled)
     assert "need 5:" in findings.iloc[0]["message"]
-    assert "one per scale set scaling out (5)" in findings.iloc[0]["message"]
+    assert "one per scale set creating VMs at once (5)" in findings.iloc[0]["message"]
 
 
 def test_rep002_configured_peak(run_rule):

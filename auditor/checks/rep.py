@@ -67,7 +67,7 @@ def too_few_replicas(estate, params) -> pd.DataFrame:
         return _no_rows(estate)
     load_text = np.where(rows["creations"] > 0, "; one replica per " + str(per_replica)
                          + " VMs created at once", "")
-    sets_text = np.where(rows["scale_sets"] > 0, "; one per scale set scaling out ("
+    sets_text = np.where(rows["scale_sets"] > 0, "; one per scale set creating VMs at once ("
                          + rows["scale_sets"].astype(str) + ")", "")
     floor_text = np.where(rows["production"], "; production image: at least "
                           + str(int(params["min_replicas"])), "")
@@ -113,39 +113,34 @@ def _judged_pairs(estate) -> pd.DataFrame:
 
 
 def _creations(estate, params) -> pd.DataFrame:
-    """Per (version, region): machines there, VMs created at once and scale sets scaling
-    out, with the estimate worded. Autoscale gives a scale set's largest single scale-out
-    step; a configured peak (`peak_concurrent_creations`) is used where it is larger. A
-    steady scale set creates nothing at once, whatever its size."""
+    """Per (version, region): machines there, VMs created at once and scale sets creating
+    them, with the estimate worded. A scale set creates, at once, the larger of its largest
+    autoscale scale-out step (plus the VMs overprovisioning adds to it) and a rolling-upgrade
+    surge batch; the scale sets using the version in the region add up. A configured peak
+    (`peak_concurrent_creations`) is used where it is larger. A steady scale set creates
+    nothing at once, whatever its size."""
     usage = estate.known_usage
     load = _pairs_used(usage)
     sets = usage[(usage["kind"] == "vmss").to_numpy(dtype=bool)]
-    settings = estate.tables.get("autoscale_settings")
-    if settings is not None and not settings.empty and len(sets):
-        enabled = settings[settings["enabled"].fillna(False).astype(bool)]
-        steps = enabled.groupby("target_id")["max_scale_out_step"].max()
-        step = pd.to_numeric(lookup(sets["machine_id"].astype(object), steps),
-                             errors="coerce").fillna(0).astype("int64")
-    else:
-        step = pd.Series(0, index=sets.index, dtype="int64")
+    sets = sets.assign(**_scale_set_creations(estate, sets, params))
     scaling = pd.DataFrame({"version_id": sets["version_id"].astype(object),
                             "region": sets["region"].astype(object),
-                            "name": sets["name"].astype(object), "step": step})
+                            "step": sets["creations"], "detail": sets["detail"],
+                            "label": sets["label"]})
     scaling = scaling[scaling["step"] > 0].sort_values("step", ascending=False, kind="stable")
     grouped = scaling.groupby(["version_id", "region"], sort=False)
     by_pair = pd.DataFrame({"creations": grouped["step"].sum(),
                             "scale_sets": grouped.size(),
-                            "top_step": grouped["step"].first(),
-                            "top_name": grouped["name"].first()}).reset_index()
+                            "top_label": grouped["label"].first(),
+                            "top_detail": grouped["detail"].first()}).reset_index()
     load = load.merge(by_pair, how="left", on=["version_id", "region"])
     load["creations"] = load["creations"].fillna(0).astype("int64")
     load["scale_sets"] = load["scale_sets"].fillna(0).astype("int64")
     estimate = pd.Series(np.where(
         load["creations"] > 0,
-        "autoscale: up to " + load["creations"].astype(str) + " VMs created at once (largest "
-        "scale-out step: " + load["top_step"].fillna(0).astype("int64").astype(str) + " in "
-        + load["top_name"].astype(str) + ")",
-        "no autoscale setting scales it out (" + load["machines"].astype(str)
+        load["top_label"].astype(str) + ": up to " + load["creations"].astype(str)
+        + " VMs created at once (largest " + load["top_detail"].astype(str) + ")",
+        "no autoscale setting or surge upgrade creates VMs at once (" + load["machines"].astype(str)
         + " machine(s) run it there; running machines are not creations)"), index=load.index)
     peak = int(params["peak_concurrent_creations"])
     if peak > 0:
@@ -154,7 +149,57 @@ def _creations(estate, params) -> pd.DataFrame:
         estimate = estimate.where(~larger, "configured peak: " + str(peak)
                                   + " VMs created at once (peak_concurrent_creations)")
     load["estimate"] = estimate
-    return load.drop(columns=["top_step", "top_name"])
+    return load.drop(columns=["top_label", "top_detail"])
+
+
+def _scale_set_creations(estate, sets: pd.DataFrame, params) -> dict[str, pd.Series]:
+    """Per scale set in `usage`: VMs created at once (`creations`) and how, worded (`label`,
+    `detail`). Scale-out: the largest step of its enabled autoscale settings; a Uniform set
+    with overprovisioning on (`overprovision` absent means on) adds
+    `overprovisioned_per_requested` extra VMs per VM asked for. Rolling upgrade with
+    `maxSurge`: `maxBatchInstancePercent` (default 20) of its capacity, created as new VMs."""
+    settings = estate.tables.get("autoscale_settings")
+    if settings is not None and not settings.empty and len(sets):
+        enabled = settings[settings["enabled"].fillna(False).astype(bool)]
+        steps = enabled.groupby("target_id")["max_scale_out_step"].max()
+        step = pd.to_numeric(lookup(sets["machine_id"].astype(object), steps),
+                             errors="coerce").fillna(0).astype("int64")
+    else:
+        step = pd.Series(0, index=sets.index, dtype="int64")
+    machines = estate.tables["machines"]
+
+    def column(name: str) -> pd.Series:
+        if name not in machines.columns:
+            return pd.Series(pd.NA, index=sets.index, dtype=object)
+        return machines[name].reindex(sets.index)
+
+    uniform = ~lowered(column("orchestration_mode")).eq("flexible").to_numpy(dtype=bool)
+    overprovision = column("overprovision").astype("boolean").fillna(True).to_numpy(dtype=bool)
+    factor = max(float(params.get("overprovisioned_per_requested", 1.0)), 0.0)
+    extra = np.where(uniform & overprovision, np.ceil(step.to_numpy() * factor), 0).astype("int64")
+    scale_out = step.to_numpy() + extra
+    capacity = pd.to_numeric(column("capacity"), errors="coerce").fillna(0).astype("int64")
+    percent = pd.to_numeric(column("rolling_max_batch_percent"), errors="coerce") \
+        .fillna(DEFAULT_BATCH_PERCENT).clip(0, 100).astype("int64")
+    # Automatic OS image upgrades follow the rolling upgrade policy too.
+    rolling = lowered(column("upgrade_mode")).eq("rolling").to_numpy(dtype=bool) \
+        | column("automatic_os_upgrade").astype("boolean").fillna(False).to_numpy(dtype=bool)
+    surging = rolling & column("rolling_max_surge").astype("boolean").fillna(False).to_numpy(dtype=bool)
+    batch = np.where(surging, -(-capacity.to_numpy() * percent.to_numpy() // 100), 0)
+    by_surge = batch > scale_out
+    names = sets["name"].astype(object).astype(str)
+    scale_out_text = "scale-out step: " + step.astype(str) + " in " + names + pd.Series(
+        np.where(extra > 0, ", with " + pd.Series(extra, index=sets.index).astype(str)
+                 + " overprovisioned", ""), index=sets.index)
+    surge_text = "surge batch: " + pd.Series(batch, index=sets.index).astype(str) + " in " \
+        + names + ", " + percent.astype(str) + "% of " + capacity.astype(str)
+    return {"creations": pd.Series(np.maximum(scale_out, batch), index=sets.index),
+            "label": pd.Series(np.where(by_surge, "rolling upgrade with surge", "autoscale"),
+                               index=sets.index),
+            "detail": surge_text.where(by_surge, scale_out_text)}
+
+
+DEFAULT_BATCH_PERCENT = 20  # rollingUpgradePolicy.maxBatchInstancePercent when absent
 
 
 def _production_pairs(estate, rows: pd.DataFrame, values) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import socket
 import sys
@@ -218,13 +219,30 @@ def collect_command(output, force, **scope):
     click.echo(f"snapshot {output}")
 
 
-def _rules_and_config(config_path: Path | None, base: dict | None = None):
+def _rules_and_config(config_path: Path | None, base: dict | None = None, used: dict | None = None):
+    """The rule pack with the config applied. The config file that was read (given, or
+    image-audit.yaml found in the working directory) is said on stderr and put in `used`
+    (path and SHA-256), so the reports record what shaped the findings."""
     rules = load_rules()
     if base:  # the sample's own policy; the user's config still applies on top
         rules = apply_config(rules, base, where="sample config")
     if config_path is None and DEFAULT_CONFIG.is_file():
         config_path = DEFAULT_CONFIG
-    return apply_config(rules, load_config(config_path), where=str(config_path or "config"))
+    rules = apply_config(rules, load_config(config_path), where=str(config_path or "config"))
+    if config_path is not None and used is not None:
+        used.update(_file_evidence(config_path))
+        click.echo(f"using config {shown(str(config_path))} (sha256 {used['sha256'][:12]})",
+                   err=True)
+    return rules
+
+
+def _file_evidence(path: Path) -> dict:
+    """A file the run read, as evidence: its path and SHA-256."""
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise AuditError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return {"path": str(path), "sha256": digest}
 
 
 @cli.command()
@@ -259,7 +277,8 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occup
         raise click.UsageError("--fail-on-new needs --fail-on and --baseline")
     _scope_only_with_collect(click.get_current_context(), collect_now)
     _claim_output(out_dir)
-    rules = _rules_and_config(config_path, sample_config() if sample else None)
+    config_used: dict = {}
+    rules = _rules_and_config(config_path, sample_config() if sample else None, config_used)
     if sample and exemptions_path is None:
         exemptions_path = sample_exemptions_path()
     exemptions = load_exemptions(exemptions_path, rules) if exemptions_path else None
@@ -286,8 +305,11 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occup
         "table_hashes": loaded.table_hashes,
         "rule_pack": _rule_pack_hashes(),
     }
+    if config_used:
+        context["config"] = config_used
     if exemptions is not None:
         context["exemptions"] = str(exemptions_path)
+        context["exemptions_sha256"] = _file_evidence(exemptions_path)["sha256"]
     if baseline is not None:
         findings, resolved = baseline.compare(findings)
         context["baseline"] = baseline.summary(findings, resolved)

@@ -555,7 +555,11 @@ def _manifest_sheet(book, parts) -> None:
              ("snapshot format version", manifest.get("format_version")),
              ("snapshot sha256", context.get("snapshot_sha256")),
              ("collected at", context.get("collected_at")), ("as of", context.get("as_of")),
-             ("command", context.get("command"))]
+             ("command", context.get("command")),
+             ("config", (context.get("config") or {}).get("path") or "(none)"),
+             ("config sha256", (context.get("config") or {}).get("sha256")),
+             ("exemptions", context.get("exemptions") or "(none)"),
+             ("exemptions sha256", context.get("exemptions_sha256"))]
     items += [(f"rule pack {name}", digest)
               for name, digest in (context.get("rule_pack") or {}).items()]
     items += [(f"table {name} sha256", digest)

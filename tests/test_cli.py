@@ -66,6 +66,26 @@ def test_corrupt_snapshot_is_exit_2_one_line(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_the_config_and_exemptions_read_are_recorded_as_evidence(tmp_path, capsys, monkeypatch):
+    """A config found in the working directory changes findings: the run says so, and the
+    reports record which files shaped them (path and SHA-256)."""
+    import hashlib
+
+    from openpyxl import load_workbook
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "image-audit.yaml"
+    config.write_text("rules:\n  PIN002:\n    enabled: false\n")
+    code, out = run("audit", "--sample", "-o", str(tmp_path / "r"), capsys=capsys)
+    digest = hashlib.sha256(config.read_bytes()).hexdigest()
+    assert code == 0 and f"using config image-audit.yaml (sha256 {digest[:12]})" in out.err
+    context = json.loads((tmp_path / "r" / "findings.json").read_text())
+    assert context["config"] == {"path": "image-audit.yaml", "sha256": digest}
+    assert len(context["exemptions_sha256"]) == 64
+    manifest = dict(load_workbook(tmp_path / "r" / "image-audit.xlsx")["Manifest"].iter_rows(
+        min_row=2, values_only=True))
+    assert manifest["config"] == "image-audit.yaml" and manifest["config sha256"] == digest
+
+
 def test_bad_config_is_exit_2(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text("rules:\n  PIN001: {enabled: maybe}\n")

@@ -39,9 +39,8 @@ def test_leg001_triggers_on_user_image_vhd_and_hides_the_sas_token(run_rule):
 def test_leg001_triggers_on_scale_set_vhd_containers(run_rule):
     findings = run_rule("LEG001", *fixture("vmss_vhd_containers_2017-12-01.json"))
     assert list(findings["resource_type"]) == ["Microsoft.Compute/virtualMachineScaleSets"]
-    assert "unmanaged OS disks in storage container " \
-           "https://batchclassic0.blob.core.windows.net/vhds (deployed from Marketplace image " \
-           "OpenLogic:CentOS:7.5)" in findings.iloc[0]["message"]
+    assert "unmanaged OS disks, page blobs under https://batchclassic0.blob.core.windows.net/vhds " \
+           "(deployed from Marketplace image OpenLogic:CentOS:7.5)" in findings.iloc[0]["message"]
 
 
 def test_leg001_triggers_on_builder_shapes(run_rule):

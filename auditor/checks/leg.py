@@ -31,6 +31,6 @@ def boots_from_vhd(estate, params) -> pd.DataFrame:
          "deployed from " + kind + " image " + rows["image_id"].astype(object).fillna("")],
         default="deployed from an image of unknown origin")
     return rows[["id", "name", "kind", "image_kind", "vhd_uri"]].assign(
-        os_disk=np.where(vmss, "unmanaged OS disks in storage container " + uri,
+        os_disk=np.where(vmss, "unmanaged OS disks, page blobs under " + uri,
                          "an unmanaged OS disk " + uri),
         image=image)

@@ -9,12 +9,10 @@ listed as blocked with the reason instead of getting a command.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from auditor.checks.ret import version_holds, withheld_versions
@@ -137,27 +135,24 @@ def _retained(estate: Estate, rows: pd.DataFrame, retain_tag: str) -> pd.Series:
     return values.notna() & ~values.astype(str).str.strip().str.lower().isin(NOT_RETAINED)
 
 
-def _instance_versions(machines: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
-    """Scale sets with a row per version their instances run (`running_versions`, from the
-    instances' OS disks: not only the lowest), as `target`, for the versions in `ids`."""
-    if "running_versions" not in machines.columns:
-        return machines.iloc[0:0].assign(target=None)
-    sets = machines[(machines["kind"] == "vmss") & machines["running_versions"].notna()]
-    codes, texts = pd.factorize(sets["running_versions"])
-    versions = pd.Series([list(json.loads(text)) for text in texts], dtype=object)  # per text
-    lists = versions.iloc[codes]
-    rows = np.repeat(np.arange(len(sets)), lists.str.len().to_numpy(dtype=np.int64))
-    out = sets.iloc[rows].assign(target=lists.explode().to_numpy(dtype=object))
-    return out[out["target"].isin(ids)]
+def _instance_versions(estate: Estate, ids: pd.Series) -> pd.DataFrame:
+    """Scale sets with a row per version their instances run (not only the lowest), as
+    `target`, for the versions in `ids`."""
+    machines = estate.tables["machines"]
+    pairs = estate.instance_versions
+    pairs = pairs[pairs["version_id"].isin(ids)]
+    out = machines.loc[pairs["row"]].assign(target=pairs["version_id"].to_numpy(dtype=object))
+    return out[out["kind"] == "vmss"]
 
 
-def _machine_refs(machines: pd.DataFrame, ids: pd.Series) -> pd.Series:
+def _machine_refs(estate: Estate, ids: pd.Series) -> pd.Series:
     """Per id, the machines that still need it: any machine whose image reference names it,
     and scale sets whose instances were created from it (they may scale out)."""
+    machines = estate.tables["machines"]
     referencing = machines[machines["image_id"].isin(ids)].assign(target=lambda m: m["image_id"])
     running = machines[(machines["kind"] == "vmss") & machines["running_version_id"].isin(ids)]
     running = running.assign(target=running["running_version_id"])
-    refs = pd.concat([referencing, running, _instance_versions(machines, ids)]).drop_duplicates(
+    refs = pd.concat([referencing, running, _instance_versions(estate, ids)]).drop_duplicates(
         ["target", "id"])
     if refs.empty:
         return pd.Series(dtype="object")
@@ -184,18 +179,15 @@ def _version_plan(findings, estate: Estate, retain_tag: str,
     newest_ok = provisioned.drop_duplicates("definition_id", keep="last").set_index("definition_id")
     holds = version_holds(estate, retention)
     holds = pd.Series(holds.to_numpy(), index=versions["id"].to_numpy())
-    machines = estate.tables["machines"]
     usage = estate.usage
     # Every unversioned reference gets what `latest` gives in its region at its next
     # scale-out or deployment, whatever version its instances record now.
     by_latest = usage[usage["latest_version_id"].notna()]
     latest_users = by_latest.groupby("latest_version_id", observed=True)["name"].agg(_listed)
 
-    refs = _machine_refs(machines, rows["id"])
-    parts = rows["arm_id"].str.extract(VERSION_PATH)
-    rows = rows.assign(label=("image version " + parts["gallery"] + "/" + parts["definition"]
-                              + "/" + parts["version"]).fillna(rows["arm_id"]),
-                       definition=parts["definition"])
+    refs = _machine_refs(estate, rows["id"])
+    parts, label = _version_labels(rows["arm_id"])
+    rows = rows.assign(label=label, definition=parts["definition"])
     newest_name = rows["definition_id"].map(newest["name"])
     eol = rows["end_of_life_date"]
     locked = rows["block_deletion_before_end_of_life"].fillna(False).astype(bool) & (
@@ -244,7 +236,7 @@ def _image_plan(findings, estate: Estate, retain_tag: str,
     names = kept["id"].str.extract(r"/galleries/([^/]+)/images/([^/]+)/versions/([^/]+)$")
     kept = kept.assign(label=names[0] + "/" + names[1] + "/" + names[2])
     built = kept.groupby("source_id")["label"].agg(_listed)
-    refs = _machine_refs(estate.tables["machines"], rows["id"])
+    refs = _machine_refs(estate, rows["id"])
     parts = rows["arm_id"].str.extract(IMAGE_PATH)
     rows = rows.assign(label=("managed image " + parts["name"]).fillna(rows["arm_id"]))
     reasons = [
@@ -265,14 +257,21 @@ def _image_plan(findings, estate: Estate, retain_tag: str,
     return _split(rows.assign(why=why, command=command), reasons)
 
 
+def _version_labels(arm_ids: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
+    """The parts of each version id (VERSION_PATH's groups) and its label,
+    `image version gallery/definition/version` (the id itself where it does not parse)."""
+    parts = arm_ids.str.extract(VERSION_PATH)
+    label = ("image version " + parts["gallery"] + "/" + parts["definition"] + "/"
+             + parts["version"]).fillna(arm_ids)
+    return parts, label
+
+
 def _withheld(estate: Estate, retention: dict) -> pd.DataFrame:
     """Versions RET001 does not flag only because something holds them, as blocked rows."""
     held = withheld_versions(estate, retention)
     versions = estate.tables["image_versions"].set_index("id")
     arm_id = held["id"].map(versions["arm_id"])
-    parts = arm_id.str.extract(VERSION_PATH)
-    label = ("image version " + parts["gallery"] + "/" + parts["definition"] + "/"
-             + parts["version"]).fillna(arm_id)
+    label = _version_labels(arm_id)[1]
     return pd.DataFrame({"id": held["id"], "arm_id": arm_id, "label": label,
                          "rules": "RET001, not flagged",
                          "reason": "beyond retention and unused in the snapshot, but not "

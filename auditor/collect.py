@@ -1043,49 +1043,54 @@ def collect_resources(
 
 
 def _sharing_groups(collector: _Collector, rows: list[dict]) -> list[dict]:
-    """The direct-share groups of every gallery shared to groups, a bounded number at a time,
-    put where ARM nests them (`properties.sharingProfile.groups`). A gallery whose GET fails
-    keeps its row without groups (read as shared to unknown consumers) and is a gap."""
+    """The direct-share groups of every gallery shared to groups, put where ARM nests them
+    (`properties.sharingProfile.groups`). A gallery whose GET fails keeps its row without
+    groups (read as shared to unknown consumers) and is a gap."""
     galleries = [
         row for row in rows
         if row.get("type", "").lower() == _GALLERY_TYPE and _GALLERY_ID.match(row["id"])
         and str(((row.get("properties") or {}).get("sharingProfile") or {}).get("permissions", ""))
         .lower() == "groups"
     ]
-
-    def one(row: dict) -> dict | None:
-        try:
-            profile = collector.sharing_profile(row["id"])
-        except _Failure as failure:
-            gap = _gap("gallery_sharing", ("galleries", (row["id"],)), failure)
-            return dict(gap, subscriptions=[_GALLERY_ID.match(row["id"]).group(1).lower()])
+    gaps = []
+    for row, profile in _get_each(collector, galleries, collector.sharing_profile):
+        if isinstance(profile, _Failure):
+            gap = _gap("gallery_sharing", ("galleries", (row["id"],)), profile)
+            gaps.append(dict(gap, subscriptions=[_GALLERY_ID.match(row["id"]).group(1).lower()]))
+            continue
         properties = row.get("properties") or {}
         row["properties"] = {**properties, "sharingProfile": {
             **(properties.get("sharingProfile") or {}), **profile}}
-        return None
-
-    with ThreadPoolExecutor(collector.settings.max_workers) as pool:
-        return [gap for gap in pool.map(one, galleries) if gap is not None]
+    return gaps
 
 
 def _deep(collector: _Collector, rows: list[dict], gaps: list) -> list[dict]:
-    """Replication status of every gallery image version, a bounded number at a time, put
-    where ARM nests it (`properties.replicationStatus`); returns the enriched version rows."""
+    """Replication status of every gallery image version, put where ARM nests it
+    (`properties.replicationStatus`); returns the enriched version rows."""
     versions = [
         row for row in rows if row.get("type", "").lower() == _VERSION_TYPE and _VERSION_ID.match(row["id"])
     ]
-
-    def one(row: dict) -> dict | None:
-        try:
-            status = collector.replication_status(row["id"])
-        except _Failure as failure:
-            gaps.append(_gap("version_replication", ("versions", (row["id"],)), failure))
-            return None
+    enriched = []
+    for row, status in _get_each(collector, versions, collector.replication_status):
+        if isinstance(status, _Failure):
+            gaps.append(_gap("version_replication", ("versions", (row["id"],)), status))
+            continue
         row["properties"] = {**(row.get("properties") or {}), "replicationStatus": status}
-        return row
+        enriched.append(row)
+    return enriched
+
+
+def _get_each(collector: _Collector, rows: list[dict], get) -> list[tuple[dict, object]]:
+    """`get(row id)` for every row, a bounded number at a time: each row with what its GET
+    returned, or the _Failure that ended it."""
+    def one(row: dict) -> tuple[dict, object]:
+        try:
+            return row, get(row["id"])
+        except _Failure as failure:
+            return row, failure
 
     with ThreadPoolExecutor(collector.settings.max_workers) as pool:
-        return [row for row in pool.map(one, versions) if row is not None]
+        return list(pool.map(one, rows))
 
 
 def collect(

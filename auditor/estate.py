@@ -353,7 +353,7 @@ class Estate:
             if mapped.any():
                 image_id = image_id.astype(object).where(~mapped, local_id)
                 definition = definition.astype(object).where(
-                    ~mapped, _definition_of(local_id.astype(object)))
+                    ~mapped, definition_of_versions(local_id.astype(object)))
         gallery = kind.eq("gallery").fillna(False).to_numpy(dtype=bool) | mapped
         unversioned = _by_unique(lambda v: lowered(v).isin(["", "latest"]),
                                  machines["image_version"]).to_numpy(dtype=bool)
@@ -361,7 +361,7 @@ class Estate:
         definition_code = np.where(in_gallery, definition_code, -1)
         region_code, regions = codes_of(machines["location"])
         running_code, running = codes_of(machines["running_version_id"])
-        running_definition = pd.Index(_definition_of(pd.Series(running, dtype=object)))
+        running_definition = pd.Index(definition_of_versions(pd.Series(running, dtype=object)))
         # The appended -2 is what a missing running version (code -1) reads: never a match.
         from_disk = gallery & unversioned & (definition_code >= 0) & (
             np.append(definitions.get_indexer(running_definition), -2)[running_code]
@@ -478,10 +478,24 @@ class Estate:
         ids = [pd.Series(self.usage["version_id"].dropna().unique(), dtype=object),
                pd.Series(machines["running_version_id"].unique(), dtype=object),
                pd.Series(machines.loc[gallery, "image_id"].unique(), dtype=object)]
-        if "running_versions" in machines.columns:  # every instance's version, not the lowest
-            texts = machines["running_versions"].dropna().unique()
-            ids.append(pd.Series([v for t in texts for v in json.loads(t)], dtype=object))
+        # every version a scale set's instances run, not only the lowest
+        ids.append(pd.Series(self.instance_versions["version_id"].unique(), dtype=object))
         return pd.Index(pd.concat(ids).dropna().astype(str).unique())
+
+    @cached_property
+    def instance_versions(self) -> pd.DataFrame:
+        """One row per machine and version its instances run (`running_versions`, from the
+        instances' OS disks): `row` is the machine's index label. Each distinct JSON text is
+        parsed once."""
+        machines = self.tables["machines"]
+        if "running_versions" not in machines.columns:
+            return pd.DataFrame({"row": pd.Series(dtype=machines.index.dtype),
+                                 "version_id": pd.Series(dtype=object)})
+        running = machines["running_versions"].dropna()
+        codes, texts = pd.factorize(running)
+        lists = pd.Series([list(json.loads(text)) for text in texts], dtype=object).iloc[codes]
+        rows = np.repeat(running.index.to_numpy(), lists.str.len().to_numpy(dtype=np.int64))
+        return pd.DataFrame({"row": rows, "version_id": lists.explode().to_numpy(dtype=object)})
 
 
 RESOLVED_FROM = ["pinned", "disk", "exact", "latest", "unresolved"]
@@ -601,7 +615,8 @@ def _by_unique(func, series: pd.Series) -> pd.Series:
     return pd.Series(mapped.array.take(codes), index=series.index, name=series.name)
 
 
-def _definition_of(version_ids: pd.Series) -> pd.Series:
+def definition_of_versions(version_ids: pd.Series) -> pd.Series:
+    """The definition id of each version id (its id less `/versions/NAME`)."""
     return _by_unique(_definition_of_each, version_ids)
 
 

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from auditor import __version__
-from auditor.errors import AuditError
+from auditor.errors import AuditError, shown
 from auditor.normalize import MAX_PROBLEMS, TABLE_SCHEMAS, normalize
 
 FORMAT = "image-audit-snapshot"
@@ -165,16 +165,13 @@ class Snapshot:
                                  "snapshot hash; re-import (or collect) it with this version")
             raise AuditError(f"{manifest_path}: snapshot format version {found!r} is not "
                              f"supported (this image-audit reads version {FORMAT_VERSION})")
-        stored = manifest.pop("snapshot_sha256", None)
-        if stored != _manifest_hash(manifest):
-            raise AuditError(f"{manifest_path}: snapshot SHA-256 does not match the manifest's "
-                             "content (manifest edited or corrupt)")
+        _verify_hash(manifest, manifest_path)
         listed = manifest.get("tables")
         if not isinstance(listed, dict):
             raise AuditError(f"{manifest_path}: manifest lists no tables")
         for name in listed:
             if not _TABLE_NAME.fullmatch(name) or name not in TABLE_SCHEMAS:
-                raise AuditError(f"{manifest_path}: table name {_shown(name)} is not one of "
+                raise AuditError(f"{manifest_path}: table name {shown(name)} is not one of "
                                  "this image-audit's tables")
         missing = sorted(set(TABLE_SCHEMAS) - set(listed))
         if missing:
@@ -186,7 +183,7 @@ class Snapshot:
             collected_at = pd.NaT
         if collected_at is pd.NaT or collected_at.tzinfo is None:
             raise AuditError(f"{manifest_path}: collected_at is missing or not a time with a zone "
-                             f"(found {_shown(manifest.get('collected_at'))})")
+                             f"(found {shown(manifest.get('collected_at'))})")
         tables = {}
         for name, entry in sorted(listed.items()):
             tables[name] = _read_table(root, name, entry)
@@ -196,16 +193,18 @@ class Snapshot:
         return snapshot
 
 
+def _verify_hash(manifest: dict, manifest_path: Path) -> None:
+    """Take the stored snapshot hash out of `manifest` and check it is the hash of the rest."""
+    if manifest.pop("snapshot_sha256", None) != _manifest_hash(manifest):
+        raise AuditError(f"{manifest_path}: snapshot SHA-256 does not match the manifest's "
+                         "content (manifest edited or corrupt)")
+
+
 def _manifest_hash(content: dict) -> str:
     """SHA-256 of the manifest's content in one canonical JSON form (sorted keys, no spaces,
     ASCII escapes), so the same content always gives the same hash."""
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _shown(value, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _read_file(path: Path) -> bytes:
@@ -238,7 +237,7 @@ def _read_manifest(root: Path) -> dict:
     except OSError as exc:
         raise AuditError(f"{manifest_path}: cannot read ({exc.strerror or exc})") from None
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise AuditError(f"{manifest_path}: corrupt manifest ({_shown(str(exc), 120)})") from None
+        raise AuditError(f"{manifest_path}: corrupt manifest ({shown(str(exc), 120)})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise AuditError(f"{manifest_path}: not an image-audit snapshot manifest")
     return manifest
@@ -264,9 +263,9 @@ def _check_replaceable(target: Path) -> None:
         if target.is_symlink() or not target.is_dir():
             raise AuditError("not a folder")
         manifest = _read_manifest(target)
-        stored = manifest.pop("snapshot_sha256", None)
-        if stored != _manifest_hash(manifest) or not isinstance(manifest.get("tables"), dict):
-            raise AuditError("manifest does not verify")
+        _verify_hash(manifest, target / MANIFEST)
+        if not isinstance(manifest.get("tables"), dict):
+            raise AuditError("manifest lists no tables")
         expected = {MANIFEST} | {f"{name}.parquet" for name in manifest["tables"]}
         present = {entry.name for entry in os.scandir(target)}
     except (AuditError, OSError):
@@ -276,7 +275,7 @@ def _check_replaceable(target: Path) -> None:
     others = sorted(present - expected)
     if others:
         raise AuditError(f"{target}: holds {len(others)} file(s) that are not part of the "
-                         f"snapshot (first: {_shown(others[0])}); --force never deletes them: "
+                         f"snapshot (first: {shown(others[0])}); --force never deletes them: "
                          "move them or choose another path")
 
 
@@ -296,7 +295,7 @@ def _read_table(root: Path, name: str, entry) -> pa.Table:
         raise AuditError(f"{root / MANIFEST}: table {name!r} has no SHA-256 in the manifest")
     if entry.get("file") != f"{name}.parquet":
         raise AuditError(f"{root / MANIFEST}: table {name!r} names the file "
-                         f"{_shown(entry.get('file'))}, not {name}.parquet")
+                         f"{shown(entry.get('file'))}, not {name}.parquet")
     file = root / f"{name}.parquet"
     try:
         data = _read_file(file)

@@ -11,7 +11,7 @@ import pandas as pd
 import yaml
 
 from auditor.checks.tag import resources
-from auditor.estate import lookup, lowered, version_label
+from auditor.estate import definition_of_versions, lookup, lowered, version_label
 
 # Gallery replicas are stored as Standard_LRS, Standard_ZRS or Premium_LRS (PremiumV2_LRS
 # for additional replica sets): Standard_ZRS is the zone-redundant one.
@@ -206,7 +206,7 @@ def _production_pairs(estate, rows: pd.DataFrame, values) -> np.ndarray:
     """A production image: the version, its definition or its gallery carries a production
     environment tag, or a production machine uses it in that region."""
     ids = rows["version_id"].astype(object)
-    definition = ids.str.replace(r"/versions/[^/]+$", "", regex=True)
+    definition = definition_of_versions(ids)
     gallery = definition.str.replace(r"/images/[^/]+$", "", regex=True)
     tagged = np.zeros(len(rows), dtype=bool)
     for column in (ids, definition, gallery):

@@ -449,6 +449,19 @@ class _Rows:
         return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _common(resource: dict, arm_id: str, rid: str) -> dict:
+    """The columns every table has: ids, name, subscription, resource group and region (the
+    id gives the subscription and group where the row does not)."""
+    match = _SUB_RG.search(arm_id)
+    return dict(
+        id=rid, arm_id=arm_id,
+        name=_str(resource.get("name")) or arm_id.rstrip("/").rsplit("/", 1)[-1],
+        subscription_id=_lower(resource.get("subscriptionId"))
+        or (match.group(1).lower() if match else None),
+        resource_group=_str(resource.get("resourceGroup")) or (match and match.group(2)),
+        location=region(resource.get("location")))
+
+
 class _Normalizer:
     def __init__(self):
         self.rows = {name: _Rows(name) for name in TABLES}
@@ -513,16 +526,7 @@ class _Normalizer:
         if rtype == AUTOSCALE:
             self._autoscale(resource, arm_id, rid)
             return
-        match = _SUB_RG.search(arm_id)
-        common = dict(
-            id=rid, arm_id=arm_id,
-            name=_str(resource.get("name")) or arm_id.rstrip("/").rsplit("/", 1)[-1],
-            subscription_id=_lower(resource.get("subscriptionId"))
-            or (match.group(1).lower() if match else None),
-            resource_group=_str(resource.get("resourceGroup")) or (match and match.group(2)),
-            location=region(resource.get("location")),
-            type=rtype,
-        )
+        common = dict(_common(resource, arm_id, rid), type=rtype)
         tags = self._tags(self._object(resource.get("tags"), "tags"), rid, handler[0])
         handler[1](self, common, self._object(resource.get("properties"), "properties"),
                    resource, tags)
@@ -794,7 +798,6 @@ class _Normalizer:
     def _autoscale(self, raw, arm_id: str, rid: str):
         """An autoscale setting: what it scales and the most machines it creates at once."""
         props = self._object(raw.get("properties"), "properties")
-        match = _SUB_RG.search(arm_id)
         profiles = [_obj(p) for p in _list(props.get("profiles"))]
         capacities = [_capacity(_obj(p.get("capacity"))) for p in profiles]
         minimums = [c[0] for c in capacities if c[0] is not None]
@@ -803,12 +806,7 @@ class _Normalizer:
                  for p, c in zip(profiles, capacities, strict=True)]
         steps = [s for s in steps if s is not None]
         self.rows["autoscale_settings"].add(
-            id=rid, arm_id=arm_id,
-            name=_str(raw.get("name")) or arm_id.rstrip("/").rsplit("/", 1)[-1],
-            subscription_id=_lower(raw.get("subscriptionId"))
-            or (match.group(1).lower() if match else None),
-            resource_group=_str(raw.get("resourceGroup")) or (match and match.group(2)),
-            location=region(raw.get("location")),
+            **_common(raw, arm_id, rid),
             target_id=_lower(props.get("targetResourceUri")),
             enabled=_bool(props.get("enabled")),
             min_capacity=min(minimums, default=None), max_capacity=max(maximums, default=None),

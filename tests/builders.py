@@ -146,3 +146,24 @@ def azure_shape(name: str) -> dict:
 
     path = Path(__file__).parent / "fixtures" / "azure" / name
     return json.loads(path.read_text(encoding="utf-8"))["body"]
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """`image-audit ARGS` in this process: its exit code, stdout and stderr."""
+    import pytest
+
+    from auditor.cli import main
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    out = capsys.readouterr()
+    return info.value.code, out.out, out.err
+
+
+def one_line(err: str, *fragments: str) -> str:
+    """The one line an error prints, holding each of `fragments` (and no traceback)."""
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]

@@ -7,24 +7,8 @@ import json
 import pytest
 
 import auditor.cli
-from auditor.cli import main
-from tests.builders import compliant_estate_resources
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
-
-
-def one_line(err: str, *fragments: str) -> str:
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
+from tests.builders import compliant_estate_resources, one_line
+from tests.builders import run_cli as run
 
 
 @pytest.fixture

@@ -10,19 +10,12 @@ import json
 import pytest
 
 import auditor.importer
-from auditor.cli import main
 from auditor.engine import evaluate, load_rules
 from auditor.errors import AuditError
 from auditor.estate import Estate
 from auditor.importer import import_files
 from tests.builders import AS_OF, compliant_estate_resources, vm
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
+from tests.builders import run_cli as run
 
 
 def write(path, document):

@@ -25,13 +25,7 @@ from tests.builders import (
     vm,
     vmss,
 )
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
+from tests.builders import run_cli as run
 
 
 def assert_one_line_error(err: str, *fragments: str):

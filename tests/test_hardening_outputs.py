@@ -20,6 +20,7 @@ from auditor.importer import sample_snapshot
 from auditor.report import atomic_write
 from auditor.snapshot import Snapshot, build_snapshot
 from tests.builders import AS_OF, gallery, marketplace, vm
+from tests.builders import run_cli as _audit_cli
 
 
 def _listing(folder):
@@ -183,13 +184,6 @@ def test_hostile_resource_names_never_become_paths(tmp_path, capsys):
 # --- hostile text in every output (issue 14, items 5, 6 and 10) ------------------------------
 
 NONCHARACTERS = "a\ufffeb\uffffc\ufdd0d"
-
-
-def _audit_cli(capsys, *args):
-    with pytest.raises(SystemExit) as info:
-        main(list(args))
-    printed = capsys.readouterr()
-    return info.value.code, printed.out, printed.err
 
 
 def _hostile_snapshot(tmp_path, capsys):

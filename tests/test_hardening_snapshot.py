@@ -15,8 +15,8 @@ import pytest
 import auditor.snapshot
 from auditor.errors import AuditError
 from auditor.snapshot import FORMAT_VERSION, Snapshot
-from tests.builders import compliant_estate_resources, snapshot_of
-from tests.test_hardening_cli import one_line, run
+from tests.builders import compliant_estate_resources, one_line, snapshot_of
+from tests.builders import run_cli as run
 
 
 @pytest.fixture

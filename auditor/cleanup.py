@@ -16,13 +16,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from auditor.checks.ret import version_holds, withheld_versions
+from auditor.cost import DELETION_RULES
 from auditor.estate import Estate, lowered
 from auditor.safetext import BIDI, shown, without_surrogates
 
-# Rules whose findings mean "this resource can go", when they flag an image version or a
-# managed image. Other RET/STL rules flag what needs fixing, not deleting (STL005: a version
-# without an end-of-life date; RET003: an empty definition, whose deletion needs its own review).
-DELETION_RULES = ("RET001", "RET002", "STL001")
 VERSION_TYPE = "Microsoft.Compute/galleries/images/versions"
 IMAGE_TYPE = "Microsoft.Compute/images"
 NOT_RETAINED = {"", "false", "no", "0"}
@@ -78,8 +75,43 @@ class CleanupPlan:
     """What would be deleted (with why it is safe and the command) and what is blocked."""
 
     deletions: pd.DataFrame  # id, arm_id, label, rules, why (list of str), command, monthly_cost
-    blocked: pd.DataFrame    # id, arm_id, label, rules, reason
+    blocked: pd.DataFrame    # BLOCKED_COLUMNS: open says an open (not exempted) finding flags it
     currency: str = "USD"
+
+    def savings_items(self) -> pd.DataFrame:
+        """What the findings would save, resource by resource: each deletion of the plan
+        (`deletable now`) and each resource an open finding flags but something holds
+        (`blocked`, with the reason and, where the gallery's end-of-life lock alone holds
+        it, `deletable_from`). Exempted findings save nothing: they were accepted."""
+        now = self.deletions.assign(state="deletable now", reason="", deletable_from=pd.NaT)
+        held = self.blocked[self.blocked["open"]].assign(state="blocked")
+        columns = ["state", "id", "arm_id", "label", "rules", "monthly_cost", "deletable_from",
+                   "reason"]
+        items = pd.concat([now.reindex(columns=columns), held.reindex(columns=columns)],
+                          ignore_index=True)
+        return items.assign(deletable_from=pd.to_datetime(items["deletable_from"], utc=True))
+
+    def savings(self) -> dict:
+        """Monthly savings deletable now and blocked, as every report shows them: the same
+        figures as the script's header, from the same plan."""
+        items = self.savings_items()
+
+        def total(part: pd.DataFrame) -> dict:
+            return {"monthly_cost": round(float(part["monthly_cost"].sum()), 4),
+                    "resources": int(len(part)),
+                    "unpriced": int(part["monthly_cost"].isna().sum())}
+
+        blocked = items[items["state"] == "blocked"]
+        dated = blocked[blocked["deletable_from"].notna()]
+        by_date = dated.groupby(dated["deletable_from"].dt.strftime("%Y-%m-%d"))["monthly_cost"]
+        return {"currency": self.currency,
+                "deletable_now": total(items[items["state"] == "deletable now"]),
+                "blocked": {**total(blocked),
+                            "until_date": [{"date": date, "monthly_cost": round(float(cost), 4),
+                                            "resources": int(count)} for date, cost, count in
+                                           zip(by_date.sum().index, by_date.sum(),
+                                               by_date.size(), strict=True)],
+                            "undated": total(blocked[blocked["deletable_from"].isna()])}}
 
     def script(self, context: dict) -> str:
         """The reviewed bash script: header, one commented command per deletion, then the
@@ -125,6 +157,7 @@ def _candidates(findings: pd.DataFrame, resource_type: str, table: pd.DataFrame)
         "rules": flagged.groupby("id")["rule_id"].agg(", ".join),
         "message": flagged.groupby("id")["message"].first(),
         "exempted": flagged.groupby("id")["exempted"].any(),
+        "open": (~flagged["exempted"]).groupby(flagged["id"]).any(),
         "exemption": exempted.groupby("id")["exemption_reason"].agg(
             lambda reasons: "; ".join(without_surrogates(str(r)) for r in reasons))})
     return table.join(grouped, on="id", how="inner").reset_index(drop=True)
@@ -192,6 +225,7 @@ def _version_plan(findings, estate: Estate, retain_tag: str,
     eol = rows["end_of_life_date"]
     locked = rows["block_deletion_before_end_of_life"].fillna(False).astype(bool) & (
         eol.isna() | (eol > estate.as_of))
+    rows = rows.assign(locked_until=eol.where(locked))
     reasons = [
         (parts["sub"].isna(), UNPARSED),
         (_unsafe(parts), UNSAFE_NAME),
@@ -224,7 +258,10 @@ def _version_plan(findings, estate: Estate, retain_tag: str,
     command = ("az sig image-version delete --subscription " + quoted["sub"] + " -g " + quoted["rg"]
                + " -r " + quoted["gallery"] + " -i " + quoted["definition"]
                + " -e " + quoted["version"])
-    return _split(rows.assign(why=why, command=command), reasons)
+    deletions, blocked = _split(rows.assign(why=why, command=command), reasons)
+    # Held by the end-of-life lock alone: deletable from that date, with nothing else to do.
+    return deletions, blocked.assign(deletable_from=blocked["locked_until"].where(
+        blocked["reason_count"] == 1))
 
 
 def _image_plan(findings, estate: Estate, retain_tag: str,
@@ -288,12 +325,15 @@ def _lines(*parts, index: pd.Index) -> pd.Series:
 def _split(rows: pd.DataFrame, reasons: list[tuple[pd.Series, pd.Series | str]]):
     """Rows with any blocking reason go to `blocked` (reasons joined), the rest to deletions."""
     reason = pd.Series("", index=rows.index, dtype="object")
+    count = pd.Series(0, index=rows.index)
     for applies, text in reasons:
         text = text if isinstance(text, pd.Series) else pd.Series(text, index=rows.index)
         applies = applies.fillna(False).astype(bool)
+        count += applies
         reason = reason.where(~applies, reason + (reason != "").map({True: "; ", False: ""})
                               + text.astype(str))
-    blocked = rows[reason != ""].assign(reason=reason[reason != ""])
+    blocked = rows[reason != ""].assign(reason=reason[reason != ""],
+                                        reason_count=count[reason != ""])
     return rows[reason == ""], blocked
 
 
@@ -313,13 +353,24 @@ def cleanup_plan(findings: pd.DataFrame, estate: Estate, retain_tag: str = "reta
     # Versions first: an image that a deleted version was built from goes after it.
     deletions = pd.concat([part.sort_values("label", kind="stable") for part in (versions, images)],
                           ignore_index=True)
-    cost = deletions["id"].map(monthly_cost) if monthly_cost is not None else pd.Series(
-        float("nan"), index=deletions.index)
-    deletions = deletions.assign(monthly_cost=cost.astype(float))
-    deletions["why"] = [why + ([f"saves: about {c:,.2f} {currency} per month"] if pd.notna(c) else [])
+    def costs(ids: pd.Series) -> pd.Series:
+        """What deleting each saves: NaN where unpriced, 0 where it bills nothing of its own
+        (a Shallow version), as cost gives it."""
+        if monthly_cost is None:
+            return pd.Series(float("nan"), index=ids.index)
+        return ids.map(monthly_cost).astype(float).where(ids.isin(monthly_cost.index), 0.0)
+
+    deletions = deletions.assign(monthly_cost=costs(deletions["id"]))
+    deletions["why"] = [why + ([f"saves: about {c:,.2f} {currency} per month"] if c > 0 else [])
                         for why, c in zip(deletions["why"], deletions["monthly_cost"], strict=True)]
     columns = ["id", "arm_id", "label", "rules", "why", "command", "monthly_cost"]
     blocked = pd.concat([blocked_versions, blocked_images], ignore_index=True)
+    blocked = blocked.reindex(columns=BLOCKED_COLUMNS).assign(
+        monthly_cost=costs(blocked["id"]), open=blocked["open"].eq(True),
+        deletable_from=pd.to_datetime(blocked["deletable_from"], utc=True))
     return CleanupPlan(currency=currency, deletions=deletions.reindex(columns=columns),
-                       blocked=blocked.reindex(columns=["id", "arm_id", "label", "rules", "reason"])
-                       .sort_values("label", kind="stable").reset_index(drop=True))
+                       blocked=blocked.sort_values("label", kind="stable").reset_index(drop=True))
+
+
+BLOCKED_COLUMNS = ["id", "arm_id", "label", "rules", "reason", "monthly_cost", "deletable_from",
+                   "open"]

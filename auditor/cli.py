@@ -3,54 +3,40 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
 import sys
 import traceback
-from datetime import datetime
 from pathlib import Path
 
 import click
-import pandas as pd
 from click.core import ParameterSource
 
-from auditor import __version__
-from auditor import cost as costing
+from auditor import __version__, api
 from auditor import prices as price_table
 from auditor.baseline import load_baseline
-from auditor.cleanup import DELETION_RULES, cleanup_plan
 from auditor.collect import CLOUDS, collect_from_options
+from auditor.cost import DELETION_RULES
 from auditor.docs import rules_markdown
-from auditor.engine import SEVERITIES, SEVERITY_RANK, apply_config, evaluate, load_config, load_rules
+from auditor.engine import SEVERITIES, SEVERITY_RANK, load_rules
 from auditor.errors import AuditError
-from auditor.estate import Estate
 from auditor.exemptions import load_exemptions
 from auditor.importer import (
     import_files,
-    sample_config,
-    sample_exemptions_path,
-    sample_snapshot,
 )
-from auditor.report import OutputsFailed, atomic_write, summary, write_cost, write_reports
+from auditor.report import (
+    OutputsFailed,
+    atomic_write,
+    cost_totals,
+    counts_line,
+    write_cost,
+    write_reports,
+)
 from auditor.safetext import redact_sas, shown
-from auditor.snapshot import Snapshot, check_target
+from auditor.snapshot import check_target
 
 FORMATS = ["json", "csv", "xlsx", "sarif", "junit", "md", "cost"]
 DEFAULT_CONFIG = Path("image-audit.yaml")
-
-
-def _parse_time(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        stamp = pd.Timestamp(value)
-    except ValueError:
-        raise AuditError(f"{option}: cannot parse {value!r} as a date or time "
-                         "(use ISO 8601, like 2026-11-15 or 2026-11-15T06:00:00Z)") from None
-    if stamp is pd.NaT:
-        raise AuditError(f"{option}: cannot parse {value!r} as a date or time")
-    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).to_pydatetime()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,7 +57,7 @@ def cli(ctx, debug):
 def import_command(files, output, collected_at, force):
     """Import JSON exports of raw Azure resources into a snapshot."""
     check_target(output, overwrite=force)
-    snapshot = import_files(list(files), collected_at=_parse_time(collected_at, "--collected-at"))
+    snapshot = import_files(list(files), collected_at=api.parse_time(collected_at, "--collected-at"))
     snapshot.write(output, overwrite=force)
     counts = ", ".join(f"{name} {table.num_rows}" for name, table in
                        snapshot.arrow_tables.items() if name not in ("resource_tags", "scope"))
@@ -219,30 +205,16 @@ def collect_command(output, force, **scope):
     click.echo(f"snapshot {output}")
 
 
-def _rules_and_config(config_path: Path | None, base: dict | None = None, used: dict | None = None):
-    """The rule pack with the config applied. The config file that was read (given, or
-    image-audit.yaml found in the working directory) is said on stderr and put in `used`
-    (path and SHA-256), so the reports record what shaped the findings."""
-    rules = load_rules()
-    if base:  # the sample's own policy; the user's config still applies on top
-        rules = apply_config(rules, base, where="sample config")
+def _config_path(config_path: Path | None) -> Path | None:
+    """The config file a run reads: the one given, else image-audit.yaml in the working
+    directory if there is one. Said on stderr, so a run never reads a config unseen; its
+    path and SHA-256 go into the reports."""
     if config_path is None and DEFAULT_CONFIG.is_file():
         config_path = DEFAULT_CONFIG
-    rules = apply_config(rules, load_config(config_path), where=str(config_path or "config"))
-    if config_path is not None and used is not None:
-        used.update(_file_evidence(config_path))
-        click.echo(f"using config {shown(str(config_path))} (sha256 {used['sha256'][:12]})",
-                   err=True)
-    return rules
-
-
-def _file_evidence(path: Path) -> dict:
-    """A file the run read, as evidence: its path and SHA-256."""
-    try:
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError as exc:
-        raise AuditError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return {"path": str(path), "sha256": digest}
+    if config_path is not None:
+        digest = api.file_evidence(config_path)["sha256"]
+        click.echo(f"using config {shown(str(config_path))} (sha256 {digest[:12]})", err=True)
+    return config_path
 
 
 @cli.command()
@@ -277,58 +249,38 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occup
         raise click.UsageError("--fail-on-new needs --fail-on and --baseline")
     _scope_only_with_collect(click.get_current_context(), collect_now)
     _claim_output(out_dir)
-    config_used: dict = {}
-    rules = _rules_and_config(config_path, sample_config() if sample else None, config_used)
-    if sample and exemptions_path is None:
-        exemptions_path = sample_exemptions_path()
-    exemptions = load_exemptions(exemptions_path, rules) if exemptions_path else None
-    baseline = load_baseline(baseline_path) if baseline_path else None
-    if collect_now:
+    config_path = _config_path(config_path)
+    options = dict(config=config_path, exemptions=exemptions_path, baseline=baseline_path,
+                   as_of=as_of, prices=prices_path, occupancy=occupancy)
+    if collect_now:  # bad input fails before a long collection, not after
+        rules = api.rule_pack(config_path)
+        if exemptions_path is not None:
+            load_exemptions(exemptions_path, rules)
+        if baseline_path is not None:
+            load_baseline(baseline_path)
+        api.parse_time(as_of, "--as-of")
         loaded = collect_from_options(**scope)
         stamp = loaded.collected_at.strftime("%Y%m%dT%H%M%SZ")
         snapshot = loaded.write(Path(out_dir) / f"snapshot-{stamp}")
+        run = api.audit(loaded, **options)
+        run.context["snapshot"] = str(snapshot)
     else:
-        loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
-    estate = Estate(loaded, _parse_time(as_of, "--as-of"))
-    findings = evaluate(estate, rules)
-    if exemptions is not None:
-        findings = exemptions.apply(findings, estate, rules)
-    cost = costing.estimate(estate, price_table.load_prices(prices_path), occupancy)
-    context = {
-        "tool_version": __version__,
-        "snapshot": "sample estate" if sample else str(snapshot),
-        "snapshot_sha256": loaded.sha256,
-        "collected_at": loaded.manifest["collected_at"],
-        "as_of": estate.as_of.isoformat(),
-        "command": " ".join(["image-audit"] + sys.argv[1:]),
-        "manifest": loaded.manifest,
-        "table_hashes": loaded.table_hashes,
-        "rule_pack": _rule_pack_hashes(),
-    }
-    if config_used:
-        context["config"] = config_used
-    if exemptions is not None:
-        context["exemptions"] = str(exemptions_path)
-        context["exemptions_sha256"] = _file_evidence(exemptions_path)["sha256"]
-    if baseline is not None:
-        findings, resolved = baseline.compare(findings)
-        context["baseline"] = baseline.summary(findings, resolved)
-        context["resolved"] = resolved
+        run = api.audit(api.SAMPLE if sample else snapshot, **options)
+    findings, context = run.findings, run.context
+    context["command"] = " ".join(["image-audit"] + sys.argv[1:])
     failed = None
     try:
-        written = write_reports(out_dir, findings, estate.tables, context,
-                                list(formats) or FORMATS, rules=rules, cost=cost,
-                                usage=getattr(estate, "usage", None),
-                                exemptions=exemptions.entries if exemptions is not None else None)
+        written = write_reports(out_dir, findings, run.estate.tables, context,
+                                list(formats) or FORMATS, rules=run.rules, cost=run.cost,
+                                plan=run.plan, usage=run.estate.usage,
+                                exemptions=run.exemptions.entries if run.exemptions else None)
     except OutputsFailed as exc:  # the others were written: say so, then fail (exit 2)
         failed, written = exc, exc.written
-    counts = summary(findings)
-    by_severity = ", ".join(f"{k} {v}" for k, v in counts["by_severity"].items() if v)
-    click.echo(f"{counts['total']} findings ({by_severity or 'none'}; "
-               f"{counts['exempted']} exempted)")
-    for rule_id, count in counts["by_rule"].items():
+    counts = run.counts
+    click.echo(counts_line(counts))
+    for rule_id, count in counts["open_by_rule"].items():
         click.echo(f"  {rule_id}  {count}")
-    if baseline is not None:
+    if baseline_path is not None:
         compared = context["baseline"]
         click.echo(f"against {baseline_path}: {compared['new']} new, {compared['existing']} "
                    f"existing, {compared['resolved']} resolved")
@@ -388,22 +340,10 @@ def cleanup_plan_command(snapshot, sample, output, config_path, exemptions_path,
         raise click.UsageError("give a SNAPSHOT directory or --sample (one of them)")
     if output.is_dir():
         raise AuditError(f"{output}: is a folder; -o names the script file to write")
-    rules = _rules_and_config(config_path, sample_config() if sample else None)
-    exemptions = load_exemptions(exemptions_path, rules) if exemptions_path else None
-    loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
-    estate = Estate(loaded, _parse_time(as_of, "--as-of"))
-    cleanup_rules = [rule for rule in rules if rule.id in DELETION_RULES]
-    findings = evaluate(estate, cleanup_rules)
-    if exemptions is not None:
-        findings = exemptions.apply(findings, estate, cleanup_rules)
-    if retain_tag is None:
-        retain_tag = next((str(r.params["retain_tag"]) for r in rules if "retain_tag" in r.params),
-                          "retain")
-    cost = costing.estimate(estate, price_table.load_prices(prices_path), occupancy)
-    retention = next((dict(r.params) for r in rules if r.id == "RET001" and r.enabled), None)
-    plan = cleanup_plan(findings, estate, retain_tag=retain_tag,
-                        monthly_cost=cost.resource_costs, currency=cost.currency,
-                        retention=retention)
+    run = api.audit(api.SAMPLE if sample else snapshot, config=_config_path(config_path),
+                    exemptions=exemptions_path, as_of=as_of, prices=prices_path,
+                    occupancy=occupancy, retain_tag=retain_tag, rule_ids=DELETION_RULES)
+    plan, loaded, estate, cost = run.plan, run.snapshot, run.estate, run.cost
     script = plan.script({"tool_version": __version__,
                           "snapshot": "sample estate" if sample else str(snapshot),
                           "snapshot_sha256": loaded.sha256, "as_of": estate.as_of.isoformat(),
@@ -414,15 +354,6 @@ def cleanup_plan_command(snapshot, sample, output, config_path, exemptions_path,
                "blocked; nothing was run")
 
 
-def _rule_pack_hashes() -> dict[str, str]:
-    """SHA-256 of each rule file, so a report names the exact rule pack that produced it."""
-    import hashlib
-
-    from auditor.engine import rules_dir
-    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(rules_dir().glob("*.yaml"))}
-
-
 @cli.command("cost")
 @click.argument("snapshot", required=False, type=click.Path(path_type=Path))
 @click.option("--sample", is_flag=True, help="Cost the bundled sample estate.")
@@ -430,23 +361,30 @@ def _rule_pack_hashes() -> dict[str, str]:
               type=click.Path(path_type=Path), help="Folder for cost.csv and cost_lines.csv.")
 @_price_options
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
-              help="Config file for the rules whose findings give the savings.")
-def cost_command(snapshot, sample, out_dir, occupancy, prices_path, config_path):
-    """Storage cost of images and replicas: totals by gallery, region, storage type, team."""
+              help="Config file for the rules whose findings give the savings "
+              "(default: image-audit.yaml if present).")
+@click.option("--exemptions", "exemptions_path", type=click.Path(path_type=Path),
+              help="Exemptions file: exempted findings save nothing (as in `audit`).")
+@click.option("--as-of", help="The 'now' of time-based rules (default: the snapshot's time).")
+def cost_command(snapshot, sample, out_dir, occupancy, prices_path, config_path,
+                 exemptions_path, as_of):
+    """Storage cost of images and replicas: totals by gallery, region, storage type, team,
+    and the savings deletable now and blocked (the same figures as `audit`)."""
     if bool(snapshot) == bool(sample):
         raise click.UsageError("give a SNAPSHOT directory or --sample (one of them)")
     _claim_output(out_dir)
-    loaded = sample_snapshot() if sample else Snapshot.read(snapshot)
-    estate = Estate(loaded)
-    cost = costing.estimate(estate, price_table.load_prices(prices_path), occupancy)
-    rules = _rules_and_config(config_path, sample_config() if sample else None)
-    findings = cost.with_finding_costs(evaluate(estate, rules))
-    totals = pd.concat([cost.totals(), cost.savings(findings)], ignore_index=True)
+    run = api.audit(api.SAMPLE if sample else snapshot, config=_config_path(config_path),
+                    exemptions=exemptions_path, as_of=as_of, prices=prices_path,
+                    occupancy=occupancy, rule_ids=DELETION_RULES)
+    cost = run.cost
+    totals = cost_totals(cost, run.findings, run.plan)
     click.echo(f"monthly image storage cost, {cost.currency} ({cost.basis})")
+    width = min(60, max(13, int(totals["key"].astype(str).str.len().max())))
     for row in totals.itertuples(index=False):
         unpriced = f"  ({row.unpriced} unpriced)" if row.unpriced else ""
-        click.echo(f"  {row.section:<13} {row.key:<40} {row.monthly_cost:>12,.2f}{unpriced}")
-    for path in write_cost(out_dir, cost, findings):
+        click.echo(f"  {row.section:<15} {shown(str(row.key)):<{width}} "
+                   f"{row.monthly_cost:>12,.2f}{unpriced}")
+    for path in write_cost(out_dir, cost, run.findings, run.plan):
         click.echo(f"wrote {path}")
 
 

@@ -18,10 +18,11 @@ from auditor.errors import AuditError
 from auditor.estate import Estate, lowered
 from auditor.prices import ANY_REGION, load_prices
 
-# Rule families whose findings name resources that could be deleted: their cost is the saving.
-SAVINGS_FAMILIES = ("RET", "STL")
-# Rules of those families whose findings ask for a fix, not a deletion.
-NOT_DELETIONS = {"STL005"}  # a version without an end-of-life date
+# Rules whose findings mean "this resource can go", when they flag an image version or a
+# managed image: their cost is the saving, and the cleanup plan writes their deletions. Other
+# RET/STL rules flag what needs fixing, not deleting (STL005: a version without an end-of-life
+# date; RET003: an empty definition, whose deletion needs its own review).
+DELETION_RULES = ("RET001", "RET002", "STL001")
 MANAGED_IMAGES = "(managed images)"
 NO_TEAM = "(no team tag)"
 LINE_COLUMNS = ["kind", "resource_id", "name", "gallery", "gallery_key", "definition", "version",
@@ -202,25 +203,37 @@ class Cost:
         keys = findings["resource_id"].astype("object").str.lower()
         return findings.assign(monthly_cost=keys.map(self.resource_costs).astype(float))
 
-    def savings(self, findings: pd.DataFrame) -> pd.DataFrame:
-        """Monthly cost of what retention and staleness findings would delete, per rule and in
-        total (a resource flagged by two rules counts once in the total)."""
+    def savings(self, findings: pd.DataFrame, plan=None) -> pd.DataFrame:
+        """Savings rows: per rule, the monthly cost of the resources its open findings flag
+        (`savings by rule`; a resource flagged by two rules counts in each); with the cleanup
+        `plan` made from the same findings, what is deletable now and what is blocked (by
+        the date the lock lifts, or with no date), each resource once."""
         rule_ids = findings["rule_id"].astype(str)
-        active = findings[~findings["exempted"].astype(bool)
-                          & rule_ids.str.startswith(SAVINGS_FAMILIES)
-                          & ~rule_ids.isin(NOT_DELETIONS)]
+        active = findings[~findings["exempted"].astype(bool) & rule_ids.isin(DELETION_RULES)]
         keys = active["resource_id"].astype("object").str.lower()
         costed = active.assign(key=keys, cost=keys.map(self.resource_costs),
                                known=keys.isin(self.resource_costs.index))
         costed = costed[costed["known"]].drop_duplicates(["rule_id", "key"])
         rows = []
-        for rule_id, group in list(costed.groupby("rule_id", sort=True)) + [
-                ("all savings", costed.drop_duplicates("key"))]:
-            rows.append({"section": "savings", "key": rule_id,
+        if plan is not None:
+            saved = plan.savings()
+            parts = [("deletable now", saved["deletable_now"]), ("blocked", saved["blocked"])]
+            parts += [(f"blocked until {d['date']}", {**d, "unpriced": 0})
+                      for d in saved["blocked"]["until_date"]]
+            if saved["blocked"]["until_date"]:
+                parts.append(("blocked, no date", saved["blocked"]["undated"]))
+            rows += [{"section": "savings", "key": key, "monthly_cost": part["monthly_cost"],
+                      "priced": part["resources"] - part["unpriced"],
+                      "unpriced": part["unpriced"], "unpriced_gb": np.nan}
+                     for key, part in parts]
+        for rule_id, group in costed.groupby("rule_id", sort=True):
+            rows.append({"section": "savings by rule", "key": rule_id,
                          "monthly_cost": round(float(group["cost"].sum()), 4),
                          "priced": int(group["cost"].notna().sum()),
                          "unpriced": int(group["cost"].isna().sum()), "unpriced_gb": np.nan})
-        return pd.DataFrame(rows).assign(currency=self.currency, basis=self.basis)[TOTAL_COLUMNS]
+        frame = pd.DataFrame(rows, columns=["section", "key", "monthly_cost", "priced", "unpriced",
+                                            "unpriced_gb"])
+        return frame.assign(currency=self.currency, basis=self.basis)[TOTAL_COLUMNS]
 
 
 def estimate(estate: Estate, prices: pd.DataFrame | None = None,

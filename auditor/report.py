@@ -56,14 +56,53 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
 
 
 def summary(findings: pd.DataFrame) -> dict:
-    active = findings[~findings["exempted"].astype(bool)]
+    """The one count convention of every output: open findings (not exempted) by severity,
+    most severe first, and by rule; exempted findings counted apart, never in a total of open
+    findings nor in the exit code."""
+    exempted = findings["exempted"].astype(bool)
+    active, accepted = findings[~exempted], findings[exempted]
+
+    def by_rule(frame: pd.DataFrame) -> dict:
+        return {k: int(v) for k, v in frame["rule_id"].value_counts().sort_index().items()}
+
     by_severity = active["severity"].value_counts()
     return {
-        "total": int(len(findings)),
-        "exempted": int(len(findings) - len(active)),
-        "by_severity": {s: int(by_severity.get(s, 0)) for s in reversed(SEVERITIES)},
-        "by_rule": {k: int(v) for k, v in active["rule_id"].value_counts().sort_index().items()},
+        "open": int(len(active)),
+        "exempted": int(len(accepted)),
+        "open_by_severity": {s: int(by_severity.get(s, 0)) for s in reversed(SEVERITIES)},
+        "open_by_rule": by_rule(active),
+        "exempted_by_rule": by_rule(accepted),
     }
+
+
+def coverage(tables: dict[str, pd.DataFrame], manifest: dict) -> dict:
+    """What the snapshot saw, said the same way in every report: `complete`, `partial` (each
+    subscription or group not read, each collection gap), or `unknown` when the snapshot
+    records no scope (an import of files that do not say what they cover)."""
+    scope = tables.get("scope")
+    scope = scope if scope is not None else pd.DataFrame(columns=["status"])
+    not_read = scope[scope["status"].astype(str) != "ok"]
+    gaps = [item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
+            for item in manifest.get("gaps") or []]
+    if scope.empty:
+        state = "unknown: imported without scope"
+    elif len(not_read) or gaps:
+        state = "partial"
+    else:
+        state = "complete"
+    return {"state": state, "scopes_read": int(len(scope) - len(not_read)),
+            "not_read": [{"scope": str(r.get("subscription_id", "")),
+                          "name": str(r.get("display_name", "") or ""),
+                          "status": str(r.get("status", "")), "detail": str(r.get("detail", "") or "")}
+                         for r in not_read.to_dict("records")],
+            "gaps": gaps, "problems": int(manifest.get("problem_count") or 0)}
+
+
+def counts_line(counts: dict) -> str:
+    """The counts in one line, as the terminal and the reports say them."""
+    severities = ", ".join(f"{k} {v}" for k, v in counts["open_by_severity"].items() if v)
+    return (f"{counts['open']} open finding{'s' if counts['open'] != 1 else ''}"
+            f" ({severities or 'none'}); {counts['exempted']} exempted")
 
 
 # --- findings.json -----------------------------------------------------------------------
@@ -405,34 +444,75 @@ def _code(value) -> str:
     return fence + padded + fence
 
 
+def _money(value: float, currency: str) -> str:
+    return f"{value:,.2f} {currency}"
+
+
+def savings_sentence(savings: dict) -> str:
+    """The savings split in one sentence, as summary.md and the terminal say it."""
+    currency, now, held = savings["currency"], savings["deletable_now"], savings["blocked"]
+    text = (f"deletable now {_money(now['monthly_cost'], currency)} a month "
+            f"({now['resources']} resource{'s' if now['resources'] != 1 else ''}, what "
+            f"cleanup-plan deletes); blocked {_money(held['monthly_cost'], currency)} a month "
+            f"({held['resources']} resource{'s' if held['resources'] != 1 else ''})")
+    dates = held["until_date"]
+    if dates:
+        text += (f", of which {_money(sum(d['monthly_cost'] for d in dates), currency)} "
+                 f"becomes deletable between {dates[0]['date']} and {dates[-1]['date']} "
+                 "as end-of-life locks lift")
+    return text
+
+
 def summary_markdown(findings: pd.DataFrame, context: dict, cost=None, top: int = 10) -> str:
-    """A page short enough for a pull-request comment or a pipeline summary."""
+    """A page short enough for a pull-request comment or a pipeline summary. With a
+    baseline it leads with what is new."""
     counts = summary(findings)
     active = findings[~findings["exempted"].astype(bool)]
-    lines = [f"## image-audit: {counts['total'] - counts['exempted']} findings"
-             f" ({counts['exempted']} exempted)", "",
+    lines = [f"## image-audit: {counts['open']} open findings, {counts['exempted']} exempted", "",
              f"Snapshot `{str(context.get('snapshot_sha256', ''))[:12]}`, as of "
-             f"{str(context.get('as_of', ''))[:10]}, image-audit {__version__}.", "",
-             "| severity | findings |", "| --- | ---: |"]
-    lines += [f"| {k} | {v} |" for k, v in reversed(counts["by_severity"].items()) if v]
-    if counts["by_rule"]:
-        titles = active.drop_duplicates("rule_id").set_index("rule_id")
-        lines += ["", "| rule | severity | title | findings |", "| --- | --- | --- | ---: |"]
-        lines += [f"| {rule_id} | {titles.at[rule_id, 'severity']} | "
-                  f"{_md(titles.at[rule_id, 'title'])} | {count} |"
-                  for rule_id, count in counts["by_rule"].items()]
+             f"{str(context.get('as_of', ''))[:10]}, image-audit {__version__}."]
+    covered = context.get("coverage")
+    if covered:
+        not_read = ", ".join(f"{_md(item['name'] or item['scope'])} ({_md(item['status'])})"
+                             for item in covered["not_read"])
+        lines.append(f"Coverage: {covered['state']}"
+                     + (f"; not read: {not_read}" if not_read else "")
+                     + (f"; {len(covered['gaps'])} collection gap(s)" if covered["gaps"] else "")
+                     + ".")
+    compared = context.get("baseline")
+    if compared and "status" in findings.columns:
+        new = active[active["status"] == "new"]
+        lines += ["", f"Against the baseline: **{compared['new']} new**, {compared['existing']} "
+                      f"existing, {compared['resolved']} resolved (exempted findings included "
+                      "in these three)."]
+        if len(new):
+            lines += ["", f"New open findings ({min(len(new), top)} of {len(new)}):", ""]
+            lines += [f"- **{f.severity}** {f.rule_id} {_code(f.resource_name)}: {_md(f.message)}"
+                      for f in new.head(top).itertuples(index=False)]
+    lines += ["", "| severity | open findings |", "| --- | ---: |"]
+    lines += [f"| {k} | {v} |" for k, v in counts["open_by_severity"].items() if v]
+    lines.append(f"| exempted (not counted above) | {counts['exempted']} |")
+    if counts["open_by_rule"]:
+        rules = active.groupby("rule_id", sort=True).agg(
+            title=("title", "first"),
+            severities=("severity", lambda s: ", ".join(
+                sorted(set(s), key=lambda v: -SEVERITIES.index(v) if v in SEVERITIES else 0))))
+        lines += ["", "| rule | severity | title | open findings |", "| --- | --- | --- | ---: |"]
+        lines += [f"| {rule_id} | {rules.at[rule_id, 'severities']} | "
+                  f"{_md(rules.at[rule_id, 'title'])} | {count} |"
+                  for rule_id, count in counts["open_by_rule"].items()]
     if cost is not None:
         total = cost.totals().iloc[0]
-        saved = cost.savings(findings).iloc[-1]
         unpriced = f", {int(total['unpriced'])} lines unpriced" if total["unpriced"] else ""
         lines += ["", f"Image storage: {total['monthly_cost']:,.2f} {cost.currency} a month "
-                      f"({cost.basis}{unpriced}); retention and staleness findings would save "
-                      f"{saved['monthly_cost']:,.2f} {cost.currency} a month."]
+                      f"({cost.basis}{unpriced})."]
+        if context.get("savings"):
+            lines.append(f"Savings: {savings_sentence(context['savings'])}.")
     if len(active):
-        shown = active.head(top)
-        lines += ["", f"Most severe {len(shown)} of {len(active)}:", ""]
+        shown_rows = active.head(top)
+        lines += ["", f"Most severe {len(shown_rows)} of {len(active)} open findings:", ""]
         lines += [f"- **{f.severity}** {f.rule_id} {_code(f.resource_name)}: {_md(f.message)}"
-                  for f in shown.itertuples(index=False)]
+                  for f in shown_rows.itertuples(index=False)]
     lines += ["", "Details: image-audit.xlsx, findings.sarif, findings.junit.xml."]
     return "\n".join(lines) + "\n"
 
@@ -464,7 +544,7 @@ def _failure_line(path: Path, exc: BaseException) -> str:
 
 
 def write_reports(out_dir: Path, findings: pd.DataFrame, tables: dict[str, pd.DataFrame],
-                  context: dict, formats: list[str], *, rules=None, cost=None,
+                  context: dict, formats: list[str], *, rules=None, cost=None, plan=None,
                   usage: pd.DataFrame | None = None, exemptions=None) -> list[Path]:
     """Every requested format into `out_dir`, each file written atomically and on its own:
     one that fails never stops the others. Raises OutputsFailed (after writing all the
@@ -483,7 +563,8 @@ def write_reports(out_dir: Path, findings: pd.DataFrame, tables: dict[str, pd.Da
         outputs.append((out_dir / "findings.csv", lambda path: [write_csv(path, findings)]))
     if "xlsx" in formats:
         outputs.append((out_dir / "image-audit.xlsx", lambda path: [write_workbook(
-            path, findings, tables, context, cost=cost, usage=usage, exemptions=exemptions)]))
+            path, findings, tables, context, cost=cost, plan=plan, usage=usage,
+            exemptions=exemptions)]))
     if "sarif" in formats:
         outputs.append((out_dir / "findings.sarif", lambda path: [atomic_write(
             path, lambda t: write_sarif(t, findings, rules, context))]))
@@ -498,7 +579,7 @@ def write_reports(out_dir: Path, findings: pd.DataFrame, tables: dict[str, pd.Da
         outputs.append((out_dir / "summary.md", write_md))
     if "cost" in formats and cost is not None:
         outputs.append((out_dir / "cost.csv",
-                        lambda path: [write_csv(path, _cost_totals(cost, findings))]))
+                        lambda path: [write_csv(path, cost_totals(cost, findings, plan))]))
         outputs.append((out_dir / "cost_lines.csv",
                         lambda path: [write_csv(path, cost.lines.drop(columns="id"))]))
     written, failures, errors = [], [], []
@@ -513,15 +594,17 @@ def write_reports(out_dir: Path, findings: pd.DataFrame, tables: dict[str, pd.Da
     return written
 
 
-def write_cost(out_dir: Path, cost, findings: pd.DataFrame | None = None) -> list[Path]:
-    """cost.csv (totals by gallery, region, storage type, team, and savings per rule) and
+def write_cost(out_dir: Path, cost, findings: pd.DataFrame | None = None, plan=None) -> list[Path]:
+    """cost.csv (totals by gallery, region, storage type, team, and the savings) and
     cost_lines.csv (one line per replica and managed image, with its assumptions)."""
-    return [write_csv(Path(out_dir) / "cost.csv", _cost_totals(cost, findings)),
+    return [write_csv(Path(out_dir) / "cost.csv", cost_totals(cost, findings, plan)),
             write_csv(Path(out_dir) / "cost_lines.csv", cost.lines.drop(columns="id"))]
 
 
-def _cost_totals(cost, findings: pd.DataFrame | None) -> pd.DataFrame:
+def cost_totals(cost, findings: pd.DataFrame | None, plan=None) -> pd.DataFrame:
+    """The cost totals, then the savings: deletable now and blocked (from the cleanup plan
+    made from the same findings) and by rule."""
     totals = cost.totals()
     if findings is not None:
-        totals = pd.concat([totals, cost.savings(findings)], ignore_index=True)
+        totals = pd.concat([totals, cost.savings(findings, plan)], ignore_index=True)
     return totals

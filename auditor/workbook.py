@@ -34,6 +34,7 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from openpyxl.worksheet.hyperlink import Hyperlink
 
 from auditor import __version__
+from auditor.report import coverage, summary
 from auditor.safetext import XML_INVALID_RE2, xml_text
 
 EXCEL_MAX_ROWS = 1_048_576
@@ -311,40 +312,47 @@ def _summary_sheet(book, parts) -> None:
     findings, context, cost = parts["findings"], parts["context"], parts["cost"]
     manifest = context.get("manifest") or {}
     active = findings[~findings["exempted"].astype(bool)]
-    gaps = manifest.get("gaps") or []
+    counts = summary(findings)
+    covered = context.get("coverage") or coverage(parts["tables"], manifest)
+    not_read = [f"{item['name'] or item['scope']}: {item['status']}"
+                for item in covered["not_read"]] + covered["gaps"]
     items = [("tool", f"image-audit {__version__}", None),
              ("scope", json.dumps(manifest.get("scope") or manifest.get("source") or
                                   context.get("snapshot"), ensure_ascii=False), None),
              ("as of", context.get("as_of"), None),
              ("collected at", context.get("collected_at"), None),
              ("snapshot sha256", context.get("snapshot_sha256"), None),
-             ("coverage gaps", "; ".join(map(str, gaps)) if gaps else "none", None),
-             ("findings", len(findings), None), ("exempted", len(findings) - len(active), None)]
+             ("coverage", covered["state"], None),
+             ("not read", "; ".join(not_read) if not_read else "none", None),
+             ("open findings", counts["open"], None),
+             ("exempted findings (not counted as open)", counts["exempted"], None)]
     items += [(f"{name} (rows)", len(frame), None) for name, frame in parts["tables"].items()]
     money = Styles(money=["amount"], currency=cost.currency if cost is not None else "USD")
     if cost is not None:
         totals, savings = parts["cost_totals"], parts["savings"]
         total = totals[totals["section"] == "total"].iloc[0]
-        saved = savings[savings["key"] == "all savings"].iloc[0]
+        saved = savings[savings["section"] == "savings"].set_index("key")
         items += [("monthly storage cost", cost.basis, total["monthly_cost"]),
-                  ("unpriced cost lines", int(total["unpriced"]), None),
-                  ("monthly savings (retention and staleness findings)", cost.basis,
-                   saved["monthly_cost"])]
+                  ("unpriced cost lines", int(total["unpriced"]), None)]
+        items += [(f"monthly savings, {key}", "what cleanup-plan deletes" if key == "deletable now"
+                   else f"{int(row['priced'] + row['unpriced'])} resource(s)", row["monthly_cost"])
+                  for key, row in saved.iterrows()]
     frame = pd.DataFrame(items, columns=["item", "value", "amount"]).astype(
         {"value": "object", "amount": "float64"})
     sheet, row = write_table(book, "Summary", frame, money)
     by_severity = active["severity"].value_counts()
     severities = pd.DataFrame({"severity": list(SEVERITY_FILLS),
-                               "findings": [int(by_severity.get(s, 0)) for s in SEVERITY_FILLS]})
-    row += append_block(sheet, "Findings by severity", severities, Styles(severity="severity"))
+                               "open findings": [int(by_severity.get(s, 0)) for s in SEVERITY_FILLS]})
+    row += append_block(sheet, "Open findings by severity", severities, Styles(severity="severity"))
     by_rule = active.groupby("rule_id").agg(title=("title", "first"),
                                             severity=("severity", "first"),
-                                            findings=("rule_id", "size")).reset_index()
+                                            open_findings=("rule_id", "size")).reset_index()
     if cost is not None:
-        saving = parts["savings"].set_index("key")["monthly_cost"]
+        by_rules = parts["savings"]
+        saving = by_rules[by_rules["section"] == "savings by rule"].set_index("key")["monthly_cost"]
         by_rule["monthly_savings"] = by_rule["rule_id"].map(saving)
     rule_header = row + 3
-    row += append_block(sheet, "Findings by rule", by_rule,
+    row += append_block(sheet, "Open findings by rule", by_rule,
                         Styles(severity="severity", money=["monthly_savings"],
                                currency=money.currency))
     if len(by_rule):
@@ -569,7 +577,7 @@ def _manifest_sheet(book, parts) -> None:
 
 def write_workbook(path: Path, findings: pd.DataFrame, tables: dict[str, pd.DataFrame],
                    context: dict, cost=None, usage: pd.DataFrame | None = None,
-                   exemptions=None, write_only: bool = True) -> None:
+                   exemptions=None, write_only: bool = True, plan=None) -> None:
     """Every sheet, in reading order, into `path` (the caller makes the write atomic)."""
     book = Workbook(write_only=write_only)
     if not write_only:
@@ -578,7 +586,7 @@ def write_workbook(path: Path, findings: pd.DataFrame, tables: dict[str, pd.Data
              "usage": usage, "exemptions": exemptions}
     if cost is not None:
         parts["cost_totals"] = cost.totals()
-        parts["savings"] = cost.savings(findings)
+        parts["savings"] = cost.savings(findings, plan)
     _summary_sheet(book, parts)
     _findings_sheet(book, parts)
     _cost_sheet(book, parts)

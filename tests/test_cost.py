@@ -126,7 +126,7 @@ def test_a_shallow_version_bills_nothing_of_its_own_and_saves_nothing():
     shallow_id = shallow["id"].lower()
     assert shallow_id not in cost.resource_costs.index
     savings = cost.savings(findings_for({"rule_id": "RET001", "resource_id": shallow["id"]}))
-    assert savings.set_index("key").loc["all savings", "priced"] == 0
+    assert savings.empty  # nothing of its own to save: no priced or unpriced saving
 
 
 def test_a_missing_replica_count_is_one_and_said_so():
@@ -213,16 +213,17 @@ def test_savings_per_rule_count_each_resource_once_and_skip_exempted():
     image = estate.managed_images["arm_id"].iloc[0]
     findings = findings_for(
         {"rule_id": "RET001", "resource_id": ids["1.0.0"]},
+        {"rule_id": "STL001", "resource_id": ids["1.0.0"]},
+        {"rule_id": "STL001", "resource_id": image},
         {"rule_id": "STL002", "resource_id": ids["1.0.0"]},
-        {"rule_id": "STL002", "resource_id": image},
         {"rule_id": "RET001", "resource_id": ids["1.1.0"], "exempted": True},
         {"rule_id": "TAG001", "resource_id": ids["1.1.0"]},
         {"rule_id": "STL005", "resource_id": ids["1.1.0"]})
     savings = cost.savings(findings).set_index("key")["monthly_cost"]
     assert savings["RET001"] == pytest.approx(1.5)
-    assert savings["STL002"] == pytest.approx(3.0)
-    assert savings["all savings"] == pytest.approx(3.0)
-    assert "TAG001" not in savings and "STL005" not in savings  # a fix, not a deletion
+    assert savings["STL001"] == pytest.approx(3.0)
+    # a fix, not a deletion: no saving
+    assert "TAG001" not in savings and "STL005" not in savings and "STL002" not in savings
 
 
 def test_cost_command_prints_totals_and_writes_cost_csv(tmp_path, capsys):
@@ -235,7 +236,7 @@ def test_cost_command_prints_totals_and_writes_cost_csv(tmp_path, capsys):
         assert f"\n  {section} " in out
     totals = pd.read_csv(tmp_path / "cost.csv", encoding="utf-8-sig")
     assert set(totals["section"]) == {"total", "gallery", "region", "storage_type", "team",
-                                      "savings"}
+                                      "savings", "savings by rule"}
     lines = pd.read_csv(tmp_path / "cost_lines.csv", encoding="utf-8-sig")
     assert totals.loc[totals["section"] == "total", "monthly_cost"].iloc[0] == pytest.approx(
         lines["monthly_cost"].sum(), abs=0.01)
@@ -266,10 +267,16 @@ def test_cleanup_plan_and_savings_show_the_same_numbers():
     # 1.1.0 blocks deletion before its end of life: in the plan's blocked list, not deleted.
     assert set(saved.index) == {old["id"].lower(), shallow["id"].lower(), image.lower()}
     for rid in saved.index:
-        assert saved[rid] == pytest.approx(cost.resource_costs.get(rid, math.nan), nan_ok=True)
-    assert math.isnan(saved[shallow["id"].lower()])  # billed through its source: no saving
-    savings = cost.savings(findings).set_index("key")["monthly_cost"]
+        assert saved[rid] == pytest.approx(cost.resource_costs.get(rid, 0.0))
+    assert saved[shallow["id"].lower()] == 0  # billed through its source: no saving
+    savings = cost.savings(findings, plan).set_index("key")["monthly_cost"]
     assert savings["RET001"] == pytest.approx(1.5 + 30 * 0.05 + 30 * 0.15)
-    deletable = findings[findings["resource_id"].str.lower().isin(saved.index)]
-    assert cost.savings(deletable).set_index("key").loc["all savings", "monthly_cost"] == \
-        pytest.approx(saved.sum())
+    # Deletable now is the plan's own figure; blocked is the rest of what the findings flag.
+    assert savings["deletable now"] == pytest.approx(saved.sum())
+    assert plan.savings()["deletable_now"]["monthly_cost"] == pytest.approx(saved.sum())
+    assert savings["deletable now"] + savings["blocked"] == pytest.approx(
+        savings["RET001"] + savings["RET002"])
+    held = plan.savings_items().set_index("id")
+    assert held.loc[premium["id"].lower(), "state"] == "blocked"
+    assert held.loc[premium["id"].lower(), "deletable_from"] == pd.Timestamp(
+        premium["properties"]["publishingProfile"]["endOfLifeDate"])

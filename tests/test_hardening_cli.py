@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import auditor.api
 import auditor.cli
 from tests.builders import compliant_estate_resources, one_line
 from tests.builders import run_cli as run
@@ -23,7 +24,7 @@ def no_evaluation(monkeypatch):
     """Fails the test if the audit gets as far as evaluating rules."""
     def evaluate(*args, **kwargs):
         raise AssertionError("the audit ran before its outputs were checked")
-    monkeypatch.setattr(auditor.cli, "evaluate", evaluate)
+    monkeypatch.setattr(auditor.api, "evaluate", evaluate)
 
 
 def test_output_naming_a_file_fails_before_the_audit(tmp_path, capsys, no_evaluation):

@@ -95,8 +95,10 @@ def test_summary_counts_cost_and_chart(book):
     cost = items["monthly storage cost"]
     assert "upper bound" in cost[1].value and cost[2].value > 0
     assert "USD" in cost[2].number_format
-    assert "monthly savings (retention and staleness findings)" in items
-    assert "Findings by rule" in items and "Findings by severity" in items
+    assert {"monthly savings, deletable now", "monthly savings, blocked"} <= set(items)
+    assert items["monthly savings, deletable now"][1].value == "what cleanup-plan deletes"
+    assert "Open findings by rule" in items and "Open findings by severity" in items
+    assert items["coverage"][1].value == "unknown: imported without scope"
     assert len(sheet._charts) == 1
 
 
@@ -320,7 +322,7 @@ def test_csv_outputs_defuse_formulas(hostile_reports):
 
 def test_json_findings(hostile_reports):
     document = json.loads((hostile_reports / "findings.json").read_text())
-    assert document["summary"]["total"] == len(document["findings"])
+    assert document["summary"]["open"] + document["summary"]["exempted"] == len(document["findings"])
     assert document["snapshot_sha256"]
     tag002 = [f for f in document["findings"] if f["rule_id"] == "TAG002"]
     assert {"g2", "+cmd"} <= {f["resource_name"] for f in tag002}

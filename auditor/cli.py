@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import sys
+import textwrap
 import traceback
 from pathlib import Path
 
@@ -61,8 +62,10 @@ def import_command(files, output, collected_at, force):
     snapshot.write(output, overwrite=force)
     counts = ", ".join(f"{name} {table.num_rows}" for name, table in
                        snapshot.arrow_tables.items() if name not in ("resource_tags", "scope"))
-    skipped = sum(snapshot.manifest["skipped_types"].values())
-    click.echo(f"snapshot {output}: {counts}; {skipped} other resources skipped")
+    skipped = snapshot.manifest["skipped_types"]
+    kinds = ", ".join(f"{shown(str(kind))} {count}" for kind, count in sorted(skipped.items()))
+    click.echo(f"snapshot {output}: {counts}; {sum(skipped.values())} other resources skipped"
+               + (f" ({kinds})" if kinds else ""))
     gaps = snapshot.manifest.get("gaps") or []
     if gaps:
         click.echo(f"image-audit: warning: {len(gaps)} file(s) incomplete, audited as partial "
@@ -161,7 +164,7 @@ def _price_options(command):
         "--prices", "prices_path", type=click.Path(path_type=Path),
         help="Price table CSV (default: the one shipped, see `prices refresh`).")(command)
     return click.option(
-        "--occupancy", type=float,
+        "--occupancy", type=click.FloatRange(min=0, max=1, min_open=True),
         help="Occupied share of the provisioned disk size (0-1] for cost; default: "
              "provisioned size, an upper bound.")(command)
 
@@ -428,9 +431,12 @@ def rules_show(rule_id):
     rule = by_id.get(rule_id.upper())
     if rule is None:
         raise AuditError(f"unknown rule id {rule_id!r} (see `image-audit rules list`)")
+    def indented(text: str) -> str:
+        return textwrap.indent(str(text).strip(), "  ")
+
     click.echo(f"{rule.id}  {rule.name}\n{rule.title}\nseverity: {rule.severity}\n"
-               f"resource: {', '.join(rule.tables)}\n\nWhy it matters:\n  {rule.rationale}\n\n"
-               f"How to fix:\n  {rule.remediation}")
+               f"resource: {', '.join(rule.tables)}\n\nWhy it matters:\n{indented(rule.rationale)}"
+               f"\n\nHow to fix:\n{indented(rule.remediation)}")
     if rule.params:
         click.echo("\nParams:")
         for name, default in rule.params.items():

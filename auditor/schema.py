@@ -83,8 +83,9 @@ def param_schema(name: str, default, regex: bool = False) -> dict:
         if regex:
             schema.update({"format": "regex", "x-expected": "a regular expression"})
     elif isinstance(default, list):
-        schema = {"type": "array", "items": param_schema(name, default[0]) if default
-                  else {"type": "string"}}
+        # The items are typed like the first; the default belongs to the list, not its items.
+        item = param_schema(name, default[0]) if default else {"type": "string"}
+        schema = {"type": "array", "items": {k: v for k, v in item.items() if k != "default"}}
     elif isinstance(default, dict):
         values = [param_schema(name, value) for value in default.values()]
         kinds = [{k: v for k, v in value.items() if k != "default"} for value in values]

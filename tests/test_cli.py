@@ -154,3 +154,20 @@ def test_sample_exemptions_replaced_by_given_file(tmp_path, capsys):
     findings = json.loads((tmp_path / "findings.json").read_text())["findings"]
     assert code == 0 and not any(f["exempted"] for f in findings)
     assert not {"EXM001", "EXM002"} & {f["rule_id"] for f in findings}
+
+
+def test_small_command_line_mends(tmp_path, capsys):
+    # an out-of-range ratio is a usage error (exit 2), named as the option
+    code, out = run("cost", "--sample", "-o", str(tmp_path), "--occupancy", "1.5", capsys=capsys)
+    assert code == 2 and "--occupancy" in out.err and "0<x<=1" in out.err
+    # `rules show` indents every line of the rationale, not only the first
+    code, out = run("rules", "show", "PIN001", capsys=capsys)
+    why = out.out.split("Why it matters:\n", 1)[1].split("\n\nHow to fix:", 1)[0]
+    assert all(line.startswith("  ") for line in why.splitlines() if line)
+    # import names the types it skipped
+    raw = tmp_path / "raw.json"
+    raw.write_text(json.dumps(compliant_estate_resources() + [{
+        "id": "/subscriptions/s/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/a",
+        "type": "Microsoft.Storage/storageAccounts", "name": "a", "location": "westeurope"}]))
+    code, out = run("import", str(raw), "-o", str(tmp_path / "snap"), capsys=capsys)
+    assert code == 0 and "1 other resources skipped (microsoft.storage/storageaccounts 1)" in out.out

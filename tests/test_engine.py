@@ -215,6 +215,15 @@ def test_params_schema_derives_from_the_yaml_defaults(tmp_path):
             apply_config(rules, {"rules": {"XYZ001": {"params": params}}})
 
 
+def test_a_list_default_is_the_lists_not_its_items():
+    from auditor.schema import param_schema
+    schema = param_schema("names", ["production", "prod"])
+    assert schema["default"] == ["production", "prod"]
+    assert schema["items"] == {"type": "string"}
+    nested = param_schema("allowed", {"environment": ["production"]})
+    assert nested["properties"]["environment"]["items"] == {"type": "string"}
+
+
 def test_a_rule_can_lay_its_own_schema_over_a_param(tmp_path):
     body = GOOD.replace("    message:", "    params: {mode: fast}\n    param_schemas:\n"
                         "      mode: {enum: [fast, slow]}\n    message:")

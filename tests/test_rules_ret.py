@@ -203,3 +203,17 @@ def test_ret001_never_flags_a_version_still_replicating(run_rule):
         {"region": "Sweden Central", "state": "Replicating", "details": "", "progress": 40}]}
     findings = run_rule("RET001", *BASE, copying, *versions(7)[1:])
     assert list(findings["resource_name"]) == ["base/1.1.0"]
+
+
+def test_ret001_holds_every_version_under_latest_users_that_record_none(run_rule):
+    """A Uniform scale set on `latest` has no OS disk resource per instance: what its
+    instances run is unknown, so no version of the definition is flagged."""
+    from tests.builders import disk, vmss
+    floating = vmss("vmss-latest", image=gallery_ref(version_name=None), capacity=4)
+    assert run_rule("RET001", *BASE, *versions(7), floating).empty
+    # A VM on `latest` whose OS disk records the version it was created from is known:
+    # the old versions are flagged as before.
+    machine = vm("vm-latest", image=gallery_ref(version_name=None))
+    known = run_rule("RET001", *BASE, *versions(7), machine,
+                     disk(machine, versions(7)[6]["id"]))
+    assert sorted(known["resource_name"]) == ["base/1.0.0", "base/1.1.0"]

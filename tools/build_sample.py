@@ -73,6 +73,10 @@ DEFINITION_CASES = {SQL_MIGRATED: "GEN001", CENTOS: "STL002", WIN2019: "RET003"}
 TARGETS = [("westeurope", "Standard_ZRS"), ("northeurope", "Standard_ZRS"), ("eastus", "Standard_ZRS")]
 # Sizing guidance: at least 3 replicas where a version is used; old versions keep 1.
 KEEP_VERSIONS = 5
+# Definitions a scale set deploys through `latest` with no record of what its instances run
+# (vmss-web-autoupgrade, vmss-batch): any of their versions may be running, so RET001 holds
+# them all (the cleanup plan lists them as blocked).
+HELD_BY_LATEST = (3, 5)
 
 
 def gallery(index: int) -> dict:
@@ -129,7 +133,8 @@ def version_cases(index: int, n: int) -> list[str]:
     """The rules a version is built to break (most versions: none)."""
     count = DEFINITIONS[index][5]
     cases = []
-    if index < CLEAN_DEFINITIONS and n < count - KEEP_VERSIONS and (index, n) != (0, 0):
+    if index < CLEAN_DEFINITIONS and n < count - KEEP_VERSIONS and (index, n) != (0, 0) \
+            and index not in HELD_BY_LATEST:
         cases.append("RET001")  # old, unused, beyond the newest five; 1.0.0 of 0 is retained
     cases += {(1, count - 1): ["REP004"], (3, count - 1): ["REP002"],
               (2, count - 1): ["REP005"], (4, count - 1): ["REP006"], (3, 0): ["REP006"],

@@ -145,7 +145,25 @@ def version_holds(estate, params) -> pd.Series:
     shared = versions["gallery_id"].map(shared_beyond_audit(estate, params))
     has = shared.notna()
     reason[has] = reason[has].where(reason[has] == "", reason[has] + "; ") + shared[has]
+    unknown = versions["definition_id"].map(unrecorded_runners(estate))
+    has = unknown.notna()
+    reason[has] = reason[has].where(reason[has] == "", reason[has] + "; ") + unknown[has]
     return reason
+
+
+def unrecorded_runners(estate) -> pd.Series:
+    """Per definition id, the machines that reference it without a version and record no
+    version they run (no OS disk in the snapshot: an ephemeral OS disk, a Uniform scale set's
+    instances, a disk not collected), in words. What they run is whatever `latest` was when
+    each instance was created or, for an ephemeral OS disk, last reimaged: any version of the
+    definition may be it, so none is advised for deletion."""
+    usage = estate.usage
+    # A Flexible set whose members are in the snapshot counts 0: its members say what runs.
+    guessed = usage[(usage["resolved_from"] == "latest") & usage["definition_id"].notna()
+                    & (usage["capacity"].fillna(1) > 0)]
+    names = guessed.groupby("definition_id", observed=True)["name"].agg(_listed)
+    return ("used by " + names + " through `latest` with no recorded version: any version "
+            "of the definition may be the one they run")
 
 
 def versions_beyond_retention(estate, params) -> pd.DataFrame:

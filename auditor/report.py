@@ -84,10 +84,10 @@ def coverage(tables: dict[str, pd.DataFrame], manifest: dict) -> dict:
     not_read = scope[scope["status"].astype(str) != "ok"]
     gaps = [item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
             for item in manifest.get("gaps") or []]
-    if scope.empty:
-        state = "unknown: imported without scope"
-    elif len(not_read) or gaps:
+    if len(not_read) or gaps:
         state = "partial"
+    elif scope.empty:
+        state = "unknown: imported without scope"
     else:
         state = "complete"
     return {"state": state, "scopes_read": int(len(scope) - len(not_read)),

@@ -94,7 +94,8 @@ def test_the_summary_sheet_shows_the_gap(tmp_path, capsys):
     assert code == 0
     sheet = load_workbook(tmp_path / "r" / "image-audit.xlsx")["Summary"]
     cells = {row[0].value: row[1].value for row in sheet.iter_rows() if row[0].value}
-    assert "page1.json" in str(cells["coverage gaps"])
+    assert cells["coverage"] == "partial"
+    assert "page1.json" in str(cells["not read"])
 
 
 def test_readme_shows_complete_paging():

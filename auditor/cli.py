@@ -30,6 +30,7 @@ from auditor.report import (
     atomic_write,
     cost_totals,
     counts_line,
+    report_set,
     write_cost,
     write_reports,
 )
@@ -273,10 +274,11 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occup
     context["command"] = " ".join(["image-audit"] + sys.argv[1:])
     failed = None
     try:
-        written = write_reports(out_dir, findings, run.estate.tables, context,
-                                list(formats) or FORMATS, rules=run.rules, cost=run.cost,
-                                plan=run.plan, usage=run.estate.usage,
-                                exemptions=run.exemptions.entries if run.exemptions else None)
+        with report_set(out_dir, context) as written:
+            written += write_reports(
+                out_dir, findings, run.estate.tables, context, list(formats) or FORMATS,
+                rules=run.rules, cost=run.cost, plan=run.plan, usage=run.estate.usage,
+                exemptions=run.exemptions.entries if run.exemptions else None)
     except OutputsFailed as exc:  # the others were written: say so, then fail (exit 2)
         failed, written = exc, exc.written
     counts = run.counts
@@ -387,7 +389,10 @@ def cost_command(snapshot, sample, out_dir, occupancy, prices_path, config_path,
         unpriced = f"  ({row.unpriced} unpriced)" if row.unpriced else ""
         click.echo(f"  {row.section:<15} {shown(str(row.key)):<{width}} "
                    f"{row.monthly_cost:>12,.2f}{unpriced}")
-    for path in write_cost(out_dir, cost, run.findings, run.plan):
+    run.context["command"] = " ".join(["image-audit"] + sys.argv[1:])
+    with report_set(out_dir, run.context) as written:
+        written += write_cost(out_dir, cost, run.findings, run.plan)
+    for path in written:
         click.echo(f"wrote {path}")
 
 

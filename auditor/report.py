@@ -5,6 +5,7 @@ temporary name and renamed into place, with text from Azure or users never becom
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -608,3 +609,32 @@ def cost_totals(cost, findings: pd.DataFrame | None, plan=None) -> pd.DataFrame:
     if findings is not None:
         totals = pd.concat([totals, cost.savings(findings, plan)], ignore_index=True)
     return totals
+
+
+RUN_RECORD = "run.json"
+
+
+@contextlib.contextmanager
+def report_set(out_dir: Path, context: dict):
+    """Reports written into one folder as a set that says which run made each file. The last
+    run's record (run.json) is removed before anything is written and written again only
+    when every output was: a run that was killed or failed leaves no record vouching for a
+    folder that now mixes two runs. The record lists each file this run wrote with its
+    SHA-256; a file in the folder that it does not list (or whose hash differs) is not
+    from this run. Yields the list to which the caller adds the paths it wrote."""
+    import hashlib
+
+    record = Path(out_dir) / RUN_RECORD
+    try:
+        record.unlink(missing_ok=True)
+    except OSError as exc:
+        raise AuditError(f"{record}: cannot remove the last run's record "
+                         f"({exc.strerror or exc})") from exc
+    written: list[Path] = []
+    yield written
+    files = {Path(p).name: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in written}
+    document = {key: context.get(key) for key in ("tool_version", "command", "snapshot",
+                                                  "snapshot_sha256", "as_of")}
+    text = json_without_surrogates(json.dumps({**document, "files": files}, indent=1,
+                                              ensure_ascii=False))
+    atomic_write(record, lambda temporary: temporary.write_text(text + "\n", encoding="utf-8"))

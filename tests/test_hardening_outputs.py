@@ -213,7 +213,7 @@ def test_noncharacters_in_tags_and_names_leave_every_output_written_and_valid(tm
     snap = _hostile_snapshot(tmp_path, capsys)
     code, out, err = _audit_cli(capsys, "audit", str(snap), "-o", str(tmp_path / "out"))
     assert code == 0 and err == "", err
-    assert {p.name for p in (tmp_path / "out").iterdir()} == ALL_OUTPUTS
+    assert {p.name for p in (tmp_path / "out").iterdir()} == ALL_OUTPUTS | {"run.json"}
     ET.parse(tmp_path / "out" / "findings.junit.xml")
     json.loads((tmp_path / "out" / "findings.sarif").read_text(encoding="utf-8"))
     json.loads((tmp_path / "out" / "findings.json").read_text(encoding="utf-8"))
@@ -254,6 +254,31 @@ def test_an_unexpected_failure_of_one_report_is_one_escaped_line(tmp_path, capsy
         f"image-audit: error: {out / 'findings.junit.xml'}: not written: internal error: "
         "RuntimeError: bad \\x1b]0;title\\x07 value second line"]
     assert {p.name for p in out.iterdir()} == ALL_OUTPUTS - {"findings.junit.xml"}
+
+
+def test_a_run_that_fails_leaves_no_record_vouching_for_the_folder(tmp_path, capsys,
+                                                                   monkeypatch):
+    """run.json names the files of the last complete run. A later run that fails half way
+    removes it first, so the folder, now mixing two runs, is never vouched for."""
+    import hashlib
+
+    import auditor.junit
+    out = tmp_path / "out"
+    assert _audit_cli(capsys, "audit", "--sample", "-o", str(out))[0] == 0
+    record = json.loads((out / "run.json").read_text())
+    assert set(record["files"]) == ALL_OUTPUTS
+    for name, digest in record["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
+    # `cost` into the same folder: its record lists only the files it wrote
+    assert _audit_cli(capsys, "cost", "--sample", "-o", str(out))[0] == 0
+    assert set(json.loads((out / "run.json").read_text())["files"]) == {"cost.csv",
+                                                                        "cost_lines.csv"}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk trouble")
+    monkeypatch.setattr(auditor.junit, "write_junit", broken)
+    assert _audit_cli(capsys, "audit", "--sample", "-o", str(out))[0] == 2
+    assert not (out / "run.json").exists()
 
 
 def test_junit_is_well_formed_with_hostile_exempted_ids_and_messages(tmp_path):

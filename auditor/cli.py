@@ -216,6 +216,7 @@ def _config_path(config_path: Path | None) -> Path | None:
     if config_path is None and DEFAULT_CONFIG.is_file():
         config_path = DEFAULT_CONFIG
     if config_path is not None:
+        api.rule_pack(config_path)  # a bad config is its own one-line error, said first
         digest = api.file_evidence(config_path)["sha256"]
         click.echo(f"using config {shown(str(config_path))} (sha256 {digest[:12]})", err=True)
     return config_path

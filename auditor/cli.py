@@ -319,7 +319,8 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occup
         written = write_reports(out_dir, findings, estate.tables, context,
                                 list(formats) or FORMATS, rules=rules, cost=cost,
                                 usage=getattr(estate, "usage", None),
-                                exemptions=exemptions.entries if exemptions is not None else None)
+                                exemptions=exemptions.entries if exemptions is not None else None,
+                                fail_on=fail_on, fail_on_new=fail_on_new)
     except OutputsFailed as exc:  # the others were written: say so, then fail (exit 2)
         failed, written = exc, exc.written
     counts = summary(findings)

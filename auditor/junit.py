@@ -50,9 +50,10 @@ def outcomes(findings: pd.DataFrame, fail_on: str | None = None,
     existing = pd.Series(fail_on_new, findings.index) & (status != "new")
     reasons = pd.Series("", findings.index, dtype="object")
     reasons = reasons.mask(existing, "in the baseline (--fail-on-new counts new findings only)")
-    reasons = reasons.mask(below, f"below --fail-on {fail_on}: " + findings["severity"].astype(str))
+    # object, not str: text from users may hold lone surrogates, which Arrow strings cannot
+    reasons = reasons.mask(below, f"below --fail-on {fail_on}: " + findings["severity"].astype(object))
     reasons = reasons.mask(exempted, "exempted: " + findings["exemption_reason"].fillna("")
-                           .astype(str))
+                           .astype(object))
     return reasons
 
 

@@ -74,7 +74,8 @@ def artifact_uri(resource_id: str) -> str:
     """The repository-relative path standing for an Azure resource: `azure/` and its id
     lower-cased, each segment percent-encoded (a `..` in a name never climbs out)."""
     segments = [segment for segment in str(resource_id).lower().split("/") if segment]
-    encoded = [quote(s, safe="") if s.strip(".") else "%2E" * len(s) for s in segments]
+    encoded = [quote(s, safe="", errors="surrogatepass") if s.strip(".") else "%2E" * len(s)
+               for s in segments]
     return "azure/" + ("/".join(encoded) or "unknown-resource")
 
 

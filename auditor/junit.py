@@ -93,46 +93,48 @@ def _case_texts(findings: pd.DataFrame, reasons: pd.Series) -> np.ndarray:
     return texts + "      </properties>\n" + outcome + "    </testcase>\n"
 
 
-def junit_text(findings: pd.DataFrame, rules: list | None, context: dict,
-               fail_on: str | None = None, fail_on_new: bool = False) -> str:
-    """The JUnit XML document."""
+def _counts(rule_ids, positions: dict, failing: np.ndarray) -> dict:
+    """tests, failures and skipped of the testcases of these rules."""
+    counts = {"tests": 0, "failures": 0, "skipped": 0}
+    for rule_id in rule_ids:
+        where = positions.get(rule_id)
+        failed = 0 if where is None else int(failing[where].sum())
+        counts["tests"] += 1 if where is None else len(where)
+        counts["failures"] += failed
+        counts["skipped"] += 0 if where is None else len(where) - failed
+    return counts
+
+
+def write_junit(path, findings: pd.DataFrame, rules: list | None, context: dict, *,
+                fail_on: str | None = None, fail_on_new: bool = False) -> None:
+    """The JUnit XML document, written a testsuite at a time (never held whole in memory)."""
     reasons = outcomes(findings, fail_on, fail_on_new)
     cases = _case_texts(findings, reasons) if len(findings) else np.array([], dtype=object)
     positions = findings.reset_index(drop=True).groupby("rule_id", sort=False).indices
     failing = (reasons == "").to_numpy()
     table = _rules_table(findings, rules)
+    families = list(table.groupby(table["rule_id"].str[:3], sort=True))
+    total = _counts(table["rule_id"], positions, failing)
     gate = (fail_on or "info") + (" (new findings only)" if fail_on_new else "")
     stamp = _attribute(xml_text(context.get("as_of"))[:19])
-    suites, totals = [], {"tests": 0, "failures": 0, "skipped": 0}
-    for family, rules_of_family in table.groupby(table["rule_id"].str[:3], sort=True):
-        parts, counts = [], {"tests": 0, "failures": 0, "skipped": 0}
-        for rule in rules_of_family.itertuples(index=False):
-            where = positions.get(rule.rule_id)
-            if where is None:
-                parts.append(f'    <testcase classname="image-audit.{_attribute(family)}.'
-                             f'{_attribute(rule.rule_id)}" name="{_attribute(rule.rule_id)} '
-                             f'{_attribute(rule.rule_name)}: no findings" time="0"/>\n')
-                counts["tests"] += 1
-                continue
-            parts.extend(cases[where])
-            counts["tests"] += len(where)
-            counts["failures"] += int(failing[where].sum())
-            counts["skipped"] += len(where) - int(failing[where].sum())
-        for key in totals:
-            totals[key] += counts[key]
-        suites.append(
-            f'  <testsuite name="{_attribute(family)}" errors="0" time="0" timestamp="{stamp}" '
-            f'tests="{counts["tests"]}" failures="{counts["failures"]}" '
-            f'skipped="{counts["skipped"]}">\n    <properties>\n      <property name="fail-on" '
-            f'value="{gate}"/>\n    </properties>\n' + "".join(parts) + "  </testsuite>\n")
-    return ("<?xml version='1.0' encoding='utf-8'?>\n"
-            f'<testsuites name="image-audit" tests="{totals["tests"]}" '
-            f'failures="{totals["failures"]}" skipped="{totals["skipped"]}" errors="0" time="0">\n'
-            + "".join(suites) + "</testsuites>\n")
-
-
-def write_junit(path, findings: pd.DataFrame, rules: list | None, context: dict, *,
-                fail_on: str | None = None, fail_on_new: bool = False) -> None:
-    text = junit_text(findings, rules, context, fail_on, fail_on_new)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("<?xml version='1.0' encoding='utf-8'?>\n"
+                  f'<testsuites name="image-audit" tests="{total["tests"]}" failures='
+                  f'"{total["failures"]}" skipped="{total["skipped"]}" errors="0" time="0">\n')
+        for family, rules_of_family in families:
+            counts = _counts(rules_of_family["rule_id"], positions, failing)
+            out.write(f'  <testsuite name="{_attribute(family)}" errors="0" time="0" '
+                      f'timestamp="{stamp}" tests="{counts["tests"]}" failures='
+                      f'"{counts["failures"]}" skipped="{counts["skipped"]}">\n'
+                      f'    <properties>\n      <property name="fail-on" value="{gate}"/>\n'
+                      "    </properties>\n")
+            for rule in rules_of_family.itertuples(index=False):
+                where = positions.get(rule.rule_id)
+                if where is None:
+                    out.write(f'    <testcase classname="image-audit.{_attribute(family)}.'
+                              f'{_attribute(rule.rule_id)}" name="{_attribute(rule.rule_id)} '
+                              f'{_attribute(rule.rule_name)}: no findings" time="0"/>\n')
+                else:
+                    out.writelines(cases[where])
+            out.write("  </testsuite>\n")
+        out.write("</testsuites>\n")

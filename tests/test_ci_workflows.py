@@ -190,15 +190,21 @@ def system(request, tmp_path_factory):
     assert run(first, accept_current=True) == 0  # the run that records the baseline
     assert (first / audit_dir / "snapshot" / "manifest.json").is_file()
 
-    def nightly(edit_baseline=None) -> tuple[int, Path]:
+    def nightly(new_severity: str) -> tuple[int, Path, str]:
+        """A night on which one open finding of `new_severity` is new (the baseline lacks
+        it): the exit code, the reports and the new finding's fingerprint."""
         checkout = tmp_path / f"night{len(list(tmp_path.iterdir()))}"
         checkout.mkdir()
         shutil.copy(first / "exemptions.yaml", checkout / "exemptions.yaml")
         shutil.copytree(first / audit_dir, checkout / baseline_dir)
-        if edit_baseline:
-            path = checkout / baseline_dir / "reports" / "findings.json"
-            path.write_text(json.dumps(edit_baseline(json.loads(path.read_text()))))
-        return run(checkout, accept_current=False), checkout / audit_dir / "reports"
+        path = checkout / baseline_dir / "reports" / "findings.json"
+        document = json.loads(path.read_text())
+        new = next(f for f in document["findings"]
+                   if f["severity"] == new_severity and not f["exempted"])
+        document["findings"].remove(new)
+        path.write_text(json.dumps(document))
+        return run(checkout, accept_current=False), checkout / audit_dir / "reports", \
+            new["fingerprint"]
     return first / audit_dir / "reports", nightly
 
 
@@ -212,24 +218,18 @@ def test_the_first_run_records_every_report(system):
     assert any(f["exempted"] for f in findings)  # the checkout's exemptions.yaml was read
 
 
+def _testcase_of(junit: ET.Element, fingerprint: str) -> ET.Element:
+    return next(case for case in junit.iter("testcase")
+                if any(p.get("value") == fingerprint for p in case.iter("property")))
+
+
 def test_a_new_high_finding_fails_the_nightly_run(system):
     _, nightly = system
-    dropped = {}
-
-    def without_one_high(document):
-        high = next(f for f in document["findings"]
-                    if f["severity"] == "high" and not f["exempted"])
-        dropped["fingerprint"] = high["fingerprint"]
-        document["findings"].remove(high)
-        return document
-
-    code, reports = nightly(without_one_high)
+    code, reports, new = nightly("high")
     assert code == 1
     junit = ET.parse(reports / "findings.junit.xml").getroot()
     failed = [case for case in junit.iter("testcase") if case.find("failure") is not None]
-    assert len(failed) == 1
-    assert {p.get("name"): p.get("value") for p in failed[0].iter("property")}["fingerprint"] \
-        == dropped["fingerprint"]
+    assert failed == [_testcase_of(junit, new)]
     sarif = json.loads((reports / "findings.sarif").read_text())
     assert all(r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].startswith("azure/")
                for r in sarif["runs"][0]["results"])
@@ -237,21 +237,10 @@ def test_a_new_high_finding_fails_the_nightly_run(system):
 
 def test_a_nightly_run_without_a_new_high_finding_passes(system):
     _, nightly = system
-    dropped = {}
-
-    def without_one_medium(document):
-        medium = next(f for f in document["findings"]
-                      if f["severity"] == "medium" and not f["exempted"])
-        dropped["fingerprint"] = medium["fingerprint"]
-        document["findings"].remove(medium)
-        return document
-
-    code, reports = nightly(without_one_medium)
+    code, reports, new = nightly("medium")
     assert code == 0  # existing high findings and a new medium one do not fail it
     document = json.loads((reports / "findings.json").read_text())
     assert document["baseline"]["new"] == 1
     junit = ET.parse(reports / "findings.junit.xml").getroot()
     assert junit.get("failures") == "0"
-    new_medium = next(case for case in junit.iter("testcase")
-                      if any(p.get("value") == dropped["fingerprint"] for p in case.iter("property")))
-    assert new_medium.find("skipped").get("message") == "below --fail-on high: medium"
+    assert _testcase_of(junit, new).find("skipped").get("message") == "below --fail-on high: medium"

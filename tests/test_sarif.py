@@ -101,6 +101,7 @@ def test_artifact_uri_is_stable_and_never_leaves_the_repository():
     assert ".." not in hostile.split("/") and "." not in hostile.split("/")
     assert "?" not in hostile and "#" not in hostile
     assert artifact_uri("") == "azure/unknown-resource"
+    assert artifact_uri("/subscriptions/s/x/r\x0b\ud800").isascii()  # lone surrogate: encoded
 
 
 def test_github_reads_severity_from_the_rules(sarif):

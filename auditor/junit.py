@@ -106,10 +106,9 @@ def _counts(rule_ids, positions: dict, failing: np.ndarray) -> dict:
 
 
 def write_junit(path, findings: pd.DataFrame, rules: list | None, context: dict, *,
-                fail_on: str | None = None, fail_on_new: bool = False) -> None:
-    """The JUnit XML document, written a testsuite at a time (never held whole in memory)."""
+                fail_on: str | None = None, fail_on_new: bool = False, chunk: int = 20_000) -> None:
+    """The JUnit XML document, written `chunk` testcases at a time (never held whole)."""
     reasons = outcomes(findings, fail_on, fail_on_new)
-    cases = _case_texts(findings, reasons) if len(findings) else np.array([], dtype=object)
     positions = findings.reset_index(drop=True).groupby("rule_id", sort=False).indices
     failing = (reasons == "").to_numpy()
     table = _rules_table(findings, rules)
@@ -134,7 +133,9 @@ def write_junit(path, findings: pd.DataFrame, rules: list | None, context: dict,
                     out.write(f'    <testcase classname="image-audit.{_attribute(family)}.'
                               f'{_attribute(rule.rule_id)}" name="{_attribute(rule.rule_id)} '
                               f'{_attribute(rule.rule_name)}: no findings" time="0"/>\n')
-                else:
-                    out.writelines(cases[where])
+                    continue
+                for start in range(0, len(where), chunk):  # a chunk's texts at a time
+                    part = where[start:start + chunk]
+                    out.writelines(_case_texts(findings.iloc[part], reasons.iloc[part]))
             out.write("  </testsuite>\n")
         out.write("</testsuites>\n")

@@ -127,3 +127,12 @@ def test_hostile_text_stays_well_formed(tmp_path, audited):
     root = ET.parse(_written(tmp_path, hostile, rules, fail_on="info")).getroot()
     messages = [f.get("message") for f in root.iter("failure")]
     assert messages and all("\\x1b" in m and "\\ufffe" in m for m in messages)
+
+
+def test_written_in_chunks_the_file_is_the_same(tmp_path, audited):
+    from auditor.junit import write_junit
+    findings, rules = audited
+    write_junit(tmp_path / "whole.xml", findings, rules, CONTEXT, fail_on="medium")
+    write_junit(tmp_path / "chunked.xml", findings, rules, CONTEXT, fail_on="medium", chunk=2)
+    assert (tmp_path / "chunked.xml").read_bytes() == (tmp_path / "whole.xml").read_bytes()
+    assert ET.parse(tmp_path / "chunked.xml").getroot().get("failures") != "0"

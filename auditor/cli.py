@@ -279,7 +279,8 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occup
             written += write_reports(
                 out_dir, findings, run.estate.tables, context, list(formats) or FORMATS,
                 rules=run.rules, cost=run.cost, plan=run.plan, usage=run.estate.usage,
-                exemptions=run.exemptions.entries if run.exemptions else None)
+                exemptions=run.exemptions.entries if run.exemptions else None,
+                fail_on=fail_on, fail_on_new=fail_on_new)
     except OutputsFailed as exc:  # the others were written: say so, then fail (exit 2)
         failed, written = exc, exc.written
     counts = run.counts

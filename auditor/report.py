@@ -546,10 +546,12 @@ def _failure_line(path: Path, exc: BaseException) -> str:
 
 def write_reports(out_dir: Path, findings: pd.DataFrame, tables: dict[str, pd.DataFrame],
                   context: dict, formats: list[str], *, rules=None, cost=None, plan=None,
-                  usage: pd.DataFrame | None = None, exemptions=None) -> list[Path]:
+                  usage: pd.DataFrame | None = None, exemptions=None,
+                  fail_on: str | None = None, fail_on_new: bool = False) -> list[Path]:
     """Every requested format into `out_dir`, each file written atomically and on its own:
     one that fails never stops the others. Raises OutputsFailed (after writing all the
-    others) if any failed."""
+    others) if any failed. `fail_on` and `fail_on_new` are the exit-code gate: JUnit fails
+    what it fails."""
     from auditor.junit import write_junit
     from auditor.sarif import write_sarif
 
@@ -571,7 +573,8 @@ def write_reports(out_dir: Path, findings: pd.DataFrame, tables: dict[str, pd.Da
             path, lambda t: write_sarif(t, findings, rules, context))]))
     if "junit" in formats:
         outputs.append((out_dir / "findings.junit.xml", lambda path: [atomic_write(
-            path, lambda t: write_junit(t, findings, rules, context))]))
+            path, lambda t: write_junit(t, findings, rules, context, fail_on=fail_on,
+                                        fail_on_new=fail_on_new))]))
     if "md" in formats:
         def write_md(path):
             text = summary_markdown(findings, context, cost)

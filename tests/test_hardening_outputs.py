@@ -303,9 +303,11 @@ def test_junit_is_well_formed_with_hostile_exempted_ids_and_messages(tmp_path):
     write_junit(path, pd.DataFrame(rows, columns=FINDING_COLUMNS, dtype=object), None,
                 {"as_of": "2026-11-15\x00"})
     root = ET.parse(path).getroot()
-    names = {p.get("name") for p in root.iter("property")}
-    assert names == {"exempted /subscriptions/s/x/id\\ufffe\\x01",
-                     "exempted /subscriptions/s/x/r\\x0b\\ud800"}
+    resources = {p.get("value") for p in root.iter("property") if p.get("name") == "resource_id"}
+    assert resources == {"/subscriptions/s/x/id\\ufffe\\x01", "/subscriptions/s/x/m\\uffff\\x1b",
+                         "/subscriptions/s/x/r\\x0b\\ud800"}
+    assert {s.get("message") for s in root.iter("skipped")} == {
+        "exempted: because id\\ufffe\\x01", "exempted: because r\\x0b\\ud800"}
     assert root.find(".//failure").get("message") == "msg m\\uffff\\x1b"
 
 

@@ -1,0 +1,169 @@
+"""report.html: one self-contained page (no network, no fonts, no CDN) for people without
+Excel and for CI artifacts. The summary, coverage, cost and exemptions are rendered by a
+Jinja2 template with autoescape on, so they read (and print) without script; the findings
+travel as JSON in a `<script type="application/json">` (Jinja's `tojson`, ASCII only) and a
+small script of the template's own shows them in a table that draws only the visible rows.
+
+Every figure comes from the functions the other reports use: `summary(findings)`, the run
+context's `coverage`, `savings` and `baseline`, and `cost.totals()` / `cost.savings()`.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+
+import jinja2
+import markupsafe
+import numpy as np
+import pandas as pd
+
+from auditor import __version__
+from auditor.engine import SEVERITIES
+from auditor.safetext import shown
+
+# Columns the findings table shows or filters on, and those shown when a row is opened.
+# Columns with few distinct values travel as an index into a list of those values.
+CODED_COLUMNS = ["severity", "rule_id", "title", "remediation", "resource_type",
+                 "subscription_id", "resource_group", "location", "status", "exemption_reason"]
+TEXT_COLUMNS = ["resource_name", "message", "resource_id", "evidence"]
+CHART_BARS = 12  # bars per cost chart; the table below each chart lists every row
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("auditor", "templates"),
+    autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+# tojson escapes <, >, & and ' as \u00XX; ASCII output also escapes U+2028, U+2029 and lone
+# surrogates, so the embedded JSON is plain ASCII whatever Azure returned.
+_TEMPLATES.policies["json.dumps_kwargs"] = {"ensure_ascii": True, "separators": (",", ":"),
+                                            "allow_nan": False}
+_TEMPLATES.filters["shown"] = lambda value: "" if value is None else shown(value)
+
+
+def _texts(column: pd.Series) -> list:
+    """A text column as a list: missing values None, pandas' escaped slashes undone."""
+    text = column.astype("object")
+    text = text.where(text.notna(), None)
+    if column.name == "evidence":
+        text = text.str.replace("\\/", "/", regex=False)
+    return text.tolist()
+
+
+def _coded(column: pd.Series) -> dict:
+    codes, values = pd.factorize(column.astype("object"), use_na_sentinel=True)
+    return {"values": [str(v) for v in values], "codes": codes.tolist()}
+
+
+def findings_data(findings: pd.DataFrame) -> dict:
+    """The findings column by column (about half the bytes of one object per finding)."""
+    columns = {name: _coded(findings[name]) for name in CODED_COLUMNS if name in findings}
+    columns.update({name: _texts(findings[name]) for name in TEXT_COLUMNS if name in findings})
+    columns["exempted"] = findings["exempted"].astype(bool).astype(np.int8).tolist()
+    if "monthly_cost" in findings:
+        cost = findings["monthly_cost"].astype(float).round(4)
+        columns["monthly_cost"] = cost.astype("object").where(cost.notna(), None).tolist()
+    return {"count": int(len(findings)), "columns": columns}
+
+
+def _gallery_label(key: str) -> dict:
+    """A gallery total's key (its ARM id) as name, resource group and subscription."""
+    parts = key.split("/")
+    lowered = [p.lower() for p in parts]
+
+    def after(segment: str) -> str:
+        return parts[lowered.index(segment) + 1] if segment in lowered[:-1] else ""
+    return {"name": after("galleries") or key, "resource_group": after("resourcegroups"),
+            "subscription": after("subscriptions")}
+
+
+def _bars(rows: list[dict], value: str = "monthly_cost", ranked: bool = True) -> list[dict]:
+    """Bar lengths (share of the largest) for the CHART_BARS largest rows, largest first
+    (or all rows in their order)."""
+    if ranked:
+        rows = sorted(rows, key=lambda r: -(r[value] or 0))[:CHART_BARS]
+    top = max([r[value] or 0 for r in rows] + [0])
+    return [{**r, "share": (r[value] or 0) / top if top else 0} for r in rows]
+
+
+def cost_data(cost, findings: pd.DataFrame, plan=None) -> dict | None:
+    """cost.totals() and cost.savings() by section, as they are."""
+    if cost is None:
+        return None
+    totals = pd.concat([cost.totals(), cost.savings(findings, plan)], ignore_index=True)
+    totals = totals.astype("object").where(totals.notna(), None)
+    sections: dict[str, list[dict]] = {}
+    for row in totals.to_dict("records"):
+        if row["section"] == "gallery":
+            row.update(_gallery_label(row["key"]) if row["key"].startswith("/") else
+                       {"name": row["key"], "resource_group": "", "subscription": ""})
+        sections.setdefault(row["section"], []).append(row)
+    total = sections["total"][0]
+    return {"currency": cost.currency, "basis": cost.basis, "total": total,
+            "sections": sections,
+            "team_bars": _bars(sections.get("team", [])),
+            "gallery_bars": _bars(sections.get("gallery", []))}
+
+
+def exemption_rows(exemptions, findings: pd.DataFrame, as_of) -> list[dict]:
+    """The exemptions file's entries with days left at as-of, or, without the file, the
+    exempted findings with their reasons."""
+    if exemptions is not None and len(exemptions):
+        frame = pd.DataFrame(exemptions)
+        expires = pd.to_datetime(frame["expires"].astype(str), errors="coerce")
+        day = pd.Timestamp(as_of).tz_convert(None).normalize() if as_of else None
+        frame["expires"] = expires.dt.strftime("%Y-%m-%d")
+        frame["days_left"] = (expires - day).dt.days if day is not None else None
+        return frame.astype("object").where(frame.notna(), None).to_dict("records")
+    exempted = findings[findings["exempted"].astype(bool)]
+    return [{"rule": r.rule_id, "resource": r.resource_id, "reason": r.exemption_reason}
+            for r in exempted[["rule_id", "resource_id", "exemption_reason"]].itertuples()]
+
+
+def report_data(findings: pd.DataFrame, context: dict, *, cost=None, plan=None,
+                exemptions=None, trend: dict | None = None) -> dict:
+    """Everything the page shows. `trend` (earlier runs, from a history store) is optional:
+    the page shows its section only when given."""
+    from auditor.report import summary
+
+    counts = summary(findings)
+    return {
+        "tool_version": __version__,
+        "severities": list(reversed(SEVERITIES)),
+        "summary": counts,
+        "severity_bars": _bars([{"key": k, "count": v} for k, v in
+                                counts["open_by_severity"].items()], "count", ranked=False),
+        "context": {key: context.get(key) for key in (
+            "snapshot", "snapshot_sha256", "collected_at", "as_of", "command", "cost_basis",
+            "exemptions", "exemptions_sha256")},
+        "coverage": context.get("coverage"),
+        "savings": context.get("savings"),
+        "baseline": context.get("baseline"),
+        "cost": cost_data(cost, findings, plan),
+        "exemptions": exemption_rows(exemptions, findings, context.get("as_of")),
+        "trend": trend,
+        "rule_titles": findings.drop_duplicates("rule_id").set_index("rule_id")["title"].to_dict(),
+        "findings": findings_data(findings),
+    }
+
+
+def render_html(data: dict) -> str:
+    script = (files("auditor") / "templates" / "report.js").read_text(encoding="utf-8")
+    return _TEMPLATES.get_template("report.html.j2").render(
+        data=data, page={key: data[key] for key in data if key != "findings"},
+        script=markupsafe.Markup(script))
+
+
+def write_html(path: Path, findings: pd.DataFrame, context: dict, *, cost=None, plan=None,
+               exemptions=None, trend: dict | None = None) -> None:
+    """report.html at `path` (the caller makes the write atomic)."""
+    data = report_data(findings, context, cost=cost, plan=plan, exemptions=exemptions,
+                       trend=trend)
+    # The JSON is ASCII; the rendered text may hold lone surrogates, which UTF-8 cannot.
+    Path(path).write_text(render_html(data), encoding="utf-8", errors="backslashreplace")
+
+
+def embedded_data(page: str) -> dict:
+    """The JSON a report.html carries, read back (for tests and tooling)."""
+    start = page.index('<script type="application/json" id="report-data">') + len(
+        '<script type="application/json" id="report-data">')
+    return json.loads(page[start:page.index("</script>", start)])

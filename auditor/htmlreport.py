@@ -10,6 +10,8 @@ context's `coverage`, `savings` and `baseline`, and `cost.totals()` / `cost.savi
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 from importlib.resources import files
 from pathlib import Path
@@ -27,7 +29,7 @@ from auditor.safetext import shown
 # Columns with few distinct values travel as an index into a list of those values.
 CODED_COLUMNS = ["severity", "rule_id", "title", "remediation", "resource_type",
                  "subscription_id", "resource_group", "location", "status", "exemption_reason"]
-TEXT_COLUMNS = ["resource_name", "message", "resource_id", "evidence"]
+TEXT_COLUMNS = ["resource_name", "message"]
 CHART_BARS = 12  # bars per cost chart; the table below each chart lists every row
 
 _TEMPLATES = jinja2.Environment(
@@ -41,12 +43,9 @@ _TEMPLATES.filters["shown"] = lambda value: "" if value is None else shown(value
 
 
 def _texts(column: pd.Series) -> list:
-    """A text column as a list: missing values None, pandas' escaped slashes undone."""
+    """A text column as a list, missing values None."""
     text = column.astype("object")
-    text = text.where(text.notna(), None)
-    if column.name == "evidence":
-        text = text.str.replace("\\/", "/", regex=False)
-    return text.tolist()
+    return text.where(text.notna(), None).tolist()
 
 
 def _coded(column: pd.Series) -> dict:
@@ -55,14 +54,31 @@ def _coded(column: pd.Series) -> dict:
 
 
 def findings_data(findings: pd.DataFrame) -> dict:
-    """The findings column by column (about half the bytes of one object per finding)."""
+    """The findings column by column (about half the bytes of one object per finding).
+    A resource id travels as its parent path (shared by many findings, coded) and its last
+    segment; the evidence travels apart (`evidence_data`)."""
     columns = {name: _coded(findings[name]) for name in CODED_COLUMNS if name in findings}
     columns.update({name: _texts(findings[name]) for name in TEXT_COLUMNS if name in findings})
+    ids = findings["resource_id"].astype("object")
+    parts = ids.where(ids.notna(), "").astype(str).str.rpartition("/")
+    columns["resource_parent"] = _coded((parts[0] + parts[1]).where(ids.notna(), None))
+    columns["resource_leaf"] = parts[2].where(ids.notna(), None).tolist()
     columns["exempted"] = findings["exempted"].astype(bool).astype(np.int8).tolist()
     if "monthly_cost" in findings:
         cost = findings["monthly_cost"].astype(float).round(4)
         columns["monthly_cost"] = cost.astype("object").where(cost.notna(), None).tolist()
     return {"count": int(len(findings)), "columns": columns}
+
+
+def evidence_data(findings: pd.DataFrame) -> str:
+    """Each finding's evidence (pandas' escaped slashes undone) as a gzipped JSON list in
+    base64: evidence is the largest column and is read one finding at a time, so the page
+    unpacks it (with the browser's own DecompressionStream) when a finding is first opened."""
+    evidence = findings["evidence"].astype("object")
+    evidence = evidence.where(evidence.notna(), None).str.replace("\\/", "/", regex=False)
+    packed = json.dumps(evidence.tolist(), ensure_ascii=True, separators=(",", ":"))
+    return base64.b64encode(gzip.compress(packed.encode("ascii"), compresslevel=6,
+                                          mtime=0)).decode("ascii")
 
 
 def _gallery_label(key: str) -> dict:
@@ -143,14 +159,16 @@ def report_data(findings: pd.DataFrame, context: dict, *, cost=None, plan=None,
         "trend": trend,
         "rule_titles": findings.drop_duplicates("rule_id").set_index("rule_id")["title"].to_dict(),
         "findings": findings_data(findings),
+        "evidence": evidence_data(findings),
     }
 
 
 def render_html(data: dict) -> str:
     script = (files("auditor") / "templates" / "report.js").read_text(encoding="utf-8")
     return _TEMPLATES.get_template("report.html.j2").render(
-        data=data, page={key: data[key] for key in data if key != "findings"},
-        script=markupsafe.Markup(script))
+        data={key: data[key] for key in data if key != "evidence"},
+        page={key: data[key] for key in data if key not in ("findings", "evidence")},
+        script=markupsafe.Markup(script), evidence=data["evidence"])
 
 
 def write_html(path: Path, findings: pd.DataFrame, context: dict, *, cost=None, plan=None,
@@ -162,8 +180,17 @@ def write_html(path: Path, findings: pd.DataFrame, context: dict, *, cost=None, 
     Path(path).write_text(render_html(data), encoding="utf-8", errors="backslashreplace")
 
 
+def _element_text(page: str, opening: str) -> str:
+    start = page.index(opening) + len(opening)
+    return page[start:page.index("</script>", start)]
+
+
 def embedded_data(page: str) -> dict:
     """The JSON a report.html carries, read back (for tests and tooling)."""
-    start = page.index('<script type="application/json" id="report-data">') + len(
-        '<script type="application/json" id="report-data">')
-    return json.loads(page[start:page.index("</script>", start)])
+    return json.loads(_element_text(page, '<script type="application/json" id="report-data">'))
+
+
+def embedded_evidence(page: str) -> list:
+    """The evidence of each finding a report.html carries, read back."""
+    packed = _element_text(page, '<script type="application/octet-stream" id="evidence-data">')
+    return json.loads(gzip.decompress(base64.b64decode(packed)))

@@ -20,6 +20,10 @@
   }
 
   function value(name, i) {
+    if (name === "resource_id") {
+      var parent = value("resource_parent", i), leaf = columns.resource_leaf[i];
+      return leaf === null ? null : (parent || "") + leaf;
+    }
     var column = columns[name];
     if (!column) return null;
     if (column.codes) {
@@ -222,16 +226,36 @@
     item("Resource group", shown(value("resource_group", i)));
     item("Location", shown(value("location", i)));
     if (value("monthly_cost", i) !== null) item("Monthly cost", money(value("monthly_cost", i)));
-    var evidence = value("evidence", i), pretty = evidence;
-    try { pretty = JSON.stringify(JSON.parse(evidence), null, 2); } catch (e) { /* shown as it is */ }
     var pre = document.createElement("pre");
-    pre.textContent = String(pretty || "").split("\n").map(shown).join("\n");
+    pre.id = "detail-evidence";
+    pre.textContent = "(unpacking)";
     item("Evidence", "").appendChild(pre);
+    loadEvidence().then(function (all) {
+      var pretty = all[i];
+      try { pretty = JSON.stringify(JSON.parse(all[i]), null, 2); } catch (e) { /* as it is */ }
+      if (selected === i) pre.textContent = String(pretty || "").split("\n").map(shown).join("\n");
+    }, function (error) {
+      pre.textContent = "Evidence cannot be unpacked in this browser (" + error + "); it is in findings.json.";
+    });
     detail.replaceChildren(list);
     detail.hidden = false;
     body.querySelectorAll("tr.row").forEach(function (row) {
       row.classList.toggle("selected", Number(row.dataset.index) === i);
     });
+  }
+
+  // Evidence: gzipped JSON in base64, unpacked with the browser's DecompressionStream the
+  // first time a finding is opened (no network: a Blob read through a Response).
+  var evidence = null;
+  function loadEvidence() {
+    if (!evidence) {
+      var packed = atob(document.getElementById("evidence-data").textContent.trim());
+      var bytes = new Uint8Array(packed.length);
+      for (var k = 0; k < packed.length; k++) bytes[k] = packed.charCodeAt(k);
+      var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+      evidence = new Response(stream).text().then(JSON.parse);
+    }
+    return evidence;
   }
 
   var pending = null;

@@ -272,6 +272,7 @@ def test_markup_from_azure_stays_text_in_the_browser(browser, hostile_run, tmp_p
     browser.execute_script("return new Promise(r => setTimeout(r, 400))")
     assert [r[2] for r in _rows(browser)] == ["vm-\\u2028line\\u2029para"]
     assert browser.execute_script("return window.__injected") is None
+    browser.execute_script("document.getElementById('cost').scrollIntoView()")
     browser.save_screenshot(str(tmp_path / "report-hostile.png"))
     _keep_screenshots(tmp_path)
 

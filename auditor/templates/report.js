@@ -188,7 +188,8 @@
   function render() {
     var first = 0, last = view.length;
     if (!printing) {
-      var height = viewport.clientHeight || 600;
+      // The viewport grows with its rows up to 62% of the window: draw a window's worth.
+      var height = Math.max(viewport.clientHeight, window.innerHeight);
       first = Math.max(0, Math.floor(viewport.scrollTop / ROW_HEIGHT) - OVERSCAN);
       last = Math.min(view.length, Math.ceil((viewport.scrollTop + height) / ROW_HEIGHT) + OVERSCAN);
     } else {

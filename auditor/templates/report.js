@@ -161,7 +161,7 @@
     badge.textContent = severity;
     first.appendChild(badge);
     row.appendChild(first);
-    cell(row, value("rule_id", i) || "", "mono");
+    cell(row, value("rule_id", i) || "", "mono id");
     cell(row, shown(value("resource_name", i)));
     cell(row, shown(value("message", i)));
     cell(row, shown(value("resource_group", i)));

@@ -20,6 +20,8 @@ import jinja2
 import markupsafe
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from auditor import __version__
 from auditor.engine import SEVERITIES
@@ -49,7 +51,7 @@ def _texts(column: pd.Series) -> list:
 
 
 def _coded(column: pd.Series) -> dict:
-    codes, values = pd.factorize(column.astype("object"), use_na_sentinel=True)
+    codes, values = pd.factorize(column, use_na_sentinel=True)  # Arrow text: no copy to objects
     return {"values": [str(v) for v in values], "codes": codes.tolist()}
 
 
@@ -75,8 +77,12 @@ def evidence_data(findings: pd.DataFrame) -> str:
     base64: evidence is the largest column and is read one finding at a time, so the page
     unpacks it (with the browser's own DecompressionStream) when a finding is first opened."""
     evidence = findings["evidence"].astype("object")
-    evidence = evidence.where(evidence.notna(), None).str.replace("\\/", "/", regex=False)
-    packed = json.dumps(evidence.tolist(), ensure_ascii=True, separators=(",", ":"))
+    try:
+        texts = pc.replace_substring(pa.array(evidence, pa.string(), from_pandas=True),
+                                     "\\/", "/").to_pylist()
+    except (pa.ArrowException, UnicodeError):  # lone surrogates: Arrow text cannot hold them
+        texts = evidence.where(evidence.notna(), None).str.replace("\\/", "/", regex=False).tolist()
+    packed = json.dumps(texts, ensure_ascii=True, separators=(",", ":"))
     return base64.b64encode(gzip.compress(packed.encode("ascii"), compresslevel=6,
                                           mtime=0)).decode("ascii")
 
@@ -122,7 +128,7 @@ def cost_data(cost, findings: pd.DataFrame, plan=None) -> dict | None:
 
 def exemption_rows(exemptions, findings: pd.DataFrame, as_of) -> list[dict]:
     """The exemptions file's entries with days left at as-of, or, without the file, the
-    exempted findings with their reasons."""
+    exempted findings by rule and reason, with how many each holds."""
     if exemptions is not None and len(exemptions):
         frame = pd.DataFrame(exemptions)
         expires = pd.to_datetime(frame["expires"].astype(str), errors="coerce")
@@ -130,9 +136,12 @@ def exemption_rows(exemptions, findings: pd.DataFrame, as_of) -> list[dict]:
         frame["expires"] = expires.dt.strftime("%Y-%m-%d")
         frame["days_left"] = (expires - day).dt.days if day is not None else None
         return frame.astype("object").where(frame.notna(), None).to_dict("records")
-    exempted = findings[findings["exempted"].astype(bool)]
-    return [{"rule": r.rule_id, "resource": r.resource_id, "reason": r.exemption_reason}
-            for r in exempted[["rule_id", "resource_id", "exemption_reason"]].itertuples()]
+    exempted = findings["exempted"].astype(bool)
+    grouped = pd.DataFrame({"rule": findings["rule_id"].astype(str)[exempted],
+                            "reason": findings["exemption_reason"].astype(str)[exempted]})
+    counted = grouped.value_counts(sort=False).sort_index()
+    return [{"rule": rule, "reason": reason, "findings": int(n)}
+            for (rule, reason), n in counted.items()]
 
 
 def report_data(findings: pd.DataFrame, context: dict, *, cost=None, plan=None,

@@ -144,6 +144,19 @@ def exemption_rows(exemptions, findings: pd.DataFrame, as_of) -> list[dict]:
             for (rule, reason), n in counted.items()]
 
 
+def _rule_rows(findings: pd.DataFrame, counts: dict) -> list[dict]:
+    """Each rule with findings: its severity and title (from its findings), open and exempted
+    counts (from `summary`), most severe first."""
+    rules = findings.drop_duplicates("rule_id").set_index("rule_id")
+    rank = {severity: -i for i, severity in enumerate(SEVERITIES)}
+    rows = [{"rule_id": rule_id, "severity": str(rules.at[rule_id, "severity"]),
+             "title": str(rules.at[rule_id, "title"]),
+             "open": counts["open_by_rule"].get(rule_id, 0),
+             "exempted": counts["exempted_by_rule"].get(rule_id, 0)}
+            for rule_id in sorted({*counts["open_by_rule"], *counts["exempted_by_rule"]})]
+    return sorted(rows, key=lambda row: rank.get(row["severity"], 1))
+
+
 def report_data(findings: pd.DataFrame, context: dict, *, cost=None, plan=None,
                 exemptions=None, trend: dict | None = None) -> dict:
     """Everything the page shows. `trend` (earlier runs, from a history store) is optional:
@@ -166,7 +179,7 @@ def report_data(findings: pd.DataFrame, context: dict, *, cost=None, plan=None,
         "cost": cost_data(cost, findings, plan),
         "exemptions": exemption_rows(exemptions, findings, context.get("as_of")),
         "trend": trend,
-        "rule_titles": findings.drop_duplicates("rule_id").set_index("rule_id")["title"].to_dict(),
+        "rules": _rule_rows(findings, counts),
         "findings": findings_data(findings),
         "evidence": evidence_data(findings),
     }

@@ -61,10 +61,9 @@ def findings_data(findings: pd.DataFrame) -> dict:
     segment; the evidence travels apart (`evidence_data`)."""
     columns = {name: _coded(findings[name]) for name in CODED_COLUMNS if name in findings}
     columns.update({name: _texts(findings[name]) for name in TEXT_COLUMNS if name in findings})
-    ids = findings["resource_id"].astype("object")
-    parts = ids.where(ids.notna(), "").astype(str).str.rpartition("/")
-    columns["resource_parent"] = _coded((parts[0] + parts[1]).where(ids.notna(), None))
-    columns["resource_leaf"] = parts[2].where(ids.notna(), None).tolist()
+    parts = findings["resource_id"].astype("object").str.extract(r"^(.*/)?([^/]*)$")
+    columns["resource_parent"] = _coded(parts[0])
+    columns["resource_leaf"] = _texts(parts[1])
     columns["exempted"] = findings["exempted"].astype(bool).astype(np.int8).tolist()
     if "monthly_cost" in findings:
         cost = findings["monthly_cost"].astype(float).round(4)

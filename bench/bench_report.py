@@ -11,6 +11,12 @@ the figure "write peak" is how far RSS rose while the workbook was written.
 Measured on a 2-core machine (200,000 findings, 100,000 machines): write-only 91 s, peak RSS
 874 MB (291 MB while writing); normal mode 114 s, peak RSS 2,484 MB (1,928 MB while writing).
 auditor.workbook uses write-only mode: rows stream to disk instead of living as cell objects.
+
+report.html (mode html), same machine and size: 8.5 s, peak RSS 654 MB (88 MB while writing),
+18.0 MB (95 bytes per finding: this benchmark's messages are short). With the sample's
+findings repeated to 200,000 (messages of 200 characters, evidence of 250) it is about 20 s
+and 54 MB (282 bytes per finding); headless Chromium opens that file in about 6 s, filters
+by severity in 25 ms, searches in 0.5 to 1.6 s and sorts in about 1 s.
 """
 
 from __future__ import annotations

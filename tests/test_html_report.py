@@ -117,6 +117,14 @@ def test_baseline_counts_and_trend_block(sample_run, tmp_path):
     assert tree.xpath('//select[@id="filter-status"]')
 
 
+def test_no_findings_and_no_cost(sample_run):
+    page = render_html(report_data(sample_run.findings.iloc[0:0], {}))
+    tree = lxml.html.fromstring(page)
+    assert tree.get_element_by_id("open-total").text_content() == "0"
+    assert embedded_data(page)["findings"]["count"] == 0 and embedded_evidence(page) == []
+    assert not tree.xpath('//section[@id="cost"]')
+
+
 def test_size_per_finding_stays_within_budget(sample_run):
     findings = sample_run.findings
 
@@ -242,6 +250,10 @@ def test_report_in_headless_chromium(browser, sample_run, tmp_path):
         "  await new Promise(r => setTimeout(r, 50));"
         "return JSON.parse(pre.textContent);")
     assert evidence == json.loads(findings["evidence"].iloc[opened])
+    shown_id = browser.execute_script(
+        "return [...document.querySelectorAll('#detail dt')].find(dt => dt.textContent === "
+        "'Resource id').nextElementSibling.textContent")
+    assert shown_id == findings["resource_id"].iloc[opened]
     assert path.stat().st_size > 0
     browser.save_screenshot(str(tmp_path / "report-sorted.png"))
     _keep_screenshots(tmp_path)

@@ -188,6 +188,8 @@ def _choose(browser, select_id: str, value: str) -> None:
 
 
 def test_report_in_headless_chromium(browser, sample_run, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+
     path = _open(browser, sample_run, tmp_path)
     findings, counts = sample_run.findings, summary(sample_run.findings)
     assert browser.find_element("id", "open-total").text == str(counts["open"])
@@ -254,6 +256,10 @@ def test_report_in_headless_chromium(browser, sample_run, tmp_path):
         "return [...document.querySelectorAll('#detail dt')].find(dt => dt.textContent === "
         "'Resource id').nextElementSibling.textContent")
     assert shown_id == findings["resource_id"].iloc[opened]
+    browser.execute_script("document.getElementById('detail').hidden = true;"
+                           "document.querySelector('#rows tr.row').focus()")
+    browser.switch_to.active_element.send_keys(Keys.ENTER)  # rows open from the keyboard too
+    assert browser.find_element("id", "detail").is_displayed()
     assert path.stat().st_size > 0
     browser.save_screenshot(str(tmp_path / "report-sorted.png"))
     _keep_screenshots(tmp_path)

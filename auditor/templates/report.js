@@ -154,6 +154,7 @@
     var row = document.createElement("tr");
     row.className = "row" + (exempted(i) ? " exempted" : "") + (i === selected ? " selected" : "");
     row.dataset.index = String(i);
+    row.tabIndex = 0;
     var severity = value("severity", i) || "";
     var first = document.createElement("td");
     var badge = document.createElement("span");
@@ -273,6 +274,13 @@
   body.addEventListener("click", function (event) {
     var row = event.target.closest("tr.row");
     if (row) showDetail(Number(row.dataset.index));
+  });
+  body.addEventListener("keydown", function (event) {
+    var row = event.target.closest("tr.row");
+    if (row && (event.key === "Enter" || event.key === " ")) {
+      event.preventDefault();
+      showDetail(Number(row.dataset.index));
+    }
   });
   document.querySelectorAll("#findings-table th button").forEach(function (button) {
     button.addEventListener("click", function () {

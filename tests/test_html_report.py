@@ -188,6 +188,7 @@ def _choose(browser, select_id: str, value: str) -> None:
 
 
 def test_report_in_headless_chromium(browser, sample_run, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
     path = _open(browser, sample_run, tmp_path)
@@ -257,9 +258,11 @@ def test_report_in_headless_chromium(browser, sample_run, tmp_path):
         "'Resource id').nextElementSibling.textContent")
     assert shown_id == findings["resource_id"].iloc[opened]
     browser.execute_script("document.getElementById('detail').hidden = true;"
-                           "document.querySelector('#rows tr.row').focus()")
-    browser.switch_to.active_element.send_keys(Keys.ENTER)  # rows open from the keyboard too
+                           "document.querySelector('#rows tr.row').focus();"
+                           "return new Promise(r => requestAnimationFrame(() => setTimeout(r, 50)))")
+    ActionChains(browser).send_keys(Keys.ENTER).perform()  # rows open from the keyboard too
     assert browser.find_element("id", "detail").is_displayed()
+    assert browser.execute_script("return document.activeElement.matches('#rows tr.row')")
     assert path.stat().st_size > 0
     browser.save_screenshot(str(tmp_path / "report-sorted.png"))
     _keep_screenshots(tmp_path)

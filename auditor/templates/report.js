@@ -138,7 +138,7 @@
     countLabel.textContent = view.length === count ? total + " findings" :
       view.length.toLocaleString("en-US") + " of " + total + " findings";
     viewport.scrollTop = 0;
-    render();
+    render(true);
   }
 
   function cell(row, text, className) {
@@ -186,7 +186,8 @@
     return row;
   }
 
-  function render() {
+  var drawn = "";
+  function render(force) {
     var first = 0, last = view.length;
     if (!printing) {
       // The viewport grows with its rows up to 62% of the window: draw a window's worth.
@@ -196,11 +197,20 @@
     } else {
       last = Math.min(view.length, PRINT_ROWS);
     }
+    var range = first + ":" + last + ":" + printing;
+    if (!force && range === drawn) return;  // a scroll within the margin: nothing to draw
+    drawn = range;
+    var focused = document.activeElement && document.activeElement.closest ?
+      document.activeElement.closest("#rows tr.row") : null;
     var fragment = document.createDocumentFragment();
     if (!printing) fragment.appendChild(spacer(first * ROW_HEIGHT));
     for (var j = first; j < last; j++) fragment.appendChild(findingRow(view[j]));
     if (!printing) fragment.appendChild(spacer((view.length - last) * ROW_HEIGHT));
     body.replaceChildren(fragment);
+    if (focused) {  // keep the keyboard's place when the rows are drawn again
+      var again = body.querySelector('tr.row[data-index="' + focused.dataset.index + '"]');
+      if (again) again.focus({preventScroll: true});
+    }
   }
 
   function showDetail(i) {
@@ -269,8 +279,9 @@
     if (filters[name]) filters[name].addEventListener("change", applyFilters);
   });
   filters.text.addEventListener("input", function () { later(applyFilters); });
-  viewport.addEventListener("scroll", function () { window.requestAnimationFrame(render); });
-  window.addEventListener("resize", function () { window.requestAnimationFrame(render); });
+  function redraw() { window.requestAnimationFrame(function () { render(false); }); }
+  viewport.addEventListener("scroll", redraw);
+  window.addEventListener("resize", redraw);
   body.addEventListener("click", function (event) {
     var row = event.target.closest("tr.row");
     if (row) showDetail(Number(row.dataset.index));
@@ -294,11 +305,11 @@
   // Printing: the first rows of the current view, drawn in full, and a note of how many.
   window.addEventListener("beforeprint", function () {
     printing = true;
-    render();
+    render(true);
     document.getElementById("print-note").textContent = view.length > PRINT_ROWS ?
       "The first " + PRINT_ROWS + " of " + view.length + " findings in this view are printed; " +
       "every finding is in findings.csv, findings.json and image-audit.xlsx." : "";
   });
-  window.addEventListener("afterprint", function () { printing = false; render(); });
+  window.addEventListener("afterprint", function () { printing = false; render(true); });
   applyFilters();
 })();

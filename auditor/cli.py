@@ -37,7 +37,7 @@ from auditor.report import (
 from auditor.safetext import redact_sas, shown
 from auditor.snapshot import check_target
 
-FORMATS = ["json", "csv", "xlsx", "sarif", "junit", "md", "cost"]
+FORMATS = ["json", "csv", "xlsx", "sarif", "junit", "html", "md", "cost"]
 DEFAULT_CONFIG = Path("image-audit.yaml")
 
 

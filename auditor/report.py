@@ -1,6 +1,7 @@
 """Reports: findings.json, findings.csv, the Excel workbook (auditor/workbook.py), SARIF
-(auditor/sarif.py), JUnit XML (auditor/junit.py), summary.md and cost.csv, each written to a
-temporary name and renamed into place, with text from Azure or users never becoming a formula.
+(auditor/sarif.py), JUnit XML (auditor/junit.py), report.html (auditor/htmlreport.py),
+summary.md and cost.csv, each written to a temporary name and renamed into place, with text
+from Azure or users never becoming a formula.
 """
 
 from __future__ import annotations
@@ -575,6 +576,11 @@ def write_reports(out_dir: Path, findings: pd.DataFrame, tables: dict[str, pd.Da
         outputs.append((out_dir / "findings.junit.xml", lambda path: [atomic_write(
             path, lambda t: write_junit(t, findings, rules, context, fail_on=fail_on,
                                         fail_on_new=fail_on_new))]))
+    if "html" in formats:
+        from auditor.htmlreport import write_html
+        outputs.append((out_dir / "report.html", lambda path: [atomic_write(
+            path, lambda t: write_html(t, findings, context, cost=cost, plan=plan,
+                                       exemptions=exemptions))]))
     if "md" in formats:
         def write_md(path):
             text = summary_markdown(findings, context, cost)

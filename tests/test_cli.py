@@ -24,7 +24,8 @@ def test_audit_sample_writes_reports(tmp_path, capsys):
     assert code == 0
     assert {p.name for p in tmp_path.iterdir()} == {
         "findings.json", "findings.csv", "image-audit.xlsx", "findings.sarif",
-        "findings.junit.xml", "summary.md", "cost.csv", "cost_lines.csv", "run.json"}
+        "findings.junit.xml", "report.html", "summary.md", "cost.csv", "cost_lines.csv",
+        "run.json"}
     assert "PIN001" in out.out and f"wrote {tmp_path / 'findings.json'}" in out.out
 
 

@@ -16,6 +16,7 @@ import auditor.report
 import auditor.snapshot
 from auditor.cli import main
 from auditor.errors import AuditError
+from auditor.htmlreport import embedded_data
 from auditor.importer import sample_snapshot
 from auditor.report import atomic_write
 from auditor.snapshot import Snapshot, build_snapshot
@@ -204,7 +205,7 @@ def _hostile_snapshot(tmp_path, capsys):
 
 
 ALL_OUTPUTS = {"findings.json", "findings.csv", "image-audit.xlsx", "findings.sarif",
-               "findings.junit.xml", "summary.md", "cost.csv", "cost_lines.csv"}
+               "findings.junit.xml", "report.html", "summary.md", "cost.csv", "cost_lines.csv"}
 
 
 def test_noncharacters_in_tags_and_names_leave_every_output_written_and_valid(tmp_path, capsys):
@@ -220,6 +221,8 @@ def test_noncharacters_in_tags_and_names_leave_every_output_written_and_valid(tm
     ET.parse(tmp_path / "out" / "findings.junit.xml")
     json.loads((tmp_path / "out" / "findings.sarif").read_text(encoding="utf-8"))
     json.loads((tmp_path / "out" / "findings.json").read_text(encoding="utf-8"))
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "img\uffff" in embedded_data(page)["findings"]["columns"]["resource_name"]
     book = load_workbook(tmp_path / "out" / "image-audit.xlsx")
     texts = [c.value for s in book.worksheets for row in s.iter_rows() for c in row
              if isinstance(c.value, str)]

@@ -643,7 +643,7 @@ def _summary_sheet(book, parts) -> None:
         not_read_text = "\n".join(not_read) if not_read else "none"
     items = [("scope", scope), ("coverage", covered["state"]),
              ("subscriptions read", covered["scopes_read"]), ("not read", not_read_text),
-             ("collection gaps", "\n".join(covered["gaps"]) if covered["gaps"] else "none"),
+             ("coverage gaps", "\n".join(covered["gaps"]) if covered["gaps"] else "none"),
              ("collection problems", covered["problems"]), ("inventory", _inventory(parts["tables"])),
              ("as of", _timestamp(context.get("as_of"))),
              ("collected at", _timestamp(context.get("collected_at"))),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import textwrap
 from copy import copy
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -475,9 +476,9 @@ class _Page:
                     min_col=column, min_row=self.row, max_col=column + part.span - 1,
                     max_row=self.row))
             if isinstance(part.value, str):
-                room = sum(self.widths[column - 1:column - 1 + part.span]) * 1.1
-                lines = max(lines, sum(max(1, math.ceil(len(text) / room))
-                                       for text in part.value.split("\n")))
+                room = int(sum(self.widths[column - 1:column - 1 + part.span]) * 1.05)
+                lines = max(lines, sum(len(textwrap.wrap(text, room, break_on_hyphens=False))
+                                       or 1 for text in part.value.split("\n")))
             column += part.span
         if lines > 1:
             self.sheet.row_dimensions[self.row].height = lines * LINE_POINTS
@@ -724,6 +725,8 @@ def _cost_items(page: _Page, parts, currency: str) -> None:
                        "below, or by what the Cost summary sheet gives as the reason"}
     for key, row in saved.iterrows():
         resources = int(row["priced"] + row["unpriced"])
+        if key == "blocked, no date" and not resources:
+            continue
         if key.startswith("blocked until "):
             day = _timestamp(key.removeprefix("blocked until "))
             page.add(Part(day, 1, {"number_format": '"  blocked until "yyyy-mm-dd',

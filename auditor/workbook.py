@@ -313,10 +313,10 @@ def _row_heights(sheet, rows: pd.DataFrame, styles: Styles, first_row: int) -> l
     points = np.minimum(lines[tall] * LINE_POINTS, EXCEL_MAX_ROW_POINTS)
     numbers = (first_row + tall).tolist()
     if isinstance(sheet, _TypedSheet):  # the writer reads each row's attributes as it goes
-        shared: dict[float, dict] = {}
-        for number, height in zip(numbers, points.tolist(), strict=True):
-            sheet.row_dimensions[number] = shared.setdefault(
-                height, {"ht": f"{height:g}", "customHeight": "1"})
+        heights, which = np.unique(points, return_inverse=True)
+        attributes = np.empty(len(heights), dtype=object)
+        attributes[:] = [{"ht": f"{h:g}", "customHeight": "1"} for h in heights]
+        sheet.row_dimensions.update(zip(numbers, attributes[which], strict=True))
     else:
         for number, height in zip(numbers, points.tolist(), strict=True):
             sheet.row_dimensions[number].height = height
@@ -371,7 +371,6 @@ def _printable(sheet, title_rows: str | None = "1:1") -> None:
     sheet.sheet_properties.pageSetUpPr.fitToPage = True
     sheet.page_setup.orientation = "landscape"
     sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight = 1, 0
-    sheet.print_options.gridLines = False
     if title_rows:
         sheet.print_title_rows = title_rows
 

@@ -275,6 +275,19 @@ def test_cost_summary_lists_savings_item_by_item_with_dates(sample_book):
             assert "end of life" in row[5].value
 
 
+def test_evidence_json_keeps_slashes_as_they_are(sample_book, tmp_path):
+    """Evidence names ids and URLs: "/" stays "/" in findings.csv and the workbook (pandas
+    would write "\\/"), and the JSON still parses to the same values."""
+    from auditor.report import write_csv
+    path, run = sample_book
+    with_paths = [t for t in run.findings["evidence"] if "/" in t]
+    assert with_paths and not any("\\/" in t for t in run.findings["evidence"])
+    assert all(isinstance(json.loads(t), dict) for t in with_paths)
+    write_csv(tmp_path / "findings.csv", run.findings)
+    text = (tmp_path / "findings.csv").read_text(encoding="utf-8-sig")
+    assert "\\/" not in text and "https://" in text
+
+
 def test_text_past_excel_limit_says_where_the_rest_is(tmp_path):
     from auditor.engine import FINDING_COLUMNS
     finding = dict.fromkeys(FINDING_COLUMNS)

@@ -561,8 +561,9 @@ def _ranked(findings: pd.DataFrame) -> pd.DataFrame:
 def _finding_rows(page: _Page, findings: pd.DataFrame, top: int = 10) -> None:
     """Findings in words: resource, rule and its title, severity, and what is wrong."""
     page.header(("resource", 1), ("rule", 3), ("severity", 1), ("what is wrong", 7))
-    for f in findings.head(top).itertuples(index=False):
-        page.add(Part(f.resource_name), Part(f"{f.rule_id}: {f.title}", 3),
+    shown = findings.head(top)[["resource_name", "rule_id", "title", "severity", "message"]]
+    for f in shown.astype(object).where(shown.notna(), None).itertuples(index=False):
+        page.add(Part(f.resource_name), Part(f"{f.rule_id}: {f.title or ''}", 3),
                  Part(f.severity, 1, SEVERITY_STYLES.get(f.severity, {})), Part(f.message, 7))
 
 

@@ -607,7 +607,11 @@ def _evidence(rows: pd.DataFrame, columns: list[str], estate: Estate) -> pd.Seri
 
 
 def _json_lines(data: pd.DataFrame) -> np.ndarray:
+    """One compact JSON object per row. pandas writes "/" as "\\/" (legal JSON, but ids and
+    URLs then read `\\/subscriptions\\/...` in the workbook and findings.csv): every "/" is
+    escaped, so each "\\/" is that escape and never the end of an escaped backslash."""
     text = data.to_json(orient="records", lines=True, date_format="iso", date_unit="s")
+    text = text.replace("\\/", "/")
     return np.array(text.splitlines() if text else [], dtype=object)
 
 

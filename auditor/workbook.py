@@ -1,5 +1,7 @@
-"""The Excel workbook for auditors and finance: Summary, Findings, Cost, Machines, Replicas,
-the other snapshot tables, Exemptions, Coverage and Manifest.
+"""The Excel workbook for auditors and finance: a Summary page to sign off, Findings read left
+to right, a Cost summary and the Cost lines, then Machines, Replicas, the other snapshot
+tables, Exemptions, Coverage and Manifest. Every sheet prints landscape, fit to the page's
+width, with its header rows repeated and a footer giving the as-of time and page numbers.
 
 Rows are streamed in openpyxl's write-only mode (bench/bench_report.py measures it against
 normal mode). Values are converted and checked a column at a time, with pyarrow for the text
@@ -14,9 +16,12 @@ written bare with openpyxl and with xlsxwriter.
 from __future__ import annotations
 
 import json
+import math
 import re
+import textwrap
 from copy import copy
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -28,12 +33,14 @@ from openpyxl import Workbook
 from openpyxl.cell import Cell, WriteOnlyCell
 from openpyxl.cell.cell import ERROR_CODES
 from openpyxl.chart import BarChart, Reference
-from openpyxl.styles import Font, PatternFill
+from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from openpyxl.worksheet.cell_range import CellRange
 from openpyxl.worksheet.hyperlink import Hyperlink
 
 from auditor import __version__
+from auditor.engine import SEVERITIES
 from auditor.report import coverage, summary
 from auditor.safetext import XML_INVALID_RE2, xml_text
 
@@ -46,7 +53,15 @@ PORTAL = "https://portal.azure.com/#@/resource"
 SEVERITY_FILLS = {"critical": "7B1FA2", "high": "D32F2F", "medium": "F57C00", "low": "FBC02D",
                   "info": "90A4AE"}
 UNSAFE_TEXT = r"^[=+\-@\t\r]"
-BOLD = Font(bold=True)
+# The workbook's default font named again: a font without a name shows in another typeface.
+BOLD = Font(name="Calibri", bold=True)
+LINE_POINTS = 15  # the height of one line of text in a row, in points
+EXCEL_MAX_ROW_POINTS = 409
+WRAP = Alignment(wrap_text=True, vertical="top")
+TOP = Alignment(vertical="top")
+DATE_FORMAT = "yyyy-mm-dd"
+TIME_FORMAT = 'yyyy-mm-dd hh:mm "UTC"'
+TRUNCATED = "… (truncated, full text in {})"
 # Snapshot tables that get a sheet of their own as they are (machines and scope are shown,
 # enriched, on the Machines and Coverage sheets).
 PLAIN_TABLES = ["galleries", "image_definitions", "image_versions", "version_regions",
@@ -57,9 +72,13 @@ PLAIN_TABLES = ["galleries", "image_definitions", "image_versions", "version_reg
 class Styles:
     """How the columns of one table are shown."""
     money: list[str] = field(default_factory=list)
+    prices: list[str] = field(default_factory=list)  # money per unit: four decimals
     links: list[str] = field(default_factory=list)
     severity: str | None = None
     currency: str = "USD"
+    wrap: dict[str, int] = field(default_factory=dict)  # wrapped columns and their widths
+    full_text: str = "the snapshot"  # where a reader finds a text cut to Excel's limit
+    printed: int | None = None  # how many leading columns print (None: all)
 
 
 class _TypedSheet(WriteOnlyWorksheet):
@@ -73,14 +92,17 @@ class _TypedSheet(WriteOnlyWorksheet):
     rows still come out right, only slower: every value handed over is valid as it is."""
 
     column_types: list | None = None
+    column_styles: list | None = None  # per column: a style every plain value takes, or None
+    column_style_ids: list | None = None  # and its index among the workbook's cell styles
 
     def _values_to_row(self, values, row_idx):
         if self.column_types is None:
             yield from super()._values_to_row(values, row_idx)
             return
-        cell = WriteOnlyCell(self)
-        for col_idx, (value, data_type) in enumerate(zip(values, self.column_types,
-                                                         strict=True), 1):
+        cell, styled = WriteOnlyCell(self), _StyledCell(self)
+        for col_idx, (value, data_type, style, style_id) in enumerate(
+                zip(values, self.column_types, self.column_styles, self.column_style_ids,
+                    strict=True), 1):
             if value is None:
                 continue
             if isinstance(value, Cell):
@@ -91,12 +113,22 @@ class _TypedSheet(WriteOnlyWorksheet):
                 continue
             if data_type is None:
                 cell.value = value
-            else:
-                cell._value, cell.data_type = value, data_type
-            cell.column, cell.row = col_idx, row_idx
-            yield cell
+                out = cell
+            else:  # the column's style is shared, never changed here
+                out = cell if style is None else styled
+                out._value, out.data_type = value, data_type
+                if style is not None:
+                    out._style, out.style_id = style, style_id
+            out.column, out.row = col_idx, row_idx
+            yield out
             if data_type is None and cell.has_style:  # a date's format stays with its cell
                 cell = WriteOnlyCell(self)
+
+
+class _StyledCell(Cell):
+    """A cell told its style's index, so that writing it looks nothing up (see _TypedSheet)."""
+
+    style_id = 0
 
 
 def _create_sheet(book: Workbook, title: str):
@@ -108,11 +140,13 @@ def _create_sheet(book: Workbook, title: str):
     return sheet
 
 
-def _column_values(series: pd.Series) -> tuple[np.ndarray, np.ndarray, str | None]:
+def _column_values(series: pd.Series, full_text: str = "the snapshot"
+                   ) -> tuple[np.ndarray, np.ndarray, str | None]:
     """Python values Excel can hold, for a whole column at once: None for missing, naive UTC
     datetimes, JSON for lists and dicts, text with the characters XML forbids shown as escapes
-    and cut to Excel's 32,767 characters. Also which values are text Excel would evaluate
-    (formulas, error codes), and the column's Excel type when every value has the same one."""
+    and cut to Excel's 32,767 characters, ending in a note saying so and where the full text
+    is. Also which values are text Excel would evaluate (formulas, error codes), and the
+    column's Excel type when every value has the same one."""
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         series = series.dt.tz_convert(None)
     values = series.astype("object").to_numpy(copy=True)
@@ -122,7 +156,7 @@ def _column_values(series: pd.Series) -> tuple[np.ndarray, np.ndarray, str | Non
     if pd.api.types.is_bool_dtype(series.dtype):
         return values, no_text, "b"
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        return values, no_text, None
+        return values, no_text, "d"
     if pd.api.types.is_numeric_dtype(series.dtype):
         return values, no_text, "n"
     mixed = pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty")
@@ -152,7 +186,11 @@ def _column_values(series: pd.Series) -> tuple[np.ndarray, np.ndarray, str | Non
         # characters XML 1.0 forbids (control characters, U+FFFE, U+FFFF) shown as escapes
         escaped = pa.array([xml_text(v) for v in text.filter(dirty).to_pylist()],
                            type=pa.large_string())
-        fixed = pc.utf8_slice_codeunits(escaped, 0, EXCEL_MAX_TEXT)
+        marker = TRUNCATED.format(full_text)
+        cut = pc.binary_join_element_wise(
+            pc.utf8_slice_codeunits(escaped, 0, EXCEL_MAX_TEXT - len(marker)),
+            pa.scalar(marker, pa.large_string()), pa.scalar("", pa.large_string()))
+        fixed = pc.if_else(pc.greater(pc.utf8_length(escaped), EXCEL_MAX_TEXT), cut, escaped)
         values[where] = fixed.to_numpy(zero_copy_only=False)
         unsafe[where] = _evaluated(fixed)
     del text, dirty
@@ -203,27 +241,43 @@ def _put_cells(sheet, out: np.ndarray, values: np.ndarray, where: np.ndarray, st
     out[where] = cells[codes]
 
 
+def _date_format(series: pd.Series) -> str:
+    """A date alone where every value is midnight (an expiry, an end of life), else the time."""
+    present = series.dropna()
+    return DATE_FORMAT if (present == present.dt.normalize()).all() else TIME_FORMAT
+
+
 def _column_cells(sheet, column: str, series: pd.Series, styles: Styles,
-                  links_left: list[int]) -> tuple[list, str | None]:
+                  links_left: list[int]) -> tuple[list, str | None, object]:
     """The column as values to append, plain where no style is needed and cells where a style,
-    a link or the quote prefix is; and its Excel type (see _TypedSheet)."""
-    values, unsafe, data_type = _column_values(series)
+    a link or the quote prefix is; its Excel type and the style its plain values take (see
+    _TypedSheet)."""
+    values, unsafe, data_type = _column_values(series, styles.full_text)
     out = values.copy()
-    if column in styles.money:
-        money = _style_of(sheet, number_format=f"[${styles.currency}] #,##0.00")
+    # On a sheet with wrapped text, every value sits at the top of its (taller) row.
+    aligned = {"alignment": WRAP if column in styles.wrap else TOP} if styles.wrap else {}
+    column_style = None
+    if data_type == "d":
+        column_style = _style_of(sheet, number_format=_date_format(series), **aligned)
+    elif aligned:
+        column_style = _style_of(sheet, **aligned)
+    if column in styles.money or column in styles.prices:
+        decimals = "0000" if column in styles.prices else "00"
+        money = _style_of(sheet, number_format=f"[${styles.currency}] #,##0.{decimals}",
+                          **aligned)
         present = np.not_equal(values, None)
         _put_cells(sheet, out, values, present & ~unsafe, money, False)
         _put_cells(sheet, out, values, unsafe, money, True)
-        return out.tolist(), data_type
+        return out.tolist(), data_type, None
     if column == styles.severity:
         for name, color in SEVERITY_FILLS.items():
-            fill = _style_of(sheet, fill=PatternFill("solid", fgColor=color))
+            fill = _style_of(sheet, fill=PatternFill("solid", fgColor=color), **aligned)
             _put_cells(sheet, out, values, values == name, fill, False)
     elif column in styles.links and links_left[0] > 0:
         paths = pd.Series(values, dtype="object").str.startswith("/", na=False).to_numpy()
         linked = np.flatnonzero(paths & ~unsafe)[:links_left[0]]
         links_left[0] -= len(linked)
-        link = _style_of(sheet, font=Font(color="0563C1", underline="single"))
+        link = _style_of(sheet, font=Font(color="0563C1", underline="single"), **aligned)
         for i in linked:
             target = PORTAL + quote(values[i], safe="/")
             if len(target) > EXCEL_MAX_LINK:  # Excel repairs the file and drops longer links
@@ -231,8 +285,42 @@ def _column_cells(sheet, column: str, series: pd.Series, styles: Styles,
             cell = _cell(sheet, values[i], link, False)
             cell.hyperlink = Hyperlink(ref="", target=target)
             out[i] = cell
-    _put_cells(sheet, out, values, unsafe, None, True)
-    return out.tolist(), data_type
+    _put_cells(sheet, out, values, unsafe, column_style, True)
+    if column_style is not None and not isinstance(sheet, _TypedSheet):  # normal mode
+        plain = np.fromiter((v is not None and not isinstance(v, Cell) for v in out), bool,
+                            len(out))
+        _put_cells(sheet, out, values, plain, column_style, False)
+    return out.tolist(), data_type, column_style
+
+
+def _lines(texts: pd.Series, width: float) -> np.ndarray:
+    """How many lines each text takes wrapped in a column `width` characters wide (about:
+    the average character is narrower than the digit Excel measures widths in)."""
+    text = texts.astype("object").where(texts.notna(), "").astype(str)
+    per_line = max(width * 1.1, 1.0)
+    return (np.ceil(text.str.len().to_numpy() / per_line)
+            + text.str.count("\n").to_numpy()).clip(1, None)
+
+
+def _row_heights(sheet, rows: pd.DataFrame, styles: Styles, first_row: int) -> list[int]:
+    """Row heights for the wrapped columns (neither Excel nor LibreOffice fits them when it
+    opens a file). Returns the rows given a height, to be let go once written."""
+    wrapped = [c for c in rows.columns if c in styles.wrap]
+    if not wrapped or rows.empty:
+        return []
+    lines = np.max([_lines(rows[c], styles.wrap[c]) for c in wrapped], axis=0)
+    tall = np.flatnonzero(lines > 1)
+    points = np.minimum(lines[tall] * LINE_POINTS, EXCEL_MAX_ROW_POINTS)
+    numbers = (first_row + tall).tolist()
+    if isinstance(sheet, _TypedSheet):  # the writer reads each row's attributes as it goes
+        heights, which = np.unique(points, return_inverse=True)
+        attributes = np.empty(len(heights), dtype=object)
+        attributes[:] = [{"ht": f"{h:g}", "customHeight": "1"} for h in heights]
+        sheet.row_dimensions.update(zip(numbers, attributes[which], strict=True))
+    else:
+        for number, height in zip(numbers, points.tolist(), strict=True):
+            sheet.row_dimensions[number].height = height
+    return numbers
 
 
 def _append_rows(sheet, frame: pd.DataFrame, styles: Styles, links_left: list[int]) -> None:
@@ -240,44 +328,95 @@ def _append_rows(sheet, frame: pd.DataFrame, styles: Styles, links_left: list[in
     Python objects (a sheet holds up to a million rows)."""
     for start in range(0, len(frame), ROWS_AT_ONCE):
         rows = frame.iloc[start:start + ROWS_AT_ONCE]
+        sized = _row_heights(sheet, rows, styles, 2 + start)  # row 1: the header
         columns = [_column_cells(sheet, column, rows[column], styles, links_left)
                    for column in rows.columns]
-        sheet.column_types = [data_type for _, data_type in columns]
-        for row in zip(*(cells for cells, _ in columns), strict=True):
+        sheet.column_types = [data_type for _, data_type, _ in columns]
+        sheet.column_styles = [style for _, _, style in columns]
+        sheet.column_style_ids = [None if style is None else sheet.parent._cell_styles.add(style)
+                                  for style in sheet.column_styles]
+        for row in zip(*(cells for cells, _, _ in columns), strict=True):
             sheet.append(row)
-        sheet.column_types = None
+        sheet.column_types = sheet.column_styles = sheet.column_style_ids = None
+        if isinstance(sheet, _TypedSheet):
+            for number in sized:
+                del sheet.row_dimensions[number]
+
+
+def _text_cell(sheet, value, **style):
+    """A cell for a value that may come from Azure: text is cleaned, cut to Excel's limit and
+    never becomes a formula (quote prefix); `style` sets font, fill, alignment or format."""
+    quoted = False
+    if isinstance(value, str):
+        value = xml_text(value)
+        if len(value) > EXCEL_MAX_TEXT:
+            marker = TRUNCATED.format("findings.json")
+            value = value[:EXCEL_MAX_TEXT - len(marker)] + marker
+        quoted = bool(re.match(UNSAFE_TEXT, value)) or value in ERROR_CODES
+    cell = _cell(sheet, value, None, quoted)
+    for name, setting in style.items():
+        setattr(cell, name, setting)
+    return cell
 
 
 def _header(sheet, names) -> list:
     """Bold text cells; a name may come from the data (the Replicas sheet's regions), so it is
     cleaned and never becomes a formula, like any other text."""
-    cells = []
-    for name in names:
-        text = xml_text(name)[:EXCEL_MAX_TEXT]
-        cell = _cell(sheet, text, None, bool(re.match(UNSAFE_TEXT, text)) or text in ERROR_CODES)
-        cell.font = BOLD
-        cells.append(cell)
-    return cells
+    return [_text_cell(sheet, name, font=BOLD) for name in names]
 
 
-def _new_sheet(book: Workbook, title: str, columns: list[str], frame: pd.DataFrame):
+def _printable(sheet, title_rows: str | None = "1:1") -> None:
+    """Landscape, as wide as the page and as many pages long as it takes, the header rows on
+    every page. (The footer needs the as-of time: write_workbook adds it.)"""
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    sheet.page_setup.orientation = "landscape"
+    sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight = 1, 0
+    if title_rows:
+        sheet.print_title_rows = title_rows
+
+
+def _widths(columns: list[str], frame: pd.DataFrame, styles: Styles) -> list[float]:
+    """Widths that show what the first rows hold: money as formatted with its currency (never
+    `###`), wrapped text at its set width, other text up to 60 characters."""
+    sample = frame.head(200)
+    widths = []
+    for column in columns:
+        width = len(str(column)) + 2
+        if column in styles.wrap:
+            widths.append(max(styles.wrap[column], width))
+            continue
+        if len(sample):
+            values = sample[column]
+            if column in styles.money or column in styles.prices:
+                decimals = 4 if column in styles.prices else 2
+                numbers = pd.to_numeric(values, errors="coerce").dropna()
+                longest = max((len(f"{v:,.{decimals}f}") for v in numbers), default=0)
+                width = max(width, longest + len(styles.currency) + 3)
+            elif pd.api.types.is_datetime64_any_dtype(values.dtype):
+                width = max(width, 12 if _date_format(values) == DATE_FORMAT else 22)
+            else:
+                text = values.astype("object")
+                lengths = text.where(text.notna(), "").map(lambda v: len(str(v)))
+                width = max(width, int(lengths.max()) + 2)
+        widths.append(min(max(width, 10), 60))
+    return widths
+
+
+def _new_sheet(book: Workbook, title: str, columns: list[str], frame: pd.DataFrame,
+               styles: Styles):
     sheet = _create_sheet(book, title[:31])
     sheet.freeze_panes = "A2"
-    sample = frame.head(200)
-    for i, column in enumerate(columns, start=1):
-        width = len(str(column)) + 2
-        if len(sample):
-            text = sample[column].astype("object")
-            lengths = text.where(text.notna(), "").map(lambda v: len(str(v)))
-            width = max(width, int(lengths.max()) + 2)
-        sheet.column_dimensions[get_column_letter(i)].width = min(max(width, 10), 60)
+    for i, width in enumerate(_widths(columns, frame, styles), start=1):
+        sheet.column_dimensions[get_column_letter(i)].width = width
+    _printable(sheet)
     sheet.append(_header(sheet, columns))
     return sheet
 
 
 def write_table(book: Workbook, title: str, frame: pd.DataFrame, styles: Styles | None = None):
     """One table on its own sheet (continued on "<title> (2)" and on past Excel's row limit),
-    header frozen, filters on, widths set. Returns the last sheet and its last row."""
+    header frozen and printed on every page, filters on, widths set. Returns the last sheet
+    and its last row."""
     styles = styles or Styles()
     columns = list(frame.columns)
     chunk = EXCEL_MAX_ROWS - 1
@@ -285,108 +424,440 @@ def write_table(book: Workbook, title: str, frame: pd.DataFrame, styles: Styles 
     for part, start in enumerate(range(0, max(len(frame), 1), chunk)):
         rows = frame.iloc[start:start + chunk]
         title_part = title if part == 0 else f"{title[:25]} ({part + 1})"
-        sheet = _new_sheet(book, title_part, columns, rows)
+        sheet = _new_sheet(book, title_part, columns, rows, styles)
         _append_rows(sheet, rows, styles, [EXCEL_MAX_LINKS])
         last_row = len(rows) + 1
-        sheet.auto_filter.ref = f"A1:{get_column_letter(max(len(columns), 1))}{last_row}"
+        last_column = get_column_letter(max(len(columns), 1))
+        sheet.auto_filter.ref = f"A1:{last_column}{last_row}"
+        if styles.printed:
+            sheet.print_area = f"A1:{get_column_letter(styles.printed)}{last_row}"
     return sheet, last_row
 
 
-def append_block(sheet, title: str, frame: pd.DataFrame, styles: Styles | None = None) -> int:
-    """A titled block of rows below what a sheet already holds (totals under cost lines)."""
-    sheet.append([])
-    sheet.append(_header(sheet, [title]))
-    sheet.append(_header(sheet, frame.columns))
-    _append_rows(sheet, frame, styles or Styles(), [0])
-    return len(frame) + 3
+# --- designed pages: the Summary and the Cost summary --------------------------------------
 
 
-# --- the sheets -----------------------------------------------------------------------------
 
-def _pairs(items: list[tuple[str, object]]) -> pd.DataFrame:
-    return pd.DataFrame({"item": [k for k, _ in items],
-                         "value": pd.Series([v for _, v in items], dtype="object")})
+@dataclass
+class Part:
+    """One value on a designed page, `span` columns wide, with its style."""
+    value: object
+    span: int = 1
+    style: dict = field(default_factory=dict)
+
+
+class _Page:
+    """A sheet laid out as a page: rows of values on a fixed grid of column widths; a value
+    spanning columns is a merged cell, and a row's height is set from its longest wrapped text
+    (Excel and LibreOffice do not fit merged cells' heights themselves)."""
+
+    def __init__(self, book: Workbook, title: str, widths: list[float]):
+        self.sheet = _create_sheet(book, title)
+        self.widths = widths
+        for i, width in enumerate(widths, start=1):
+            self.sheet.column_dimensions[get_column_letter(i)].width = width
+        _printable(self.sheet, None)
+        self.row = 0
+
+    def add(self, *parts: Part) -> int:
+        """One row of parts, left to right from column A; returns its row number."""
+        self.row += 1
+        cells, column, lines = [], 1, 1
+        for part in parts:
+            style = dict(part.style)
+            horizontal = style.pop("horizontal", None)
+            style.setdefault("alignment", Alignment(
+                wrap_text=isinstance(part.value, str), vertical="top", horizontal=horizontal))
+            cells.append(_text_cell(self.sheet, part.value, **style))
+            cells += [None] * (part.span - 1)
+            if part.span > 1:
+                self.sheet.merged_cells.add(CellRange(
+                    min_col=column, min_row=self.row, max_col=column + part.span - 1,
+                    max_row=self.row))
+            if isinstance(part.value, str):
+                room = int(sum(self.widths[column - 1:column - 1 + part.span]) * 1.05)
+                lines = max(lines, sum(len(textwrap.wrap(text, room, break_on_hyphens=False))
+                                       or 1 for text in part.value.split("\n")))
+            column += part.span
+        if lines > 1:
+            self.sheet.row_dimensions[self.row].height = lines * LINE_POINTS
+        self.sheet.append(cells)
+        return self.row
+
+    def skip(self, rows: int = 1) -> None:
+        for _ in range(rows):
+            self.sheet.append([])
+        self.row += rows
+
+    def heading(self, text: str) -> None:
+        self.skip()
+        self.add(Part(text, len(self.widths), {"font": HEADING, "fill": HEADING_FILL,
+                                               "alignment": Alignment(vertical="top")}))
+
+    def header(self, *names: tuple[str, int]) -> int:
+        return self.add(*(Part(name, span, {"font": BOLD, "alignment": Alignment(
+            wrap_text=True, vertical="bottom")}) for name, span in names))
+
+
+HEADING = Font(name="Calibri", bold=True, size=12)
+TITLE = Font(name="Calibri", bold=True, size=16)
+HEADING_FILL = PatternFill("solid", fgColor="DDE3EA")
+SEVERITY_STYLES = {name: {"fill": PatternFill("solid", fgColor=color)}
+                   for name, color in SEVERITY_FILLS.items()}
+
+
+def _money_style(currency: str, decimals: int = 2) -> dict:
+    return {"number_format": f"[${currency}] #,##0.{'0' * decimals}"}
+
+
+def _timestamp(value) -> object:
+    """A time from the context (ISO text) as a naive UTC datetime for a date cell."""
+    if value is None:
+        return None
+    stamp = pd.Timestamp(value)
+    return (stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp).to_pydatetime()
+
+
+def scope_in_words(manifest: dict, label: str | None) -> str:
+    """What the snapshot was asked to cover, as a sentence rather than the manifest's JSON."""
+    source = manifest.get("source")
+    asked = manifest.get("scope_requested")
+    if isinstance(source, dict) and source.get("kind") == "sample":
+        return f"the bundled sample estate of {source.get('tenant', 'a fictional tenant')}"
+    if isinstance(source, dict) and source.get("kind") == "import":
+        files = source.get("files") or []
+        return (f"imported from {len(files)} file(s): " + ", ".join(map(str, files[:5]))
+                + (f" and {len(files) - 5} more" if len(files) > 5 else ""))
+    if isinstance(asked, dict):
+        parts = []
+        if asked.get("tenant"):
+            parts.append("every subscription the identity can read in the tenant")
+        if asked.get("management_groups"):
+            parts.append("management group(s) " + ", ".join(asked["management_groups"]))
+        if asked.get("subscriptions"):
+            parts.append(f"{len(asked['subscriptions'])} subscription(s): "
+                         + ", ".join(asked["subscriptions"]))
+        where = f" through Azure Resource Graph ({manifest['endpoint']})" \
+            if manifest.get("endpoint") else " through Azure Resource Graph"
+        return "; ".join(parts or ["not recorded"]) + where
+    if source:
+        return f"{source}" if isinstance(source, str) else json.dumps(source, ensure_ascii=False)
+    return f"{label or 'snapshot'}: the snapshot records no scope"
+
+
+def _inventory(tables: dict[str, pd.DataFrame]) -> str:
+    names = [("galleries", "galleries"), ("image_definitions", "image definitions"),
+             ("image_versions", "image versions"), ("managed_images", "managed images"),
+             ("machines", "VMs and scale sets")]
+    return ", ".join(f"{len(tables[t]):,} {words}" for t, words in names if t in tables)
+
+
+def _ranked(findings: pd.DataFrame) -> pd.DataFrame:
+    """Findings most severe first, in their own order within a severity."""
+    rank = findings["severity"].map({s: -i for i, s in enumerate(SEVERITIES)}).fillna(1)
+    return findings.iloc[np.argsort(rank.to_numpy(), kind="stable")]
+
+
+def _finding_rows(page: _Page, findings: pd.DataFrame, top: int = 10) -> None:
+    """Findings in words: resource, rule and its title, severity, and what is wrong."""
+    page.header(("resource", 1), ("rule", 3), ("severity", 1), ("what is wrong", 7))
+    shown = findings.head(top)[["resource_name", "rule_id", "title", "severity", "message"]]
+    for f in shown.astype(object).where(shown.notna(), None).itertuples(index=False):
+        page.add(Part(f.resource_name), Part(f"{f.rule_id}: {f.title or ''}", 3),
+                 Part(f.severity, 1, SEVERITY_STYLES.get(f.severity, {})), Part(f.message, 7))
+
+
+def _by_rule_table(page: _Page, findings: pd.DataFrame, savings: pd.Series | None,
+                   currency: str) -> tuple[int, int]:
+    """Open findings per rule, one column per severity (blank for none), then open, exempted
+    and what the rule's deletions would save. Returns the header row and the last row."""
+    exempted = findings["exempted"].astype(bool)
+    active = findings[~exempted]
+    order = list(reversed(SEVERITIES))
+    counts = pd.crosstab(active["rule_id"], active["severity"]).reindex(columns=order, fill_value=0)
+    titles = findings.groupby("rule_id")["title"].first()
+    accepted = findings[exempted]["rule_id"].value_counts()
+    bold = {"font": BOLD, "alignment": Alignment(wrap_text=True, vertical="bottom")}
+    header = page.add(Part("rule", 1, bold), Part("title", 3, bold),
+                      *(Part(name, 1, {**bold, **SEVERITY_STYLES[name]}) for name in order),
+                      Part("open findings", 1, bold), Part("exempted", 1, bold),
+                      Part("monthly savings", 1, bold))
+    for rule_id, row in counts.iterrows():
+        saving = savings.get(rule_id) if savings is not None else None
+        page.add(Part(rule_id), Part(titles.get(rule_id, ""), 3),
+                 *(Part(int(row[name]) or None) for name in order),
+                 Part(int(row.sum())), Part(int(accepted.get(rule_id, 0)) or None),
+                 Part(saving, 1, _money_style(currency) if saving is not None else {}))
+    return header, page.row
+
+
+def _by_rule_chart(page: _Page, header: int, last: int) -> None:
+    """A bar per rule, stacked by severity, each severity in its colour; every rule labelled.
+    Drawn on rows kept empty below the table."""
+    rules = last - header
+    chart = BarChart()
+    chart.type, chart.grouping, chart.overlap = "bar", "stacked", 100
+    chart.title = "Open findings by rule and severity"
+    chart.y_axis.title = "open findings"
+    chart.x_axis.scaling.orientation = "maxMin"  # the first rule at the top, as in the table
+    chart.x_axis.tickLblSkip = 1
+    chart.x_axis.delete = chart.y_axis.delete = False
+    chart.y_axis.majorGridlines = None
+    chart.legend.position = "b"
+    chart.gapWidth = 40
+    data = Reference(page.sheet, min_col=5, max_col=9, min_row=header, max_row=last)
+    chart.add_data(data, titles_from_data=True)
+    chart.set_categories(Reference(page.sheet, min_col=1, min_row=header + 1, max_row=last))
+    for series, name in zip(chart.series, reversed(SEVERITIES), strict=True):
+        series.graphicalProperties.solidFill = SEVERITY_FILLS[name]
+        series.graphicalProperties.line.solidFill = SEVERITY_FILLS[name]
+    chart.width = 0.19 * sum(page.widths)
+    chart.height = 3.5 + 0.55 * rules
+    page.skip()
+    page.sheet.add_chart(chart, f"A{page.row + 1}")
+    page.skip(math.ceil(chart.height / 0.45) + 1)
 
 
 def _summary_sheet(book, parts) -> None:
+    """The page an auditor signs off: what was read, what is open, what it costs, what
+    changed."""
     findings, context, cost = parts["findings"], parts["context"], parts["cost"]
     manifest = context.get("manifest") or {}
-    active = findings[~findings["exempted"].astype(bool)]
     counts = summary(findings)
     covered = context.get("coverage") or coverage(parts["tables"], manifest)
+    currency = cost.currency if cost is not None else "USD"
+    page = _Page(book, "Summary", [30, 12, 14, 10, 9, 9, 9, 9, 9, 10, 10, 14])
+    wide = len(page.widths) - 1
+    scope = scope_in_words(manifest, context.get("snapshot"))
+    page.add(Part("Image estate audit", len(page.widths), {"font": TITLE}))
+    page.add(Part(f"{scope}; as of {str(context.get('as_of') or '')[:16].replace('T', ' ')} "
+                  f"UTC; image-audit {__version__}", len(page.widths)))
+
+    page.heading("Scope and coverage")
     not_read = [f"{item['name'] or item['scope']}: {item['status']}"
-                for item in covered["not_read"]] + covered["gaps"]
-    items = [("tool", f"image-audit {__version__}", None),
-             ("scope", json.dumps(manifest.get("scope") or manifest.get("source") or
-                                  context.get("snapshot"), ensure_ascii=False), None),
-             ("as of", context.get("as_of"), None),
-             ("collected at", context.get("collected_at"), None),
-             ("snapshot sha256", context.get("snapshot_sha256"), None),
-             ("coverage", covered["state"], None),
-             ("not read", "; ".join(not_read) if not_read else "none", None),
-             ("open findings", counts["open"], None),
-             ("exempted findings (not counted as open)", counts["exempted"], None)]
-    items += [(f"{name} (rows)", len(frame), None) for name, frame in parts["tables"].items()]
-    money = Styles(money=["amount"], currency=cost.currency if cost is not None else "USD")
+                + (f" ({item['detail']})" if item["detail"] else "")
+                + (f"; subscription {item['scope']}" if item["name"] else "")
+                for item in covered["not_read"]]
+    if covered["state"].startswith("unknown"):
+        not_read_text = "unknown: the snapshot records no scope, so what was not read is not known"
+    else:
+        not_read_text = "\n".join(not_read) if not_read else "none"
+    items = [("scope", scope), ("coverage", covered["state"]),
+             ("subscriptions read", covered["scopes_read"]), ("not read", not_read_text),
+             ("coverage gaps", "\n".join(covered["gaps"]) if covered["gaps"] else "none"),
+             ("collection problems", covered["problems"]), ("inventory", _inventory(parts["tables"])),
+             ("as of", _timestamp(context.get("as_of"))),
+             ("collected at", _timestamp(context.get("collected_at"))),
+             ("snapshot", context.get("snapshot")), ("snapshot sha256", context.get("snapshot_sha256")),
+             ("tool", f"image-audit {__version__}")]
+    for label, value in items:
+        style = {"horizontal": "left"}
+        if isinstance(value, datetime):
+            style["number_format"] = TIME_FORMAT
+        page.add(Part(label, 1, {"font": BOLD}), Part(value, wide, style))
+
+    page.heading("Open findings")
+    left = {"horizontal": "left"}
+    page.add(Part("open findings", 1, {"font": BOLD}), Part(counts["open"], 1, left))
+    page.add(Part("exempted findings (not counted as open)", 1, {"font": BOLD}),
+             Part(counts["exempted"], 1, left))
+    page.skip()
+    page.header(("severity", 1), ("open findings", 1))
+    for name, count in counts["open_by_severity"].items():
+        page.add(Part(name, 1, SEVERITY_STYLES.get(name, {})), Part(count, 1, left))
+    if counts["open_by_rule"]:
+        savings = None
+        if parts.get("savings") is not None:
+            rows = parts["savings"]
+            savings = rows[rows["section"] == "savings by rule"].set_index("key")["monthly_cost"]
+        page.skip()
+        header, last = _by_rule_table(page, findings, savings, currency)
+        _by_rule_chart(page, header, last)
+
+        page.heading(f"Top {min(10, counts['open'])} risks: the most severe open findings")
+        _finding_rows(page, _ranked(findings[~findings["exempted"].astype(bool)]))
+
     if cost is not None:
-        totals, savings = parts["cost_totals"], parts["savings"]
-        total = totals[totals["section"] == "total"].iloc[0]
-        saved = savings[savings["section"] == "savings"].set_index("key")
-        items += [("monthly storage cost", cost.basis, total["monthly_cost"]),
-                  ("unpriced cost lines", int(total["unpriced"]), None)]
-        items += [(f"monthly savings, {key}", "what cleanup-plan deletes" if key == "deletable now"
-                   else f"{int(row['priced'] + row['unpriced'])} resource(s)", row["monthly_cost"])
-                  for key, row in saved.iterrows()]
-    frame = pd.DataFrame(items, columns=["item", "value", "amount"]).astype(
-        {"value": "object", "amount": "float64"})
-    sheet, row = write_table(book, "Summary", frame, money)
-    by_severity = active["severity"].value_counts()
-    severities = pd.DataFrame({"severity": list(SEVERITY_FILLS),
-                               "open findings": [int(by_severity.get(s, 0)) for s in SEVERITY_FILLS]})
-    row += append_block(sheet, "Open findings by severity", severities, Styles(severity="severity"))
-    by_rule = active.groupby("rule_id").agg(title=("title", "first"),
-                                            severity=("severity", "first"),
-                                            open_findings=("rule_id", "size")).reset_index()
-    if cost is not None:
-        by_rules = parts["savings"]
-        saving = by_rules[by_rules["section"] == "savings by rule"].set_index("key")["monthly_cost"]
-        by_rule["monthly_savings"] = by_rule["rule_id"].map(saving)
-    rule_header = row + 3
-    row += append_block(sheet, "Open findings by rule", by_rule,
-                        Styles(severity="severity", money=["monthly_savings"],
-                               currency=money.currency))
-    if len(by_rule):
-        chart = BarChart()
-        chart.type = "bar"
-        chart.title = "Findings by rule"
-        chart.y_axis.title = "findings"
-        chart.legend = None
-        chart.height = max(7.5, 0.5 * len(by_rule))
-        data = Reference(sheet, min_col=4, min_row=rule_header, max_row=rule_header + len(by_rule))
-        labels = Reference(sheet, min_col=1, min_row=rule_header + 1,
-                           max_row=rule_header + len(by_rule))
-        chart.add_data(data, titles_from_data=True)
-        chart.set_categories(labels)
-        sheet.add_chart(chart, "E2")
+        page.heading("Cost and savings")
+        _cost_items(page, parts, currency)
+
+    compared = context.get("baseline")
+    if compared:
+        page.heading("Changes since the baseline")
+        page.add(Part("baseline", 1, {"font": BOLD}), Part(compared.get("file"), wide))
+        for key in ("new", "existing", "resolved"):
+            page.add(Part(f"{key} findings", 1, {"font": BOLD}), Part(compared[key], 1, left),
+                     Part("exempted findings included" if key == "new" else None, wide - 1))
+        if "status" in findings.columns:
+            new = _ranked(findings[(findings["status"] == "new")
+                                   & ~findings["exempted"].astype(bool)])
+            if len(new):
+                page.skip()
+                page.add(Part(f"New open findings ({min(len(new), 10)} of {len(new)})", 3,
+                              {"font": BOLD}))
+                _finding_rows(page, new)
+        resolved = context.get("resolved") or []
+        if resolved:
+            page.skip()
+            page.add(Part(f"Resolved since the baseline ({min(len(resolved), 10)} of "
+                          f"{len(resolved)})", 3, {"font": BOLD}))
+            frame = pd.DataFrame(resolved).reindex(
+                columns=["resource_name", "rule_id", "title", "severity", "message"])
+            _finding_rows(page, _ranked(frame))
+
+
+def _cost_items(page: _Page, parts, currency: str) -> None:
+    """Monthly storage cost, then savings deletable now and blocked, with the dates blocked
+    savings become deletable: the same figures as cost.csv and the cleanup plan."""
+    cost, totals, savings = parts["cost"], parts["cost_totals"], parts["savings"]
+    money = _money_style(currency)
+    total = totals[totals["section"] == "total"].iloc[0]
+    saved = savings[savings["section"] == "savings"].set_index("key")
+    note = len(page.widths) - 3
+    page.header(("item", 1), ("resources", 1), ("monthly cost", 1), ("what it is", note))
+    lines = int(total["priced"] + total["unpriced"])
+    page.add(Part("monthly storage cost", 1, {"font": BOLD}), Part(f"{lines:,} lines"),
+             Part(float(total["monthly_cost"]), 1, money), Part(cost.basis, note))
+    page.add(Part("unpriced cost lines", 1, {"font": BOLD}), Part(int(total["unpriced"])),
+             Part(None), Part("lines without a price or a size: not in the total", note))
+    what = {"deletable now": "what cleanup-plan deletes today (same as-of, exemptions, config)",
+            "blocked": "flagged for deletion but held: by the end-of-life lock until the dates "
+                       "below, or by what the Cost summary sheet gives as the reason"}
+    for key, row in saved.iterrows():
+        resources = int(row["priced"] + row["unpriced"])
+        if key == "blocked, no date" and not resources:
+            continue
+        if key.startswith("blocked until "):
+            day = _timestamp(key.removeprefix("blocked until "))
+            page.add(Part(day, 1, {"number_format": '"  blocked until "yyyy-mm-dd',
+                                   "horizontal": "left"}),
+                     Part(resources), Part(float(row["monthly_cost"]), 1, money),
+                     Part("deletable from this date, when the end-of-life lock lifts", note))
+        else:
+            label = "  blocked, no date" if key == "blocked, no date" else f"monthly savings, {key}"
+            page.add(Part(label, 1, {"font": BOLD} if not label.startswith(" ") else {}),
+                     Part(resources), Part(float(row["monthly_cost"]), 1, money),
+                     Part(what.get(key, "held by something other than the end-of-life lock"),
+                          note))
 
 
 def _findings_sheet(book, parts) -> None:
+    """Read left to right: what, where, why and how to fix, then the ids and evidence."""
     cost = parts["cost"]
-    write_table(book, "Findings", parts["findings"],
+    findings = parts["findings"]
+    front = [c for c in FINDINGS_READING if c in findings.columns]
+    frame = findings[front + [c for c in findings.columns if c not in front]]
+    write_table(book, "Findings", frame,
                 Styles(money=["monthly_cost"], links=["resource_id"], severity="severity",
-                       currency=cost.currency if cost is not None else "USD"))
+                       currency=cost.currency if cost is not None else "USD",
+                       wrap={"resource_name": 22, "message": 50, "remediation": 50,
+                             "exemption_reason": 24, "title": 36},
+                       full_text="findings.json", printed=len(front)))
 
 
-def _cost_sheet(book, parts) -> None:
+# The Findings sheet's columns as a person reads them; these print, the rest follow.
+FINDINGS_READING = ["severity", "rule_id", "resource_name", "message", "remediation",
+                    "exempted", "exemption_reason", "status", "monthly_cost"]
+
+
+def _gallery_words(keys: pd.Series) -> pd.Series:
+    """A gallery's name and resource group from its id (names repeat across groups)."""
+    parts = keys.astype("object").str.extract(r"(?i)/resourceGroups/([^/]+)/.*/galleries/([^/]+)")
+    named = parts[1] + " (" + parts[0] + ")"
+    return named.where(named.notna(), keys)
+
+
+def _cost_summary_sheet(book, parts) -> None:
+    """Cost by team, gallery, region and storage type, with charts; then the savings and, item
+    by item, what is deletable now and what is blocked and why."""
     cost = parts["cost"]
     if cost is None:
         return
-    styles = Styles(money=["price_per_gb_month", "monthly_cost"], links=["resource_id"],
-                    currency=cost.currency)
-    sheet, _ = write_table(book, "Cost", cost.lines.drop(columns="id"), styles)
-    append_block(sheet, f"Totals ({cost.basis})", parts["cost_totals"], styles)
-    append_block(sheet, "Savings: cost of what retention and staleness findings would delete",
-                 parts["savings"], styles)
+    money = _money_style(cost.currency)
+    totals = parts["cost_totals"]
+    page = _Page(book, "Cost summary", [44, 14, 10, 10, 12, 56])
+    total = totals[totals["section"] == "total"].iloc[0]
+    page.add(Part(f"Image storage: {total['monthly_cost']:,.2f} {cost.currency} a month", 6,
+                  {"font": TITLE}))
+    page.add(Part(f"{cost.basis}; lines are on the Cost lines sheet", 6))
+    charts = []
+    for section, title in [("team", "By team"), ("gallery", "By gallery"),
+                           ("region", "By region"), ("storage_type", "By storage type")]:
+        rows = totals[totals["section"] == section].sort_values("monthly_cost", ascending=False)
+        keys = _gallery_words(rows["key"]) if section == "gallery" else rows["key"]
+        page.skip()
+        header = page.header((title.removeprefix("By "), 1), ("monthly cost", 1),
+                             ("priced lines", 1), ("unpriced lines", 1), ("unpriced GB", 1))
+        for key, row in zip(keys, rows.itertuples(index=False), strict=True):
+            page.add(Part(key), Part(float(row.monthly_cost), 1, money), Part(int(row.priced)),
+                     Part(int(row.unpriced)), Part(float(row.unpriced_gb) or None))
+        if section in ("team", "gallery") and len(rows):
+            charts.append((title, header, page.row))
+    anchor = 3
+    for title, header, last in charts:
+        chart = BarChart()
+        chart.type = "bar"
+        chart.title = f"Monthly cost {title.lower()}"
+        chart.legend = None
+        chart.x_axis.scaling.orientation = "maxMin"
+        chart.x_axis.tickLblSkip = 1
+        chart.x_axis.delete = chart.y_axis.delete = False
+        chart.y_axis.numFmt = "#,##0"
+        chart.add_data(Reference(page.sheet, min_col=2, min_row=header, max_row=last),
+                       titles_from_data=True)
+        chart.set_categories(Reference(page.sheet, min_col=1, min_row=header + 1, max_row=last))
+        chart.series[0].graphicalProperties.solidFill = "4F7CAC"
+        chart.width, chart.height = 11.5, 3 + 0.55 * (last - header)
+        page.sheet.add_chart(chart, f"F{anchor}")
+        anchor += math.ceil(chart.height / 0.45) + 1
+    page.skip(max(0, anchor - page.row - 1))
+
+    savings = parts["savings"]
+    page.heading("Savings")
+    page.header(("item", 1), ("monthly savings", 1), ("resources", 1), ("unpriced", 1),
+                ("", 1), ("what it is", 1))
+    for row in savings.itertuples(index=False):
+        key = row.key if row.section == "savings" else f"{row.key} {_rule_title(parts, row.key)}"
+        day = key.removeprefix("blocked until ") if key.startswith("blocked until ") else None
+        label = Part(_timestamp(day), 1, {"number_format": '"blocked until "yyyy-mm-dd',
+                                          "horizontal": "left"}) \
+            if day else Part(key)
+        page.add(label, Part(float(row.monthly_cost), 1, money), Part(int(row.priced + row.unpriced)),
+                 Part(int(row.unpriced) or None), Part(None),
+                 Part("savings by rule: a resource flagged by two rules counts in each"
+                      if row.section == "savings by rule" else None))
+    plan = parts.get("plan")
+    if plan is not None:
+        items = plan.savings_items()
+        shown_items = items.head(SAVINGS_ITEMS_SHOWN)
+        page.heading(f"Savings item by item ({len(shown_items)} of {len(items)}; the cleanup "
+                     "plan lists every one)")
+        page.header(("resource", 1), ("monthly cost", 1), ("state", 2),
+                    ("deletable from", 1), ("why it is blocked", 1))
+        for item in shown_items.itertuples(index=False):
+            when = _timestamp(item.deletable_from) if pd.notna(item.deletable_from) else None
+            page.add(Part(item.label), Part(item.monthly_cost if pd.notna(item.monthly_cost)
+                                            else None, 1, money),
+                     Part(f"{item.state} ({item.rules})", 2),
+                     Part(when, 1, {"number_format": DATE_FORMAT}), Part(item.reason or None))
+
+
+SAVINGS_ITEMS_SHOWN = 500
+
+
+def _rule_title(parts, rule_id: str) -> str:
+    titles = parts["findings"].drop_duplicates("rule_id").set_index("rule_id")["title"]
+    return f"({titles.get(rule_id, '')})" if rule_id in titles.index else ""
+
+
+def _cost_lines_sheet(book, parts) -> None:
+    cost = parts["cost"]
+    if cost is None:
+        return
+    write_table(book, "Cost lines", cost.lines.drop(columns="id"),
+                Styles(money=["monthly_cost"], prices=["price_per_gb_month"],
+                       links=["resource_id"], currency=cost.currency,
+                       wrap={"assumptions": 60, "price_row": 40}, full_text="cost_lines.csv"))
 
 
 def machine_usage(machines: pd.DataFrame) -> pd.DataFrame:
@@ -554,6 +1025,11 @@ def _coverage_sheet(book, parts) -> None:
     write_table(book, "Coverage", frame)
 
 
+def _pairs(items: list[tuple[str, object]]) -> pd.DataFrame:
+    return pd.DataFrame({"item": [k for k, _ in items],
+                         "value": pd.Series([v for _, v in items], dtype="object")})
+
+
 def _manifest_sheet(book, parts) -> None:
     context = parts["context"]
     manifest = context.get("manifest") or {}
@@ -575,6 +1051,29 @@ def _manifest_sheet(book, parts) -> None:
     write_table(book, "Manifest", _pairs(items))
 
 
+def _snapshot_table_sheets(book, parts) -> None:
+    for name in PLAIN_TABLES:
+        if name in parts["tables"]:
+            write_table(book, name, parts["tables"][name], Styles(links=["arm_id"]))
+
+
+# The sheets in reading order, each written by a function of (book, parts) that may write
+# nothing (no cost, no machines). A new sheet is a new function in this list.
+SHEET_WRITERS = [_summary_sheet, _findings_sheet, _cost_summary_sheet, _cost_lines_sheet,
+                 _machines_sheet, _replicas_sheet, _snapshot_table_sheets, _exemptions_sheet,
+                 _coverage_sheet, _manifest_sheet]
+
+
+def _footer(book: Workbook, context: dict) -> None:
+    """Every sheet's printed pages say the as-of time, the sheet and the page number."""
+    as_of = str(context.get("as_of") or "")[:16].replace("T", " ")
+    for sheet in book.worksheets:
+        footer = sheet.HeaderFooter.oddFooter
+        footer.left.text = f"image-audit, as of {as_of} UTC".replace("&", "&&")
+        footer.center.text = "&A"
+        footer.right.text = "page &P of &N"
+
+
 def write_workbook(path: Path, findings: pd.DataFrame, tables: dict[str, pd.DataFrame],
                    context: dict, cost=None, usage: pd.DataFrame | None = None,
                    exemptions=None, write_only: bool = True, plan=None) -> None:
@@ -583,19 +1082,11 @@ def write_workbook(path: Path, findings: pd.DataFrame, tables: dict[str, pd.Data
     if not write_only:
         book.remove(book.active)
     parts = {"findings": findings, "tables": tables, "context": context, "cost": cost,
-             "usage": usage, "exemptions": exemptions}
+             "usage": usage, "exemptions": exemptions, "plan": plan, "savings": None}
     if cost is not None:
         parts["cost_totals"] = cost.totals()
         parts["savings"] = cost.savings(findings, plan)
-    _summary_sheet(book, parts)
-    _findings_sheet(book, parts)
-    _cost_sheet(book, parts)
-    _machines_sheet(book, parts)
-    _replicas_sheet(book, parts)
-    for name in PLAIN_TABLES:
-        if name in tables:
-            write_table(book, name, tables[name], Styles(links=["arm_id"]))
-    _exemptions_sheet(book, parts)
-    _coverage_sheet(book, parts)
-    _manifest_sheet(book, parts)
+    for write in SHEET_WRITERS:
+        write(book, parts)
+    _footer(book, context)
     book.save(path)

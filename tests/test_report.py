@@ -68,44 +68,91 @@ def column(sheet, name) -> list:
     return [row[index] for row in sheet.iter_rows(min_row=2)]
 
 
+PAGES = ("Summary", "Cost summary")  # laid out as pages, not as one table
+
+
 def test_every_sheet_in_reading_order(book):
     assert book.sheetnames == [
-        "Summary", "Findings", "Cost", "Machines", "Replicas", "galleries",
+        "Summary", "Findings", "Cost summary", "Cost lines", "Machines", "Replicas", "galleries",
         "image_definitions", "image_versions", "version_regions", "managed_images",
         "resource_tags", "version_replica_sets", "autoscale_settings", "Exemptions", "Coverage",
         "Manifest"]
 
 
-def test_every_sheet_has_frozen_header_filters_and_widths(book):
+def test_every_table_sheet_has_frozen_header_filters_and_widths(book):
     for sheet in book.worksheets:
+        if sheet.title in PAGES:
+            continue
         assert sheet.freeze_panes == "A2", sheet.title
         assert sheet.auto_filter.ref.startswith("A1:"), sheet.title
         assert sheet.column_dimensions["A"].width >= 10, sheet.title
         names = header(sheet)
-        while names and names[-1] is None:  # cells of blocks further down the sheet
-            names.pop()
         assert names and all(isinstance(v, str) for v in names), sheet.title
 
 
-def test_summary_counts_cost_and_chart(book):
+def test_every_sheet_prints_landscape_fit_to_width_with_titles_and_footer(book):
+    for sheet in book.worksheets:
+        setup = sheet.page_setup
+        assert setup.orientation == "landscape", sheet.title
+        assert sheet.sheet_properties.pageSetUpPr.fitToPage, sheet.title
+        assert (setup.fitToWidth, setup.fitToHeight) == (1, 0), sheet.title
+        footer = sheet.oddFooter
+        assert footer.right.text == "page &P of &N", sheet.title
+        assert footer.left.text.startswith("image-audit, as of 20"), sheet.title
+        if sheet.title not in PAGES:
+            assert sheet.print_title_rows == "$1:$1", sheet.title
+
+
+def summary_items(sheet) -> dict:
+    return {row[0].value: row for row in sheet.iter_rows() if row[0].value}
+
+
+def test_summary_page(book):
     sheet = book["Summary"]
-    items = {row[0].value: row for row in sheet.iter_rows(min_row=2) if row[0].value}
+    items = summary_items(sheet)
     assert items["snapshot sha256"][1].value and len(items["snapshot sha256"][1].value) == 64
-    assert items["machines (rows)"][1].value == 5
-    cost = items["monthly storage cost"]
-    assert "upper bound" in cost[1].value and cost[2].value > 0
-    assert "USD" in cost[2].number_format
-    assert {"monthly savings, deletable now", "monthly savings, blocked"} <= set(items)
-    assert items["monthly savings, deletable now"][1].value == "what cleanup-plan deletes"
-    assert "Open findings by rule" in items and "Open findings by severity" in items
+    assert "5 VMs and scale sets" in items["inventory"][1].value
+    assert items["as of"][1].is_date and "UTC" in items["as of"][1].number_format
+    # an import records no scope: coverage is unknown, never "none"
     assert items["coverage"][1].value == "unknown: imported without scope"
-    assert len(sheet._charts) == 1
+    assert items["not read"][1].value.startswith("unknown")
+    assert "{" not in items["scope"][1].value and "imported from 1 file" in items["scope"][1].value
+    cost = items["monthly storage cost"]
+    assert cost[2].value > 0 and "USD" in cost[2].number_format
+    assert "upper bound" in cost[3].value
+    assert items["monthly savings, deletable now"][3].value.startswith("what cleanup-plan deletes")
+    assert {"monthly savings, deletable now", "monthly savings, blocked"} <= set(items)
+    # every open finding is in the severity rows, and the rule table adds up to the same
+    severities = {r[0].value: r[1].value for r in sheet.iter_rows()
+                  if r[0].value in ("critical", "high", "medium", "low", "info")}
+    assert sum(severities.values()) == items["open findings"][1].value
+    rules = [r for r in sheet.iter_rows() if isinstance(r[0].value, str)
+             and len(r[0].value) == 6 and r[0].value[:3].isalpha() and r[0].value[3:].isdigit()]
+    assert sum(r[9].value for r in rules) == items["open findings"][1].value
+    assert all(sum(c.value or 0 for c in r[4:9]) == r[9].value for r in rules)
+    # the top risks in words: the most severe first
+    top = next(i for i, r in enumerate(sheet.iter_rows(values_only=True))
+               if str(r[0]).startswith("Top "))
+    risks = list(sheet.iter_rows(min_row=top + 3, max_row=top + 4, values_only=True))
+    assert risks[0][1].startswith(("TAG", "PIN", "STL", "REP", "GEN", "RET", "APR"))
+    assert risks[0][4] in ("critical", "high", "medium") and risks[0][5]
 
 
-def test_findings_severity_fill_money_and_portal_links(book):
+def test_summary_chart_colours_each_severity_and_labels_every_rule(book):
+    [chart] = book["Summary"]._charts
+    assert chart.grouping == "stacked"
+    assert [str(s.graphicalProperties.solidFill.srgbClr) for s in chart.series] == [
+        workbook.SEVERITY_FILLS[name] for name in ("critical", "high", "medium", "low", "info")]
+    assert chart.x_axis.tickLblSkip == 1 and chart.x_axis.delete is False
+
+
+def test_findings_read_left_to_right(book):
     sheet = book["Findings"]
     names = header(sheet)
-    assert names[:3] == ["rule_id", "rule_name", "severity"] and "monthly_cost" in names
+    assert names[:5] == ["severity", "rule_id", "resource_name", "message", "remediation"]
+    assert names.index("evidence") > len(workbook.FINDINGS_READING) and "monthly_cost" in names
+    assert sheet.print_area == (f"'Findings'!$A$1:${chr(64 + len(workbook.FINDINGS_READING))}$"
+                                f"{sheet.max_row}")
     severity = column(sheet, "severity")[0]
     assert severity.fill.fgColor.rgb.endswith(workbook.SEVERITY_FILLS[severity.value])
     link = column(sheet, "resource_id")[0]
@@ -113,6 +160,13 @@ def test_findings_severity_fill_money_and_portal_links(book):
     assert link.data_type == "s"
     money = [c for c in column(sheet, "monthly_cost") if c.value is not None]
     assert money and all("USD" in c.number_format for c in money)
+    messages = column(sheet, "message")
+    assert all(c.alignment.wrap_text and c.alignment.vertical == "top" for c in messages)
+    long = max(messages, key=lambda c: len(c.value))
+    assert sheet.row_dimensions[long.row].height >= 30  # a wrapped text gets its lines
+    evidence = [c.value for c in column(sheet, "evidence") if c.value]
+    assert evidence and not any("\\/" in text for text in evidence)
+    assert any("/subscriptions/" in text for text in evidence)
 
 
 def test_no_formula_anywhere_and_hostile_text_kept_as_text(book):
@@ -128,20 +182,147 @@ def test_no_formula_anywhere_and_hostile_text_kept_as_text(book):
 
 
 def test_hostile_tag_in_cost_team_column_is_text(book):
-    teams = column(book["Cost"], "team")
+    teams = column(book["Cost lines"], "team")
     hostile = [c for c in teams if c.value == "@SUM(1)"]
     assert hostile and all(c.data_type == "s" for c in hostile)
+    shown = [c for row in book["Cost summary"].iter_rows() for c in row if c.value == "@SUM(1)"]
+    assert shown and all(c.quotePrefix for c in shown)
 
 
-def test_cost_sheet_lines_then_totals(book):
-    sheet = book["Cost"]
-    values = [row[0].value for row in sheet.iter_rows()]
-    assert values[0] == "kind" and "replica" in values and "managed image" in values
-    totals_at = next(i for i, v in enumerate(values) if isinstance(v, str)
-                     and v.startswith("Totals (upper bound"))
-    sections = {row[0].value for row in sheet.iter_rows(min_row=totals_at + 3) if row[0].value}
-    assert {"total", "gallery", "region", "storage_type", "team", "savings"} <= sections
+def test_cost_lines_alone_with_prices_to_four_decimals(book):
+    sheet = book["Cost lines"]
+    assert header(sheet)[0] == "kind" and sheet.freeze_panes == "A2"
+    kinds = [c.value for c in column(sheet, "kind")]
+    assert "replica" in kinds and "managed image" in kinds
+    assert set(kinds) <= {"replica", "managed image", "replica (shallow)",
+                          "additional replica set", "edge zone replica"}  # no totals below
+    prices = [c for c in column(sheet, "price_per_gb_month") if c.value is not None]
+    assert prices and all(c.number_format.endswith("#,##0.0000") for c in prices)
     assert "assumptions" in header(sheet) and "price_row" in header(sheet)
+
+
+def test_cost_summary_tables_and_charts(book):
+    sheet = book["Cost summary"]
+    values = [[c.value for c in row] for row in sheet.iter_rows()]
+    headers = {row[0] for row in values if row[1] == "monthly cost"}
+    assert {"team", "gallery", "region", "storage type"} <= headers
+    assert len(sheet._charts) == 2
+    money = [c for row in sheet.iter_rows() for c in row
+             if isinstance(c.value, float) and "USD" in c.number_format]
+    assert money
+    for cell in money:  # the column is wide enough for the formatted amount: never ###
+        width = sheet.column_dimensions[cell.column_letter].width
+        assert width >= len(f"USD {cell.value:,.2f}") + 1
+    labels = [row[0] for row in values]
+    assert "deletable now" in labels and "blocked" in labels
+
+
+@pytest.fixture(scope="module")
+def sample_book(tmp_path_factory):
+    """The sample audit against a baseline that lacks its first three findings and holds one
+    that is gone since: the workbook as the CLI writes it, and the run it came from."""
+    import auditor
+    from auditor.report import write_workbook
+    folder = tmp_path_factory.mktemp("sample")
+    first = auditor.audit("sample", as_of="2026-11-15")
+    earlier = first.findings.iloc[3:][["rule_id", "fingerprint"]].to_dict("records")
+    earlier.append({"rule_id": "TAG001", "severity": "medium", "title": "Tagged",
+                    "resource_name": "img-retired", "message": "img-retired lacks a tag.",
+                    "fingerprint": "TAG001:/subscriptions/x/img-retired"})
+    baseline = folder / "baseline.json"
+    baseline.write_text(json.dumps({"findings": earlier}))
+    run = auditor.audit("sample", as_of="2026-11-15", baseline=baseline)
+    path = write_workbook(folder / "image-audit.xlsx", run.findings, run.estate.tables,
+                          run.context, cost=run.cost, plan=run.plan, usage=run.estate.usage,
+                          exemptions=run.exemptions.entries)
+    return path, run
+
+
+def test_summary_of_the_sample_says_coverage_savings_dates_and_changes(sample_book):
+    path, run = sample_book
+    sheet = load_workbook(path)["Summary"]
+    items = summary_items(sheet)
+    assert items["coverage"][1].value == "partial"
+    assert items["not read"][1].value.startswith("Northwind Contractors: denied (")
+    assert items["scope"][1].value == "the bundled sample estate of Northwind Traders (fictional)"
+    savings = run.savings
+    assert items["monthly savings, deletable now"][2].value == pytest.approx(
+        savings["deletable_now"]["monthly_cost"])
+    dated = [r for r in sheet.iter_rows() if r[0].is_date and "blocked until" in r[0].number_format]
+    assert [r[0].value.date().isoformat() for r in dated] == [
+        d["date"] for d in savings["blocked"]["until_date"]]
+    assert [r[2].value for r in dated] == pytest.approx(
+        [d["monthly_cost"] for d in savings["blocked"]["until_date"]])
+    compared = run.context["baseline"]
+    assert (compared["new"], compared["resolved"]) == (3, 1)
+    assert items["new findings"][1].value == 3 and items["resolved findings"][1].value == 1
+    assert items["existing findings"][1].value == compared["existing"]
+    assert "img-retired" in [r[0].value for r in sheet.iter_rows()]  # the resolved one, named
+
+
+def test_cost_summary_lists_savings_item_by_item_with_dates(sample_book):
+    path, run = sample_book
+    sheet = load_workbook(path)["Cost summary"]
+    items = run.plan.savings_items()
+    rows = {r[0].value: r for r in sheet.iter_rows() if r[0].value in set(items["label"])}
+    assert len(rows) == len(items)
+    for item in items.itertuples():
+        row = rows[item.label]
+        assert row[1].value == pytest.approx(item.monthly_cost)
+        if pd.notna(item.deletable_from):
+            assert row[4].is_date and row[4].number_format == "yyyy-mm-dd"
+            assert row[4].value.date() == item.deletable_from.date()
+            assert "end of life" in row[5].value
+
+
+def test_evidence_json_keeps_slashes_as_they_are(sample_book, tmp_path):
+    """Evidence names ids and URLs: "/" stays "/" in findings.csv and the workbook (pandas
+    would write "\\/"), and the JSON still parses to the same values."""
+    from auditor.report import write_csv
+    path, run = sample_book
+    with_paths = [t for t in run.findings["evidence"] if "/" in t]
+    assert with_paths and not any("\\/" in t for t in run.findings["evidence"])
+    assert all(isinstance(json.loads(t), dict) for t in with_paths)
+    write_csv(tmp_path / "findings.csv", run.findings)
+    text = (tmp_path / "findings.csv").read_text(encoding="utf-8-sig")
+    assert "\\/" not in text and "https://" in text
+
+
+def test_text_past_excel_limit_says_where_the_rest_is(tmp_path):
+    from auditor.engine import FINDING_COLUMNS
+    finding = dict.fromkeys(FINDING_COLUMNS)
+    finding.update(rule_id="TAG001", severity="low", title="t", resource_name="r",
+                   message="m" * 40_000, exempted=False, evidence="{}")
+    path = tmp_path / "long.xlsx"
+    workbook.write_workbook(path, pd.DataFrame([finding]), {}, {"as_of": "2026-11-15"})
+    message = column(load_workbook(path)["Findings"], "message")[0].value
+    assert len(message) == 32_767
+    assert message.endswith("… (truncated, full text in findings.json)")
+
+
+def _libreoffice():
+    import shutil
+    return shutil.which("soffice") or shutil.which("libreoffice")
+
+
+@pytest.mark.skipif(_libreoffice() is None, reason="needs LibreOffice (libreoffice-calc-nogui)")
+def test_sample_summary_findings_and_cost_summary_print_on_20_pages_at_most(sample_book,
+                                                                              tmp_path):
+    """Printed as a person prints them (LibreOffice, the workbook's own print setup), the three
+    sheets people read on paper fit in 20 landscape pages."""
+    import re
+    import subprocess
+    path, _ = sample_book
+    book = load_workbook(path)
+    for name in book.sheetnames:
+        if name not in ("Summary", "Findings", "Cost summary"):
+            book.remove(book[name])
+    book.save(tmp_path / "printed.xlsx")
+    subprocess.run([_libreoffice(), "--headless", f"-env:UserInstallation=file://{tmp_path}/lo",
+                    "--convert-to", "pdf", "--outdir", str(tmp_path), str(tmp_path / "printed.xlsx")],
+                   check=True, capture_output=True, timeout=300)
+    pages = len(re.findall(rb"/Type\s*/Page\b(?!s)", (tmp_path / "printed.pdf").read_bytes()))
+    assert 3 <= pages <= 20
 
 
 def test_machines_say_what_each_reference_resolves_to(book):
@@ -206,7 +387,7 @@ def test_exemptions_sheet_counts_days_left(tmp_path):
     sheet = load_workbook(path)["Exemptions"]
     row = dict(zip(header(sheet), sheet[2], strict=True))
     assert row["days_left"].value == 30
-    assert row["expires"].is_date
+    assert row["expires"].is_date and row["expires"].number_format == "yyyy-mm-dd"
     assert row["reason"].value == "=1+1" and row["reason"].data_type == "s"
 
 
@@ -262,7 +443,9 @@ def _check_typed_sheet(sheet, write_only: bool) -> None:
     rows = [dict(zip(header(sheet), row, strict=True)) for row in sheet.iter_rows(min_row=2)]
     assert len(rows) == 12
     for number, row in enumerate(rows):
-        assert row["text"].value == ["plain", "=1+1", "#N/A", "a\\x01b", "x" * 32_767, None][number % 6]
+        cut = "x" * (32_767 - len(workbook.TRUNCATED.format("the snapshot"))) \
+            + workbook.TRUNCATED.format("the snapshot")
+        assert row["text"].value == ["plain", "=1+1", "#N/A", "a\\x01b", cut, None][number % 6]
         assert row["mixed"].value == [7, "=2+2", '{"k": [1]}', dt.datetime(2026, 1, 2, 3, 4),
                                       None, 2.5][number % 6]
         assert row["flag"].value is (number % 2 == 0)
@@ -271,6 +454,7 @@ def _check_typed_sheet(sheet, write_only: bool) -> None:
         assert row["monthly_cost"].value == [1.5, None, 1.5, 2.25, None, 1.5][number % 6]
     for row in rows[:11]:
         assert row["when"].is_date and row["when"].value == dt.datetime(2026, 1, 1, 6)
+        assert row["when"].number_format == workbook.TIME_FORMAT
     for name in ("text", "mixed", "severity", "resource_id"):
         quoted = [r[name] for r in rows if isinstance(r[name].value, str)
                   and r[name].value.startswith(("=", "#"))]

@@ -693,7 +693,9 @@ def show(history: History, console, last: int = 8) -> None:
     rules = by_rule(history).drop(columns=["open_first", "open_last"]).set_index("rule_id")
     console.print(table(f"Open findings per rule (last {len(recent.columns)} runs), resolved and "
                         "reopened, mean days to resolve",
-                        recent.join(rules, how="outer").fillna(0).rename_axis("rule").reset_index()))
+                        recent.join(rules, how="outer").fillna(dict.fromkeys(
+                            [*recent.columns, "resolved", "reopened"], 0))
+                        .rename_axis("rule").reset_index()))
     console.print(table("Cost and savings per month (mean of the month's runs)", monthly(history)))
     for note in series_notes(history):
         console.print(note)

@@ -598,4 +598,7 @@ def write_workbook(path: Path, findings: pd.DataFrame, tables: dict[str, pd.Data
     _exemptions_sheet(book, parts)
     _coverage_sheet(book, parts)
     _manifest_sheet(book, parts)
+    if context.get("trend"):  # the run was appended to a history (auditor/history.py)
+        from auditor.history import trend_sheet
+        trend_sheet(book, context["trend"])
     book.save(path)

@@ -435,7 +435,7 @@ def _read(root: Path, dataset: str, columns: list[str] | None = None,
             except (OSError, pa.ArrowException) as error:
                 raise AuditError(f"{file}: corrupt history file ({error})") from None
             if not set(schema.names) <= set(found.names):
-                raise AuditError(f"{file}: corrupt history file (columns {found.names})")
+                raise AuditError(f"{file}: corrupt history file (columns {found.names})") from None
         raise AuditError(f"{root / dataset}: cannot read the history ({exc})") from None
 
 

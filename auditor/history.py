@@ -173,29 +173,32 @@ def _run_path(root: Path, dataset: str, run_id: str, as_of: pd.Timestamp) -> Pat
 def _append_lock(root: Path, wait: float = LOCK_WAIT):
     """One append at a time: a lock file made with O_EXCL; one whose process is gone from
     this host is taken over, another is waited for."""
-    lock, owner = root / LOCK, f"{os.getpid()} {socket.gethostname()}\n"
+    lock, owner = root / LOCK, f"{os.getpid()} {socket.gethostname()}\n".encode()
     deadline = time.monotonic() + wait
-    while True:
-        try:
-            handle = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            break
-        except FileExistsError:
-            if _holder_gone(lock):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(lock)
-                continue
-            if time.monotonic() > deadline:
-                raise AuditError(f"{lock}: another image-audit has been appending for "
-                                 f"{wait:.0f} s; remove the lock file if no run is active") from None
+    while not _claimed(lock, owner):
+        if _holder_gone(lock):
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+        elif time.monotonic() > deadline:
+            raise AuditError(f"{lock}: another image-audit has been appending for {wait:.0f} s; "
+                             "remove the lock file if no run is active")
+        else:
             time.sleep(0.05)
-    with os.fdopen(handle, "w") as file:
-        file.write(owner)
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            if lock.read_text() == owner:
-                os.unlink(lock)
+        if lock.exists() and lock.read_bytes() == owner:  # taken over meanwhile: not ours
+            lock.unlink()
+
+
+def _claimed(lock: Path, owner: bytes) -> bool:
+    try:
+        handle = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    os.write(handle, owner)
+    os.close(handle)
+    return True
 
 
 def _holder_gone(lock: Path) -> bool:

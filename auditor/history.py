@@ -597,9 +597,11 @@ def annotate(history: History, findings: pd.DataFrame, context: dict) -> pd.Data
                                                     spells=("start", "size"))
     key = findings["fingerprint"].astype(str).str.lower()
     found = per_finding.reindex(key.to_numpy())
-    first = pd.Series(found["first"].to_numpy(), index=findings.index).fillna(as_of)
+    def times(column: str) -> pd.Series:
+        return pd.Series(pd.to_datetime(found[column].to_numpy(), utc=True), index=findings.index)
+    first = times("first").fillna(as_of)
     reopened = pd.Series(found["spells"].fillna(1).to_numpy() - 1, index=findings.index)
-    last = pd.Series(found["last"].to_numpy(), index=findings.index).where(reopened > 0)
+    last = times("last").where(reopened > 0)
     iso = "%Y-%m-%dT%H:%M:%S+00:00"
     return findings.assign(
         first_seen=first.dt.strftime(iso).astype(object),

@@ -351,3 +351,13 @@ def test_spark_reads_the_history_unchanged(thirty_days):
     assert str(rows[0]["run_date"]) == "2026-11-16"
     assert sum(r["open"] for r in rows) == sum(r.counts["open"] for r in runs)
     assert first_run["as_of"].replace(tzinfo=timezone.utc) == START
+
+
+def test_a_run_without_findings_is_recorded_and_shown(tmp_path, capsys):
+    folder = tmp_path / "h"
+    scope = [{"subscription_id": SUB, "display_name": "main", "status": "ok", "detail": ""}]
+    run = auditor.audit(snapshot_of(*compliant_estate_resources(), scope=scope), history=folder)
+    assert run.findings.empty and "age_days" in run.findings.columns
+    assert run.context["trend"]["runs"][0]["open"] == 0
+    code, out, _ = run_cli(capsys, "history", "show", str(folder))
+    assert code == 0 and "complete" in out

@@ -417,7 +417,9 @@ def history_add(files, history_dir):
 @history_group.command("show")
 @click.argument("history_dir", type=click.Path(path_type=Path))
 @click.option("--since", help="Only runs from this date (ISO 8601) on.")
-def history_show(history_dir, since):
+@click.option("--last", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Runs shown one by one (the months cover every run from --since).")
+def history_show(history_dir, since, last):
     """Open findings per severity and rule per run, mean time to resolve per rule, cost and
     savings per month, coverage per run."""
     from rich.console import Console
@@ -428,7 +430,7 @@ def history_show(history_dir, since):
     if loaded.runs.empty:
         raise AuditError(f"{history_dir}: no runs{f' since {since}' if since else ''}")
     # piped output is not cut to 80 columns: the per-run table needs about 130
-    history.show(loaded, Console(width=None if sys.stdout.isatty() else 160))
+    history.show(loaded, Console(width=None if sys.stdout.isatty() else 160), last=last)
 
 
 @cli.group("prices")

@@ -24,6 +24,7 @@ import re
 import secrets
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -495,8 +496,11 @@ class History:
 def load(folder: Path | str, since=None) -> History:
     """The history in `folder` as pandas frames, runs in date order (from `since` on)."""
     root = open_folder(folder)
-    runs = _read(root, "runs").to_pandas().sort_values(["as_of", "run_id"], ignore_index=True)
-    changes = _read(root, "changes", run_ids=list(runs["run_id"])).to_pandas()
+    recorded = [Path(f).stem for f in _files(root, "runs")]  # changes of these runs only
+    with ThreadPoolExecutor(2) as pool:  # a file per run: read both datasets at once
+        runs, changes = pool.map(lambda name: _read(root, name, run_ids=recorded).to_pandas(),
+                                 ["runs", "changes"])
+    runs = runs.sort_values(["as_of", "run_id"], ignore_index=True)
     history = History(root, runs, changes)
     if since is not None:
         history = history.since(since)
@@ -530,9 +534,14 @@ def episodes(runs: pd.DataFrame, changes: pd.DataFrame, upto: int | None = None)
     if not count or changes.empty:
         return pd.DataFrame(columns=columns)
     runs = runs.iloc[:count]
-    seq = pd.Series(np.arange(count), index=runs["run_id"].to_numpy())
-    events = changes[changes["run_id"].isin(seq.index)]
-    position = seq.reindex(events["run_id"]).to_numpy()
+    stamps = runs["as_of"].astype("int64").to_numpy()  # microseconds
+    if len(np.unique(stamps)) == count:  # each run its own as-of: placed by time, no text
+        events = changes[changes["as_of"].astype("int64").to_numpy() <= stamps[-1]]
+        position = np.searchsorted(stamps, events["as_of"].astype("int64").to_numpy())
+    else:
+        seq = pd.Series(np.arange(count), index=runs["run_id"].to_numpy())
+        events = changes[changes["run_id"].isin(seq.index)]
+        position = seq.reindex(events["run_id"]).to_numpy()
     series = runs["fingerprint_version"].to_numpy()
     # a series ends where the fingerprint scheme changes: nothing is judged across it
     boundary = np.flatnonzero(np.diff(series) != 0) + 1
@@ -550,35 +559,33 @@ def episodes(runs: pd.DataFrame, changes: pd.DataFrame, upto: int | None = None)
     next_covered = np.full((count + 1, len(named) + 1), count)
     for r in range(count - 1, -1, -1):
         next_covered[r] = np.where(covered[r], r, next_covered[r + 1])
-    frame = pd.DataFrame({
-        "fingerprint_version": series[position], "fingerprint": events["fingerprint"].to_numpy(),
-        "rule_id": events["rule_id"].to_numpy(), "subscription_id": events["subscription_id"].to_numpy(),
-        "position": position, "appeared": (events["change"] == "appeared").to_numpy()})
-    frame = frame.sort_values(["fingerprint_version", "fingerprint", "position"], ignore_index=True)
-    same = (frame["fingerprint"].shift() == frame["fingerprint"]) & \
-        (frame["fingerprint_version"].shift() == frame["fingerprint_version"])
-    j = frame["subscription_id"].map(column).fillna(0).astype(int).to_numpy()
-    pos = frame["position"].to_numpy()
+    # the events of each fingerprint in run order, as integer codes (a year of runs sorts fast)
+    version = series[position]
+    key, fingerprints = pd.factorize(events["fingerprint"])
+    sub_code, subs = pd.factorize(events["subscription_id"])
+    order = np.lexsort((position, key, version))
+    key, version, position = key[order], version[order], position[order]
+    appeared = (events["change"] == "appeared").to_numpy()[order]
+    sub_column = np.append([column.get(sub, 0) for sub in subs], 0)[sub_code[order]]
+    same = np.r_[False, (key[1:] == key[:-1]) & (version[1:] == version[:-1])]
     # a disappearance is resolved at the first run that could see it, before the finding
     # came back and before its series ended
-    seen_at = next_covered[pos, j]
-    following = frame["position"].shift(-1).where(same.shift(-1, fill_value=False)).fillna(count)
-    limit = np.minimum(following.to_numpy(), series_end[pos])
-    resolved = ~frame["appeared"].to_numpy() & (seen_at < limit)
-    resolved_prev = pd.Series(resolved).shift(fill_value=False).to_numpy()
-    starts = frame["appeared"].to_numpy() & (~same.to_numpy() | resolved_prev)
-    frame["episode"] = np.cumsum(starts)
-    frame["resolved_at"] = np.where(resolved, seen_at, -1)
-    grouped = frame.groupby("episode", sort=True).agg(
-        fingerprint_version=("fingerprint_version", "first"), fingerprint=("fingerprint", "first"),
-        rule_id=("rule_id", "first"), subscription_id=("subscription_id", "first"),
-        start=("position", "first"), end=("resolved_at", "max"))
-    grouped = grouped[frame.groupby("episode")["appeared"].first()]  # events before a start
-    as_of = runs["as_of"].reset_index(drop=True)
-    result = grouped.reset_index(drop=True)
-    result["start"] = as_of.iloc[result["start"].to_numpy()].to_numpy()
-    ends = result["end"].to_numpy()
-    result["end"] = pd.Series(as_of.iloc[np.maximum(ends, 0)].to_numpy()).where(ends >= 0)
+    seen_at = next_covered[position, sub_column]
+    following = np.where(np.r_[same[1:], False], np.r_[position[1:], count], count)
+    resolved = ~appeared & (seen_at < np.minimum(following, series_end[position]))
+    first = np.flatnonzero(~same | (appeared & np.r_[False, resolved[:-1]]))
+    last = np.r_[first[1:] - 1, len(key) - 1]
+    first, last = first[appeared[first]], last[appeared[first]]  # a spell starts by appearing
+    ends = np.where(resolved[last], seen_at[last], -1)
+    rows = order[first]
+    result = pd.DataFrame({
+        "fingerprint_version": version[first],
+        "fingerprint": np.asarray(fingerprints, dtype=object)[key[first]],
+        "rule_id": events["rule_id"].to_numpy(dtype=object)[rows],
+        "subscription_id": events["subscription_id"].to_numpy(dtype=object)[rows],
+        "start": pd.to_datetime(stamps[position[first]], unit="us", utc=True),
+        "end": pd.to_datetime(np.where(ends >= 0, stamps[np.maximum(ends, 0)], np.iinfo(np.int64).min),
+                              unit="us", utc=True)})
     result["days_to_resolve"] = (result["end"] - result["start"]).dt.total_seconds() / 86400
     return result[columns]
 
@@ -675,8 +682,8 @@ SHORT = {"as_of": "as of", "open_critical": "crit", "open_high": "high", "open_m
          "mean_days_to_resolve": "mean days to resolve"}
 
 
-def show(history: History, console, last: int = 8) -> None:
-    """`history show`: readable terminal tables (rich)."""
+def show(history: History, console, last: int = 30) -> None:
+    """`history show`: readable terminal tables (rich) of the `last` runs, and per month."""
     from rich.table import Table
 
     def table(title: str, frame: pd.DataFrame) -> Table:
@@ -688,10 +695,11 @@ def show(history: History, console, last: int = 8) -> None:
             out.add_row(*[_cell(v) for v in row])
         return out
 
-    runs = per_run(history).drop(columns=["fingerprint_version"])
+    runs = per_run(history).drop(columns=["fingerprint_version"]).tail(last)
     runs["as_of"] = runs["as_of"].dt.strftime("%Y-%m-%d %H:%M")
-    console.print(table(f"Open findings by severity, cost and coverage per run ({len(runs)} runs)",
-                        runs))
+    console.print(table(f"Open findings by severity, cost and coverage per run (last {len(runs)} "
+                        f"of {len(history.runs)} runs)", runs))
+    last = min(last, 8)
     counts = history.open_by_rule.groupby(["as_of", "rule_id"])["open"].sum().unstack(fill_value=0)
     recent = counts.tail(last).T
     recent.columns = [f"{c:%m-%d}" for c in recent.columns]

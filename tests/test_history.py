@@ -315,18 +315,21 @@ def test_audit_with_history_writes_age_into_every_report(tmp_path, capsys):
     summary = (reports / "summary.md").read_text()
     assert "Trend over 2 run(s) since 2026-11-15" in summary
     code, out, _ = run_cli(capsys, "history", "show", str(folder), "--since", "2026-12-01")
-    assert code == 0 and "(1 runs)" in out and "2026-12" in out
+    assert code == 0 and "(last 1 of 1 runs)" in out and "2026-12" in out
 
 
 def test_duckdb_reads_the_history_as_the_readme_says(thirty_days):
     duckdb = pytest.importorskip("duckdb")
     folder, runs = thirty_days
-    query = (f"SELECT run_date, count(*) AS findings FROM read_parquet('{folder}/findings/*/*.parquet', "
-             "hive_partitioning = true) GROUP BY run_date ORDER BY run_date")
-    rows = duckdb.sql(query).fetchall()
-    assert len(rows) == DAYS
-    assert [n for _, n in rows] == [len(r.findings) for r in runs]
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    query = readme.split("```sql\n", 1)[1].split("```", 1)[0]
+    assert "'history/findings/*/*.parquet'" in query
+    rows = duckdb.sql(query.replace("'history/", f"'{folder}/")).fetchall()
     assert str(rows[0][0]) == "2026-11-16"
+    per_day = {}
+    for run_date, _, count in rows:
+        per_day[str(run_date)] = per_day.get(str(run_date), 0) + count
+    assert list(per_day.values()) == [r.counts["open"] for r in runs]
 
 
 def test_spark_reads_the_history_unchanged(thirty_days):

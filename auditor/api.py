@@ -23,12 +23,20 @@ from auditor import cost as costing
 from auditor import prices as price_table
 from auditor.baseline import load_baseline
 from auditor.cleanup import CleanupPlan, cleanup_plan
-from auditor.engine import Rule, apply_config, evaluate, load_config, load_rules, rules_dir
+from auditor.engine import (
+    FINGERPRINT_VERSION,
+    Rule,
+    apply_config,
+    evaluate,
+    load_config,
+    load_rules,
+    rules_dir,
+)
 from auditor.errors import AuditError
 from auditor.estate import Estate
 from auditor.exemptions import Exemptions, load_exemptions
 from auditor.importer import sample_config, sample_exemptions_path, sample_snapshot
-from auditor.report import coverage, summary
+from auditor.report import cost_totals, coverage, summary
 from auditor.snapshot import Snapshot
 
 SAMPLE = "sample"  # `audit("sample")`: the bundled fictional estate, with its policy
@@ -48,6 +56,7 @@ class Audit:
     context: dict
     exemptions: Exemptions | None = None
     resolved: list[dict] = field(default_factory=list)
+    history: object | None = None  # auditor.history.History, when the run was recorded
 
     @property
     def counts(self) -> dict:
@@ -105,11 +114,12 @@ def audit(snapshot: Snapshot | Path | str, *, config: Path | str | dict | None =
           exemptions: Path | str | None = None, baseline: Path | str | None = None,
           as_of: str | datetime | None = None, prices: Path | str | None = None,
           occupancy: float | None = None, retain_tag: str | None = None,
-          rule_ids: tuple[str, ...] | None = None) -> Audit:
+          rule_ids: tuple[str, ...] | None = None, history: Path | str | None = None) -> Audit:
     """Evaluate the rule pack over a snapshot (a folder, a Snapshot, or "sample") and price
     its storage. `exemptions` and `baseline` are files; `as_of` is the "now" of time-based
     rules (default: the snapshot's time); `rule_ids` evaluates only those rules (cost and
-    cleanup-plan need only the deletion rules). Raises AuditError with a one-line message
+    cleanup-plan need only the deletion rules); `history` is a folder the run is appended to,
+    whose earlier runs give each finding its first_seen and age. Raises AuditError with a one-line message
     on bad input."""
     sample = isinstance(snapshot, str) and snapshot == SAMPLE
     rules = rule_pack(config, sample=sample)
@@ -117,6 +127,9 @@ def audit(snapshot: Snapshot | Path | str, *, config: Path | str | dict | None =
         exemptions = sample_exemptions_path()
     accepted = load_exemptions(Path(exemptions), rules) if exemptions is not None else None
     earlier = load_baseline(Path(baseline)) if baseline is not None else None
+    if history is not None:
+        from auditor import history as run_history
+        run_history.open_folder(history, create=True)  # a bad folder fails before the audit
     if isinstance(snapshot, Snapshot):
         loaded, label = snapshot, "snapshot object"
     elif sample:
@@ -150,6 +163,7 @@ def audit(snapshot: Snapshot | Path | str, *, config: Path | str | dict | None =
         "coverage": coverage(loaded.tables, loaded.manifest),
         "cost_basis": cost.basis,
         "savings": plan.savings(),
+        "fingerprint_version": FINGERPRINT_VERSION,
     }
     if isinstance(config, (str, Path)):
         context["config"] = file_evidence(Path(config))
@@ -161,5 +175,15 @@ def audit(snapshot: Snapshot | Path | str, *, config: Path | str | dict | None =
         findings, resolved = earlier.compare(findings)
         context["baseline"] = earlier.summary(findings, resolved)
         context["resolved"] = resolved
+    recorded = None
+    if history is not None:
+        recorded_now = run_history.record(history, findings, context,
+                                          cost_totals(cost, findings, plan))
+        recorded = run_history.load(history)
+        findings = run_history.annotate(recorded, findings, context)
+        context["history"] = {"folder": str(history), "runs": len(recorded.runs),
+                              "recorded": recorded_now}
+        context["trend"] = run_history.trend(recorded)
     return Audit(snapshot=loaded, estate=estate, rules=rules, findings=findings, cost=cost,
-                 plan=plan, context=context, exemptions=accepted, resolved=resolved)
+                 plan=plan, context=context, exemptions=accepted, resolved=resolved,
+                 history=recorded)

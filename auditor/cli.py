@@ -244,9 +244,12 @@ def _config_path(config_path: Path | None) -> Path | None:
 @click.option("--collect", "collect_now", is_flag=True,
               help="Collect from Azure first (scope options below); the snapshot is kept in "
               "the output folder.")
+@click.option("--history", "history_dir", type=click.Path(path_type=Path),
+              help="History folder: append this run, and give findings first_seen and age.")
 @_scope_options
 def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occupancy,
-          prices_path, exemptions_path, baseline_path, fail_on_new, collect_now, **scope):
+          prices_path, exemptions_path, baseline_path, fail_on_new, collect_now, history_dir,
+          **scope):
     """Evaluate the rule pack over a snapshot and write the reports."""
     if bool(snapshot) + bool(sample) + bool(collect_now) != 1:
         raise click.UsageError("give a SNAPSHOT directory, --sample or --collect (one of them)")
@@ -256,7 +259,7 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occup
     _claim_output(out_dir)
     config_path = _config_path(config_path)
     options = dict(config=config_path, exemptions=exemptions_path, baseline=baseline_path,
-                   as_of=as_of, prices=prices_path, occupancy=occupancy)
+                   as_of=as_of, prices=prices_path, occupancy=occupancy, history=history_dir)
     if collect_now:  # bad input fails before a long collection, not after
         rules = api.rule_pack(config_path)
         if exemptions_path is not None:
@@ -291,6 +294,10 @@ def audit(snapshot, sample, out_dir, config_path, fail_on, as_of, formats, occup
         compared = context["baseline"]
         click.echo(f"against {baseline_path}: {compared['new']} new, {compared['existing']} "
                    f"existing, {compared['resolved']} resolved")
+    if history_dir is not None:
+        recorded = context["history"]
+        added = "run added" if recorded["recorded"] else "run already there, nothing changed"
+        click.echo(f"history {history_dir}: {added}; {recorded['runs']} run(s)")
     for path in written:
         click.echo(f"wrote {path}")
     if failed is not None:
@@ -396,6 +403,44 @@ def cost_command(snapshot, sample, out_dir, occupancy, prices_path, config_path,
         written += write_cost(out_dir, cost, run.findings, run.plan)
     for path in written:
         click.echo(f"wrote {path}")
+
+
+@cli.group("history")
+def history_group():
+    """A history of runs: findings, cost and coverage over time (Parquet, by run date)."""
+
+
+@history_group.command("add")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--history", "history_dir", required=True, type=click.Path(path_type=Path),
+              help="History folder to append to (made if missing).")
+def history_add(files, history_dir):
+    """Append runs made elsewhere, from their findings.json (cost totals from the cost.csv
+    beside it, when there is one)."""
+    from auditor import history
+
+    for path in files:
+        recorded, name = history.add_findings_file(history_dir, path)
+        click.echo(f"{path}: {'added as' if recorded else 'already there as'} {name}")
+
+
+@history_group.command("show")
+@click.argument("history_dir", type=click.Path(path_type=Path))
+@click.option("--since", help="Only runs from this date (ISO 8601) on.")
+@click.option("--last", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Runs shown one by one (the months cover every run from --since).")
+def history_show(history_dir, since, last):
+    """Open findings per severity and rule per run, mean time to resolve per rule, cost and
+    savings per month, coverage per run."""
+    from rich.console import Console
+
+    from auditor import history
+
+    loaded = history.load(history_dir, since=api.parse_time(since, "--since"))
+    if loaded.runs.empty:
+        raise AuditError(f"{history_dir}: no runs{f' since {since}' if since else ''}")
+    # piped output is not cut to 80 columns: the per-run table needs about 130
+    history.show(loaded, Console(width=None if sys.stdout.isatty() else 160), last=last)
 
 
 @cli.group("prices")

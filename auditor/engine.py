@@ -60,6 +60,10 @@ def table_columns(table: str) -> list[str]:
     """The columns a rule over `table` (a snapshot table or an input) may name."""
     return INPUT_COLUMNS[table] if table in INPUT_COLUMNS else TABLE_SCHEMAS[table].names
 
+# The fingerprint scheme: rule id, ":", the lower-cased resource id, and "@region" for
+# per-region rules. A history records it; when it changes, a new series of findings starts.
+FINGERPRINT_VERSION = 1
+
 FINDING_COLUMNS = [
     "rule_id", "rule_name", "severity", "title", "resource_type", "resource_id",
     "resource_name", "subscription_id", "resource_group", "location", "region", "message",

@@ -510,6 +510,7 @@ def summary_markdown(findings: pd.DataFrame, context: dict, cost=None, top: int 
                       f"({cost.basis}{unpriced})."]
         if context.get("savings"):
             lines.append(f"Savings: {savings_sentence(context['savings'])}.")
+    lines += trend_lines(context.get("trend"))
     if len(active):
         shown_rows = active.head(top)
         lines += ["", f"Most severe {len(shown_rows)} of {len(active)} open findings:", ""]
@@ -517,6 +518,25 @@ def summary_markdown(findings: pd.DataFrame, context: dict, cost=None, top: int 
                   for f in shown_rows.itertuples(index=False)]
     lines += ["", "Details: image-audit.xlsx, findings.sarif, findings.junit.xml."]
     return "\n".join(lines) + "\n"
+
+
+def trend_lines(trend: dict | None) -> list[str]:
+    """The trend section of summary.md, from the history the run was appended to."""
+    if not trend or not trend.get("runs"):
+        return []
+    runs, first, last = trend["runs"], trend["runs"][0], trend["runs"][-1]
+    lines = ["", f"Trend over {len(runs)} run(s) since {first['as_of'][:10]}: open findings "
+                 f"{first['open']} then {last['open']} now."]
+    resolving = [r for r in trend["rules"] if r.get("mean_days_to_resolve") is not None]
+    if resolving:
+        lines.append("Mean days to resolve: " + ", ".join(
+            f"{r['rule_id']} {r['mean_days_to_resolve']:.1f}" for r in resolving) + ".")
+    months = [m for m in trend["months"] if m.get("monthly_cost") is not None]
+    if months:
+        lines.append("Image storage per month (mean of the month's runs): " + ", ".join(
+            f"{m['month']} {m['monthly_cost']:,.2f}" for m in months[-6:]) + ".")
+    lines += [f"Note: {note}." for note in trend.get("series") or []]
+    return lines
 
 
 def write_workbook(path: Path, findings: pd.DataFrame, tables: dict[str, pd.DataFrame],

@@ -86,7 +86,8 @@ def _result(finding: dict, rule_index: dict[str, int]) -> dict:
         location["name"] = name
     properties = {key: finding[key] for key in ("severity", "resource_type", "subscription_id",
                                                 "resource_group", "location", "region",
-                                                "status") if _text(finding.get(key))}
+                                                "status", "first_seen", "age_days", "reopened",
+                                                "last_reopened") if _text(finding.get(key))}
     cost = finding.get("monthly_cost")
     if isinstance(cost, float) and cost == cost:
         properties["monthly_cost"] = round(cost, 4)

@@ -1088,5 +1088,8 @@ def write_workbook(path: Path, findings: pd.DataFrame, tables: dict[str, pd.Data
         parts["savings"] = cost.savings(findings, plan)
     for write in SHEET_WRITERS:
         write(book, parts)
+    if context.get("trend"):  # the run was appended to a history (auditor/history.py)
+        from auditor.history import trend_sheet
+        trend_sheet(book, context["trend"])
     _footer(book, context)
     book.save(path)

@@ -723,11 +723,11 @@ def _cell(value) -> str:
 
 
 def trend_sheet(book, trend: dict) -> None:
-    """A Trend sheet: open findings per run by severity with a line chart, then per rule and
-    per month."""
+    """A Trend sheet: open findings per run by severity with a line chart; then the sheets
+    "Trend by rule" and "Trend by month" (cost and savings)."""
     from openpyxl.chart import LineChart, Reference
 
-    from auditor.workbook import Styles, append_block, write_table
+    from auditor.workbook import Styles, write_table
 
     runs = pd.DataFrame(trend["runs"])
     if runs.empty:
@@ -745,6 +745,6 @@ def trend_sheet(book, trend: dict) -> None:
     chart.add_data(data, titles_from_data=True)
     chart.set_categories(Reference(sheet, min_col=1, min_row=2, max_row=last_row))
     sheet.add_chart(chart, "M2")
-    append_block(sheet, "Per rule", pd.DataFrame(trend["rules"]))
-    append_block(sheet, "Cost and savings per month", pd.DataFrame(trend["months"]),
-                 Styles(money=["monthly_cost", "savings_deletable_now", "savings_blocked"]))
+    write_table(book, "Trend by rule", pd.DataFrame(trend["rules"]))
+    write_table(book, "Trend by month", pd.DataFrame(trend["months"]),
+                Styles(money=["monthly_cost", "savings_deletable_now", "savings_blocked"]))

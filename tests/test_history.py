@@ -310,6 +310,7 @@ def test_audit_with_history_writes_age_into_every_report(tmp_path, capsys):
     assert [c.value for c in trend[1]][:2] == ["as_of", "open"]
     assert [trend.cell(row, 1).value for row in (2, 3)] == ["2026-11-15", "2026-12-20"]
     assert trend._charts and trend._charts[0].tagname == "lineChart"
+    assert {"Trend by rule", "Trend by month"} <= set(book.sheetnames)
     findings_sheet = book["Findings"]
     assert "age_days" in [c.value for c in findings_sheet[1]]
     summary = (reports / "summary.md").read_text()

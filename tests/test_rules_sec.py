@@ -1,0 +1,128 @@
+"""SEC: policy violations, Trusted Launch and encryption of image versions (as-of 2026-11-15),
+on GET bodies of the API versions that carry (or lack) each property."""
+
+from auditor.columnar import normalize_lines
+from tests.builders import (
+    azure_fixture,
+    definition,
+    gallery,
+    gallery_ref,
+    managed_image,
+    version,
+    vm,
+    vmss,
+)
+from tests.test_columnar import assert_same, by_columns, by_resource, json_lines
+
+VIOLATION = "gallery_image_version_2024_03_03_policy_violation"
+TRUSTED = "gallery_image_definition_2024_03_03_trusted_launch_supported"
+CONFIDENTIAL = "gallery_image_definition_2024_03_03_confidential_vm"
+CONFIDENTIAL_VERSION = "gallery_image_version_2022_03_03_confidential_vm"
+STANDARD_VM = "vm_security_type_standard_2025_11_01"
+
+
+def test_fixture_shapes_give_the_same_columns_both_ways():
+    data = json_lines([gallery(), azure_fixture(TRUSTED), azure_fixture(CONFIDENTIAL),
+                       azure_fixture(VIOLATION), azure_fixture(CONFIDENTIAL_VERSION),
+                       azure_fixture(STANDARD_VM), azure_fixture("vmss_managed_image_2024_03_01"),
+                       azure_fixture("gallery_version_2019-03-01")])
+    assert normalize_lines(data) is not None
+    assert_same(by_columns(data), by_resource(data))
+
+
+def test_sec001_triggers_on_a_reported_version(run_rule):
+    findings = run_rule("SEC001", gallery(), definition(), azure_fixture(VIOLATION))
+    assert findings.iloc[0]["message"] == (
+        "Image version base/1.0.0 is reported for a policy violation; Azure lists: "
+        "ImageFlaggedUnsafe: "
+        "This image was flagged as unsafe by a malware scan.")
+
+
+def test_sec001_triggers_on_listed_violations_without_the_flag(run_rule):
+    listed = version()
+    listed["properties"]["safetyProfile"]["policyViolations"] = [{"category": "Other"}]
+    findings = run_rule("SEC001", gallery(), definition(), listed)
+    assert findings.iloc[0]["message"].endswith("policy violation; Azure lists: Other")
+
+
+def test_sec001_pass_when_not_reported_or_unknown(run_rule):
+    clean = azure_fixture(CONFIDENTIAL_VERSION)  # reportedForPolicyViolation false
+    older = azure_fixture("gallery_version_2019-03-01")  # no such property before 2022-03-03
+    assert run_rule("SEC001", gallery(), definition(), azure_fixture(CONFIDENTIAL), clean,
+                    older).empty
+
+
+def test_sec002_triggers_on_generation_1_definitions_and_their_production_machines(run_rule):
+    findings = run_rule("SEC002", gallery(), definition(hyperVGeneration="V1"), version(),
+                        vm("prod", image=gallery_ref()),
+                        vm("dev", image=gallery_ref(), tags={"environment": "dev"}))
+    assert sorted(findings["resource_name"]) == ["base", "prod"]
+    machine = findings[findings["resource_name"] == "prod"].iloc[0]
+    assert machine["message"] == "prod runs a Generation 1 image, which cannot use Trusted Launch."
+    assert machine["resource_type"] == "Microsoft.Compute/virtualMachines"
+    definition_row = findings[findings["resource_name"] == "base"].iloc[0]
+    assert definition_row["resource_type"] == "Microsoft.Compute/galleries/images"
+    assert "hyperVGeneration V1" in definition_row["message"]
+
+
+def test_sec002_triggers_on_a_managed_image_of_generation_1(run_rule):
+    image = managed_image()
+    image["properties"]["hyperVGeneration"] = "V1"
+    findings = run_rule("SEC002", image, vm("a", image={"id": image["id"]}))
+    assert list(findings["resource_name"]) == ["a"]
+
+
+def test_sec002_triggers_on_standard_machine_from_trusted_launch_supported_image(run_rule):
+    findings = run_rule("SEC002", gallery(), azure_fixture(TRUSTED),
+                        version(definition_name="tl"), azure_fixture(STANDARD_VM))
+    assert findings.iloc[0]["message"] == (
+        "vm-std runs securityType Standard from an image whose definition is "
+        "TrustedLaunchSupported.")
+
+
+def test_sec002_triggers_on_explicit_standard_definition_and_absent_when_configured(run_rule):
+    resources = [gallery(), definition("std", features=[{"name": "SecurityType",
+                                                          "value": "Standard"}]),
+                 definition("bare")]
+    assert list(run_rule("SEC002", *resources)["resource_name"]) == ["std"]
+    findings = run_rule("SEC002", *resources, params={"absent_security_type_is_standard": True})
+    assert sorted(findings["resource_name"]) == ["bare", "std"]
+
+
+def test_sec002_pass_trusted_launch_or_unknown(run_rule):
+    trusted_vm = azure_fixture(STANDARD_VM)
+    trusted_vm.update(id=trusted_vm["id"].replace("vm-std", "vm-tl"), name="vm-tl")
+    trusted_vm["properties"]["securityProfile"] = {"securityType": "TrustedLaunch"}
+    unknown_vm = vm("older", image=gallery_ref("tl"))  # no securityProfile: unknown
+    scale_set = vmss("ss", image=gallery_ref("tl"))
+    scale_set["properties"]["virtualMachineProfile"]["securityProfile"] = {
+        "securityType": "TrustedLaunch"}
+    assert run_rule("SEC002", gallery(), azure_fixture(TRUSTED), definition(),
+                    version(definition_name="tl"), trusted_vm, unknown_vm, scale_set, vm()).empty
+
+
+def test_sec003_triggers_per_region_without_customer_managed_key(run_rule):
+    findings = run_rule("SEC003", gallery(), definition(), azure_fixture(VIOLATION))
+    assert list(findings["region"]) == ["eastus"]
+    assert findings.iloc[0]["message"] == (
+        "Image version base/1.0.0 in eastus has no disk encryption set (customer-managed key).")
+
+
+def test_sec003_triggers_on_confidential_vm_encryption_gaps(run_rule):
+    findings = run_rule("SEC003", gallery(), azure_fixture(CONFIDENTIAL),
+                        azure_fixture(CONFIDENTIAL_VERSION),
+                        params={"require_customer_managed_keys": False})
+    by_region = dict(zip(findings["region"], findings["message"], strict=True))
+    assert sorted(by_region) == ["northeurope", "swedencentral"]
+    assert "EncryptedWithCmk without secureVMDiskEncryptionSetId" in by_region["northeurope"]
+    assert by_region["swedencentral"].endswith(
+        "a confidential VM image without confidentialVMEncryptionType.")
+
+
+def test_sec003_pass_when_encrypted_or_not_required(run_rule, rules):
+    assert rules["SEC003"].enabled is False  # opt-in
+    encrypted = azure_fixture(VIOLATION)
+    encrypted["properties"]["publishingProfile"]["targetRegions"].pop()
+    assert run_rule("SEC003", gallery(), definition(), encrypted).empty
+    assert run_rule("SEC003", gallery(), definition(), version(),
+                    params={"require_customer_managed_keys": False}).empty

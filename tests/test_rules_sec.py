@@ -7,7 +7,6 @@ from tests.builders import (
     definition,
     gallery,
     gallery_ref,
-    managed_image,
     version,
     vm,
     vmss,
@@ -66,7 +65,7 @@ def test_sec002_triggers_on_generation_1_definitions_and_their_production_machin
 
 
 def test_sec002_triggers_on_a_managed_image_of_generation_1(run_rule):
-    image = managed_image()
+    image = azure_fixture("managed_image_zone_resilient")  # API 2024-11-01
     image["properties"]["hyperVGeneration"] = "V1"
     findings = run_rule("SEC002", image, vm("a", image={"id": image["id"]}))
     assert list(findings["resource_name"]) == ["a"]

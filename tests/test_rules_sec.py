@@ -1,6 +1,8 @@
 """SEC: policy violations, Trusted Launch and encryption of image versions (as-of 2026-11-15),
 on GET bodies of the API versions that carry (or lack) each property."""
 
+import json
+
 from auditor.columnar import normalize_lines
 from tests.builders import (
     azure_fixture,
@@ -125,3 +127,32 @@ def test_sec003_pass_when_encrypted_or_not_required(run_rule, rules):
     assert run_rule("SEC003", gallery(), definition(), encrypted).empty
     assert run_rule("SEC003", gallery(), definition(), version(),
                     params={"require_customer_managed_keys": False}).empty
+
+
+def test_the_collector_brings_what_the_rules_read(rules):
+    """The Resource Graph queries keep `properties` whole: the safety profile, features,
+    target regions' encryption and securityProfile reach the snapshot through the real SDK
+    and the fake Resource Graph server."""
+    from auditor.engine import evaluate
+    from auditor.estate import Estate
+    from auditor.snapshot import build_snapshot
+    from tests.builders import SUB
+    from tests.fake_arg import FakeArg, subscription_id
+    from tests.test_collect import run
+
+    sub = subscription_id(1)
+    rows = []
+    for item in (azure_fixture(TRUSTED), version(definition_name="tl"), azure_fixture(VIOLATION),
+                 azure_fixture(STANDARD_VM)):
+        row = json.loads(json.dumps(item).replace(SUB, sub))  # as Resource Graph gives rows
+        rows.append({**row, "type": row["type"].lower(), "subscriptionId": sub,
+                     "resourceGroup": "rg-img"})
+    with FakeArg(rows, subscriptions={sub: "sub-0001"}, window=0.25) as fake:
+        got = run(fake)
+    snapshot = build_snapshot(got.rows)
+    tables = snapshot.tables
+    assert tables["image_definitions"]["security_type"].tolist() == ["TrustedLaunchSupported"]
+    assert tables["machines"]["security_type"].tolist() == ["Standard"]
+    assert tables["version_regions"]["disk_encryption_set_id"].notna().sum() == 1
+    findings = evaluate(Estate(snapshot), [rules["SEC001"], rules["SEC002"]])
+    assert sorted(findings["rule_id"]) == ["SEC001", "SEC002"]

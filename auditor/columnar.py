@@ -67,7 +67,7 @@ _MACHINE_PROPERTIES = dict(
     hardwareProfile=_struct(vmSize=S),
     licenseType=S,
     osProfile=_OS_PROFILE,
-    extended=_struct(instanceView=_struct(powerState=_struct(code=S))),
+    extended=_struct(instanceView=_struct(powerState=_struct(code=S), hyperVGeneration=S)),
     creationData=_struct(galleryImageReference=_ID),  # a disk's
     orchestrationMode=S, virtualMachineScaleSet=_ID, overprovision=B,
     upgradePolicy=_struct(mode=S, automaticOSUpgrade=B,
@@ -728,7 +728,9 @@ def _machines(raw, common, rtypes, data):
                                    _lower_id(raw("properties.virtualMachineScaleSet.id"))),
         **_upgrade_policy(raw, is_vmss),
         "security_type": either("properties.virtualMachineProfile.securityProfile.securityType",
-                                "properties.securityProfile.securityType")}}
+                                "properties.securityProfile.securityType"),
+        "hyper_v_generation": pc.if_else(is_vmss, pa.scalar(None, S),
+                                         raw("properties.extended.instanceView.hyperVGeneration"))}}
 
 
 def _upgrade_policy(raw, is_vmss: pa.Array) -> dict[str, pa.Array]:

@@ -104,8 +104,9 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
         ("scale_set_id", S), ("upgrade_mode", S), ("automatic_os_upgrade", B),
         ("health_probe_id", S), ("health_extension", S),
         ("overprovision", B), ("rolling_max_batch_percent", INT), ("rolling_max_surge", B),
-        # SEC: securityProfile.securityType (a scale set's in its virtualMachineProfile).
-        ("security_type", S)]),
+        # SEC: securityProfile.securityType (a scale set's in its virtualMachineProfile), and
+        # a VM's generation as Resource Graph reports it (extended.instanceView).
+        ("security_type", S), ("hyper_v_generation", S)]),
     "resource_tags": pa.schema([
         ("resource_id", S), ("resource_table", S), ("key", S), ("key_lower", S), ("value", S)]),
     "scope": pa.schema([
@@ -798,7 +799,9 @@ class _Normalizer:
             running_version_id=None, running_versions=None, tags=tags,
             managed_by=_lower(raw.get("managedBy")), **scale_set,
             security_type=_str(_obj((vm_profile if is_vmss else props).get(
-                "securityProfile")).get("securityType")))
+                "securityProfile")).get("securityType")),
+            hyper_v_generation=None if is_vmss else _str(_obj(_obj(props.get("extended")).get(
+                "instanceView")).get("hyperVGeneration")))
 
     def _disk(self, raw):
         props = _obj(raw.get("properties"))

@@ -26,6 +26,7 @@ def test_fixture_shapes_give_the_same_columns_both_ways():
     data = json_lines([gallery(), azure_fixture(TRUSTED), azure_fixture(CONFIDENTIAL),
                        azure_fixture(VIOLATION), azure_fixture(CONFIDENTIAL_VERSION),
                        azure_fixture(STANDARD_VM), azure_fixture("vmss_managed_image_2024_03_01"),
+                       azure_fixture("resource_graph_vm_generation_1"),
                        azure_fixture("gallery_version_2019-03-01")])
     assert normalize_lines(data) is not None
     assert_same(by_columns(data), by_resource(data))
@@ -59,11 +60,17 @@ def test_sec002_triggers_on_generation_1_definitions_and_their_production_machin
                         vm("dev", image=gallery_ref(), tags={"environment": "dev"}))
     assert sorted(findings["resource_name"]) == ["base", "prod"]
     machine = findings[findings["resource_name"] == "prod"].iloc[0]
-    assert machine["message"] == "prod runs a Generation 1 image, which cannot use Trusted Launch."
+    assert machine["message"] == "prod runs on Generation 1, which cannot use Trusted Launch."
     assert machine["resource_type"] == "Microsoft.Compute/virtualMachines"
     definition_row = findings[findings["resource_name"] == "base"].iloc[0]
     assert definition_row["resource_type"] == "Microsoft.Compute/galleries/images"
     assert "hyperVGeneration V1" in definition_row["message"]
+
+
+def test_sec002_triggers_on_a_generation_1_vm_as_resource_graph_reports_it(run_rule):
+    findings = run_rule("SEC002", azure_fixture("resource_graph_vm_generation_1"))
+    assert findings.iloc[0]["message"] == (
+        "vm-erp-01 runs on Generation 1, which cannot use Trusted Launch.")
 
 
 def test_sec002_triggers_on_a_managed_image_of_generation_1(run_rule):
@@ -98,8 +105,11 @@ def test_sec002_pass_trusted_launch_or_unknown(run_rule):
     scale_set = vmss("ss", image=gallery_ref("tl"))
     scale_set["properties"]["virtualMachineProfile"]["securityProfile"] = {
         "securityType": "TrustedLaunch"}
+    generation_2 = azure_fixture("resource_graph_vm_generation_1")
+    generation_2["properties"]["extended"]["instanceView"]["hyperVGeneration"] = "V2"
     assert run_rule("SEC002", gallery(), azure_fixture(TRUSTED), definition(),
-                    version(definition_name="tl"), trusted_vm, unknown_vm, scale_set, vm()).empty
+                    version(definition_name="tl"), trusted_vm, unknown_vm, scale_set, vm(),
+                    generation_2).empty
 
 
 def test_sec003_triggers_per_region_without_customer_managed_key(run_rule):

@@ -72,10 +72,12 @@ def _machines_without_trusted_launch(estate, params) -> pd.DataFrame:
     production = estate.is_production("machines", params["production_values"]).to_numpy(bool)
     definitions = estate.image_definitions.set_index("id")
     images = estate.managed_images.set_index("id")
-    generation = np.where(
-        pd.isna(_per_row(usage["definition_id"], definitions["hyper_v_generation"])),
-        _per_row(usage["managed_image_id"], images["hyper_v_generation"]),
-        _per_row(usage["definition_id"], definitions["hyper_v_generation"]))
+    # The machine's own generation (Resource Graph's instance view of a VM) first, then its
+    # gallery definition's, then its managed image's.
+    generation = machines["hyper_v_generation"].astype(object).to_numpy()
+    for source in (_per_row(usage["definition_id"], definitions["hyper_v_generation"]),
+                   _per_row(usage["managed_image_id"], images["hyper_v_generation"])):
+        generation = np.where(pd.isna(generation), source, generation)
     generation_1 = lowered(pd.Series(generation, dtype=object)).eq("v1").to_numpy(dtype=bool)
     image_security = _per_row(usage["definition_id"], definitions["security_type"])
     optional = lowered(pd.Series(image_security, dtype=object)).isin(
@@ -85,7 +87,7 @@ def _machines_without_trusted_launch(estate, params) -> pd.DataFrame:
     rows = usage[hit]
     allowed_by = pd.Series(image_security[hit], dtype=object).fillna("").astype(str)
     reason = np.where(generation_1[hit],
-                      "runs a Generation 1 image, which cannot use Trusted Launch",
+                      "runs on Generation 1, which cannot use Trusted Launch",
                       ("runs securityType Standard from an image whose definition is "
                        + allowed_by).to_numpy(dtype=object))
     flagged = pd.DataFrame({

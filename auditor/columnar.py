@@ -91,7 +91,8 @@ _PROPERTIES = dict(
             name=S, regionalReplicaCount=INT, storageAccountType=S, excludeFromLatest=B,
             regionalExcludeFromLatest=B,
             encryption=_struct(osDiskImage=_struct(diskEncryptionSetId=S, securityProfile=_struct(
-                confidentialVMEncryptionType=S, secureVMDiskEncryptionSetId=S))),
+                confidentialVMEncryptionType=S, secureVMDiskEncryptionSetId=S)),
+                dataDiskImages=pa.list_(_struct(diskEncryptionSetId=S))),
             additionalReplicaSets=pa.list_(_struct(storageAccountType=S,
                                                    regionalReplicaCount=INT)))),
         targetExtendedLocations=pa.list_(_struct(
@@ -607,7 +608,10 @@ def _versions(raw, common, rtypes, data):
             "confidential_vm_encryption_type": field(
                 os_image + ["securityProfile", "confidentialVMEncryptionType"], S),
             "secure_vm_disk_encryption_set_id": _lower_id(field(
-                os_image + ["securityProfile", "secureVMDiskEncryptionSetId"], S))},
+                os_image + ["securityProfile", "secureVMDiskEncryptionSetId"], S)),
+            "encrypted_data_disks": pa.concat_arrays([
+                _count_with_value(pc.struct_field(target, ["encryption", "dataDiskImages"]),
+                                  "diskEncryptionSetId"), pa.array(np.zeros(len(names)), INT)])},
         "version_replication": {
             "version_id": pc.take(vids, status_parents),
             "region": _region(pc.struct_field(status, "region")),
@@ -657,7 +661,19 @@ def _versions(raw, common, rtypes, data):
             "storage_account_strategy": raw(publishing + "storageAccountStrategy"),
             "reported_for_policy_violation":
                 raw("properties.safetyProfile.reportedForPolicyViolation"),
-            "policy_violations": _policy_violations(raw("properties.safetyProfile.policyViolations"))}}
+            "policy_violations": _policy_violations(raw("properties.safetyProfile.policyViolations")),
+            "data_disk_count": pc.fill_null(pc.list_value_length(
+                raw(storage + "dataDiskImages")), 0).cast(INT)}}
+
+
+def _count_with_value(lists: pa.Array, name: str) -> pa.Array:
+    """For each list of objects, how many hold a non-empty id at `name` (as normalize._lower
+    reads it)."""
+    ids = _lower_id(pc.struct_field(pc.list_flatten(lists), name))
+    holding = pc.and_(pc.is_valid(ids), pc.not_equal(ids, "")).fill_null(False)
+    parents = pc.list_parent_indices(lists).to_numpy()
+    counts = np.bincount(parents[holding.to_numpy(zero_copy_only=False)], minlength=len(lists))
+    return pa.array(counts, INT)
 
 
 def _managed_images(raw, common, rtypes, data):

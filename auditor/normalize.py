@@ -72,14 +72,15 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
         ("storage_account_strategy", S),
         # SEC: safetyProfile.reportedForPolicyViolation (API 2022-03-03 on; null before) and
         # its policyViolations as `category: details` joined with "; ".
-        ("reported_for_policy_violation", B), ("policy_violations", S)]),
+        ("reported_for_policy_violation", B), ("policy_violations", S),
+        ("data_disk_count", INT)]),
     "version_regions": pa.schema([
         ("version_id", S), ("region", S), ("regional_replica_count", INT),
         ("storage_account_type", S), ("exclude_from_latest", B),
         # SEC: the region's targetRegions[].encryption.osDiskImage (customer-managed keys and
         # confidential VM encryption).
         ("disk_encryption_set_id", S), ("confidential_vm_encryption_type", S),
-        ("secure_vm_disk_encryption_set_id", S)]),
+        ("secure_vm_disk_encryption_set_id", S), ("encrypted_data_disks", INT)]),
     # Replicas beside a region's ordinary ones: PremiumV2 "direct drive" sets (API 2024-03-03:
     # targetRegions[].additionalReplicaSets[]) and Edge Zone replicas
     # (publishingProfile.targetExtendedLocations[], named in `extended_location`).
@@ -694,7 +695,8 @@ class _Normalizer:
             block_deletion_before_end_of_life=_bool(safety.get("blockDeletionBeforeEndOfLife")),
             tags=tags, storage_account_strategy=_str(publishing.get("storageAccountStrategy")),
             reported_for_policy_violation=_bool(safety.get("reportedForPolicyViolation")),
-            policy_violations=_policy_violations(safety.get("policyViolations")))
+            policy_violations=_policy_violations(safety.get("policyViolations")),
+            data_disk_count=len(_list(storage.get("dataDiskImages"))))
 
     def _replica_sets(self, vid: str, targets: list[dict], publishing: dict) -> None:
         """Replicas beside the regions' ordinary ones: additional replica sets of a target
@@ -901,11 +903,14 @@ def _policy_violations(violations) -> str | None:
 def _region_encryption(target: dict) -> dict:
     """A target region's OS disk image encryption: its disk encryption set and, for a
     confidential VM image, the confidential encryption type and secure disk encryption set."""
-    os_image = _obj(_obj(target.get("encryption")).get("osDiskImage"))
+    encryption = _obj(target.get("encryption"))
+    os_image = _obj(encryption.get("osDiskImage"))
     security = _obj(os_image.get("securityProfile"))
     return dict(disk_encryption_set_id=_lower(os_image.get("diskEncryptionSetId")),
                 confidential_vm_encryption_type=_str(security.get("confidentialVMEncryptionType")),
-                secure_vm_disk_encryption_set_id=_lower(security.get("secureVMDiskEncryptionSetId")))
+                secure_vm_disk_encryption_set_id=_lower(security.get("secureVMDiskEncryptionSetId")),
+                encrypted_data_disks=sum(1 for disk in map(_obj, _list(encryption.get(
+                    "dataDiskImages"))) if _lower(disk.get("diskEncryptionSetId"))))
 
 
 def _health_extension(vm_profile: dict) -> str | None:

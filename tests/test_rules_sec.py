@@ -116,7 +116,19 @@ def test_sec003_triggers_per_region_without_customer_managed_key(run_rule):
     findings = run_rule("SEC003", gallery(), definition(), azure_fixture(VIOLATION))
     assert list(findings["region"]) == ["eastus"]
     assert findings.iloc[0]["message"] == (
-        "Image version base/1.0.0 in eastus has no disk encryption set (customer-managed key).")
+        "Image version base/1.0.0 in eastus has no disk encryption set (customer-managed key) "
+        "for its OS disk; 1 of 1 data disk(s) without a disk encryption set.")
+
+
+def test_sec003_triggers_on_a_data_disk_without_customer_managed_key(run_rule):
+    partly = azure_fixture(VIOLATION)
+    partly["properties"]["publishingProfile"]["targetRegions"][0]["encryption"][
+        "dataDiskImages"] = []
+    findings = run_rule("SEC003", gallery(), definition(), partly)
+    by_region = dict(zip(findings["region"], findings["message"], strict=True))
+    assert by_region["westus"] == (
+        "Image version base/1.0.0 in westus has 1 of 1 data disk(s) without a disk "
+        "encryption set.")
 
 
 def test_sec003_triggers_on_confidential_vm_encryption_gaps(run_rule):

@@ -102,9 +102,10 @@ def _machines_without_trusted_launch(estate, params) -> pd.DataFrame:
 
 
 def image_version_not_encrypted(estate, params) -> pd.DataFrame:
-    """Target regions of a version without a disk encryption set (where customer-managed
-    keys are required), and of a confidential VM image without its confidential encryption
-    type (or, for EncryptedWithCmk, its secure VM disk encryption set)."""
+    """Target regions of a version without a disk encryption set for its OS disk or for each
+    data disk (where customer-managed keys are required), and of a confidential VM image
+    without its confidential encryption type (or, for EncryptedWithCmk, its secure VM disk
+    encryption set)."""
     regions = estate.version_regions
     versions = estate.image_versions.set_index("id")
     definition = _per_row(regions["version_id"], versions["definition_id"])
@@ -113,16 +114,26 @@ def image_version_not_encrypted(estate, params) -> pd.DataFrame:
     confidential = lowered(pd.Series(security, dtype=object)).isin(
         [str(v).lower() for v in params["confidential_security_types"]]).to_numpy(dtype=bool)
     kind = regions["confidential_vm_encryption_type"]
-    no_key = regions["disk_encryption_set_id"].isna().to_numpy(dtype=bool) \
-        & bool(params["require_customer_managed_keys"])
+    required = bool(params["require_customer_managed_keys"])
+    no_key = regions["disk_encryption_set_id"].isna().to_numpy(dtype=bool) & required
+    data_disks = _per_row(regions["version_id"], versions["data_disk_count"])
+    data_disks = pd.to_numeric(pd.Series(data_disks), errors="coerce").to_numpy()
+    # Snapshots from before these columns read as unknown (NaN): never a finding.
+    bare_data_disks = (data_disks - regions["encrypted_data_disks"].to_numpy(dtype=float))
+    no_data_key = (bare_data_disks > 0) & required
     no_type = confidential & kind.isna().to_numpy(dtype=bool)
     no_secure_set = confidential & lowered(kind).eq("encryptedwithcmk").to_numpy(dtype=bool) \
         & regions["secure_vm_disk_encryption_set_id"].isna().to_numpy(dtype=bool)
-    hit = no_key | no_type | no_secure_set
+    hit = no_key | no_data_key | no_type | no_secure_set
+    bare_text = pd.Series(bare_data_disks).fillna(0).astype(int).astype(str) + " of " \
+        + pd.Series(data_disks).fillna(0).astype(int).astype(str)
     text = np.full(len(regions), "", dtype=object)
-    for failed, words in ((no_key, "no disk encryption set (customer-managed key)"),
-                          (no_type, "a confidential VM image without confidentialVMEncryptionType"),
-                          (no_secure_set, "EncryptedWithCmk without secureVMDiskEncryptionSetId")):
+    for failed, words in (
+            (no_key, "no disk encryption set (customer-managed key) for its OS disk"),
+            (no_data_key, (bare_text + " data disk(s) without a disk encryption set")
+             .to_numpy(dtype=object)),
+            (no_type, "a confidential VM image without confidentialVMEncryptionType"),
+            (no_secure_set, "EncryptedWithCmk without secureVMDiskEncryptionSetId")):
         text = np.where(failed, np.where(text == "", words, text + "; " + words), text)
     flagged = regions[hit].assign(problem=text[hit],
                                   security_type=security[hit])

@@ -67,14 +67,16 @@ _MACHINE_PROPERTIES = dict(
     hardwareProfile=_struct(vmSize=S),
     licenseType=S,
     osProfile=_OS_PROFILE,
-    extended=_struct(instanceView=_struct(powerState=_struct(code=S))),
+    extended=_struct(instanceView=_struct(powerState=_struct(code=S), hyperVGeneration=S)),
     creationData=_struct(galleryImageReference=_ID),  # a disk's
     orchestrationMode=S, virtualMachineScaleSet=_ID, overprovision=B,
     upgradePolicy=_struct(mode=S, automaticOSUpgrade=B,
                           automaticOSUpgradePolicy=_struct(enableAutomaticOSUpgrade=B),
-                          rollingUpgradePolicy=_struct(maxBatchInstancePercent=INT, maxSurge=B)))
+                          rollingUpgradePolicy=_struct(maxBatchInstancePercent=INT, maxSurge=B)),
+    securityProfile=_struct(securityType=S))
 _MACHINE_PROPERTIES["virtualMachineProfile"] = _struct(
     storageProfile=_MACHINE_PROPERTIES["storageProfile"], osProfile=_OS_PROFILE, licenseType=S,
+    securityProfile=_MACHINE_PROPERTIES["securityProfile"],
     networkProfile=_struct(healthProbe=_ID),
     extensionProfile=_struct(extensions=pa.list_(_struct(properties=_struct(type=S)))))
 _PROPERTIES = dict(
@@ -88,6 +90,9 @@ _PROPERTIES = dict(
         targetRegions=pa.list_(_struct(
             name=S, regionalReplicaCount=INT, storageAccountType=S, excludeFromLatest=B,
             regionalExcludeFromLatest=B,
+            encryption=_struct(osDiskImage=_struct(diskEncryptionSetId=S, securityProfile=_struct(
+                confidentialVMEncryptionType=S, secureVMDiskEncryptionSetId=S)),
+                dataDiskImages=pa.list_(_struct(diskEncryptionSetId=S))),
             additionalReplicaSets=pa.list_(_struct(storageAccountType=S,
                                                    regionalReplicaCount=INT)))),
         targetExtendedLocations=pa.list_(_struct(
@@ -98,7 +103,10 @@ _PROPERTIES = dict(
                            communityGalleryInfo=_struct(publicNames=pa.list_(S))),
     scope=S, principalId=S, principalType=S, roleDefinitionId=S,  # a role assignment's
     storageProfile=_STORAGE,
-    safetyProfile=_struct(allowDeletionOfReplicatedLocations=B, blockDeletionBeforeEndOfLife=B),
+    safetyProfile=_struct(allowDeletionOfReplicatedLocations=B, blockDeletionBeforeEndOfLife=B,
+                          reportedForPolicyViolation=B,
+                          policyViolations=pa.list_(_struct(category=S, details=S))),
+    features=pa.list_(_struct(name=S, value=S)),
     replicationStatus=_struct(summary=pa.list_(_struct(region=S, state=S, progress=INT,
                                                       details=S))),
     sourceVirtualMachine=_ID,
@@ -512,7 +520,37 @@ def _definitions(raw, common, rtypes, data):
         "publisher": raw(p + "identifier.publisher"),
         "offer": raw(p + "identifier.offer"), "sku": raw(p + "identifier.sku"),
         "end_of_life_date": raw(p + "endOfLifeDate"),
-        "provisioning_state": raw(p + "provisioningState")}}
+        "provisioning_state": raw(p + "provisioningState"),
+        "security_type": _security_type(raw(p + "features"))}}
+
+
+def _security_type(features: pa.Array) -> pa.Array:
+    """normalize._security_type: the value of each list's first SecurityType feature."""
+    feature = pc.list_flatten(features)
+    parents = pc.list_parent_indices(features).to_numpy()
+    named = pc.equal(_lowered(pc.fill_null(pc.struct_field(feature, "name"), "")),
+                     "securitytype").fill_null(False).to_numpy(zero_copy_only=False)
+    at = np.full(len(features), -1)
+    hits = np.flatnonzero(named)[::-1]  # the first of a list's hits is written last
+    at[parents[hits]] = hits
+    return _taken(pc.struct_field(feature, "value"), at)
+
+
+def _taken(values: pa.Array, at: np.ndarray) -> pa.Array:
+    """`values[at]`, null where `at` is -1."""
+    return pc.take(values, pa.array(at, pa.int64(), mask=at < 0))
+
+
+def _policy_violations(violations: pa.Array) -> pa.Array:
+    """normalize._policy_violations: `category: details` joined with "; " (null for none)."""
+    violation = pc.list_flatten(violations)
+    category = pc.coalesce(_true(pc.struct_field(violation, "category")), pa.scalar("?"))
+    details = _true(pc.struct_field(violation, "details"))
+    texts = pc.coalesce(pc.binary_join_element_wise(category, details, ": "), category)
+    lengths = pc.fill_null(pc.list_value_length(violations), 0).to_numpy(zero_copy_only=False)
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int32)
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), texts), "; ")
+    return _true(joined)
 
 
 def _versions(raw, common, rtypes, data):
@@ -540,8 +578,10 @@ def _versions(raw, common, rtypes, data):
     parents = pa.concat_arrays([pc.list_parent_indices(targets).cast(pa.int64()),
                                 pc.take(named, pc.list_parent_indices(names_only)).cast(pa.int64())])
 
-    def field(name: str, kind) -> pa.Array:
+    def field(name: str | list[str], kind) -> pa.Array:
         return pa.concat_arrays([pc.struct_field(target, name), pa.nulls(len(names), kind)])
+
+    os_image = ["encryption", "osDiskImage"]
 
     regions = _region(pa.concat_arrays([pc.struct_field(target, "name"), names]))
     _require(not _any(pc.is_null(_true(regions))))  # the reference names a region without one
@@ -563,7 +603,15 @@ def _versions(raw, common, rtypes, data):
             "storage_account_type": _or(field("storageAccountType", S),
                                         pc.take(storage_type, parents)),
             "exclude_from_latest": pc.coalesce(field("excludeFromLatest", B),
-                                               field("regionalExcludeFromLatest", B))},
+                                               field("regionalExcludeFromLatest", B)),
+            "disk_encryption_set_id": _lower_id(field(os_image + ["diskEncryptionSetId"], S)),
+            "confidential_vm_encryption_type": field(
+                os_image + ["securityProfile", "confidentialVMEncryptionType"], S),
+            "secure_vm_disk_encryption_set_id": _lower_id(field(
+                os_image + ["securityProfile", "secureVMDiskEncryptionSetId"], S)),
+            "encrypted_data_disks": pa.concat_arrays([
+                _count_with_value(pc.struct_field(target, ["encryption", "dataDiskImages"]),
+                                  "diskEncryptionSetId"), pa.array(np.zeros(len(names)), INT)])},
         "version_replication": {
             "version_id": pc.take(vids, status_parents),
             "region": _region(pc.struct_field(status, "region")),
@@ -610,7 +658,22 @@ def _versions(raw, common, rtypes, data):
                 raw("properties.safetyProfile.allowDeletionOfReplicatedLocations"),
             "block_deletion_before_end_of_life":
                 raw("properties.safetyProfile.blockDeletionBeforeEndOfLife"),
-            "storage_account_strategy": raw(publishing + "storageAccountStrategy")}}
+            "storage_account_strategy": raw(publishing + "storageAccountStrategy"),
+            "reported_for_policy_violation":
+                raw("properties.safetyProfile.reportedForPolicyViolation"),
+            "policy_violations": _policy_violations(raw("properties.safetyProfile.policyViolations")),
+            "data_disk_count": pc.fill_null(pc.list_value_length(
+                raw(storage + "dataDiskImages")), 0).cast(INT)}}
+
+
+def _count_with_value(lists: pa.Array, name: str) -> pa.Array:
+    """For each list of objects, how many hold a non-empty id at `name` (as normalize._lower
+    reads it)."""
+    ids = _lower_id(pc.struct_field(pc.list_flatten(lists), name))
+    holding = pc.and_(pc.is_valid(ids), pc.not_equal(ids, "")).fill_null(False)
+    parents = pc.list_parent_indices(lists).to_numpy()
+    counts = np.bincount(parents[holding.to_numpy(zero_copy_only=False)], minlength=len(lists))
+    return pa.array(counts, INT)
 
 
 def _managed_images(raw, common, rtypes, data):
@@ -679,7 +742,11 @@ def _machines(raw, common, rtypes, data):
                                          pa.scalar(None, S)),
         "scale_set_id": pc.if_else(is_vmss, pa.scalar(None, S),
                                    _lower_id(raw("properties.virtualMachineScaleSet.id"))),
-        **_upgrade_policy(raw, is_vmss)}}
+        **_upgrade_policy(raw, is_vmss),
+        "security_type": either("properties.virtualMachineProfile.securityProfile.securityType",
+                                "properties.securityProfile.securityType"),
+        "hyper_v_generation": pc.if_else(is_vmss, pa.scalar(None, S),
+                                         raw("properties.extended.instanceView.hyperVGeneration"))}}
 
 
 def _upgrade_policy(raw, is_vmss: pa.Array) -> dict[str, pa.Array]:

@@ -58,7 +58,9 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "image_definitions": pa.schema(_COMMON + [
         ("gallery_id", S), ("os_type", S), ("os_state", S), ("hyper_v_generation", S),
         ("architecture", S), ("publisher", S), ("offer", S), ("sku", S),
-        ("end_of_life_date", T), ("provisioning_state", S), ("tags", S)]),
+        ("end_of_life_date", T), ("provisioning_state", S), ("tags", S),
+        # SEC: the definition's SecurityType feature (features[name=SecurityType].value).
+        ("security_type", S)]),
     "image_versions": pa.schema(_COMMON + [
         ("definition_id", S), ("gallery_id", S), ("major", INT), ("minor", INT), ("patch", INT),
         ("published_date", T), ("end_of_life_date", T), ("exclude_from_latest", B),
@@ -67,10 +69,18 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
         ("source_id", S), ("source_uri", S), ("provisioning_state", S),
         ("allow_deletion_of_replicated_locations", B),
         ("block_deletion_before_end_of_life", B), ("tags", S),
-        ("storage_account_strategy", S)]),
+        ("storage_account_strategy", S),
+        # SEC: safetyProfile.reportedForPolicyViolation (API 2022-03-03 on; null before) and
+        # its policyViolations as `category: details` joined with "; ".
+        ("reported_for_policy_violation", B), ("policy_violations", S),
+        ("data_disk_count", INT)]),
     "version_regions": pa.schema([
         ("version_id", S), ("region", S), ("regional_replica_count", INT),
-        ("storage_account_type", S), ("exclude_from_latest", B)]),
+        ("storage_account_type", S), ("exclude_from_latest", B),
+        # SEC: the region's targetRegions[].encryption.osDiskImage (customer-managed keys and
+        # confidential VM encryption).
+        ("disk_encryption_set_id", S), ("confidential_vm_encryption_type", S),
+        ("secure_vm_disk_encryption_set_id", S), ("encrypted_data_disks", INT)]),
     # Replicas beside a region's ordinary ones: PremiumV2 "direct drive" sets (API 2024-03-03:
     # targetRegions[].additionalReplicaSets[]) and Edge Zone replicas
     # (publishingProfile.targetExtendedLocations[], named in `extended_location`).
@@ -94,7 +104,10 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
         ("running_versions", S), ("managed_by", S), ("orchestration_mode", S),
         ("scale_set_id", S), ("upgrade_mode", S), ("automatic_os_upgrade", B),
         ("health_probe_id", S), ("health_extension", S),
-        ("overprovision", B), ("rolling_max_batch_percent", INT), ("rolling_max_surge", B)]),
+        ("overprovision", B), ("rolling_max_batch_percent", INT), ("rolling_max_surge", B),
+        # SEC: securityProfile.securityType (a scale set's in its virtualMachineProfile), and
+        # a VM's generation as Resource Graph reports it (extended.instanceView).
+        ("security_type", S), ("hyper_v_generation", S)]),
     "resource_tags": pa.schema([
         ("resource_id", S), ("resource_table", S), ("key", S), ("key_lower", S), ("value", S)]),
     "scope": pa.schema([
@@ -592,7 +605,8 @@ class _Normalizer:
             architecture=_str(props.get("architecture")),
             publisher=_str(ident.get("publisher")), offer=_str(ident.get("offer")),
             sku=_str(ident.get("sku")), end_of_life_date=_str(props.get("endOfLifeDate")),
-            provisioning_state=_str(props.get("provisioningState")), tags=tags)
+            provisioning_state=_str(props.get("provisioningState")), tags=tags,
+            security_type=_security_type(props.get("features")))
 
     def _version(self, common, props, raw, tags):
         vid = common["id"]
@@ -645,7 +659,7 @@ class _Normalizer:
                 version_id=vid, region=target_region,
                 regional_replica_count=regional if regional is not None else replica_count,
                 storage_account_type=_str(target.get("storageAccountType")) or storage_type,
-                exclude_from_latest=_regional_exclusion(target))
+                exclude_from_latest=_regional_exclusion(target), **_region_encryption(target))
         # Only an ARM GET with $expand=ReplicationStatus (`collect --deep`) carries this.
         for status in map(_obj, _list(_obj(props.get("replicationStatus")).get("summary"))):
             self.rows["version_replication"].add(
@@ -679,7 +693,10 @@ class _Normalizer:
             allow_deletion_of_replicated_locations=_bool(
                 safety.get("allowDeletionOfReplicatedLocations")),
             block_deletion_before_end_of_life=_bool(safety.get("blockDeletionBeforeEndOfLife")),
-            tags=tags, storage_account_strategy=_str(publishing.get("storageAccountStrategy")))
+            tags=tags, storage_account_strategy=_str(publishing.get("storageAccountStrategy")),
+            reported_for_policy_violation=_bool(safety.get("reportedForPolicyViolation")),
+            policy_violations=_policy_violations(safety.get("policyViolations")),
+            data_disk_count=len(_list(storage.get("dataDiskImages"))))
 
     def _replica_sets(self, vid: str, targets: list[dict], publishing: dict) -> None:
         """Replicas beside the regions' ordinary ones: additional replica sets of a target
@@ -782,7 +799,11 @@ class _Normalizer:
             plan_product=_str(plan.get("product")),
             power_state=power.split("/", 1)[-1].lower() if power else None,
             running_version_id=None, running_versions=None, tags=tags,
-            managed_by=_lower(raw.get("managedBy")), **scale_set)
+            managed_by=_lower(raw.get("managedBy")), **scale_set,
+            security_type=_str(_obj((vm_profile if is_vmss else props).get(
+                "securityProfile")).get("securityType")),
+            hyper_v_generation=None if is_vmss else _str(_obj(_obj(props.get("extended")).get(
+                "instanceView")).get("hyperVGeneration")))
 
     def _disk(self, raw):
         props = _obj(raw.get("properties"))
@@ -860,6 +881,36 @@ def _regional_exclusion(target: dict) -> bool | None:
 
 
 APPLICATION_HEALTH = {"applicationhealthlinux", "applicationhealthwindows"}
+
+
+def _security_type(features) -> str | None:
+    """The value of a definition's SecurityType feature (its name in any casing)."""
+    for feature in map(_obj, _list(features)):
+        if (_str(feature.get("name")) or "").lower() == "securitytype":
+            return _str(feature.get("value"))
+    return None
+
+
+def _policy_violations(violations) -> str | None:
+    """`category: details` of each policy violation, joined with "; "."""
+    texts = []
+    for violation in map(_obj, _list(violations)):
+        category, details = _str(violation.get("category")) or "?", _str(violation.get("details"))
+        texts.append(f"{category}: {details}" if details else category)
+    return "; ".join(texts) or None
+
+
+def _region_encryption(target: dict) -> dict:
+    """A target region's OS disk image encryption: its disk encryption set and, for a
+    confidential VM image, the confidential encryption type and secure disk encryption set."""
+    encryption = _obj(target.get("encryption"))
+    os_image = _obj(encryption.get("osDiskImage"))
+    security = _obj(os_image.get("securityProfile"))
+    return dict(disk_encryption_set_id=_lower(os_image.get("diskEncryptionSetId")),
+                confidential_vm_encryption_type=_str(security.get("confidentialVMEncryptionType")),
+                secure_vm_disk_encryption_set_id=_lower(security.get("secureVMDiskEncryptionSetId")),
+                encrypted_data_disks=sum(1 for disk in map(_obj, _list(encryption.get(
+                    "dataDiskImages"))) if _lower(disk.get("diskEncryptionSetId"))))
 
 
 def _health_extension(vm_profile: dict) -> str | None:

@@ -44,7 +44,8 @@ REPEATED_TEXT = {
     "machines": ["subscription_id", "resource_group", "location", "kind", "vm_size", "os_type",
                  "image_kind", "image_publisher", "image_offer", "image_sku", "image_version",
                  "exact_version", "image_id", "image_definition_id", "plan_name",
-                 "plan_publisher", "plan_product", "power_state", "running_version_id"],
+                 "plan_publisher", "plan_product", "power_state", "running_version_id",
+                 "security_type", "hyper_v_generation"],
     "resource_tags": ["resource_table", "key", "key_lower", "value"],
 }
 

@@ -47,6 +47,8 @@ MARKETPLACE = [
     ("MicrosoftCBLMariner", "cbl-mariner", "cbl-mariner-2-gen2", "2.20241006.01", "Linux"),
 ]
 PAID = ("MicrosoftSQLServer", "sql2022-ws2022", "standard-gen2", "16.0.241008", "Windows")
+# Machines' securityProfile.securityType by number (None: not recorded, as before API 2025-11-01).
+SECURITY_TYPES = ["TrustedLaunch", "Standard", None, "TrustedLaunch", None]
 VM_SIZES = ["Standard_D2s_v5", "Standard_D4s_v5", "Standard_D8s_v5", "Standard_E4s_v5",
             "Standard_B2ms", "Standard_F4s_v2"]
 
@@ -125,6 +127,11 @@ def _definition(t: _Tenant, d: int) -> dict:
              "provisioningState": "Succeeded"}
     if d % 11 == 3:  # a retired image line
         props["endOfLifeDate"] = _iso(COLLECTED_AT - timedelta(days=30 + d))
+    if d % 8 == 6:  # a confidential VM image line (SEC003 when enabled)
+        props["features"] = [{"name": "SecurityType", "value": "ConfidentialVM"}]
+    elif d % 5 and d % 3 == 0:  # Gen2 lines built for Trusted Launch (SEC002's machines)
+        props["features"] = [{"name": "SecurityType", "value": "TrustedLaunchSupported"},
+                             {"name": "IsAcceleratedNetworkSupported", "value": "True"}]
     return {"id": t.definition_id(d), "name": name, "type": "microsoft.compute/galleries/images",
             "location": location, "subscriptionId": sub, "resourceGroup": rg,
             "tags": t.tags(0.85), "properties": props}
@@ -146,6 +153,12 @@ def _version(t: _Tenant, d: int, n: int) -> dict:
                "replicationMode": "Shallow" if d % 4 == 0 and n >= len(versions) - 2 else "Full"}
     if rng.random() < 0.85:
         profile["endOfLifeDate"] = _iso(published + timedelta(days=365))
+    if d % 23 == 7 and n >= len(versions) - 2:  # `latest` gives an end-of-life version (STL006)
+        profile["endOfLifeDate"] = _iso(COLLECTED_AT - timedelta(days=3))
+    if d % 2 == 0:  # customer-managed keys in every region (SEC003 when enabled)
+        for target in targets:
+            target["encryption"] = {"osDiskImage": {"diskEncryptionSetId": t.arm(
+                0, "rg-keys", "diskEncryptionSets", f"des-{target['name'].replace(' ', '')}")}}
     data_disks = [{"lun": 0, "sizeInGB": 128, "hostCaching": "None"}] if d % 7 == 2 else []
     properties = {}
     if d % 5 == 1 and n == len(versions) - 1 and len(regions) > 1:
@@ -165,9 +178,18 @@ def _version(t: _Tenant, d: int, n: int) -> dict:
                     "osDiskImage": {"sizeInGB": 127 if os_type == "Windows" else 30,
                                     "hostCaching": "ReadWrite"},
                     "dataDiskImages": data_disks},
-                "safetyProfile": {"allowDeletionOfReplicatedLocations": False},
+                "safetyProfile": _safety_profile(d, n),
                 "provisioningState": "Failed" if rng.random() < 0.01 else "Succeeded",
                 **properties}}
+
+
+def _safety_profile(d: int, n: int) -> dict:
+    """API 2022-03-03 on: a few old versions Azure reported for a policy violation (SEC001)."""
+    if d % 29 == 3 and n == 0:
+        return {"allowDeletionOfReplicatedLocations": False, "reportedForPolicyViolation": True,
+                "policyViolations": [{"category": "ImageFlaggedUnsafe",
+                                      "details": "Malware found in the image during a scan."}]}
+    return {"allowDeletionOfReplicatedLocations": False}
 
 
 def _managed_image(t: _Tenant, i: int) -> dict:
@@ -275,6 +297,10 @@ def _machine(t: _Tenant, i: int, cases: dict) -> Iterator[dict]:
                               "extended": {"instanceView": {"powerState": {
                                   "code": f"PowerState/{power}"}}},
                               "provisioningState": "Succeeded"}
+    security = SECURITY_TYPES[i % len(SECURITY_TYPES)]  # API 2025-11-01 always says
+    if security:
+        (item["properties"]["virtualMachineProfile"] if is_vmss
+         else item["properties"])["securityProfile"] = {"securityType": security}
     if os_type == "Windows" and i % 7 == 3:  # Azure Hybrid Benefit
         (item["properties"]["virtualMachineProfile"] if is_vmss
          else item["properties"])["licenseType"] = "Windows_Server"
@@ -371,12 +397,41 @@ def resources(machines: int, seed: int = 0) -> Iterator[dict]:
     for i in range(len(t.managed_images)):
         yield _managed_image(t, i)
     cases = _cases(t)
+    legacy_set = None
     for i in range(machines):
-        yield from _machine(t, i, cases[i] if i < len(cases) else {})
+        for item in _machine(t, i, cases[i] if i < len(cases) else {}):
+            if legacy_set is None and _on_managed_image(item, "virtualmachinescalesets"):
+                legacy_set = item
+            yield item
+    if legacy_set is not None:
+        yield _autoscale_past_managed_image_cap(legacy_set)
     yield {"id": f"/subscriptions/{t.subs[0]}/resourceGroups/rg-net/providers/"
                  "Microsoft.Network/virtualNetworks/vnet-hub",
            "name": "vnet-hub", "type": "microsoft.network/virtualnetworks",
            "location": t.regions[0]}
+
+
+def _on_managed_image(item: dict, kind: str) -> bool:
+    if f"/{kind}/" not in item["type"].lower() + "/":
+        return False
+    profile = item["properties"].get("virtualMachineProfile", item["properties"])
+    reference = profile["storageProfile"]["imageReference"].get("id", "").lower()
+    return "/providers/microsoft.compute/images/" in reference
+
+
+def _autoscale_past_managed_image_cap(scale_set: dict) -> dict:
+    """An autoscale setting letting the first scale set on a managed image grow to 800,
+    past the 600 such a set can hold (IMG002). Made from no random draw, so the estate
+    around it stays as it was."""
+    name = scale_set["name"] + "-autoscale"
+    return {"id": scale_set["id"].split("/providers/")[0]
+            + f"/providers/microsoft.insights/autoscalesettings/{name}",
+            "name": name, "type": "microsoft.insights/autoscalesettings",
+            "location": scale_set["location"], "subscriptionId": scale_set["subscriptionId"],
+            "resourceGroup": scale_set["resourceGroup"],
+            "properties": {"enabled": True, "targetResourceUri": scale_set["id"], "profiles": [
+                {"name": "default", "capacity": {"minimum": "2", "maximum": "800",
+                                                 "default": "2"}, "rules": []}]}}
 
 
 def write_estate(path: Path, machines: int, seed: int = 0) -> int:

@@ -99,3 +99,31 @@ def test_stl005_triggers_without_end_of_life(run_rule):
 
 def test_stl005_pass_with_end_of_life(run_rule):
     assert run_rule("STL005", *BASE, version()).empty
+
+
+def test_stl006_triggers_when_latest_gives_an_end_of_life_version(run_rule):
+    findings = run_rule("STL006", *BASE, version("1.0.0"),
+                        version("1.1.0", end_of_life="2026-10-01T00:00:00Z",
+                                regions=(("West Europe", 1, "Standard_LRS"),
+                                         ("North Europe", 1, "Standard_LRS"))))
+    assert findings.iloc[0]["message"] == (
+        "Image definition base: `latest` gives 1.1.0 (end of life 2026-10-01) in northeurope, "
+        "westeurope; every new deployment from `latest` there gets an end-of-life image.")
+
+
+def test_stl006_follows_what_latest_serves_in_each_region(run_rule):
+    excluded_here = version("1.1.0", end_of_life="2026-10-01T00:00:00Z",
+                            regions=(("West Europe", 1, "Standard_LRS"),
+                                     ("North Europe", 1, "Standard_LRS")))
+    excluded_here["properties"]["publishingProfile"]["targetRegions"][0][
+        "excludeFromLatest"] = True
+    findings = run_rule("STL006", *BASE, version("1.0.0"), excluded_here)
+    assert "1.1.0 (end of life 2026-10-01) in northeurope;" in findings.iloc[0]["message"]
+
+
+def test_stl006_pass_when_latest_is_supported(run_rule):
+    # The end-of-life version is excluded from latest, failed, or older than a good one.
+    assert run_rule("STL006", *BASE, version("1.0.0"),
+                    version("1.1.0", end_of_life="2026-10-01T00:00:00Z", exclude_from_latest=True),
+                    version("1.2.0", end_of_life="2026-10-01T00:00:00Z", state="Failed"),
+                    version("0.9.0", end_of_life="2026-01-01T00:00:00Z")).empty

@@ -751,7 +751,109 @@ def build() -> list[dict]:
     resources += retention_cases()
     resources += legacy_and_licensing()
     resources += usage_cases()
+    resources += security_cases()
     return resources
+
+
+# --- security and legacy images (STL006, SEC001-SEC003, IMG001, IMG002) ------------------------
+
+def _security_definition(name: str, features: list[dict] | None, generation: str = "V2",
+                         case: str | None = None) -> dict:
+    sub, rg, gallery_name, location, _ = GALLERIES[0]
+    properties = {"osType": "Linux", "osState": "Generalized", "hyperVGeneration": generation,
+                  "architecture": "x64",
+                  "identifier": {"publisher": "northwind", "offer": "secure", "sku": name},
+                  "provisioningState": "Succeeded"}
+    if features is not None:
+        properties["features"] = features
+    item_tags = tags()
+    if case:
+        item_tags["sample-case"] = case
+    return {"id": arm(sub, rg, "galleries", gallery_name, "images", name), "name": name,
+            "type": "Microsoft.Compute/galleries/images", "location": location,
+            "tags": item_tags, "properties": properties}
+
+
+def _security_version(definition: dict, name: str, published: datetime, end_of_life: datetime,
+                      safety: dict | None = None, encryption: dict | None = None,
+                      case: str | None = None) -> dict:
+    """A version in West Europe only (3 ZRS replicas), in the API 2024-03-03 shape."""
+    target = {"name": "West Europe", "regionalReplicaCount": 3,
+              "storageAccountType": "Standard_ZRS", "excludeFromLatest": False}
+    if encryption:
+        target["encryption"] = encryption
+    version_tags = tags(created=published.date().isoformat())
+    if case:
+        version_tags["sample-case"] = case
+    return {"id": definition["id"] + f"/versions/{name}", "name": name,
+            "type": "Microsoft.Compute/galleries/images/versions", "location": "westeurope",
+            "tags": version_tags, "properties": {
+                "publishingProfile": {
+                    "targetRegions": [target], "replicaCount": 3,
+                    "publishedDate": iso(published), "endOfLifeDate": iso(end_of_life),
+                    "storageAccountType": "Standard_ZRS", "excludeFromLatest": False,
+                    "replicationMode": "Full"},
+                "storageProfile": {"source": {"id": arm("platform", "rg-build", "images",
+                                                        f"{definition['name']}-{name}")},
+                                   "osDiskImage": {"sizeInGB": 30, "hostCaching": "ReadWrite"}},
+                "safetyProfile": {"allowDeletionOfReplicatedLocations": False,
+                                  "blockDeletionBeforeEndOfLife": True, **(safety or {})},
+                "provisioningState": "Succeeded"}}
+
+
+def security_cases() -> list[dict]:
+    """A definition whose only version is past its end of life, so `latest` gives it to every
+    new deployment (STL006); a TrustedLaunchSupported definition whose production VM runs
+    Standard (SEC002) and whose older version Azure reported for a policy violation (SEC001);
+    a Generation 1 definition and its production VM (SEC002); a confidential VM image whose
+    version names no confidential encryption (SEC003, enabled by the sample config); a scale
+    set on a managed image whose autoscale maximum passes 600 (IMG002, and IMG001)."""
+    recent = COLLECTED_AT - timedelta(days=40)
+    eol = _security_definition("ubuntu-24-short-lived", [
+        {"name": "SecurityType", "value": "TrustedLaunch"}], case="STL006")
+    trusted = _security_definition("ubuntu-24-tl", [
+        {"name": "SecurityType", "value": "TrustedLaunchSupported"},
+        {"name": "IsAcceleratedNetworkSupported", "value": "True"}])
+    gen1 = _security_definition("win2016-gen1", None, generation="V1", case="SEC002")
+    confidential = _security_definition("ubuntu-22-cvm", [
+        {"name": "SecurityType", "value": "ConfidentialVM"}])
+    out = [eol, trusted, gen1, confidential,
+           _security_version(eol, "1.0.0", recent, COLLECTED_AT - timedelta(days=5)),
+           _security_version(trusted, "1.0.0", recent, recent + timedelta(days=365)),
+           _security_version(trusted, "0.9.0", recent - timedelta(days=20),
+                             recent + timedelta(days=345), safety={
+                                 "reportedForPolicyViolation": True, "policyViolations": [
+                                     {"category": "ImageFlaggedUnsafe",
+                                      "details": "Malware found in the image during a scan."}]},
+                             case="SEC001"),
+           _security_version(gen1, "1.0.0", recent, recent + timedelta(days=365)),
+           _security_version(confidential, "1.0.0", recent, recent + timedelta(days=365),
+                             encryption={"osDiskImage": {"diskEncryptionSetId": arm(
+                                 "platform", "rg-keys", "diskEncryptionSets", "des-weu")}},
+                             case="SEC003")]
+    standard = vm("vm-api-tl-standard", "apps", "rg-api", "westeurope",
+                  {"id": trusted["id"] + "/versions/1.0.0"}, case="SEC002")
+    standard["properties"]["securityProfile"] = {"securityType": "Standard"}
+    trusted_vm = vm("vm-api-tl", "apps", "rg-api", "westeurope",
+                    {"id": trusted["id"] + "/versions/1.0.0"})
+    trusted_vm["properties"]["securityProfile"] = {
+        "securityType": "TrustedLaunch", "uefiSettings": {"secureBootEnabled": True,
+                                                          "vTpmEnabled": True}}
+    old = vm("vm-erp-gen1", "apps", "rg-erp", "westeurope", {"id": gen1["id"] + "/versions/1.0.0"},
+             case="SEC002")
+    legacy = vmss("vmss-legacy-render", "apps", "rg-render", "westeurope",
+                  {"id": arm("apps", "rg-legacy-images", "images", "img-jumpbox-1.4.0")}, 20,
+                  case="IMG001,IMG002")
+    target = legacy["id"]
+    autoscale = {
+        "id": f"/subscriptions/{SUBS['apps']}/resourceGroups/rg-render/providers/"
+              "microsoft.insights/autoscalesettings/vmss-legacy-render-autoscale",
+        "name": "vmss-legacy-render-autoscale", "type": "microsoft.insights/autoscalesettings",
+        "location": "westeurope", "subscriptionId": SUBS["apps"], "resourceGroup": "rg-render",
+        "tags": {}, "properties": {"enabled": True, "targetResourceUri": target, "profiles": [
+            {"name": "default", "capacity": {"minimum": "20", "maximum": "800", "default": "20"},
+             "rules": []}]}}
+    return out + [standard, trusted_vm, old, legacy, autoscale]
 
 
 def render() -> str:

@@ -131,3 +131,23 @@ def version_without_end_of_life(estate, params) -> pd.DataFrame:
     missing = versions.loc[versions["end_of_life_date"].isna(), ["id", "published_date"]]
     return resources(estate, ["image_versions"]).merge(
         missing.assign(end_of_life_date=None), on="id")
+
+
+def latest_past_end_of_life(estate, params) -> pd.DataFrame:
+    """Definitions where `latest` gives, in some region, a version past its end of life (what
+    `latest` serves per region comes from the Estate: regional and global excludeFromLatest,
+    provisioning state, replication)."""
+    latest = estate.latest_by_definition_region
+    end_of_life = lookup(latest["version_id"],
+                         estate.image_versions.set_index("id")["end_of_life_date"])
+    past = latest[(end_of_life < estate.as_of).fillna(False).to_numpy(dtype=bool)]
+    past = past.assign(end_of_life=end_of_life[past.index].dt.strftime("%Y-%m-%d"))
+    per_version = past.sort_values("region").groupby(
+        ["definition_id", "version_name", "end_of_life"], sort=True)["region"].agg(", ".join)
+    served = (per_version.index.get_level_values("version_name") + " (end of life "
+              + per_version.index.get_level_values("end_of_life") + ") in "
+              + per_version.to_numpy(dtype=object))
+    text = pd.Series(served, index=per_version.index.get_level_values("definition_id")) \
+        .groupby(level=0).agg("; ".join).rename("latest_served")
+    return resources(estate, ["image_definitions"], ids=pd.Index(text.index)).join(
+        text, on="id", how="inner")

@@ -58,7 +58,9 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "image_definitions": pa.schema(_COMMON + [
         ("gallery_id", S), ("os_type", S), ("os_state", S), ("hyper_v_generation", S),
         ("architecture", S), ("publisher", S), ("offer", S), ("sku", S),
-        ("end_of_life_date", T), ("provisioning_state", S), ("tags", S)]),
+        ("end_of_life_date", T), ("provisioning_state", S), ("tags", S),
+        # Marketplace purchase plan a definition passes on to machines made from it (LIC002).
+        ("purchase_plan_name", S), ("purchase_plan_publisher", S), ("purchase_plan_product", S)]),
     "image_versions": pa.schema(_COMMON + [
         ("definition_id", S), ("gallery_id", S), ("major", INT), ("minor", INT), ("patch", INT),
         ("published_date", T), ("end_of_life_date", T), ("exclude_from_latest", B),
@@ -240,6 +242,13 @@ def _bool(value) -> bool | None:
 def _lower(value) -> str | None:
     text = _str(value)
     return text.lower().rstrip("/") if text else None
+
+
+def _purchase_plan(plan: dict) -> dict:
+    """A definition's `purchasePlan` as its three columns (all missing when it has none)."""
+    return {"purchase_plan_name": _str(plan.get("name")),
+            "purchase_plan_publisher": _str(plan.get("publisher")),
+            "purchase_plan_product": _str(plan.get("product"))}
 
 
 def region(value) -> str | None:
@@ -592,7 +601,8 @@ class _Normalizer:
             architecture=_str(props.get("architecture")),
             publisher=_str(ident.get("publisher")), offer=_str(ident.get("offer")),
             sku=_str(ident.get("sku")), end_of_life_date=_str(props.get("endOfLifeDate")),
-            provisioning_state=_str(props.get("provisioningState")), tags=tags)
+            provisioning_state=_str(props.get("provisioningState")), tags=tags,
+            **_purchase_plan(_obj(props.get("purchasePlan"))))
 
     def _version(self, common, props, raw, tags):
         vid = common["id"]

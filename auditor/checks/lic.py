@@ -118,6 +118,8 @@ def _machines_with_other_plan(estate) -> pd.DataFrame:
         source_id=rows["definition_id"].astype(object),
         problem=np.where(own.isna(), "carries no Marketplace plan",
                          "carries Marketplace plan " + shown_own.astype(str))
-        + " but its image definition " + definition_name + " has purchasePlan "
-        + shown_expected + ": new deployments and scale-outs from it fail with "
+        + " but its image definition " + definition_name
+        + np.where(expected.isna(), " has no purchasePlan",
+                   " has purchasePlan " + shown_expected.astype(str))
+        + ": new deployments and scale-outs from it fail with "
         "\"different plan\"")

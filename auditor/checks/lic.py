@@ -42,10 +42,9 @@ def _source_plans(estate) -> pd.Series:
     shows it: a VM or scale set with a plan, a managed image captured from one, or a gallery
     version whose definition has a purchase plan. A source not in the snapshot is unknown."""
     versions = estate.image_versions.drop_duplicates("id")
+    sources = pd.concat([versions["source_id"], estate.managed_images["source_vm_id"]]).dropna()
     machines = estate.machines
-    machines = machines[machines["id"].isin(versions["source_id"].dropna())
-                        | machines["id"].isin(estate.managed_images["source_vm_id"].dropna())]
-    machines = machines.drop_duplicates("id")
+    machines = machines.loc[machines["id"].isin(sources).to_numpy(dtype=bool), ["id"] + _PLAN]
     machine_plan = pd.Series(_plan_text(machines, _PLAN).to_numpy(dtype=object),
                              index=machines["id"].astype(object)).dropna()
     images = estate.managed_images.drop_duplicates("id")
@@ -99,12 +98,13 @@ def _machines_with_other_plan(estate) -> pd.DataFrame:
     known_of = np.append(categories.isin(definition_plan.index).to_numpy(dtype=bool), False)
     code = definition.cat.codes.to_numpy()
     judged = known_of[code] & usage["definition_known"].to_numpy(dtype=bool)
-    planned = machines[_PLAN].notna().any(axis=1).to_numpy(dtype=bool)
+    plans = machines[_PLAN]
+    planned = plans.notna().any(axis=1).to_numpy(dtype=bool)
     expected_all = expected_of[code]
     candidate = judged & (planned | pd.notna(expected_all))
-    rows = usage[candidate]
+    rows = usage[["kind", "definition_id"]][candidate]
     expected = pd.Series(expected_all[candidate], index=rows.index, dtype=object)
-    own = _plan_text(machines[candidate], _PLAN)
+    own = _plan_text(plans[candidate], _PLAN)
     differs = (own.fillna("") != expected.fillna("")).to_numpy(dtype=bool)
     rows, expected, own = rows[differs], expected[differs], own[differs]
     shown_own = own.fillna("(none)")

@@ -98,6 +98,6 @@ def production_on_external_image(estate, params) -> pd.DataFrame:
         "id": rows["id"], "name": rows["name"], "kind": rows["kind"],
         "image_kind": rows["image_kind"],
         "sharing": np.where(shared, "directly shared", "community"),
-        "gallery": parts[1].to_numpy(dtype=object)[at],
-        "image": parts[2].to_numpy(dtype=object)[at],
+        "gallery": parts[1].fillna("(unrecognised id)").to_numpy(dtype=object)[at],
+        "image": parts[2].fillna("?").to_numpy(dtype=object)[at],
         "image_id": rows["image_id"]})

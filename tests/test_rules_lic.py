@@ -98,3 +98,15 @@ def test_lic002_pass_matching_plans_and_unknown_sources(run_rule):
                     vm("app", image=gallery_ref())).empty
     # A definition outside the snapshot is not judged.
     assert run_rule("LIC002", vm("other", image=gallery_ref("elsewhere"), plan=PLAN)).empty
+
+
+def test_lic002_reads_az_sig_image_definition_list_output(run_rule):
+    listed = json.loads((FIXTURES.parent / "cli" / "az_sig_image_definition_list_purchase_plan.json")
+                        .read_text(encoding="utf-8"))
+    machine = vm("other-plan", image=gallery_ref("fortigate"),
+                 plan=PLAN | {"name": "fortinet_fg-vm_byol"})
+    findings = run_rule("LIC002", gallery(), *listed, version(definition_name="fortigate"), machine)
+    assert findings.iloc[0]["message"].startswith(
+        "other-plan carries Marketplace plan fortinet/fortinet_fortigate-vm_v5/fortinet_fg-vm_byol "
+        "but its image definition fortigate has purchasePlan "
+        "fortinet/fortinet_fortigate-vm_v5/fortinet_fg-vm_payg_2023")

@@ -1,8 +1,12 @@
 """SHR: who outside the organisation can deploy a gallery's images, and production machines
 on images published outside it."""
 
+import json
+from pathlib import Path
+
 from tests.builders import SUB, azure_fixture, azure_shape, definition, gallery, version, vm
 
+CLI = Path(__file__).parent / "fixtures" / "azure" / "cli"
 OK_SCOPE = [{"subscription_id": SUB, "display_name": "images", "status": "ok", "detail": ""}]
 PARTNER_SUB = "99999999-8888-7777-6666-555555555555"
 PARTNER_TENANT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
@@ -83,3 +87,11 @@ def test_shr003_pass_image_from_a_gallery_in_the_snapshot(run_rule):
                                "/Images/base/Versions/1.0.0"})
     assert run_rule("SHR003", own, definition(), version(), machine).empty
     assert len(run_rule("SHR003", machine)) == 1
+
+
+def test_shr002_reads_az_sig_show_sharing_groups_output(run_rule):
+    shown = json.loads((CLI / "az_sig_show_sharing_groups.json").read_text(encoding="utf-8"))
+    findings = run_rule("SHR002", shown, scope=OK_SCOPE)
+    assert findings.iloc[0]["message"] == (
+        f"Gallery gal_partner is shared directly to subscription {PARTNER_SUB}, "
+        f"tenant {PARTNER_TENANT}, outside the allow list.")

@@ -84,6 +84,7 @@ _PROPERTIES = dict(
     description=S, provisioningState=S, osType=S, osState=S, hyperVGeneration=S,
     architecture=S, endOfLifeDate=S,
     identifier=_struct(publisher=S, offer=S, sku=S, uniqueName=S),
+    purchasePlan=_struct(name=S, publisher=S, product=S),  # a definition's (LIC002)
     publishingProfile=_struct(
         replicaCount=INT, storageAccountType=S, publishedDate=S, endOfLifeDate=S,
         excludeFromLatest=B, replicationMode=S, storageAccountStrategy=S,
@@ -521,7 +522,10 @@ def _definitions(raw, common, rtypes, data):
         "offer": raw(p + "identifier.offer"), "sku": raw(p + "identifier.sku"),
         "end_of_life_date": raw(p + "endOfLifeDate"),
         "provisioning_state": raw(p + "provisioningState"),
-        "security_type": _security_type(raw(p + "features"))}}
+        "security_type": _security_type(raw(p + "features")),
+        "purchase_plan_name": raw(p + "purchasePlan.name"),
+        "purchase_plan_publisher": raw(p + "purchasePlan.publisher"),
+        "purchase_plan_product": raw(p + "purchasePlan.product")}}
 
 
 def _security_type(features: pa.Array) -> pa.Array:

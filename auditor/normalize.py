@@ -60,7 +60,9 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
         ("architecture", S), ("publisher", S), ("offer", S), ("sku", S),
         ("end_of_life_date", T), ("provisioning_state", S), ("tags", S),
         # SEC: the definition's SecurityType feature (features[name=SecurityType].value).
-        ("security_type", S)]),
+        ("security_type", S),
+        # Marketplace purchase plan a definition passes on to machines made from it (LIC002).
+        ("purchase_plan_name", S), ("purchase_plan_publisher", S), ("purchase_plan_product", S)]),
     "image_versions": pa.schema(_COMMON + [
         ("definition_id", S), ("gallery_id", S), ("major", INT), ("minor", INT), ("patch", INT),
         ("published_date", T), ("end_of_life_date", T), ("exclude_from_latest", B),
@@ -253,6 +255,13 @@ def _bool(value) -> bool | None:
 def _lower(value) -> str | None:
     text = _str(value)
     return text.lower().rstrip("/") if text else None
+
+
+def _purchase_plan(plan: dict) -> dict:
+    """A definition's `purchasePlan` as its three columns (all missing when it has none)."""
+    return {"purchase_plan_name": _str(plan.get("name")),
+            "purchase_plan_publisher": _str(plan.get("publisher")),
+            "purchase_plan_product": _str(plan.get("product"))}
 
 
 def region(value) -> str | None:
@@ -606,7 +615,8 @@ class _Normalizer:
             publisher=_str(ident.get("publisher")), offer=_str(ident.get("offer")),
             sku=_str(ident.get("sku")), end_of_life_date=_str(props.get("endOfLifeDate")),
             provisioning_state=_str(props.get("provisioningState")), tags=tags,
-            security_type=_security_type(props.get("features")))
+            security_type=_security_type(props.get("features")),
+            **_purchase_plan(_obj(props.get("purchasePlan"))))
 
     def _version(self, common, props, raw, tags):
         vid = common["id"]

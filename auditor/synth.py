@@ -382,6 +382,85 @@ def _cases(t: _Tenant) -> list[dict]:
     ]
 
 
+# --- sharing, disaster recovery and purchase plan lineage (SHR001, SHR002, REP008, LIC002) ----
+
+FOREIGN_TENANT = "f0e1d2c3-b4a5-4968-8776-655443322110"
+APPLIANCE_PLAN = {"name": "fg-vm-payg", "publisher": "fortinet", "product": "fortinet_fortigate-vm"}
+
+
+def _appliance_gallery(t: _Tenant) -> tuple[str, str, str, str]:
+    return t.subs[0], "rg-images-appliances", "gal_appliances", t.regions[0]
+
+
+def _appliance_version_id(t: _Tenant, definition: str, n: int) -> str:
+    sub, rg, name, _ = _appliance_gallery(t)
+    return (f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/"
+            f"galleries/{name}/images/{definition}/versions/1.{n}.0")
+
+
+def _sharing_and_lineage(t: _Tenant) -> Iterator[dict]:
+    """A gallery shared with the community (SHR001); a gallery shared directly to another
+    tenant (SHR002), in one region, holding a definition with a Marketplace purchase plan and
+    one without it whose versions were built from the first's (LIC002); their versions are
+    replicated to their home region only (REP008). A case machine deploys the planned image
+    without a plan (LIC002)."""
+    sub, rg, name, location = _appliance_gallery(t)
+    gallery_id = (f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/"
+                  f"galleries/{name}")
+    community_id = gallery_id.replace(f"/{rg}/", "/rg-images-public/").replace(
+        f"/galleries/{name}", "/galleries/gal_public")
+    yield {"id": community_id, "name": "gal_public", "type": "microsoft.compute/galleries",
+           "location": location, "subscriptionId": sub, "resourceGroup": "rg-images-public",
+           "tags": t.tags(1.0, case="SHR001"), "properties": {
+               "sharingProfile": {"permissions": "Community", "communityGalleryInfo": {
+                   "publicNamePrefix": "contoso", "communityGalleryEnabled": True,
+                   "publicNames": [f"contoso-{sub}"]}},
+               "provisioningState": "Succeeded"}}
+    yield {"id": gallery_id, "name": name, "type": "microsoft.compute/galleries",
+           "location": location, "subscriptionId": sub, "resourceGroup": rg,
+           "tags": t.tags(1.0, case="SHR002"), "properties": {
+               "sharingProfile": {"permissions": "Groups", "groups": [
+                   {"type": "AADTenants", "ids": [FOREIGN_TENANT]}]},
+               "provisioningState": "Succeeded"}}
+    for definition, plan, case in (("appliance-fw", APPLIANCE_PLAN, None),
+                                   ("appliance-fw-hardened", None, "LIC002")):
+        props = {"osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2",
+                 "identifier": {"publisher": "contoso", "offer": definition, "sku": "1"},
+                 "provisioningState": "Succeeded"}
+        if plan:
+            props["purchasePlan"] = plan
+        yield {"id": f"{gallery_id}/images/{definition}", "name": definition,
+               "type": "microsoft.compute/galleries/images", "location": location,
+               "subscriptionId": sub, "resourceGroup": rg, "tags": t.tags(1.0, case=case),
+               "properties": props}
+        for n in range(5):
+            published = COLLECTED_AT - timedelta(days=10 + 30 * (4 - n))
+            source = _appliance_version_id(t, "appliance-fw", n) if case else \
+                t.arm(0, "rg-build", "images", f"appliance-{n}")
+            yield {"id": _appliance_version_id(t, definition, n), "name": f"1.{n}.0",
+                   "type": "microsoft.compute/galleries/images/versions", "location": location,
+                   "subscriptionId": sub, "resourceGroup": rg,
+                   "tags": t.tags(1.0, case="REP008" if n == 4 and not case else None),
+                   "properties": {
+                       "publishingProfile": {
+                           "targetRegions": [{"name": REGIONS[location],
+                                              "regionalReplicaCount": 3,
+                                              "storageAccountType": "Standard_ZRS"}],
+                           "replicaCount": 1, "publishedDate": _iso(published),
+                           "endOfLifeDate": _iso(published + timedelta(days=365)),
+                           "storageAccountType": "Standard_ZRS"},
+                       "storageProfile": {"source": {"id": source},
+                                          "osDiskImage": {"sizeInGB": 2}},
+                       "provisioningState": "Succeeded"}}
+
+
+def _appliance_case(t: _Tenant) -> dict:
+    """A production machine on the planned appliance image, carrying no plan (LIC002), on the
+    version replicated to one region only (REP008)."""
+    return {"ref": ({"id": _appliance_version_id(t, "appliance-fw", 4)}, "Linux", None),
+            "tags": {"environment": "production", "synth-case": "LIC002"}}
+
+
 def resources(machines: int, seed: int = 0) -> Iterator[dict]:
     """Every raw resource of the synthetic tenant, generated lazily (never all in memory)."""
     if machines < 1:
@@ -396,7 +475,7 @@ def resources(machines: int, seed: int = 0) -> Iterator[dict]:
             yield _version(t, d, n)
     for i in range(len(t.managed_images)):
         yield _managed_image(t, i)
-    cases = _cases(t)
+    cases = _cases(t) + [_appliance_case(t)]
     legacy_set = None
     for i in range(machines):
         for item in _machine(t, i, cases[i] if i < len(cases) else {}):
@@ -409,6 +488,7 @@ def resources(machines: int, seed: int = 0) -> Iterator[dict]:
                  "Microsoft.Network/virtualNetworks/vnet-hub",
            "name": "vnet-hub", "type": "microsoft.network/virtualnetworks",
            "location": t.regions[0]}
+    yield from _sharing_and_lineage(t)
 
 
 def _on_managed_image(item: dict, kind: str) -> bool:

@@ -585,3 +585,30 @@ def test_the_pipeline_gets_only_galleries_and_versions():
         finally:
             collector.close()
         assert fake.log == []
+
+
+# --- sharing and purchase plans as the rules read them (SHR002, LIC002) ----------------------
+
+def test_collected_share_groups_and_purchase_plans_reach_the_rules(rules):
+    fake, gallery = sharing_fake()
+    definition = next(r for r in fake.resources if r["type"].lower() == "microsoft.compute/galleries/images")
+    definition["properties"] = dict(definition["properties"], purchasePlan={
+        "name": "fg-vm-payg", "publisher": "fortinet", "product": "fortinet_fortigate-vm"})
+    with fake:
+        got = run(fake)
+    snapshot = build_snapshot(got.rows, scope=got.scope)
+    plans = snapshot.tables["image_definitions"].set_index("id")
+    assert plans.loc[definition["id"].lower(), "purchase_plan_product"] == "fortinet_fortigate-vm"
+    findings = evaluate(Estate(snapshot), [rules["SHR002"]])
+    assert list(findings["message"]) == [
+        f"Gallery {gallery.rsplit('/', 1)[1]} is shared directly to subscription "
+        "99999999-0000-4000-8000-000000000099, outside the allow list."]
+
+
+def test_a_refused_sharing_get_is_unknown_to_shr002(rules):
+    fake, gallery = sharing_fake()
+    fake.add_fault("403", times=10, when=lambda body, path: path.lower() == gallery.lower())
+    with fake:
+        got = run(fake)
+    findings = evaluate(Estate(build_snapshot(got.rows, scope=got.scope)), [rules["SHR002"]])
+    assert "its groups could not be read" in findings.iloc[0]["message"]

@@ -174,6 +174,13 @@ ODD_BUT_WELL_TYPED = [
     azure_fixture("gallery_image_version_2022_03_03",  # a nested name given in full
                   id=rid("galleries", "shapes", "images", "base", "versions", "1.5.0"))
     | {"name": "shapes/base/1.5.0"},
+    # Sharing and purchase plan shapes (SHR, LIC002).
+    azure_fixture("gallery_image_purchase_plan_2024-03-03"),
+    azure_fixture("vm_community_gallery_image_2024-03-01"),
+    azure_fixture("vm_shared_gallery_image_2024-03-01"),
+    azure_fixture("gallery_image_purchase_plan_2024-03-03",
+                  id=rid("galleries", "gal", "images", "partial"),
+                  properties={"purchasePlan": {"name": "plan-only"}}),
 ]
 
 

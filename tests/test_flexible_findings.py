@@ -15,6 +15,7 @@ import pytest
 
 from tests.builders import (
     GOOD_TAGS,
+    azure_shape,
     definition,
     gallery,
     gallery_ref,
@@ -78,6 +79,14 @@ CASES = {
     "STL003": (None, STALE, gallery_ref("base", "1.0.0"), gallery_ref("base", "1.1.0")),
     "ENV001": (None, [gallery(tags=DEV), definition(tags=DEV), *versions("1.9.0", "1.10.0"),
                       managed_image("img-dev", tags=DEV)], None, DEV_IMAGE),
+    # Machines without the purchase plan of their definition; images from another tenant.
+    "LIC002": (None, [gallery(), azure_shape("gallery_image_purchase_plan_2024-03-03.json"),
+                      *versions("1.0.0", "1.1.0", definition_name="fortigate")],
+               gallery_ref("fortigate", "1.1.0"), gallery_ref("fortigate", "1.0.0")),
+    "SHR003": (None, [], {"communityGalleryImageId": "/CommunityGalleries/fabrikam-0f1e2d3c/"
+                                                     "Images/nginx/Versions/1.0.0"},
+               {"sharedGalleryImageId": "/SharedGalleries/99999999-8888-7777-6666-"
+                                        "555555555555-PARTNER/Images/base/Versions/2.1.0"}),
 }
 
 

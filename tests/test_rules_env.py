@@ -1,5 +1,7 @@
 """ENV: environment separation."""
 
+import json
+
 import pytest
 
 from tests.builders import GOOD_TAGS, definition, gallery, gallery_ref, managed_image, rid, version, vm
@@ -39,3 +41,25 @@ def test_env001_configured_production_values(run_rule):
                         version(), vm("a", image=gallery_ref(), tags={"environment": "live"}),
                         params={"production_values": ["live"]})
     assert len(findings) == 1 and "gallery gal" in findings.iloc[0]["message"]
+
+
+# --- ENV002 ----------------------------------------------------------------------------------
+
+def test_env002_triggers_on_production_and_dev_definitions_in_one_gallery(run_rule):
+    findings = run_rule("ENV002", gallery(), definition(), definition("dev-base", tags=DEV),
+                        version(), version(definition_name="dev-base", tags=DEV))
+    assert findings.iloc[0]["message"] == (
+        "Gallery gal holds 2 production and 2 non-production (dev) image definitions or versions.")
+
+
+def test_env002_triggers_on_a_test_version_of_a_production_definition(run_rule):
+    findings = run_rule("ENV002", gallery(), definition(), version(),
+                        version("1.1.0", tags={"Environment": "Test"}))
+    assert json.loads(findings.iloc[0]["evidence"])["non_production_environments"] == "Test"
+
+
+def test_env002_pass_separate_galleries_and_untagged(run_rule):
+    assert run_rule("ENV002", gallery(), definition(), version(), gallery("gal-dev", tags=DEV),
+                    definition("base", gallery_name="gal-dev", tags=DEV),
+                    version(gallery_name="gal-dev", tags=DEV)).empty
+    assert run_rule("ENV002", gallery(), definition(), version("1.1.0", tags={})).empty

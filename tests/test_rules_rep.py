@@ -502,3 +502,32 @@ def test_rep012_pass_existing_or_unknown(run_rule):
 def marketplace_latest():
     from tests.builders import marketplace
     return marketplace("latest")
+
+
+# --- REP008 ----------------------------------------------------------------------------------
+
+def test_rep008_triggers_on_single_region_version_and_lonely_gallery(run_rule):
+    findings = run_rule("REP008", *BASE, version(regions=(WE3,)), vm("a", image=gallery_ref()))
+    by_type = findings.set_index("resource_type")
+    assert by_type.loc["Microsoft.Compute/galleries/images/versions", "message"] == (
+        "base/1.0.0 is used by 1 production machine(s) but has replicas in westeurope only: a "
+        "regional outage leaves nothing to deploy or scale out from.")
+    assert by_type.loc["Microsoft.Compute/galleries", "message"].startswith(
+        "gal holds image definitions production machines use (base) with no counterpart")
+
+
+def test_rep008_pass_two_regions_and_a_counterpart_gallery(run_rule):
+    dr = gallery("gal-dr", location="northeurope")
+    assert run_rule("REP008", *BASE, dr, definition(gallery_name="gal-dr"),
+                    version(regions=(WE3, EUS3)), vm("a", image=gallery_ref())).empty
+    # The counterpart may be named otherwise when its identifier is the same.
+    renamed = definition("base-dr", gallery_name="gal-dr")
+    renamed["properties"]["identifier"]["sku"] = "base"
+    assert run_rule("REP008", *BASE, dr, renamed, version(regions=(WE3, EUS3)),
+                    vm("a", image=gallery_ref())).empty
+
+
+def test_rep008_pass_not_production_or_not_in_snapshot(run_rule):
+    assert run_rule("REP008", *BASE, version(regions=(WE3,)),
+                    vm("a", image=gallery_ref(), tags={"environment": "test"})).empty
+    assert run_rule("REP008", gallery(), vm("a", image=gallery_ref())).empty

@@ -90,3 +90,20 @@ def test_sample_raw_json_shapes():
     types = {item["type"] for item in document["data"]}
     assert "microsoft.compute/galleries/images" in types and \
         "Microsoft.Compute/galleries/images" in types
+
+
+def test_sharing_recovery_lineage_and_environment_findings(findings):
+    """What SHR, REP008, LIC002 and ENV002 report on the sample tenant, resource by resource."""
+    mine = findings[findings["rule_id"].isin(
+        ["SHR001", "SHR002", "SHR003", "REP008", "LIC002", "ENV002"])]
+    assert sorted(zip(mine["rule_id"], mine["resource_name"], strict=True)) == [
+        ("ENV002", "gal_apps_shared"),  # batch-worker is tagged dev
+        ("LIC002", "fortigate-hardened"), ("LIC002", "vm-fw-gallery-01"),
+        ("REP008", "fortigate-hardened/1.0.0"), ("REP008", "gal_apps_shared"),
+        ("REP008", "gal_network_appliances"), ("REP008", "gal_platform_prod"),
+        # the security cases' versions are replicated to westeurope only
+        ("REP008", "ubuntu-24-tl/1.0.0"), ("REP008", "win2016-gen1/1.0.0"),
+        ("SHR001", "gal_community"), ("SHR002", "gal_network_appliances"),
+        ("SHR003", "vm-community-pinned"), ("SHR003", "vm-community-unpinned"),
+        ("SHR003", "vm-shared-0"), ("SHR003", "vm-shared-1"), ("SHR003", "vm-shared-2"),
+        ("SHR003", "vm-shared-3")]

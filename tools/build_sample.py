@@ -740,6 +740,70 @@ def usage_cases() -> list[dict]:
     return out
 
 
+# --- sharing, disaster recovery and purchase plan lineage (SHR, REP008, LIC002) ----------------
+
+FOREIGN_TENANT = "d1e2f3a4-b5c6-4d7e-8f90-a1b2c3d4e5f6"  # a partner's tenant (fictional)
+
+
+def sharing_and_lineage_cases() -> list[dict]:
+    """A gallery of network appliance images shared directly to an audited subscription and
+    to a partner's tenant (SHR002), in one region with no counterpart (REP008); its
+    definition lacks the Marketplace plan of the firewall VM its version was built from, and
+    the production VM deployed from it carries that plan (LIC002)."""
+    sub, rg, location = "platform", "rg-images-network", "westeurope"
+    gallery_id = arm(sub, rg, "galleries", "gal_network_appliances")
+    published = COLLECTED_AT - timedelta(days=20)
+    gallery_item = {
+        "id": gallery_id, "name": "gal_network_appliances",
+        "type": "Microsoft.Compute/galleries", "location": location,
+        "subscriptionId": SUBS[sub], "resourceGroup": rg,
+        "tags": tags(**{"sample-case": "SHR002,REP008"}),
+        "properties": {
+            "description": "Northwind network appliance images",
+            "identifier": {"uniqueName": f"{SUBS[sub]}-GAL_NETWORK_APPLIANCES"},
+            "sharingProfile": {"permissions": "Groups", "groups": [
+                {"type": "Subscriptions", "ids": [SUBS["apps"]]},
+                {"type": "AADTenants", "ids": [FOREIGN_TENANT]}]},
+            "provisioningState": "Succeeded"}}
+    definition_item = {
+        "id": gallery_id + "/images/fortigate-hardened", "name": "fortigate-hardened",
+        "type": "Microsoft.Compute/galleries/images", "location": location,
+        "subscriptionId": SUBS[sub], "resourceGroup": rg,
+        "tags": tags(**{"sample-case": "LIC002"}),
+        "properties": {
+            "osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2",
+            "architecture": "x64",
+            "identifier": {"publisher": "northwind", "offer": "fortigate", "sku": "hardened"},
+            "provisioningState": "Succeeded"}}
+    firewall = arm("platform", "rg-network", "virtualMachines", "vm-fw-edge-01")
+    version_item = {
+        "id": definition_item["id"] + "/versions/1.0.0", "name": "1.0.0",
+        "type": "Microsoft.Compute/galleries/images/versions", "location": location,
+        "tags": tags(created=published.date().isoformat(), **{"sample-case": "REP008"}),
+        "properties": {
+            "publishingProfile": {
+                "targetRegions": [{"name": "West Europe", "regionalReplicaCount": 3,
+                                   "storageAccountType": "Standard_ZRS",
+                                   "excludeFromLatest": False}],
+                "replicaCount": 1, "publishedDate": iso(published),
+                "endOfLifeDate": iso(published + timedelta(days=365)),
+                "storageAccountType": "Standard_ZRS", "excludeFromLatest": False,
+                "replicationMode": "Full"},
+            "storageProfile": {"source": {"id": firewall},
+                               "osDiskImage": {"sizeInGB": 2, "hostCaching": "ReadWrite"},
+                               "dataDiskImages": []},
+            "safetyProfile": {"allowDeletionOfReplicatedLocations": False,
+                              "blockDeletionBeforeEndOfLife": True},
+            "replicationStatus": {"aggregatedState": "Completed", "summary": [
+                {"region": "West Europe", "state": "Completed", "details": "", "progress": 100}]},
+            "provisioningState": "Succeeded"}}
+    machine = vm("vm-fw-gallery-01", "platform", "rg-network", location,
+                 {"id": version_item["id"]}, team="network", case="APR001,LIC001,LIC002")
+    machine["plan"] = {"name": "fortinet_fg-vm_payg_2023", "publisher": "fortinet",
+                       "product": "fortinet_fortigate-vm_v5"}
+    return [gallery_item, definition_item, version_item, machine]
+
+
 def build() -> list[dict]:
     resources = [gallery(i) for i in range(len(GALLERIES))]
     resources += [definition(i) for i in range(len(DEFINITIONS))]
@@ -752,6 +816,7 @@ def build() -> list[dict]:
     resources += legacy_and_licensing()
     resources += usage_cases()
     resources += security_cases()
+    resources += sharing_and_lineage_cases()
     return resources
 
 

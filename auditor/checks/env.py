@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from auditor.checks.tag import resources
 from auditor.estate import distinct_pairs, last_segment, lookup
 
 
@@ -70,3 +71,34 @@ def _listed_sources(bad: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"offending": text,
                          "image_environment": ordered["environment"].to_numpy(dtype=object)[starts]},
                         index=pd.Index(machine[starts]))
+
+
+# --- ENV002: production and non-production images in one gallery ----------------------------
+
+def gallery_mixes_environments(estate, params) -> pd.DataFrame:
+    """Galleries holding definitions or versions tagged with a production environment and
+    others tagged with a non-production one (untagged ones say nothing: TAG001's business)."""
+    values = params["production_values"]
+    parts = []
+    for table in ("image_definitions", "image_versions"):
+        frame = estate.tables[table]
+        environment = estate.tag(table, "environment")
+        tagged = environment.notna().to_numpy(dtype=bool)
+        parts.append(pd.DataFrame({
+            "gallery_id": frame["gallery_id"].to_numpy(dtype=object)[tagged],
+            "environment": environment.to_numpy(dtype=object)[tagged],
+            "production": estate.is_production(table, values).to_numpy(dtype=bool)[tagged]}))
+    tagged = pd.concat(parts, ignore_index=True)
+    counts = tagged.groupby("gallery_id")["production"].agg(["sum", "count"])
+    mixed = counts[(counts["sum"] > 0) & (counts["sum"] < counts["count"])]
+    other = tagged[~tagged["production"] & tagged["gallery_id"].isin(mixed.index)]
+    other_values = other.groupby("gallery_id")["environment"].agg(
+        lambda v: ", ".join(sorted(set(v.astype(str)))))
+    out = resources(estate, ["galleries"])
+    out = out[out["id"].isin(mixed.index)]
+    at = out["id"].to_numpy(dtype=object)
+    return out.assign(
+        production_items=mixed["sum"].reindex(at).astype("int64").to_numpy(),
+        non_production_items=(mixed["count"] - mixed["sum"]).reindex(at).astype("int64")
+        .to_numpy(),
+        non_production_environments=other_values.reindex(at).to_numpy(dtype=object))

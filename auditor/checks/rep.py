@@ -379,3 +379,79 @@ def _definition_label(definition_ids: pd.Series) -> pd.Series:
     text = definition_ids.astype(object)
     parts = text.fillna("").astype(str).str.extract(r"/galleries/([^/]+)/images/([^/]+)$")
     return (parts[0] + "/" + parts[1]).where(parts[0].notna(), text)
+
+
+# --- REP008: a second region for production images ----------------------------------------
+
+def single_region_production_images(estate, params) -> pd.DataFrame:
+    """Versions production machines use that are replicated to one region only, and galleries
+    holding a definition production machines use with no counterpart definition (same
+    publisher/offer/SKU identifier, or same name) in a gallery in another region."""
+    usage = estate.usage
+    production = estate.is_production("machines", params["production_values"]) \
+        .to_numpy(dtype=bool)
+    # Counted on the categorical codes: a million machines use a few thousand versions.
+    version = usage["version_id"]
+    used = production & usage["version_known"].to_numpy(dtype=bool)
+    codes = version.cat.codes.to_numpy()[used]
+    size = len(version.cat.categories)
+    machines = pd.Series(np.bincount(codes, weights=usage["capacity"].to_numpy()[used],
+                                     minlength=size).astype("int64"),
+                         index=version.cat.categories.astype(object))
+    machines = machines[np.bincount(codes, minlength=size) > 0]
+    definition = usage["definition_id"]
+    judged = production & usage["definition_known"].to_numpy(dtype=bool)
+    definitions = definition.cat.categories.astype(object)[
+        np.unique(definition.cat.codes.to_numpy()[judged])]
+    return pd.concat([_single_region_versions(estate, machines),
+                      _galleries_without_counterpart(estate, pd.Index(definitions))],
+                     ignore_index=True)
+
+
+def _single_region_versions(estate, machines: pd.Series) -> pd.DataFrame:
+    """`machines`: production machines per version id."""
+    regions = estate.version_regions.drop_duplicates(["version_id", "region"])
+    regions = regions[regions["version_id"].isin(machines.index)]
+    count = regions.groupby("version_id")["region"].agg(["count", "first"])
+    single = count[count["count"] == 1]
+    out = _versions(estate)
+    out = out[out["id"].isin(single.index)]
+    region = pd.Series(single["first"].reindex(out["id"].to_numpy()).to_numpy(dtype=object),
+                       index=out.index)
+    production_machines = pd.Series(machines.reindex(out["id"].to_numpy()).to_numpy(),
+                                    index=out.index)
+    return out.assign(
+        replica_regions=region, production_machines=production_machines,
+        problem="is used by " + production_machines.astype(str) + " production machine(s) "
+        "but has replicas in " + region + " only: a regional outage leaves nothing to deploy "
+        "or scale out from")
+
+
+def _galleries_without_counterpart(estate, used_ids: pd.Index) -> pd.DataFrame:
+    """`used_ids`: definitions production machines use."""
+    definitions = estate.image_definitions.drop_duplicates("id")
+    galleries = estate.galleries.drop_duplicates("id").set_index("id")["location"]
+    known = definitions.assign(
+        region=lookup(definitions["gallery_id"], galleries),
+        identifier=lowered(definitions["publisher"]) + ":" + lowered(definitions["offer"])
+        + ":" + lowered(definitions["sku"]),
+        key_name=lowered(definitions["name"]))
+    known = known[known["region"].notna()]
+    judged = known[known["id"].isin(used_ids)]
+    has_counterpart = np.zeros(len(judged), dtype=bool)
+    for key in ("identifier", "key_name"):
+        # Definitions with this key in galleries of two regions or more: each has a
+        # counterpart in another region.
+        regions = known.groupby(key)["region"].nunique()
+        has_counterpart |= lookup(judged[key], regions).fillna(0).to_numpy() > 1
+    lonely = judged[~has_counterpart]
+    names = lonely.groupby("gallery_id")["name"].agg(lambda v: ", ".join(sorted(v)))
+    out = resources(estate, ["galleries"])
+    out = out[out["id"].isin(names.index)]
+    listed = pd.Series(names.reindex(out["id"].to_numpy()).to_numpy(dtype=object),
+                       index=out.index)
+    return out.assign(
+        definitions_without_counterpart=listed,
+        problem="holds image definitions production machines use (" + listed + ") with no "
+        "counterpart in a gallery in another region: the gallery is a single point of failure "
+        "for publishing and replicating them")

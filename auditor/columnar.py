@@ -292,6 +292,8 @@ def _block(data: bytes) -> Block:
     # Ids are cut by regular expressions below; kept to ASCII, as Azure's are.
     _require(pc.all(pc.string_is_ascii(arm_ids)).as_py())
     rtypes = _lowered(types)
+    # Locks (and lock lists) are few and read by ARM GETs: the reference makes their rows.
+    _require(not _any(pc.equal(rtypes, reference.LOCK)))
     handled = pc.is_in(rtypes, value_set=pa.array([*_TABLE_OF, DISK, reference.AUTOSCALE]))
     ids = pc.utf8_rtrim(pc.ascii_lower(arm_ids), characters="/")
     read_ids = pc.filter(ids, handled)

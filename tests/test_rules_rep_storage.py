@@ -99,3 +99,34 @@ def test_rep011_pass_on_latest_premium_that_a_scale_set_scales_out_from(run_rule
                     scaler, autoscale).empty
     assert len(run_rule("REP011", gallery(), definition(), version("1.0.0", regions=PREMIUM),
                         scaler)) == 1  # latest, but nothing scales out from it
+
+
+def test_rep010_and_rep011_findings_carry_the_saving_of_their_fix(rules):
+    from auditor.cost import estimate
+    from auditor.engine import evaluate
+    from auditor.prices import load_prices
+    from tests.builders import estate_of
+
+    estate = estate_of(gallery(), definition(), version("1.0.0", regions=THREE), NEWER,
+                       definition("other"),
+                       version("2.0.0", definition_name="other", regions=PREMIUM),
+                       version("2.1.0", definition_name="other"))
+    cost = estimate(estate, load_prices())
+    findings = cost.with_finding_costs(evaluate(estate, [rules["REP010"], rules["REP011"]]))
+    saved = dict(zip(findings["rule_id"] + " " + findings["message"].str.split(" ").str[0],
+                     findings["monthly_cost"], strict=True))
+    prices = cost.lines.groupby(["region", "storage_type"])["price_per_gb_month"].first()
+    standard = prices[("westeurope", "Standard_LRS")]
+    # REP010: 4 replicas of 30 GB, keeping one in West Europe saves the other three.
+    one = {region: prices[(region, "Standard_LRS")] * 30 for region in
+           ("westeurope", "eastus", "northeurope")}
+    assert saved["REP010 base/1.0.0"] == round(one["eastus"] + one["northeurope"]
+                                               + one["westeurope"], 6) > 0
+    # REP011: 2 Premium replicas of 30 GB priced at Standard instead.
+    premium = prices[("westeurope", "Premium_LRS")]
+    assert saved["REP011 other/2.0.0"] == round(60 * (premium - standard), 6) > 0
+    # The idle Premium version is also over-replicated: one saving per version, the larger.
+    assert saved["REP010 other/2.0.0"] == round(30 * premium, 6)
+    totals = cost.savings(findings).set_index("key")["monthly_cost"]
+    assert totals["all savings"] == round(saved["REP010 base/1.0.0"]
+                                          + saved["REP011 other/2.0.0"], 4)

@@ -161,7 +161,8 @@ def _scope_only_with_collect(ctx: click.Context, collect_now: bool) -> None:
     """Scope options mean nothing without --collect: say so instead of ignoring them."""
     if collect_now:
         return
-    names = {"subscriptions", "management_groups", "cloud", "endpoint", "deep", "quiet", "timeout"}
+    names = {"subscriptions", "management_groups", "cloud", "endpoint", "deep", "marketplace",
+             "locks", "quiet", "timeout"}
     given = [param.opts[0] for param in ctx.command.params
              if param.name in names and ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT]
     if given:
@@ -192,7 +193,14 @@ def _scope_options(command):
                      show_default=True, help="Azure cloud whose Resource Manager to ask."),
         click.option("--endpoint", metavar="URL", help="Resource Manager URL (overrides --cloud)."),
         click.option("--deep", is_flag=True,
-                     help="Also read each image version's replication status (one GET each)."),
+                     help="Also read each image version's replication status (one GET each), "
+                     "and everything --marketplace and --locks read."),
+        click.option("--marketplace", is_flag=True,
+                     help="Also read the deprecation status of each Marketplace image version "
+                     "in use (one GET per location and image; DEP001)."),
+        click.option("--locks", is_flag=True,
+                     help="Also read each subscription's management locks (one list GET per "
+                     "subscription; REP009)."),
         click.option("--quiet", is_flag=True, help="No progress and no closing line on stderr."),
         click.option("--timeout", type=click.FloatRange(min=1), default=60, show_default=True,
                      help="Seconds to wait for a connection or a whole answer before retrying."),

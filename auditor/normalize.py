@@ -199,7 +199,9 @@ def without_properties(resource) -> str | None:
             or cli_shaped(resource) or not isinstance(resource.get("id"), str):
         return None
     rtype = (_str(resource.get("type")) or type_from_id(resource["id"])).lower()
-    return rtype if rtype in _Normalizer.handlers and rtype != DISK else None
+    # A lock list, a saved 404 and `az vm image show` have no `properties` of their own.
+    return rtype if rtype in _Normalizer.handlers \
+        and rtype not in (DISK, LOCK, MARKETPLACE_VERSION) else None
 
 
 # --- small tolerant readers: Azure data may lack any optional field or carry a wrong type ---

@@ -102,3 +102,22 @@ def test_dep002_pass_on_supported_os_and_far_dates(run_rule):
     assert len(run_rule("DEP002", vm("a", image=JAMMY), params={"due_within_days": 365})) == 1
     assert run_rule("DEP002", vm("w", image=dict(WS2012R2, sku="2022-datacenter-g2"))).empty
     assert rid("x")  # builders import stays used
+
+
+def test_dep001_from_saved_get_bodies_through_import(tmp_path, rules):
+    """`import` takes the saved version GET bodies (REST or `az vm image show`), named by
+    their own `id`, beside the machines."""
+    from auditor.engine import evaluate
+    from auditor.estate import Estate
+    from auditor.importer import import_files
+
+    files = []
+    for index, item in enumerate([[vm("a", image=JAMMY)],
+                                  azure_fixture("marketplace_version_scheduled")]):
+        files.append(tmp_path / f"{index}.json")
+        files[-1].write_text(json.dumps(item))
+    snapshot = import_files(files, collected_at=None)
+    table = snapshot.tables["marketplace_versions"]
+    assert table.iloc[0]["location"] == "westeurope" and table.iloc[0]["sku"] == "22_04-lts-gen2"
+    findings = evaluate(Estate(snapshot, as_of="2026-11-15"), [rules["DEP001"]])
+    assert list(findings["resource_name"]) == ["a"]

@@ -130,3 +130,23 @@ def test_rep010_and_rep011_findings_carry_the_saving_of_their_fix(rules):
     totals = cost.savings(findings).set_index("key")["monthly_cost"]
     assert totals["all savings"] == round(saved["REP010 base/1.0.0"]
                                           + saved["REP011 other/2.0.0"], 4)
+
+
+def test_rep009_from_a_saved_lock_list_through_import(tmp_path, rules):
+    """A saved lock list named by its request path says the subscription's locks were read;
+    the same locks as a plain ARM list (no `id`) say nothing of the locks beside them."""
+    import json
+
+    from auditor.engine import evaluate
+    from auditor.estate import Estate
+    from auditor.importer import import_files
+
+    galleries = tmp_path / "galleries.json"
+    galleries.write_text(json.dumps({"value": [gallery(), gallery("other")]}))
+    named = tmp_path / "locks.json"
+    named.write_text(json.dumps(azure_fixture("lock_list_subscription")))
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"value": azure_fixture("lock_list_subscription")["value"]}))
+    found = evaluate(Estate(import_files([galleries, named])), [rules["REP009"]])
+    assert list(found["resource_name"]) == ["other"]
+    assert evaluate(Estate(import_files([galleries, plain])), [rules["REP009"]]).empty

@@ -1206,24 +1206,23 @@ def _marketplace(collector: _Collector, rows: list[dict], gaps: list) -> list[di
                      "status": "incomplete", "detail": f"{len(left)} Marketplace image(s) "
                      f"beyond the {MAX_MARKETPLACE_GETS} read in one run were not read"})
         paths = paths[:MAX_MARKETPLACE_GETS]
-    bodies = []
-    for path, body in _get_each(collector, [{"id": p} for p in paths],
-                                collector.marketplace_version):
-        if isinstance(body, _Failure):
-            gaps.append(_gap("marketplace_versions", ("images", (path["id"],)), body))
-        else:
-            bodies.append(body)
-    return bodies
+    return _bodies(collector, paths, collector.marketplace_version, "marketplace_versions",
+                   "images", gaps)
 
 
 def _locks(collector: _Collector, subscriptions: list[str], gaps: list) -> list[dict]:
     """The lock list body of every subscription read; a refused or failed list is a gap (its
     galleries' locks stay unknown)."""
+    return _bodies(collector, subscriptions, collector.lock_list, "locks", "subscriptions", gaps)
+
+
+def _bodies(collector: _Collector, targets: list[str], get, table: str, kind: str,
+            gaps: list) -> list[dict]:
+    """`get(target)` for each target, paced and bounded: the bodies, and a gap per failure."""
     bodies = []
-    for row, body in _get_each(collector, [{"id": s} for s in subscriptions],
-                               collector.lock_list):
+    for row, body in _get_each(collector, [{"id": t} for t in targets], get):
         if isinstance(body, _Failure):
-            gaps.append(_gap("locks", ("subscriptions", (row["id"],)), body))
+            gaps.append(_gap(table, (kind, (row["id"],)), body))
         else:
             bodies.append(body)
     return bodies

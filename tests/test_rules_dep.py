@@ -121,3 +121,19 @@ def test_dep001_from_saved_get_bodies_through_import(tmp_path, rules):
     assert table.iloc[0]["location"] == "westeurope" and table.iloc[0]["sku"] == "22_04-lts-gen2"
     findings = evaluate(Estate(snapshot, as_of="2026-11-15"), [rules["DEP001"]])
     assert list(findings["resource_name"]) == ["a"]
+
+
+def test_dep002_config_overrides_are_validated_with_one_line_errors(rules):
+    import pytest
+
+    from auditor.engine import apply_config
+    from auditor.errors import AuditError
+
+    pack = list(rules.values())
+    for params, fragment in [({"end": "both"}, "params.end: bad value 'both'"),
+                             ({"overrides": [{"os": "X", "pattern": "(", "standard_end":
+                                              "2026-01-01"}]}, "overrides[0].pattern"),
+                             ({"overrides": [{"os": "X", "pattern": "^x:"}]},
+                              "missing required field 'standard_end'")]:
+        with pytest.raises(AuditError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+            apply_config(pack, {"rules": {"DEP002": {"params": params}}})

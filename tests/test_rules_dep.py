@@ -137,3 +137,20 @@ def test_dep002_config_overrides_are_validated_with_one_line_errors(rules):
                               "missing required field 'standard_end'")]:
         with pytest.raises(AuditError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
             apply_config(pack, {"rules": {"DEP002": {"params": params}}})
+
+
+def test_arm_bodies_in_json_lines_read_as_in_a_document(tmp_path):
+    """A JSON lines block holding ARM GET bodies (no `type`, or a lock list) is read by the
+    per-resource normaliser, with the same rows as a JSON document gives."""
+    from auditor.importer import import_files
+    from tests.test_rules_rep_storage import LOCKS, lock
+
+    items = [vm("a", image=JAMMY), azure_fixture("marketplace_version_scheduled"),
+             {"id": LOCKS, "value": [lock("/subscriptions/" + rid("x").split("/")[2])]}]
+    lines, document = tmp_path / "e.jsonl", tmp_path / "e.json"
+    lines.write_text("".join(json.dumps(item) + "\n" for item in items))
+    document.write_text(json.dumps(items))
+    as_lines, as_document = import_files([lines]), import_files([document])
+    for table in ("machines", "marketplace_versions", "locks", "lock_reads"):
+        assert len(as_lines.tables[table]) == 1
+        assert as_lines.table_hashes[table] == as_document.table_hashes[table]

@@ -20,6 +20,20 @@ SUPPORT_COLUMNS = ["os", "pattern", "standard_end", "standard_source", "extended
                    "extended_end", "extended_source"]
 
 
+IDENTITY = ["id", "arm_id", "name", "subscription_id", "resource_group", "location"]
+MACHINE_TYPES = {"vm": "Microsoft.Compute/virtualMachines",
+                 "vmss": "Microsoft.Compute/virtualMachineScaleSets"}
+
+
+def _marketplace_machines(estate, columns: list[str]) -> pd.DataFrame:
+    """`columns` of the machines on a Marketplace image, indexed by their position in the
+    machines table (the engine takes their other columns by position): only those columns
+    are copied, not the whole million-row table."""
+    machines = estate.machines
+    at = np.flatnonzero(lowered(machines["image_kind"]).eq("marketplace").to_numpy(dtype=bool))
+    return pd.DataFrame({c: machines[c].array.take(at) for c in columns}, index=at)
+
+
 # --- DEP001: Marketplace versions scheduled for deprecation or deprecated ------------------
 
 def _urn_keys(location, publisher, offer, sku, version) -> tuple[np.ndarray, pd.Series]:
@@ -43,11 +57,14 @@ def marketplace_deprecated(estate, params) -> pd.DataFrame:
     """Machines on a Marketplace version whose GET said Deprecated or ScheduledForDeprecation,
     or 404 (gone). For `latest` the version is the machine's exactVersion; a machine whose
     version was not read is unknown and not reported."""
-    machines = estate.machines
     read = estate.marketplace_versions
-    market = machines[lowered(machines["image_kind"]).eq("marketplace").to_numpy(dtype=bool)]
-    if market.empty or read.empty:
-        return market.iloc[0:0][["id"]]
+    if read.empty:
+        return pd.DataFrame({"id": pd.Series(dtype=object)})
+    market = _marketplace_machines(estate, ["id", "name", "kind", "location", "image_publisher",
+                                            "image_offer", "image_sku", "image_version",
+                                            "exact_version"])
+    if market.empty:
+        return market[["id"]]
     named = market["image_version"].astype(object)
     latest = lowered(named).eq("latest").to_numpy(dtype=bool)
     version = pd.Series(np.where(latest, market["exact_version"].astype(object), named),
@@ -143,16 +160,17 @@ def os_past_end_of_support(estate, params) -> pd.DataFrame:
     Image Builder source tag holding a URN), whose OS is past, or within `due_within_days`
     of, the end of support that `end` names."""
     table = support_table(params)
-    machines = estate.machines
-    market = machines[lowered(machines["image_kind"]).eq("marketplace").to_numpy(dtype=bool)]
-    code, urns = _urn_keys(pd.Series("", index=market.index), market["image_publisher"],
-                           market["image_offer"], market["image_sku"],
-                           pd.Series("", index=market.index))
-    machine_match = _first_match(urns.str.strip(":"), table)[code] \
-        if len(market) else np.array([], dtype=int)
-    machine_rows = market.assign(match=machine_match, urn=(
-        market["image_publisher"].astype(str) + ":" + market["image_offer"].astype(str) + ":"
-        + market["image_sku"].astype(str)).to_numpy())[["id", "match", "urn"]]
+    market = _marketplace_machines(estate, ["id", "image_publisher", "image_offer",
+                                            "image_sku"])
+    blank = pd.Series("", index=market.index)
+    code, urns = _urn_keys(blank, market["image_publisher"], market["image_offer"],
+                           market["image_sku"], blank)
+    match = _first_match(urns.str.strip(":"), table)[code] if len(market) else np.array([], int)
+    hit = market[match >= 0]  # few: the text of their URN is made for them only
+    machine_rows = pd.DataFrame({"id": hit["id"].to_numpy(), "match": match[match >= 0],
+                                 "urn": (hit["image_publisher"].astype(str) + ":"
+                                         + hit["image_offer"].astype(str) + ":"
+                                         + hit["image_sku"].astype(str)).to_numpy()})
     definitions = estate.image_definitions
     identifier = (definitions["publisher"].astype(object).fillna("") + ":"
                   + definitions["offer"].astype(object).fillna("") + ":"
@@ -160,9 +178,10 @@ def os_past_end_of_support(estate, params) -> pd.DataFrame:
     definition_rows = pd.DataFrame({"id": definitions["id"], "match": _first_match(
         identifier, table), "urn": identifier})
     tags = estate.resource_tags
-    source = tags[tags["resource_table"].astype(object).eq("image_versions").to_numpy(dtype=bool)
-                  & tags["key_lower"].astype(object).isin(
-                      [str(t).lower() for t in params["source_tags"]]).to_numpy(dtype=bool)]
+    wanted = [str(t).lower() for t in params["source_tags"]]
+    at = np.flatnonzero((tags["resource_table"] == "image_versions").to_numpy(dtype=bool)
+                        & tags["key_lower"].isin(wanted).to_numpy(dtype=bool))
+    source = pd.DataFrame({c: tags[c].array.take(at) for c in ("resource_id", "value")})
     versions = estate.image_versions.drop_duplicates("id").set_index("id")["definition_id"]
     tagged = pd.DataFrame({"id": versions.reindex(source["resource_id"].astype(object))
                            .to_numpy(dtype=object),
@@ -172,7 +191,7 @@ def os_past_end_of_support(estate, params) -> pd.DataFrame:
                      ignore_index=True)
     rows = rows[rows["match"] >= 0].drop_duplicates("id")
     if rows.empty:
-        return resources(estate, ["machines", "image_definitions"]).iloc[0:0]
+        return pd.DataFrame(columns=IDENTITY + ["resource_type"])
     chosen = table.iloc[rows["match"].to_numpy()].reset_index(drop=True)
     extended = str(params["end"]) == "extended"
     use_extended = extended & chosen["extended_end"].notna()
@@ -190,7 +209,12 @@ def os_past_end_of_support(estate, params) -> pd.DataFrame:
         ~use_extended & (chosen["extended_end"].notna()),
         "; " + chosen["extended_program"].astype(str) + " runs to "
         + chosen["extended_end"].dt.strftime("%Y-%m-%d").astype(str), "")
-    out = resources(estate, ["machines", "image_definitions"], pd.Index(rows["id"]))
+    machines = estate.machines
+    at = hit.index[hit["id"].isin(rows["id"]).to_numpy(dtype=bool)].to_numpy()
+    machine_rows = pd.DataFrame({c: machines[c].array.take(at) for c in IDENTITY + ["kind"]})
+    machine_rows["resource_type"] = machine_rows.pop("kind").map(MACHINE_TYPES)
+    out = pd.concat([machine_rows, resources(estate, ["image_definitions"],
+                                             pd.Index(rows["id"]))], ignore_index=True)
     details = pd.DataFrame({
         "id": rows["id"].to_numpy(), "os": chosen["os"].to_numpy(),
         "image": rows["urn"].to_numpy(), "end": end.dt.strftime("%Y-%m-%d").to_numpy(),

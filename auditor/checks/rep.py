@@ -113,6 +113,13 @@ def _judged_pairs(estate) -> pd.DataFrame:
 
 
 def _creations(estate, params) -> pd.DataFrame:
+    """`_load_estimate`, computed once per estate and settings (REP002 and REP011 read it)."""
+    key = (int(params["peak_concurrent_creations"]),
+           float(params.get("overprovisioned_per_requested", 1.0)))
+    return estate.shared(f"creations:{key}", lambda e: _load_estimate(e, params))
+
+
+def _load_estimate(estate, params) -> pd.DataFrame:
     """Per (version, region): machines there, VMs created at once and scale sets creating
     them, with the estimate worded. A scale set creates, at once, the larger of its largest
     autoscale scale-out step (plus the VMs overprovisioning adds to it) and a rolling-upgrade

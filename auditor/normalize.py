@@ -808,7 +808,7 @@ class _Normalizer:
             managed_by=_lower(raw.get("managedBy")), **scale_set)
 
     def _disk(self, raw):
-        props = _obj(raw.get("properties"))
+        props = self._object(raw.get("properties"), "properties")
         gallery_ref = _obj(_obj(props.get("creationData")).get("galleryImageReference"))
         owner = _lower(raw.get("managedBy"))
         version_id = _lower(gallery_ref.get("id"))
@@ -839,7 +839,7 @@ class _Normalizer:
     def _marketplace_version(self, common: dict, raw: dict) -> None:
         """A Marketplace version GET body (REST, or `az vm image show` with the properties at
         the top level); a saved 404 is its error body with the request path as `id`."""
-        props = _obj(raw.get("properties"))
+        props = self._object(raw.get("properties"), "properties")
         status = _obj(props.get("imageDeprecationStatus") or raw.get("imageDeprecationStatus"))
         alternative = _obj(status.get("alternativeOption"))
         path = dict(zip(*[iter(common["arm_id"].strip("/").split("/"))] * 2, strict=False))
@@ -859,13 +859,13 @@ class _Normalizer:
         named by its request path (`/subscriptions/S/providers/Microsoft.Authorization/locks`),
         which also says the subscription's list was read, empty or not. A lock on its own
         says nothing of the locks beside it."""
+        props = self._object(raw.get("properties"), "properties")
         items = raw.get("value")
         if isinstance(items, list):
             self.lock_reads[common["subscription_id"]] = common["arm_id"]
             for index, item in enumerate(items):
                 self.add(item, where=f"{self.where} value[{index}]")
             return
-        props = _obj(raw.get("properties"))
         self.rows["locks"].add(
             **common, scope=common["id"].rsplit("/providers/microsoft.authorization/locks/", 1)[0],
             level=_str(props.get("level")))

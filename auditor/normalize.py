@@ -1038,6 +1038,11 @@ def normalize(resources: Iterable, scope: Iterable[dict] | None = None) -> Norma
                 if block is None or not normalizer.take(block):
                     for where, resource in lines.again():
                         normalizer.add(resource, where=where)
+                elif len(block.by_reference):  # ARM GET bodies the columns left to us
+                    wanted = set(block.by_reference.tolist())
+                    for at, (where, resource) in enumerate(lines.again()):
+                        if at in wanted:
+                            normalizer.add(resource, where=where)
             elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
                 normalizer.add(item[1], where=item[0])
             else:

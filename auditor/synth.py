@@ -371,8 +371,8 @@ def _arm_reads(t: _Tenant) -> Iterator[dict]:
     """What `collect --marketplace --locks` adds: a version GET body per Marketplace image
     and region (the SQL image scheduled for deprecation, one old Ubuntu version gone: DEP001),
     and the lock lists of half the subscriptions, the first gallery's group locked (the other
-    galleries there: REP009). They come right after the galleries: these lines are read by
-    the per-resource normaliser, and the first block is the one that holds few machines."""
+    galleries there: REP009). They come last (the reference normaliser reads these lines of
+    their block; the rest of it is still taken by columns)."""
     for pub, offer, sku, version, _ in [*MARKETPLACE, PAID, GONE]:
         for region in t.regions:
             path = (f"/Subscriptions/{t.subs[0]}/Providers/Microsoft.Compute/Locations/{region}/"
@@ -407,7 +407,6 @@ def resources(machines: int, seed: int = 0) -> Iterator[dict]:
     t = _Tenant(machines, rng)
     for g in range(len(t.galleries)):
         yield _gallery(t, g)
-    yield from _arm_reads(t)
     for d in range(len(t.definitions)):
         yield _definition(t, d)
         for n in range(len(t.definitions[d][4])):
@@ -421,6 +420,7 @@ def resources(machines: int, seed: int = 0) -> Iterator[dict]:
                  "Microsoft.Network/virtualNetworks/vnet-hub",
            "name": "vnet-hub", "type": "microsoft.network/virtualnetworks",
            "location": t.regions[0]}
+    yield from _arm_reads(t)
 
 
 def write_estate(path: Path, machines: int, seed: int = 0) -> int:

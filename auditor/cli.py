@@ -17,7 +17,7 @@ from auditor import __version__, api
 from auditor import prices as price_table
 from auditor.baseline import load_baseline
 from auditor.collect import CLOUDS, collect_from_options
-from auditor.cost import DELETION_RULES
+from auditor.cost import DELETION_RULES, FIX_SAVINGS
 from auditor.docs import rules_markdown
 from auditor.engine import SEVERITIES, SEVERITY_RANK, load_rules
 from auditor.errors import AuditError
@@ -151,7 +151,8 @@ def _scope_only_with_collect(ctx: click.Context, collect_now: bool) -> None:
     """Scope options mean nothing without --collect: say so instead of ignoring them."""
     if collect_now:
         return
-    names = {"subscriptions", "management_groups", "cloud", "endpoint", "deep", "quiet", "timeout"}
+    names = {"subscriptions", "management_groups", "cloud", "endpoint", "deep", "marketplace",
+             "locks", "quiet", "timeout"}
     given = [param.opts[0] for param in ctx.command.params
              if param.name in names and ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT]
     if given:
@@ -182,7 +183,14 @@ def _scope_options(command):
                      show_default=True, help="Azure cloud whose Resource Manager to ask."),
         click.option("--endpoint", metavar="URL", help="Resource Manager URL (overrides --cloud)."),
         click.option("--deep", is_flag=True,
-                     help="Also read each image version's replication status (one GET each)."),
+                     help="Also read each image version's replication status (one GET each), "
+                     "and everything --marketplace and --locks read."),
+        click.option("--marketplace", is_flag=True,
+                     help="Also read the deprecation status of each Marketplace image version "
+                     "in use (one GET per location and image; DEP001)."),
+        click.option("--locks", is_flag=True,
+                     help="Also read each subscription's management locks (one list GET per "
+                     "subscription; REP009)."),
         click.option("--quiet", is_flag=True, help="No progress and no closing line on stderr."),
         click.option("--timeout", type=click.FloatRange(min=1), default=60, show_default=True,
                      help="Seconds to wait for a connection or a whole answer before retrying."),
@@ -389,7 +397,7 @@ def cost_command(snapshot, sample, out_dir, occupancy, prices_path, config_path,
     _claim_output(out_dir)
     run = api.audit(api.SAMPLE if sample else snapshot, config=_config_path(config_path),
                     exemptions=exemptions_path, as_of=as_of, prices=prices_path,
-                    occupancy=occupancy, rule_ids=DELETION_RULES)
+                    occupancy=occupancy, rule_ids=DELETION_RULES + FIX_SAVINGS)
     cost = run.cost
     totals = cost_totals(cost, run.findings, run.plan)
     click.echo(f"monthly image storage cost, {cost.currency} ({cost.basis})")

@@ -49,6 +49,10 @@ CLOUDS = {
 }
 API_VERSION = "2024-04-01"  # the SDK would send 2021-03-01
 COMPUTE_API_VERSION = "2024-03-03"
+MARKETPLACE_API_VERSION = "2024-07-01"  # Virtual Machine Images - Get, with imageDeprecationStatus
+LOCKS_API_VERSION = "2016-09-01"  # Management Locks - List At Subscription Level
+MAX_LOCK_PAGES = 20
+MAX_MARKETPLACE_GETS = 5000  # distinct (location, URN) read per run; beyond it, a gap
 PAGE_SIZE = 1000
 BATCH_SIZE = 300  # Microsoft allows 1000 subscriptions a request and suggests fewer than 300
 # totalRecords may move while a query is paged (resources created or deleted meanwhile): rows
@@ -121,17 +125,26 @@ SUBSCRIPTIONS_QUERY = (
     "| project id, name, type, subscriptionId"
 )
 _VERSION_TYPE = "microsoft.compute/galleries/images/versions"
+_VM_TYPE = "microsoft.compute/virtualmachines"
+_VMSS_TYPE = "microsoft.compute/virtualmachinescalesets"
 _GALLERY_TYPE = "microsoft.compute/galleries"
 _GALLERY_ID = re.compile(
     r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.compute/galleries/([^/]+)$",
     re.IGNORECASE,
 )
-# The only ARM GETs the collector sends: a gallery (its direct-share groups) and an image
-# version (its replication status, with --deep).
+# The only ARM GETs the collector sends: a gallery (its direct-share groups), an image
+# version (its replication status, with --deep), a Marketplace image version (its
+# deprecation status, with --marketplace) and a subscription's lock list (with --locks).
 _ARM_GETS = re.compile(
     r"^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.compute/galleries/[^/]+"
     r"(?:/images/[^/]+/versions/[^/]+)?$"
+    r"|^/subscriptions/[^/]+/providers/microsoft\.compute/locations/[^/]+/publishers/[^/]+"
+    r"/artifacttypes/vmimage/offers/[^/]+/skus/[^/]+/versions/[^/]+$"
+    r"|^/subscriptions/[^/]+/providers/microsoft\.authorization/locks$"
 )
+_MARKETPLACE_PATH = re.compile(
+    r"^/subscriptions/([^/]+)/providers/microsoft\.compute/locations/([^/]+)/publishers/([^/]+)"
+    r"/artifacttypes/vmimage/offers/([^/]+)/skus/([^/]+)/versions/([^/]+)$", re.IGNORECASE)
 _VERSION_ID = re.compile(
     r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.compute/"
     r"galleries/([^/]+)/images/([^/]+)/versions/([^/]+)$",
@@ -192,8 +205,7 @@ def check_endpoint(endpoint: str) -> tuple[str, bool]:
 
 
 class _ReadOnlyPolicy(policies.SansIOHTTPPolicy):
-    """Refuse any request but a Resource Graph query POST or a GET of a gallery or a
-    gallery image version."""
+    """Refuse any request but a Resource Graph query POST or one of the ARM GETs above."""
 
     def on_request(self, request):
         http = request.http_request
@@ -503,6 +515,13 @@ def _describe(exc: HttpResponseError) -> str:
     return f"{exc.status_code} {code}" + (f": {message[0]}" if message else "")
 
 
+def _error_body(exc: HttpResponseError) -> dict:
+    """An ARM error answer as its body's `error` object says it."""
+    error = getattr(exc, "error", None)
+    return {"code": getattr(error, "code", None) or str(exc.status_code),
+            "message": (getattr(error, "message", None) or "").strip()}
+
+
 def _batches(ids: Sequence[str], size: int) -> list[tuple[str, ...]]:
     return [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
 
@@ -800,6 +819,54 @@ class _Collector:
             group, gallery, image, version, expand="ReplicationStatus", **options))
         return (body.get("properties") or {}).get("replicationStatus") or {}
 
+    # --- --marketplace and --locks: ARM GETs of what Resource Graph does not hold ----------
+
+    def marketplace_version(self, path: str) -> dict:
+        """The GET body of one Marketplace image version (its imageDeprecationStatus); a 404
+        is an answer, not a failure: the version no longer exists, and the row says so."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        sub, location, publisher, offer, sku, version = _MARKETPLACE_PATH.match(path).groups()
+
+        def request(client, options):
+            try:
+                return client.virtual_machine_images.get(
+                    location, publisher, offer, sku, version,
+                    **dict(options, api_version=MARKETPLACE_API_VERSION))
+            except ResourceNotFoundError as exc:
+                error = _error_body(exc)
+                return {"id": path, "error": error}, exc.response.headers
+
+        body = self._arm_get(sub, request)
+        return body if "error" in body else {**body, "id": body.get("id") or path}
+
+    def lock_list(self, subscription: str) -> dict:
+        """Every management lock of one subscription (Management Locks - List At Subscription
+        Level, following nextLink a bounded number of pages), as one list body named by its
+        request path."""
+        from azure.core.rest import HttpRequest
+
+        path = f"/subscriptions/{subscription}/providers/Microsoft.Authorization/locks"
+        url = f"{self.endpoint}{path}?api-version={LOCKS_API_VERSION}"
+        locks: list = []
+        for _ in range(MAX_LOCK_PAGES):
+            def request(client, options, url=url):
+                response = client.send_request(
+                    HttpRequest("GET", url), enforce_https=options["enforce_https"],
+                    connection_timeout=options["connection_timeout"],
+                    read_timeout=options["read_timeout"])
+                response.raise_for_status()
+                return response.json(), response.headers
+
+            page = self._arm_get(subscription, request)
+            if not isinstance(page, dict) or not isinstance(page.get("value"), list):
+                raise _Failure("failed", "malformed lock list (no `value` list)")
+            locks += page["value"]
+            url = page.get("nextLink")
+            if not url:
+                return {"id": path, "value": locks}
+        raise _Failure("failed", f"lock list longer than {MAX_LOCK_PAGES} pages")
+
 
 # --- scope, discovery and the public entry points --------------------------------------------
 
@@ -951,6 +1018,8 @@ def collect_resources(
     credential,
     endpoint: str = CLOUDS["public"],
     deep: bool = False,
+    marketplace: bool = False,
+    locks: bool = False,
     page_size: int = PAGE_SIZE,
     batch_size: int = BATCH_SIZE,
     chain_pages: int = 10,
@@ -1013,6 +1082,20 @@ def collect_resources(
                       _Failure(gap["status"], gap["detail"]))
             del gap["subscriptions"]
         replicated = len(_deep(collector, rows, gaps)) if deep else None
+        arm_gaps: list[dict] = []
+        if marketplace or deep:
+            rows += _marketplace(collector, rows, arm_gaps)
+        if locks or deep:
+            read = sorted(s for s, r in scope_rows.items()
+                          if not s.startswith("/") and r["status"] != "denied")
+            rows += _locks(collector, read, arm_gaps)
+        for gap in arm_gaps:
+            gaps.append(gap)
+            for target in gap["ids"]:
+                sub = (target.split("/")[2] if target.startswith("/subscriptions/")
+                       else target).lower()
+                _mark(scope_rows.setdefault(sub, _scope_row(sub, None)), gap["table"],
+                      _Failure(gap["status"], gap["detail"]))
     finally:
         bar.stop()
         collector.close()
@@ -1080,6 +1163,71 @@ def _deep(collector: _Collector, rows: list[dict], gaps: list) -> list[dict]:
     return enriched
 
 
+# --- --marketplace and --locks: the ARM GET phase after Resource Graph ---------------------
+
+
+def _marketplace_paths(rows: list[dict]) -> list[str]:
+    """One GET path per distinct location and publisher:offer:sku:version that machines
+    use (for `latest`, the version the machine records in exactVersion; a `latest` without
+    one is unknown and not read), asked through the first subscription that uses it."""
+    paths: dict[tuple, str] = {}
+    for row in rows:
+        kind = str(row.get("type", "")).lower()
+        if kind not in (_VM_TYPE, _VMSS_TYPE):
+            continue
+        props = row.get("properties") or {}
+        if kind == _VMSS_TYPE:
+            props = props.get("virtualMachineProfile") or {}
+        ref = (props.get("storageProfile") or {}).get("imageReference") or {}
+        if not isinstance(ref, dict) or ref.get("id") or not ref.get("publisher"):
+            continue
+        version = str(ref.get("version") or "")
+        if version.lower() == "latest":
+            version = str(ref.get("exactVersion") or "")
+        parts = [row.get("location"), ref.get("publisher"), ref.get("offer"), ref.get("sku"),
+                 version]
+        if not all(isinstance(part, str) and part and "/" not in part for part in parts):
+            continue
+        key = tuple(part.lower().replace(" ", "") for part in parts)
+        paths.setdefault(key, (
+            f"/subscriptions/{_subscription_of(row)}/providers/Microsoft.Compute/locations/"
+            f"{key[0]}/publishers/{parts[1]}/artifacttypes/vmimage/offers/{parts[2]}/skus/"
+            f"{parts[3]}/versions/{parts[4]}"))
+    return [paths[key] for key in sorted(paths)]
+
+
+def _marketplace(collector: _Collector, rows: list[dict], gaps: list) -> list[dict]:
+    """The GET bodies of the Marketplace versions in use (a 404 is a body saying so); a GET
+    that fails, and images beyond MAX_MARKETPLACE_GETS, are gaps."""
+    paths = _marketplace_paths(rows)
+    if len(paths) > MAX_MARKETPLACE_GETS:
+        left = paths[MAX_MARKETPLACE_GETS:]
+        gaps.append({"table": "marketplace_versions", "scope": "images", "ids": left,
+                     "status": "incomplete", "detail": f"{len(left)} Marketplace image(s) "
+                     f"beyond the {MAX_MARKETPLACE_GETS} read in one run were not read"})
+        paths = paths[:MAX_MARKETPLACE_GETS]
+    return _bodies(collector, paths, collector.marketplace_version, "marketplace_versions",
+                   "images", gaps)
+
+
+def _locks(collector: _Collector, subscriptions: list[str], gaps: list) -> list[dict]:
+    """The lock list body of every subscription read; a refused or failed list is a gap (its
+    galleries' locks stay unknown)."""
+    return _bodies(collector, subscriptions, collector.lock_list, "locks", "subscriptions", gaps)
+
+
+def _bodies(collector: _Collector, targets: list[str], get, table: str, kind: str,
+            gaps: list) -> list[dict]:
+    """`get(target)` for each target, paced and bounded: the bodies, and a gap per failure."""
+    bodies = []
+    for row, body in _get_each(collector, [{"id": t} for t in targets], get):
+        if isinstance(body, _Failure):
+            gaps.append(_gap(table, (kind, (row["id"],)), body))
+        else:
+            bodies.append(body)
+    return bodies
+
+
 def _get_each(collector: _Collector, rows: list[dict], get) -> list[tuple[dict, object]]:
     """`get(row id)` for every row, a bounded number at a time: each row with what its GET
     returned, or the _Failure that ended it."""
@@ -1099,6 +1247,8 @@ def collect(
     credential,
     endpoint: str = CLOUDS["public"],
     deep: bool = False,
+    marketplace: bool = False,
+    locks: bool = False,
     **options,
 ):
     """Collect `scope` through Resource Graph and return a Snapshot ready to `write(path)`.
@@ -1108,7 +1258,8 @@ def collect(
     from auditor.snapshot import add_problems, build_snapshot
 
     collected_at = datetime.now(timezone.utc)
-    got = collect_resources(scope, credential=credential, endpoint=endpoint, deep=deep, **options)
+    got = collect_resources(scope, credential=credential, endpoint=endpoint, deep=deep,
+                            marketplace=marketplace, locks=locks, **options)
     source = {
         "source": "azure-resource-graph",
         "endpoint": endpoint.rstrip("/"),
@@ -1122,6 +1273,8 @@ def collect(
         "gaps": got.gaps,
         "collection": got.stats,
         "deep": deep,
+        "marketplace": marketplace or deep,
+        "locks": locks or deep,
     }
     snapshot = build_snapshot(got.rows, collected_at=collected_at, scope=got.scope, source=source)
     add_problems(snapshot.manifest, got.repaired)
@@ -1165,6 +1318,8 @@ def collect_from_options(
     cloud: str = "public",
     endpoint: str | None = None,
     deep: bool = False,
+    marketplace: bool = False,
+    locks: bool = False,
     quiet: bool = False,
     timeout: float = 60.0,
 ):
@@ -1179,6 +1334,8 @@ def collect_from_options(
         credential=_default_credential(cloud),
         endpoint=endpoint or CLOUDS[cloud],
         deep=deep,
+        marketplace=marketplace,
+        locks=locks,
         timeout=timeout,
         progress=not quiet and sys.stderr.isatty(),
     )

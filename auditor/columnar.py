@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -132,6 +132,9 @@ _TAGS = r'"tags"\s*:\s*(?:(?P<tags>\{[^{}]*\})|null)'
 _SUB_RG = r"(?i)/subscriptions/(?P<sub>[^/]+)(?:/resourcegroups/(?P<rg>[^/]+))?"
 _SEMVER = r"^(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)\n?$"
 _VERSIONED = r"(?s)^(?P<definition>.*)/versions/(?P<version>[^/]+)$"
+# Ids of ARM GET bodies without a `type`: a Marketplace version, a subscription's lock list.
+_UNTYPED_ARM_BODY = (r"/providers/microsoft\.compute/locations/[^/]+/publishers/.*/versions/[^/]+$"
+                     r"|/providers/microsoft\.authorization/locks$")
 _NULL_CONFIGURATION = re.compile(rb'Configuration"\s*:\s*null')
 # NaN or Inf(inity) where a JSON value starts (the words inside names, such as Azure's
 # `communityGalleryInfo`, are no reason to refuse a block).
@@ -157,6 +160,8 @@ class Block:
     read: Counter
     skipped: Counter
     disks: pa.Table  # owner, version: the gallery version an OS disk was created from
+    # Positions (among the block's lines) of ARM GET bodies the reference reads instead.
+    by_reference: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
 def normalize_lines(data: bytes) -> Block | None:
@@ -297,6 +302,18 @@ def _block(data: bytes) -> Block:
     # A resource as `az ... list` prints it is put back in ARM shape by the reference.
     _require(not any(raw.table[key].null_count < raw.table.num_rows for key in CLI_PROPERTY_KEYS))
     arm_ids, types = raw("id"), raw("type")
+    # ARM GET bodies (a Marketplace version has no `type`; locks and lock lists) are few:
+    # the rest of the block is taken by columns and they are left to the reference.
+    by_reference = pc.or_(
+        pc.and_(pc.is_null(_true(types)), pc.match_substring_regex(
+            arm_ids, _UNTYPED_ARM_BODY, ignore_case=True).fill_null(False)),
+        pc.equal(_lowered(types), reference.LOCK).fill_null(False))
+    if _any(by_reference):
+        kept = pc.filter(lines, pc.invert(by_reference))
+        _require(len(kept))
+        block = _block(_concat_buffer(kept).to_pybytes())
+        block.by_reference = pc.indices_nonzero(by_reference).to_numpy()
+        return block
     _require(not _any(pc.is_null(_true(arm_ids))) and not _any(pc.is_null(_true(types))))
     # Ids are cut by regular expressions below; kept to ASCII, as Azure's are.
     _require(pc.all(pc.string_is_ascii(arm_ids)).as_py())

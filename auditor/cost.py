@@ -23,6 +23,9 @@ from auditor.prices import ANY_REGION, load_prices
 # RET/STL rules flag what needs fixing, not deleting (STL005: a version without an end-of-life
 # date; RET003: an empty definition, whose deletion needs its own review).
 DELETION_RULES = ("RET001", "RET002", "STL001")
+# Rules whose fix keeps the resource and saves part of its cost: their findings' cost is that
+# saving (Cost.fix_savings), shown by rule; they are no deletion.
+FIX_SAVINGS = ("REP010", "REP011")  # fewer replicas of an idle version; Standard, not Premium
 MANAGED_IMAGES = "(managed images)"
 NO_TEAM = "(no team tag)"
 LINE_COLUMNS = ["kind", "resource_id", "name", "gallery", "gallery_key", "definition", "version",
@@ -156,6 +159,7 @@ class Cost:
     lines: pd.DataFrame
     currency: str
     occupancy: float | None
+    standard_prices: pd.Series | None = None  # per line: its region's Standard_LRS price
 
     @property
     def basis(self) -> str:
@@ -199,20 +203,61 @@ class Cost:
         return totals.assign(currency=self.currency, basis=self.basis)[TOTAL_COLUMNS]
 
     def with_finding_costs(self, findings: pd.DataFrame) -> pd.DataFrame:
-        """Findings with `monthly_cost`: the cost of the resource each one flags, NaN if none."""
+        """Findings with `monthly_cost`: the cost of the resource each one flags, NaN if none;
+        for FIX_SAVINGS rules, what the fix saves."""
         keys = findings["resource_id"].astype("object").str.lower()
-        return findings.assign(monthly_cost=keys.map(self.resource_costs).astype(float))
+        cost = keys.map(self.resource_costs).astype(float)
+        fix = findings["rule_id"].isin(FIX_SAVINGS).to_numpy(dtype=bool)
+        if fix.any():
+            cost[fix] = self.fix_savings(findings[fix]).to_numpy()
+        return findings.assign(monthly_cost=cost)
+
+    def fix_savings(self, findings: pd.DataFrame) -> pd.Series:
+        """Monthly saving of each REP010 / REP011 finding's fix (NaN where a line it needs is
+        unpriced or not in the cost lines). REP010: the version's lines less one replica in
+        the region it keeps (its home region where it has a replica, else the first by
+        name), as the check words it. REP011: its region's Premium_LRS lines priced at the
+        Standard_LRS price instead."""
+        lines = self.lines[~self.lines["status"].str.startswith(NOT_BILLED)]
+        key = findings["resource_id"].astype("object").str.lower()
+        saving = pd.Series(np.nan, index=findings.index)
+        trim = (findings["rule_id"] == "REP010").to_numpy(dtype=bool)
+        if trim.any():
+            own = lines[lines["id"].isin(key[trim])].sort_values("region")
+            one = (own["monthly_cost"] / own["replicas"]).groupby(own["id"])
+            home = pd.MultiIndex.from_arrays([key[trim], findings.loc[trim, "location"]])
+            at_home = (own["monthly_cost"] / own["replicas"]).set_axis(
+                pd.MultiIndex.from_frame(own[["id", "region"]])).groupby(level=[0, 1]).first()
+            kept = pd.Series(at_home.reindex(home).to_numpy(), index=key[trim].index)
+            kept = kept.fillna(key[trim].map(one.first()))
+            saving[trim] = key[trim].map(self.resource_costs) - kept
+        premium = (findings["rule_id"] == "REP011").to_numpy(dtype=bool)
+        if premium.any() and self.standard_prices is not None:
+            own = lines[lines["storage_type"].eq("Premium_LRS")]
+            cheaper = own["billed_gb"] * (own["price_per_gb_month"]
+                                          - self.standard_prices.reindex(own.index))
+            by_pair = cheaper.groupby([own["id"], own["region"]]).sum(min_count=1)
+            pairs = pd.MultiIndex.from_arrays([key[premium], findings.loc[premium, "region"]])
+            saving[premium] = by_pair.reindex(pairs).to_numpy()
+        return saving.round(6)
 
     def savings(self, findings: pd.DataFrame, plan=None) -> pd.DataFrame:
         """Savings rows: per rule, the monthly cost of the resources its open findings flag
-        (`savings by rule`; a resource flagged by two rules counts in each); with the cleanup
+        (`savings by rule`; a resource flagged by two rules counts in each; for REP010 and
+        REP011, what their fix saves, which deletes nothing); with the cleanup
         `plan` made from the same findings, what is deletable now and what is blocked (by
         the date the lock lifts, or with no date), each resource once."""
         rule_ids = findings["rule_id"].astype(str)
-        active = findings[~findings["exempted"].astype(bool) & rule_ids.isin(DELETION_RULES)]
+        active = findings[~findings["exempted"].astype(bool)
+                          & (rule_ids.isin(DELETION_RULES) | rule_ids.isin(FIX_SAVINGS))]
         keys = active["resource_id"].astype("object").str.lower()
         costed = active.assign(key=keys, cost=keys.map(self.resource_costs),
                                known=keys.isin(self.resource_costs.index))
+        fix = costed["rule_id"].isin(FIX_SAVINGS).to_numpy(dtype=bool)
+        if fix.any():
+            costed.loc[fix, "cost"] = self.fix_savings(costed[fix]).to_numpy()
+            region = costed.loc[fix, "region"].astype("object").fillna("").astype(str)
+            costed.loc[fix, "key"] = costed.loc[fix, "key"] + "@" + region
         costed = costed[costed["known"]].drop_duplicates(["rule_id", "key"])
         rows = []
         if plan is not None:
@@ -266,7 +311,9 @@ def estimate(estate: Estate, prices: pd.DataFrame | None = None,
         price_per_gb_month=price, currency=currency,
         monthly_cost=cost.where(~not_billed, 0.0), status=status,
         price_row=priced["price_row"], assumptions=assumptions)
-    return Cost(lines=lines[["id"] + LINE_COLUMNS], currency=currency, occupancy=occupancy)
+    standard = _price(lines.assign(price_as="Standard_LRS"), prices)["price_per_gb_month"]
+    return Cost(lines=lines[["id"] + LINE_COLUMNS], currency=currency, occupancy=occupancy,
+                standard_prices=standard.astype(float))
 
 
 NOT_BILLED = "not billed"

@@ -202,6 +202,8 @@ def _items(document):
     if isinstance(document, list):
         return document
     if isinstance(document, dict):
+        if isinstance(document.get("id"), str) and isinstance(document.get("value"), list):
+            return [document]  # a list body named by its request path (a lock list)
         for key in ("data", "value"):
             if isinstance(document.get(key), list):
                 return document[key]

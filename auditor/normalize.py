@@ -35,6 +35,11 @@ VMSS = "microsoft.compute/virtualmachinescalesets"
 AUTOSCALE = "microsoft.insights/autoscalesettings"
 DISK = "microsoft.compute/disks"
 ROLE_ASSIGNMENT = "microsoft.authorization/roleassignments"
+# Read by ARM GETs only (collect --marketplace / --locks, or their saved bodies imported): a
+# Marketplace image version (GET .../locations/L/publishers/P/artifacttypes/vmimage/offers/O/
+# skus/S/versions/V, whose body has no `type`) and a management lock.
+MARKETPLACE_VERSION = "microsoft.compute/publishers/artifacttypes/offers/skus/versions"
+LOCK = "microsoft.authorization/locks"
 # Azure's documented default for a version that names no storage type (API versions before
 # 2019-03-01 had none): Standard_LRS.
 DEFAULT_STORAGE_TYPE = "Standard_LRS"
@@ -118,9 +123,20 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
     "autoscale_settings": pa.schema(_COMMON + [
         ("target_id", S), ("enabled", B), ("min_capacity", INT), ("max_capacity", INT),
         ("default_capacity", INT), ("max_scale_out_step", INT), ("profiles", INT)]),
+    # --- tables filled by ARM GETs (see ADDED_TABLES in snapshot.py) ---
+    # One Marketplace image version as its GET answered (`found` false: a 404, the version
+    # no longer exists), keyed by location and URN.
+    "marketplace_versions": pa.schema(_COMMON + [
+        ("publisher", S), ("offer", S), ("sku", S), ("version", S), ("found", B),
+        ("image_state", S), ("scheduled_deprecation_time", T), ("alternative_type", S),
+        ("alternative_value", S)]),
+    # Management locks, and the subscriptions whose whole lock list was read (a subscription
+    # not listed here has locks nobody looked at: unknown, never "no lock").
+    "locks": pa.schema(_COMMON + [("scope", S), ("level", S)]),
+    "lock_reads": pa.schema([("subscription_id", S), ("list_id", S)]),
 }
 TABLES = list(TABLE_SCHEMAS)
-_TIMESTAMPS = {"published_date", "end_of_life_date"}
+_TIMESTAMPS = {"published_date", "end_of_life_date", "scheduled_deprecation_time"}
 
 _CORES = min(4, os.cpu_count() or 1)
 # A bad input file can hold a million problems; the manifest keeps the first ones and the count.
@@ -133,6 +149,7 @@ _TAGS_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 _SUB_RG = re.compile(r"/subscriptions/([^/]+)(?:/resourcegroups/([^/]+))?", re.IGNORECASE)
 _VERSION_SUFFIX = re.compile(r"/versions/([^/]+)$")
+_PROVIDERS = re.compile(r"/providers/", re.IGNORECASE)  # Marketplace ids spell it `Providers`
 
 
 @dataclass
@@ -197,7 +214,9 @@ def without_properties(resource) -> str | None:
             or cli_shaped(resource) or not isinstance(resource.get("id"), str):
         return None
     rtype = (_str(resource.get("type")) or type_from_id(resource["id"])).lower()
-    return rtype if rtype in _Normalizer.handlers and rtype != DISK else None
+    # A lock list, a saved 404 and `az vm image show` have no `properties` of their own.
+    return rtype if rtype in _Normalizer.handlers \
+        and rtype not in (DISK, LOCK, MARKETPLACE_VERSION) else None
 
 
 # --- small tolerant readers: Azure data may lack any optional field or carry a wrong type ---
@@ -329,7 +348,7 @@ def strip_query(uri) -> str | None:
 
 def type_from_id(arm_id: str) -> str:
     """`/…/providers/Microsoft.Compute/galleries/g/images/i` -> `microsoft.compute/galleries/images`."""
-    tail = arm_id.rsplit("/providers/", 1)[-1].strip("/").split("/")
+    tail = _PROVIDERS.split(arm_id)[-1].strip("/").split("/")
     if len(tail) > 3 and tail[1].lower() == "locations":  # `…/locations/westus/galleries/…`
         tail = tail[:1] + tail[3:]
     return "/".join([tail[0]] + tail[1::2]).lower() if len(tail) >= 2 else ""
@@ -494,6 +513,7 @@ class _Normalizer:
         self.problem_count = 0
         self.where = self.arm_id = ""
         self.disk_versions: dict[str, str] = {}
+        self.lock_reads: dict[str, str] = {}  # subscription -> the lock list read
 
     def _note(self, problem: str) -> None:
         self.problem_count += 1
@@ -547,6 +567,9 @@ class _Normalizer:
             return
         if rtype == AUTOSCALE:
             self._autoscale(resource, arm_id, rid)
+            return
+        if rtype in (MARKETPLACE_VERSION, LOCK):
+            handler[1](self, _common(resource, arm_id, rid), resource)
             return
         common = dict(_common(resource, arm_id, rid), type=rtype)
         tags = self._tags(self._object(resource.get("tags"), "tags"), rid, handler[0])
@@ -816,7 +839,7 @@ class _Normalizer:
                 "instanceView")).get("hyperVGeneration")))
 
     def _disk(self, raw):
-        props = _obj(raw.get("properties"))
+        props = self._object(raw.get("properties"), "properties")
         gallery_ref = _obj(_obj(props.get("creationData")).get("galleryImageReference"))
         owner = _lower(raw.get("managedBy"))
         version_id = _lower(gallery_ref.get("id"))
@@ -844,6 +867,40 @@ class _Normalizer:
             default_capacity=capacities[0][2] if capacities else None,
             max_scale_out_step=max(steps, default=None), profiles=len(profiles))
 
+    def _marketplace_version(self, common: dict, raw: dict) -> None:
+        """A Marketplace version GET body (REST, or `az vm image show` with the properties at
+        the top level); a saved 404 is its error body with the request path as `id`."""
+        props = self._object(raw.get("properties"), "properties")
+        status = _obj(props.get("imageDeprecationStatus") or raw.get("imageDeprecationStatus"))
+        alternative = _obj(status.get("alternativeOption"))
+        path = dict(zip(*[iter(common["arm_id"].strip("/").split("/"))] * 2, strict=False))
+        path = {key.lower(): value for key, value in path.items()}
+        found = "error" not in raw
+        self.rows["marketplace_versions"].add(
+            **dict(common, location=common["location"] or region(path.get("locations"))),
+            publisher=path.get("publishers"), offer=path.get("offers"), sku=path.get("skus"),
+            version=path.get("versions"), found=found,
+            image_state=_str(status.get("imageState")) if found else None,
+            scheduled_deprecation_time=_str(status.get("scheduledDeprecationTime")),
+            alternative_type=_str(alternative.get("type")),
+            alternative_value=_str(alternative.get("value")))
+
+    def _lock(self, common: dict, raw: dict) -> None:
+        """A management lock; or a whole `Management Locks - List At Subscription Level` body
+        named by its request path (`/subscriptions/S/providers/Microsoft.Authorization/locks`),
+        which also says the subscription's list was read, empty or not. A lock on its own
+        says nothing of the locks beside it."""
+        props = self._object(raw.get("properties"), "properties")
+        items = raw.get("value")
+        if isinstance(items, list):
+            self.lock_reads[common["subscription_id"]] = common["arm_id"]
+            for index, item in enumerate(items):
+                self.add(item, where=f"{self.where} value[{index}]")
+            return
+        self.rows["locks"].add(
+            **common, scope=common["id"].rsplit("/providers/microsoft.authorization/locks/", 1)[0],
+            level=_str(props.get("level")))
+
     def _running(self, owner: str, version_id: str) -> None:
         """A machine's OS disk (one per instance of a scale set) came from `version_id`."""
         self.disk_versions.setdefault(owner, Counter())[version_id] += 1
@@ -858,12 +915,17 @@ class _Normalizer:
         AUTOSCALE: ("autoscale_settings", None),
         DISK: ("disks", None),
         ROLE_ASSIGNMENT: ("role_assignments", _role_assignment),
+        MARKETPLACE_VERSION: ("marketplace_versions", _marketplace_version),
+        LOCK: ("locks", _lock),
     }
 
     def finish(self, scope: Iterable[dict] | None) -> Normalized:
         self.seen = set()  # every id read: no longer needed, and freed before the tables' peak
         for row in scope or ():
             self.rows["scope"].add(**{k: row.get(k) for k in TABLE_SCHEMAS["scope"].names})
+        for subscription in sorted(s for s in self.lock_reads if s):
+            self.rows["lock_reads"].add(subscription_id=subscription,
+                                        list_id=self.lock_reads[subscription])
         tables = {name: rows.table() for name, rows in self.rows.items()}
         for rows in self.rows.values():
             for problem in rows.problems:
@@ -1037,6 +1099,11 @@ def normalize(resources: Iterable, scope: Iterable[dict] | None = None) -> Norma
                 if block is None or not normalizer.take(block):
                     for where, resource in lines.again():
                         normalizer.add(resource, where=where)
+                elif len(block.by_reference):  # ARM GET bodies the columns left to us
+                    wanted = set(block.by_reference.tolist())
+                    for at, (where, resource) in enumerate(lines.again()):
+                        if at in wanted:
+                            normalizer.add(resource, where=where)
             elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
                 normalizer.add(item[1], where=item[0])
             else:

@@ -32,6 +32,11 @@ FORMAT = "image-audit-snapshot"
 # an edited collected_at, gap or problem list went unnoticed); version 1 is refused.
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
+# Tables added to format 2 after it shipped, filled by ARM GETs that are opt-in. A snapshot
+# written before them lacks their files: it loads them empty, which is what a snapshot
+# collected without those reads holds, and the rules read an empty table as not collected
+# (unknown), never as "nothing wrong". Its hashes stay those it was written with.
+ADDED_TABLES = ("marketplace_versions", "locks", "lock_reads")
 _TABLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 _PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
@@ -69,7 +74,10 @@ class Snapshot:
 
     @cached_property
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {name: to_pandas(table, name) for name, table in self.arrow_tables.items()}
+        absent = {name: TABLE_SCHEMAS[name].empty_table() for name in ADDED_TABLES
+                  if name not in self.arrow_tables}
+        return {name: to_pandas(table, name)
+                for name, table in {**self.arrow_tables, **absent}.items()}
 
     @cached_property
     def _files(self) -> dict[str, bytes]:
@@ -174,7 +182,7 @@ class Snapshot:
             if not _TABLE_NAME.fullmatch(name) or name not in TABLE_SCHEMAS:
                 raise AuditError(f"{manifest_path}: table name {shown(name)} is not one of "
                                  "this image-audit's tables")
-        missing = sorted(set(TABLE_SCHEMAS) - set(listed))
+        missing = sorted(set(TABLE_SCHEMAS) - set(listed) - set(ADDED_TABLES))
         if missing:
             raise AuditError(f"{manifest_path}: tables missing from the manifest: "
                              f"{', '.join(missing)}")

@@ -145,6 +145,8 @@ def _version(t: _Tenant, d: int, n: int) -> dict:
     age = 20 + stale + (len(versions) - 1 - n) * rng.randint(14, 45)
     published = COLLECTED_AT - timedelta(days=age, hours=rng.randint(0, 23))
     storage_type = "Standard_ZRS" if rng.random() < 0.3 else "Standard_LRS"
+    if d % 9 == 7:  # an image line stored on Premium for fast scale-out, old versions too
+        storage_type = "Premium_LRS"
     targets = [{"name": REGIONS[r], "regionalReplicaCount": rng.randint(1, 3),
                 "storageAccountType": storage_type, "excludeFromLatest": False} for r in regions]
     profile = {"targetRegions": targets, "replicaCount": 1,
@@ -379,6 +381,10 @@ def _cases(t: _Tenant) -> list[dict]:
          "tags": {"synth-case": "PIN002,REP007"}},
         {"ref": ({"id": t.definition_id(d) + "/versions/0.0.1"}, "Linux", None),
          "tags": {"synth-case": "REP012"}},
+        {"ref": (dict(zip(("publisher", "offer", "sku", "version"), GONE[:4], strict=True)),
+                 "Linux", None), "region": t.regions[0], "tags": {"synth-case": "DEP001"}},
+        {"ref": (dict(zip(("publisher", "offer", "sku", "version"), CENTOS7[:4], strict=True)),
+                 "Linux", None), "tags": {"synth-case": "DEP002"}},
     ]
 
 
@@ -461,6 +467,43 @@ def _appliance_case(t: _Tenant) -> dict:
             "tags": {"environment": "production", "synth-case": "LIC002"}}
 
 
+# Read by ARM GETs (collect --marketplace / --locks), not Resource Graph: as saved bodies.
+GONE = ("Canonical", "0001-com-ubuntu-server-jammy", "22_04-lts-gen2", "22.04.202301140", "Linux")
+CENTOS7 = ("OpenLogic", "CentOS", "7_9-gen2", "7.9.2022101800", "Linux")
+
+
+def _arm_reads(t: _Tenant) -> Iterator[dict]:
+    """What `collect --marketplace --locks` adds: a version GET body per Marketplace image
+    and region (the SQL image scheduled for deprecation, one old Ubuntu version gone: DEP001),
+    and the lock lists of half the subscriptions, the first gallery's group locked (the other
+    galleries there: REP009). They come last (the reference normaliser reads these lines of
+    their block; the rest of it is still taken by columns)."""
+    for pub, offer, sku, version, _ in [*MARKETPLACE, PAID, GONE]:
+        for region in t.regions:
+            path = (f"/Subscriptions/{t.subs[0]}/Providers/Microsoft.Compute/Locations/{region}/"
+                    f"Publishers/{pub}/ArtifactTypes/VMImage/Offers/{offer}/Skus/{sku}/"
+                    f"Versions/{version}")
+            if version == GONE[3]:
+                yield {"id": path, "error": {"code": "NotFound", "message": "Artifact: VMImage "
+                                             "was not found."}}
+                continue
+            status = {"imageState": "Active"}
+            if pub == PAID[0]:
+                status = {"imageState": "ScheduledForDeprecation",
+                          "scheduledDeprecationTime": _iso(COLLECTED_AT + timedelta(days=60)),
+                          "alternativeOption": {"type": "Offer", "value": "sql2022-ws2025"}}
+            yield {"id": path, "location": region, "name": version,
+                   "properties": {"architecture": "x64", "imageDeprecationStatus": status}}
+    sub, rg = t.galleries[0][:2]
+    for subscription in t.subs[: len(t.subs) // 2]:
+        locks = [] if subscription != sub else [{
+            "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Authorization/"
+                  "locks/keep-images", "type": "Microsoft.Authorization/locks",
+            "name": "keep-images", "properties": {"level": "CanNotDelete"}}]
+        yield {"id": f"/subscriptions/{subscription}/providers/Microsoft.Authorization/locks",
+               "value": locks}
+
+
 def resources(machines: int, seed: int = 0) -> Iterator[dict]:
     """Every raw resource of the synthetic tenant, generated lazily (never all in memory)."""
     if machines < 1:
@@ -489,6 +532,7 @@ def resources(machines: int, seed: int = 0) -> Iterator[dict]:
            "name": "vnet-hub", "type": "microsoft.network/virtualnetworks",
            "location": t.regions[0]}
     yield from _sharing_and_lineage(t)
+    yield from _arm_reads(t)  # last: see _arm_reads
 
 
 def _on_managed_image(item: dict, kind: str) -> bool:

@@ -31,6 +31,11 @@ VERSION_PATH = re.compile(
 GALLERY_PATH = re.compile(
     r"^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.compute/galleries/[^/]+$"
 )
+MARKETPLACE_PATH = re.compile(
+    r"^/subscriptions/[^/]+/providers/microsoft\.compute/locations/(?P<location>[^/]+)"
+    r"/publishers/[^/]+/artifacttypes/vmimage/offers/[^/]+/skus/[^/]+/versions/[^/]+$"
+)
+LOCKS_PATH = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/providers/microsoft\.authorization/locks$")
 
 
 @dataclass
@@ -90,6 +95,10 @@ class FakeArg:
     forbidden_groups: set = field(default_factory=set)
     replication: dict = field(default_factory=dict)
     sharing_groups: dict = field(default_factory=dict)  # gallery id (lower) -> groups[]
+    # Marketplace image versions: lower-cased GET path -> imageDeprecationStatus (absent: 404)
+    marketplace: dict = field(default_factory=dict)
+    locks: dict = field(default_factory=dict)  # subscription (lower) -> lock objects
+    lock_page_size: int = 2
     api_version: str = "2024-04-01"
     quota_values: tuple | None = None  # (remaining, resets-after) sent verbatim, even malformed
 
@@ -336,7 +345,10 @@ class _Handler(BaseHTTPRequestHandler):
             fake.log.append(record)
         is_query = method == "POST" and url.path.lower() == ARG_PATH
         is_gallery = method == "GET" and bool(GALLERY_PATH.match(url.path.lower()))
-        is_get = is_gallery or (method == "GET" and bool(VERSION_PATH.match(url.path.lower())))
+        is_market = method == "GET" and bool(MARKETPLACE_PATH.match(url.path.lower()))
+        is_locks = method == "GET" and bool(LOCKS_PATH.match(url.path.lower()))
+        is_get = is_gallery or is_market or is_locks \
+            or (method == "GET" and bool(VERSION_PATH.match(url.path.lower())))
         if not (is_query or is_get):
             return self._send(record, 405, {"error": {"code": "MethodNotAllowed"}}, {})
         if is_query and record.params.get("api-version") != [fake.api_version]:
@@ -362,6 +374,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if is_gallery:
             return self._gallery(record, url, headers)
+        if is_market:
+            return self._marketplace(record, url, headers)
+        if is_locks:
+            return self._locks(record, url, headers)
         if is_get:
             return self._version(record, url, headers)
         return self._query(record, body, headers, fault)
@@ -488,6 +504,41 @@ class _Handler(BaseHTTPRequestHandler):
         body = {"id": row["id"], "name": row["name"], "type": "Microsoft.Compute/galleries",
                 "location": row["location"], "properties": properties}
         return self._send(record, 200, body, headers)
+
+    def _marketplace(self, record, url, headers):
+        """A Marketplace image version as Virtual Machine Images - Get answers it (Id with
+        capitalised segments); 404 for a version the fake does not hold."""
+        if record.params.get("api-version") != ["2024-07-01"]:
+            return self._send(record, 400, {"error": {"code": "InvalidApiVersionParameter"}},
+                              headers)
+        status = self.server_fake.marketplace.get(url.path.lower())
+        if status is None:
+            error = {"error": {"code": "NotFound", "message": "Artifact: VMImage was not found."}}
+            return self._send(record, 404, error, headers)
+        parts = url.path.strip("/").split("/")
+        body = {"id": "/" + "/".join(p[:1].upper() + p[1:] if i % 2 == 0 else p
+                                     for i, p in enumerate(parts)),
+                "location": MARKETPLACE_PATH.match(url.path.lower())["location"],
+                "name": parts[-1],
+                "properties": {"architecture": "x64", "hyperVGeneration": "V2",
+                               "osDiskImage": {"operatingSystem": "Linux"},
+                               "imageDeprecationStatus": status}}
+        return self._send(record, 200, body, headers)
+
+    def _locks(self, record, url, headers):
+        """Management Locks - List At Subscription Level, `lock_page_size` locks a page with
+        a nextLink ($skiptoken) to the rest."""
+        if record.params.get("api-version") != ["2016-09-01"]:
+            return self._send(record, 400, {"error": {"code": "InvalidApiVersionParameter"}},
+                              headers)
+        fake = self.server_fake
+        locks = fake.locks.get(LOCKS_PATH.match(url.path.lower())["sub"], [])
+        start = int((record.params.get("$skiptoken") or ["0"])[0])
+        page = {"value": locks[start:start + fake.lock_page_size]}
+        if start + fake.lock_page_size < len(locks):
+            page["nextLink"] = (f"{fake.endpoint}{url.path}?api-version=2016-09-01"
+                                f"&$skiptoken={start + fake.lock_page_size}")
+        return self._send(record, 200, page, headers)
 
     def _send(self, record, status, payload, headers, trickle=None) -> bool:
         record.status = status

@@ -330,7 +330,10 @@ def test_only_posts_to_resource_graph_and_gets_to_arm():
         log += shared.log
     assert {r.method for r in log} == {"POST", "GET"}
     gets = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/"
-                      r"galleries/[^/]+(/images/[^/]+/versions/[^/]+)?$")
+                      r"galleries/[^/]+(/images/[^/]+/versions/[^/]+)?$"
+                      r"|^/subscriptions/[^/]+/providers/Microsoft\.Compute/locations/[^/]+/"
+                      r"publishers/[^/]+/artifacttypes/vmimage/offers/[^/]+/skus/[^/]+/versions/"
+                      r"[^/]+$|^/subscriptions/[^/]+/providers/Microsoft\.Authorization/locks$")
     for r in log:
         if r.method == "POST":
             assert r.path == "/providers/Microsoft.ResourceGraph/resources"
@@ -370,10 +373,12 @@ def test_deep_reads_replication_status():
         }
         fake.add_fault("500", when=lambda body, path: path.endswith("/versions/1.0.1"))
         got = run(fake, deep=True)
-        gets = [r for r in fake.log if r.method == "GET"]
+        gets = [r for r in fake.log if r.method == "GET" and "/galleries/" in r.path]
     assert len(gets) == 6 + 1
     assert all(r.params["$expand"] == ["ReplicationStatus"] for r in gets)
-    assert got.stats["arm_requests"] == 7 and got.replicated == 6
+    # --deep also lists the subscription's locks (its one Marketplace image, `latest` with no
+    # exactVersion, is not read: its version is unknown)
+    assert got.stats["arm_requests"] == 7 + 1 and got.replicated == 6
     replicated = next(r for r in got.rows if r["id"] == version)
     assert replicated["properties"]["replicationStatus"] == fake.replication[version.lower()]
     table = build_snapshot(got.rows).tables["version_replication"]
@@ -612,3 +617,104 @@ def test_a_refused_sharing_get_is_unknown_to_shr002(rules):
         got = run(fake)
     findings = evaluate(Estate(build_snapshot(got.rows, scope=got.scope)), [rules["SHR002"]])
     assert "its groups could not be read" in findings.iloc[0]["message"]
+
+
+# --- --marketplace and --locks: the ARM GET phase ---------------------------------------------
+
+MARKET_STATE = {"imageState": "ScheduledForDeprecation",
+                "scheduledDeprecationTime": "2027-01-15T00:00:00+00:00",
+                "alternativeOption": {"type": "Offer", "value": "Canonical:ubuntu-26_04-lts:server"}}
+
+
+def market_path(sub, version, location="eastus"):
+    return (f"/subscriptions/{sub}/providers/Microsoft.Compute/locations/{location}/publishers/"
+            f"Canonical/artifacttypes/vmimage/offers/ubuntu-24_04-lts/skus/server/versions/{version}")
+
+
+def marketplace_fake(subscriptions=2, **kwargs) -> FakeArg:
+    """Marketplace VMs on two versions in every subscription: `latest` recording exactVersion
+    24.04.1 (odd VMs) and 24.04.2 pinned (every third); the fake holds 24.04.1 only."""
+    rows, names = estate(subscriptions=subscriptions, vms=6)
+    for row in rows:
+        ref = (row.get("properties") or {}).get("storageProfile", {}).get("imageReference", {})
+        if ref.get("publisher"):
+            number = int(row["name"][-2:])
+            ref.update({"version": "24.04.2"} if number % 3 == 0 else {"exactVersion": "24.04.1"})
+    kwargs.setdefault("window", 0.25)
+    fake = FakeArg(rows, subscriptions=names, **kwargs)
+    fake.marketplace[market_path(SUB1, "24.04.1").lower()] = MARKET_STATE
+    return fake
+
+
+def test_marketplace_reads_one_get_per_image_in_use_and_a_404_is_a_row(rules):
+    with marketplace_fake() as fake:
+        got = run(fake, marketplace=True)
+        gets = sorted(r.path for r in fake.log if r.method == "GET")
+    # Two distinct images in one location, asked through the first subscription using each.
+    assert gets == [market_path(SUB1, "24.04.1"), market_path(SUB1, "24.04.2")]
+    assert got.gaps == [] and got.stats["arm_requests"] == 2
+    snapshot = build_snapshot(got.rows, scope=got.scope, collected_at=None)
+    table = snapshot.tables["marketplace_versions"].set_index("version")
+    assert table.loc["24.04.1", "image_state"] == "ScheduledForDeprecation"
+    assert not table.loc["24.04.2", "found"]
+    findings = evaluate(Estate(snapshot, as_of="2026-11-15"), [rules["DEP001"]])
+    assert len(findings) == 4 + 2  # 4 latest VMs on 24.04.1, 2 pinned to the deleted 24.04.2
+    assert set(findings["severity"]) == {"medium", "high"}
+
+
+def test_marketplace_gets_are_paced_and_survive_429_and_5xx():
+    with marketplace_fake(quota=3, window=0.3) as fake:
+        fake.add_fault("429", when=lambda body, path: "/publishers/" in path, retry_after="0")
+        fake.add_fault("500", when=lambda body, path: "/publishers/" in path)
+        got = run(fake, marketplace=True)
+        answered = [r for r in fake.log if r.method == "GET" and r.status == 200]
+    assert got.gaps == [] and len(answered) == 1  # 24.04.2 is a 404, a row not a retry
+    assert got.stats["throttled"] == 1 and got.stats["retries"].get("server_error") == 1
+    assert got.stats["arm_requests"] == 4  # two images, one 429 and one 500 retried
+    assert fake.throttled == 0  # paced by the quota headers: the quota itself never ran out
+
+
+def test_a_denied_marketplace_get_is_a_gap_and_the_image_unknown():
+    with marketplace_fake() as fake:
+        fake.add_fault("403", times=10, when=lambda body, path: path.endswith("/24.04.1"))
+        got = run(fake, marketplace=True)
+    assert [(g["table"], g["status"]) for g in got.gaps] == [("marketplace_versions", "denied")]
+    assert got.gaps[0]["ids"] == [market_path(SUB1, "24.04.1")]
+    assert "marketplace_versions: 403" in next(r for r in got.scope
+                                               if r["subscription_id"] == SUB1)["detail"]
+    table = build_snapshot(got.rows).tables["marketplace_versions"]
+    assert list(table["version"]) == ["24.04.2"]
+
+
+def lock(sub, path, name, level="CanNotDelete"):
+    return {"id": f"/subscriptions/{sub}{path}/providers/Microsoft.Authorization/locks/{name}",
+            "type": "Microsoft.Authorization/locks", "name": name,
+            "properties": {"level": level}}
+
+
+def test_locks_are_read_per_subscription_across_pages_and_judged(rules):
+    gallery1 = "/resourceGroups/rg-images/providers/Microsoft.Compute/galleries/gal1"
+    with make_fake(subscriptions=3, vms=1) as fake:
+        fake.locks[SUB1] = [lock(SUB1, "/resourceGroups/rg-apps", "apps"),
+                            lock(SUB1, "/resourceGroups/rg-x", "x", "ReadOnly"),
+                            lock(SUB1, gallery1, "keep")]
+        fake.locks[SUB2] = [lock(SUB2, "/resourceGroups/rg-apps", "apps")]
+        fake.add_fault("403", times=10, when=lambda body, path: path.lower().startswith(
+            f"/subscriptions/{SUB3}/providers/microsoft.authorization"))
+        got = run(fake, locks=True)
+        gets = [r for r in fake.log if r.method == "GET"]
+    assert [r.params.get("$skiptoken") for r in gets if SUB1 in r.path] == [None, ["2"]]
+    assert [(g["table"], g["ids"], g["status"]) for g in got.gaps] == [
+        ("locks", [SUB3], "denied")]
+    snapshot = build_snapshot(got.rows, scope=got.scope)
+    assert sorted(snapshot.tables["lock_reads"]["subscription_id"]) == [SUB1, SUB2]
+    assert len(snapshot.tables["locks"]) == 4
+    findings = evaluate(Estate(snapshot), [rules["REP009"]])
+    # gal1 locked; gal2 unlocked: a finding; gal3's locks unknown (denied): none.
+    assert [name for name in findings["resource_name"]] == ["gal2"]
+
+
+def test_without_the_options_no_marketplace_or_lock_get_is_sent():
+    with marketplace_fake() as fake:
+        run(fake)
+        assert [r for r in fake.log if r.method == "GET"] == []

@@ -106,7 +106,10 @@ def test_savings_agree_in_every_output(run, outputs):
     assert f"saves about {now['monthly_cost']:,.2f} USD per month" in script
     assert f"{now['resources']} deletion(s)" in script
 
-    # cost.csv of `audit` and of `cost` (same options, same figures)
+    # cost.csv of `audit` and of `cost` (same options, same figures, row for row)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(folder / "audit" / "cost.csv", encoding="utf-8-sig"),
+        pd.read_csv(folder / "cost" / "cost.csv", encoding="utf-8-sig"))
     for csv in (folder / "audit" / "cost.csv", folder / "cost" / "cost.csv"):
         totals = pd.read_csv(csv, encoding="utf-8-sig")
         saved = totals[totals["section"] == "savings"].set_index("key")["monthly_cost"]

@@ -106,3 +106,41 @@ def test_a_snapshot_without_a_table_is_refused(written):
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(AuditError):
         Snapshot.read(written)
+
+
+def _without_tables(path, names):
+    """The snapshot as an image-audit from before `names` wrote it: no such files, and a
+    manifest (and its hash) that never listed them."""
+    from auditor.snapshot import _manifest_hash
+
+    manifest_path = path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest.pop("snapshot_sha256")
+    for name in names:
+        del manifest["tables"][name]
+        (path / f"{name}.parquet").unlink()
+    manifest["snapshot_sha256"] = _manifest_hash(manifest)
+    manifest_path.write_text(json.dumps(manifest))
+    return manifest["snapshot_sha256"]
+
+
+def test_a_snapshot_from_before_the_arm_tables_loads_them_empty(written, rules):
+    """marketplace_versions, locks and lock_reads came after format 2: an older snapshot
+    loads them empty (nothing read, so DEP001 and REP009 report nothing: unknown), and keeps
+    its own hash."""
+    from auditor.engine import evaluate
+    from auditor.estate import Estate
+    from auditor.snapshot import ADDED_TABLES
+
+    sha = _without_tables(written, ADDED_TABLES)
+    snapshot = Snapshot.read(written)
+    assert snapshot.sha256 == sha
+    assert all(snapshot.tables[name].empty for name in ADDED_TABLES)
+    assert list(snapshot.tables["locks"].columns)[:3] == ["id", "arm_id", "name"]
+    assert evaluate(Estate(snapshot), [rules["DEP001"], rules["REP009"]]).empty
+
+
+def test_a_snapshot_without_an_original_table_is_still_refused(written):
+    _without_tables(written, ["machines"])
+    with pytest.raises(AuditError, match="tables missing from the manifest: machines"):
+        Snapshot.read(written)

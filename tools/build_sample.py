@@ -817,6 +817,7 @@ def build() -> list[dict]:
     resources += usage_cases()
     resources += security_cases()
     resources += sharing_and_lineage_cases()
+    resources += deprecation_and_lock_cases()
     return resources
 
 
@@ -919,6 +920,89 @@ def security_cases() -> list[dict]:
             {"name": "default", "capacity": {"minimum": "20", "maximum": "800", "default": "20"},
              "rules": []}]}}
     return out + [standard, trusted_vm, old, legacy, autoscale]
+
+
+# --- ARM reads: Marketplace deprecation status and management locks ---------------------------
+
+def marketplace_body(sub, location, urn, status):
+    """A Marketplace version as `collect --marketplace` saves its GET (status None: a 404)."""
+    publisher, offer, sku, version = urn.split(":")
+    path = (f"/Subscriptions/{SUBS[sub]}/Providers/Microsoft.Compute/Locations/{location}/"
+            f"Publishers/{publisher}/ArtifactTypes/VMImage/Offers/{offer}/Skus/{sku}/"
+            f"Versions/{version}")
+    if status is None:
+        return {"id": path, "error": {"code": "NotFound",
+                                      "message": "Artifact: VMImage was not found."}}
+    return {"id": path, "location": location, "name": version,
+            "properties": {"architecture": "x64", "hyperVGeneration": "V2",
+                           "osDiskImage": {"operatingSystem": "Linux", "sizeInGb": 30},
+                           "dataDiskImages": [], "imageDeprecationStatus": status}}
+
+
+def lock(sub, scope, name, level="CanNotDelete"):
+    return {"id": f"/subscriptions/{SUBS[sub]}{scope}/providers/Microsoft.Authorization/locks/"
+                  f"{name}", "type": "Microsoft.Authorization/locks", "name": name,
+            "properties": {"level": level, "notes": "Northwind golden images"}}
+
+
+def deprecation_and_lock_cases() -> list[dict]:
+    """Machines on deprecated or end-of-support Marketplace images (DEP001, DEP002) with the
+    version GET bodies `collect --marketplace` saved; the lock lists `collect --locks` saved
+    for two subscriptions (the third's stays unknown): the sandbox gallery has no delete lock
+    (REP009); an old version kept in two regions on Premium storage (REP010, REP011)."""
+    focal = "Canonical:0001-com-ubuntu-server-focal:20_04-lts-gen2:20.04.202301100"
+    jammy_old = "Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2:22.04.202301140"
+    centos = "OpenLogic:CentOS:7_9-gen2:7.9.2022101800"
+    jammy = ":".join(MARKETPLACE["ubuntu"])
+
+    def ref(urn, latest=False):
+        publisher, offer, sku, version = urn.split(":")
+        out = {"publisher": publisher, "offer": offer, "sku": sku,
+               "version": "latest" if latest else version}
+        if latest:
+            out["exactVersion"] = version
+        return out
+
+    out = [vm("vm-focal-deprecated", "apps", "rg-app-legacy", "westeurope", ref(focal),
+              case="DEP001,DEP002"),
+           vm("vm-jammy-scheduled", "data", "rg-app-legacy", "northeurope", ref(jammy_old),
+              case="DEP001"),
+           vmss("vmss-jammy-gone", "apps", "rg-app-legacy", "westeurope",
+                ref(jammy_old, latest=True), 2, case="DEP001,PIN001"),
+           vm("vm-centos7-marketplace", "data", "rg-app-legacy", "eastus", ref(centos),
+              case="DEP002,APR001")]
+    out += [marketplace_body("apps", "westeurope", focal, {
+                "imageState": "Deprecated", "scheduledDeprecationTime": "2026-06-30T00:00:00+00:00",
+                "alternativeOption": {"type": "Offer",
+                                      "value": "Canonical:ubuntu-24_04-lts:server"}}),
+            marketplace_body("data", "northeurope", jammy_old, {
+                "imageState": "ScheduledForDeprecation",
+                "scheduledDeprecationTime": "2027-01-15T00:00:00+00:00",
+                "alternativeOption": {"type": "Offer",
+                                      "value": "Canonical:ubuntu-24_04-lts:server"}}),
+            marketplace_body("apps", "westeurope", jammy_old, None),
+            marketplace_body("apps", "westeurope", jammy, {"imageState": "Active"}),
+            marketplace_body("data", "eastus", centos, {"imageState": "Active"})]
+    for sub, locks in (("platform", [lock("platform", "/resourceGroups/rg-images-prod", "keep-prod")]),
+                       ("apps", [lock("apps", "/resourceGroups/rg-images-apps/providers/"
+                                      "Microsoft.Compute/galleries/gal_apps_shared", "keep-gallery"),
+                                 lock("apps", "/resourceGroups/rg-web", "web-readonly", "ReadOnly")])):
+        out.append({"id": f"/subscriptions/{SUBS[sub]}/providers/Microsoft.Authorization/locks",
+                    "value": locks})
+    published = COLLECTED_AT - timedelta(days=400)
+    out.append(version_body(0, "0.8.0", GALLERIES[0][3], tags(
+        created=published.date().isoformat(), **{"sample-case": "REP010,REP011,RET001"}), {
+            "targetRegions": [{"name": "West Europe", "regionalReplicaCount": 2,
+                               "storageAccountType": "Premium_LRS", "excludeFromLatest": False},
+                              {"name": "North Europe", "regionalReplicaCount": 1,
+                               "storageAccountType": "Standard_ZRS", "excludeFromLatest": False}],
+            "replicaCount": 1, "publishedDate": iso(published),
+            "endOfLifeDate": iso(published + timedelta(days=730)),
+            "storageAccountType": "Standard_ZRS", "excludeFromLatest": False,
+            "replicationMode": "Full"},
+        {"allowDeletionOfReplicatedLocations": False, "blockDeletionBeforeEndOfLife": True},
+        "Succeeded"))
+    return out
 
 
 def render() -> str:

@@ -113,6 +113,13 @@ def _judged_pairs(estate) -> pd.DataFrame:
 
 
 def _creations(estate, params) -> pd.DataFrame:
+    """`_load_estimate`, computed once per estate and settings (REP002 and REP011 read it)."""
+    key = (int(params["peak_concurrent_creations"]),
+           float(params.get("overprovisioned_per_requested", 1.0)))
+    return estate.shared(f"creations:{key}", lambda e: _load_estimate(e, params))
+
+
+def _load_estimate(estate, params) -> pd.DataFrame:
     """Per (version, region): machines there, VMs created at once and scale sets creating
     them, with the estimate worded. A scale set creates, at once, the larger of its largest
     autoscale scale-out step (plus the VMs overprovisioning adds to it) and a rolling-upgrade
@@ -455,3 +462,90 @@ def _galleries_without_counterpart(estate, used_ids: pd.Index) -> pd.DataFrame:
         problem="holds image definitions production machines use (" + listed + ") with no "
         "counterpart in a gallery in another region: the gallery is a single point of failure "
         "for publishing and replicating them")
+
+
+# --- REP009-REP011: locks and the storage old or idle versions keep ------------------------
+# Locks come from ARM (collect --locks, or saved lock lists): a gallery in a subscription
+# whose lock list was not read is unknown, not reported. REP010 and REP011 state what their
+# fix saves; auditor/cost.py prices it (Cost.fix_savings).
+
+# Both levels refuse a delete: CanNotDelete, and ReadOnly (which also refuses updates).
+DELETE_LOCKS = {"cannotdelete", "readonly"}
+
+
+def gallery_without_delete_lock(estate, params) -> pd.DataFrame:
+    """Galleries with no delete lock on themselves, their resource group or subscription,
+    in subscriptions whose whole lock list was read."""
+    galleries = estate.galleries
+    read = set(lowered(estate.lock_reads["subscription_id"]))
+    galleries = galleries[lowered(galleries["subscription_id"]).isin(read).to_numpy(dtype=bool)]
+    locks = estate.locks
+    locks = locks[lowered(locks["level"]).isin(DELETE_LOCKS).to_numpy(dtype=bool)]
+    locked = set(lowered(locks["scope"]))
+    ids = lowered(galleries["id"])
+    group = ids.str.replace(r"/providers/.*$", "", regex=True)
+    subscription = "/subscriptions/" + lowered(galleries["subscription_id"])
+    covered = ids.isin(locked) | group.isin(locked) | subscription.isin(locked)
+    out = galleries.loc[~covered.to_numpy(dtype=bool), ["id"]]
+    others = locks.groupby(lowered(locks["subscription_id"]))["name"].agg(
+        lambda names: ", ".join(sorted(map(str, names))))
+    found = lookup(lowered(galleries.loc[out.index, "subscription_id"]), others)
+    return out.assign(locks_in_subscription=found.fillna("none").to_numpy(dtype=object))
+
+
+def _idle_versions(estate, params) -> pd.Series:
+    """Versions neither used by a machine nor `latest` anywhere (for their definition or in
+    any region), not Shallow (no copies of their own), and not held by an operation in
+    flight or a sharing beyond the audit (RET001's holds): True per image_versions row."""
+    from auditor.checks.ret import version_holds
+
+    versions = estate.image_versions
+    latest = set(estate.latest_by_definition["version_id"]) \
+        | set(estate.latest_by_definition_region["version_id"])
+    idle = ~versions["id"].isin(estate.used_version_ids) & ~versions["id"].isin(latest)
+    idle &= lowered(versions["replication_mode"]) != "shallow"
+    return idle & (version_holds(estate, params) == "")
+
+
+def idle_version_over_replicated(estate, params) -> pd.DataFrame:
+    """Idle versions (see `_idle_versions`) kept in more than one region or with more than
+    one replica in a region: the fix keeps one replica in one region (its home region,
+    where it is a target region, else the first by name)."""
+    versions = estate.image_versions
+    idle = versions.loc[_idle_versions(estate, params).to_numpy(dtype=bool), ["id", "location"]]
+    regions = estate.version_regions.merge(idle, left_on="version_id", right_on="id")
+    regions = regions.assign(replicas=regions["regional_replica_count"].fillna(1).astype("int64"))
+    summary = regions.sort_values("region").groupby("version_id").agg(
+        regions=("region", "size"), replicas=("replicas", "sum"),
+        region_list=("region", ", ".join), first_region=("region", "first"))
+    home = regions[regions["region"] == regions["location"]].drop_duplicates("version_id") \
+        .set_index("version_id")["region"]
+    summary = summary[summary["replicas"] > 1]
+    summary["keep_region"] = lookup(summary.index.to_series(), home) \
+        .fillna(summary["first_region"]).to_numpy(dtype=object)
+    summary["excess_replicas"] = summary["replicas"] - 1
+    out = _versions(estate).join(summary.drop(columns="first_region"), on="id", how="inner")
+    return out
+
+
+def premium_replicas_without_need(estate, params) -> pd.DataFrame:
+    """Premium_LRS replicas of a version in a region where it is not both `latest` and used
+    by a scale set that scales out there (autoscale or surge creations, REP002's estimate):
+    Premium storage speeds up only the creation of many VMs at once."""
+    regions = estate.version_regions
+    premium = regions[lowered(regions["storage_account_type"]).eq("premium_lrs").to_numpy(dtype=bool)]
+    latest = pd.MultiIndex.from_frame(estate.latest_by_definition_region[["version_id", "region"]])
+    load = _creations(estate, dict(params, peak_concurrent_creations=0))
+    fast = load[load["creations"] > 0]
+    fast = pd.MultiIndex.from_frame(fast[["version_id", "region"]].astype(object))
+    pairs = pd.MultiIndex.from_frame(premium[["version_id", "region"]].astype(object))
+    is_latest, scales_out = pairs.isin(latest), pairs.isin(fast)
+    flagged = premium[~(is_latest & scales_out)]
+    reason = np.where(~is_latest[~(is_latest & scales_out)],
+                      "not what `latest` gives there", "latest there, but no scale set "
+                      "creates VMs at once from it there")
+    rows = flagged.assign(why=reason, replicas=flagged["regional_replica_count"].fillna(1)
+                          .astype("int64"))
+    out = rows.merge(_versions(estate), left_on="version_id", right_on="id")
+    return out[["id", "arm_id", "name", "subscription_id", "resource_group", "location",
+                "region", "replicas", "storage_account_type", "why"]]

@@ -123,6 +123,14 @@ def shared_beyond_audit(estate, params) -> pd.Series:
 
 
 def version_holds(estate, params) -> pd.Series:
+    """`_version_holds`, computed once per estate and sharing settings (RET001, RET002 and
+    REP010 read it)."""
+    key = repr([params.get(name) for name in ("consumers_in_scope", "principals_in_scope",
+                                              "rbac_scopes")])
+    return estate.shared(f"version_holds:{key}", lambda e: _version_holds(e, params))
+
+
+def _version_holds(estate, params) -> pd.Series:
     """Per version (by the image_versions index), why it must not be deleted whatever the
     rest says ('' where nothing holds it): an operation in flight (its provisioning state,
     or a region still replicating), or a gallery shared beyond the audited scope

@@ -62,7 +62,7 @@ def by_resource(data: bytes):
 
 
 def by_columns(data: bytes):
-    return normalize([JsonLines(data, again=lambda: _pairs(data))])
+    return normalize([JsonLines(data, again=lambda: _pairs(data))], columns=normalize_lines)
 
 
 def assert_same(got, expected) -> None:

@@ -161,7 +161,8 @@ def _scope_only_with_collect(ctx: click.Context, collect_now: bool) -> None:
     """Scope options mean nothing without --collect: say so instead of ignoring them."""
     if collect_now:
         return
-    names = {"subscriptions", "management_groups", "cloud", "endpoint", "deep", "quiet", "timeout"}
+    names = {"subscriptions", "management_groups", "cloud", "endpoint", "deep", "quiet", "timeout",
+             "instances"}
     given = [param.opts[0] for param in ctx.command.params
              if param.name in names and ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT]
     if given:
@@ -193,6 +194,9 @@ def _scope_options(command):
         click.option("--endpoint", metavar="URL", help="Resource Manager URL (overrides --cloud)."),
         click.option("--deep", is_flag=True,
                      help="Also read each image version's replication status (one GET each)."),
+        click.option("--no-instances", "instances", flag_value=False, default=True,
+                     help="Leave out the instances of Uniform scale sets (for very large "
+                     "tenants: STL007 then cannot judge scale-set drift)."),
         click.option("--quiet", is_flag=True, help="No progress and no closing line on stderr."),
         click.option("--timeout", type=click.FloatRange(min=1), default=60, show_default=True,
                      help="Seconds to wait for a connection or a whole answer before retrying."),

@@ -115,6 +115,16 @@ QUERIES["role_assignments"] = (
     "properties = pack('scope', properties.scope, 'principalId', properties.principalId, "
     "'principalType', properties.principalType, 'roleDefinitionId', properties.roleDefinitionId)"
 )
+# Instances of Uniform scale sets live in `computeresources`, not `resources` (Flexible
+# members are ordinary VMs); trimmed to the model view's image, latestModelApplied and the
+# power state.
+QUERIES["instances"] = (
+    "computeresources | where type =~ 'microsoft.compute/virtualmachinescalesets/virtualmachines' "
+    "| project id, name, type, location, subscriptionId, resourceGroup, tags, "
+    "properties = pack('storageProfile', properties.storageProfile, "
+    "'latestModelApplied', properties.latestModelApplied, 'instanceId', properties.instanceId, "
+    "'extended', properties.extended)"
+)
 # Machines per subscription: lets the machine and disk queries run as several shorter chains
 # (subscription groups of about `chain_pages` pages) that together hide each page's latency.
 PLAN_QUERY = (
@@ -123,7 +133,7 @@ PLAN_QUERY = (
 )
 _PLANNED = ("virtual_machines", "os_disks")
 # Tables as large as the estate's machines: their rows go to a spill file (see spill.py).
-_SPILLED = frozenset({"virtual_machines", "os_disks", "scale_sets"})
+_SPILLED = frozenset({"virtual_machines", "os_disks", "scale_sets", "instances"})
 SUBSCRIPTIONS_QUERY = (
     "resourcecontainers | where type =~ 'microsoft.resources/subscriptions' "
     "| project id, name, type, subscriptionId"
@@ -991,6 +1001,7 @@ def _check_credential(credential, endpoint: str) -> None:
 _ORDER = [
     "virtual_machines",
     "os_disks",
+    "instances",
     "scale_sets",
     "gallery_image_versions",
     "gallery_images",
@@ -1007,6 +1018,7 @@ def collect_resources(
     credential,
     endpoint: str = CLOUDS["public"],
     deep: bool = False,
+    instances: bool = True,
     page_size: int = PAGE_SIZE,
     batch_size: int = BATCH_SIZE,
     chain_pages: int = 10,
@@ -1017,7 +1029,8 @@ def collect_resources(
     max_wait: float = MAX_WAIT,
     progress: bool = False,
 ) -> Collected:
-    """Raw rows in ARM shape plus scope rows, gaps, query texts and request statistics."""
+    """Raw rows in ARM shape plus scope rows, gaps, query texts and request statistics.
+    `instances=False` leaves out the instances of Uniform scale sets (very large tenants)."""
     endpoint, loopback = check_endpoint(endpoint)
     if not 1 <= page_size <= 1000 or not 1 <= batch_size <= 1000:
         raise AuditError("page_size and batch_size must be between 1 and 1000")
@@ -1042,9 +1055,10 @@ def collect_resources(
             reason = gaps[0]["detail"] if gaps else "the credential can see no subscription"
             raise AuditError(f"nothing could be collected: {reason}")
         planned = _plan(collector, covers)
+        tables = [t for t in _ORDER if instances or t != "instances"]
         jobs = [
             (table, QUERIES[table], target)
-            for table in _ORDER
+            for table in tables
             for target in (planned if table in _PLANNED else covers)
         ]
         chains = collector.run(jobs)
@@ -1086,7 +1100,7 @@ def collect_resources(
         "restarted_queries": counts["restarted_queries"],
         "quota_waits": collector.pacer.waits,
         "quota_waited_s": round(collector.pacer.waited, 3),
-        "rows": {table: collector.rows_by_query[table] for table in _ORDER},
+        "rows": {table: collector.rows_by_query[table] for table in tables},
         "paging_tolerance": PAGING_TOLERANCE,
         "paging_deltas": sorted(collector.deltas, key=lambda d: (d["table"], d["scope"], d["ids"])),
         "elapsed_s": round(time.monotonic() - started, 3),
@@ -1095,7 +1109,7 @@ def collect_resources(
     queries = {
         "subscriptions": SUBSCRIPTIONS_QUERY,
         "plan": PLAN_QUERY,
-        **{t: QUERIES[t] for t in _ORDER},
+        **{t: QUERIES[t] for t in tables},
     }
     scope_list = [scope_rows[key] for key in sorted(scope_rows)]
     gaps.sort(key=lambda g: (g["table"], g["scope"], g["ids"]))
@@ -1183,6 +1197,7 @@ def collect(
         "gaps": got.gaps,
         "collection": got.stats,
         "deep": deep,
+        "instances_collected": options.get("instances", True),
     }
     try:
         snapshot = build_snapshot(got.resources(), collected_at=collected_at, scope=got.scope,
@@ -1230,6 +1245,7 @@ def collect_from_options(
     cloud: str = "public",
     endpoint: str | None = None,
     deep: bool = False,
+    instances: bool = True,
     quiet: bool = False,
     timeout: float = 60.0,
 ):
@@ -1244,6 +1260,7 @@ def collect_from_options(
         credential=_default_credential(cloud),
         endpoint=endpoint or CLOUDS[cloud],
         deep=deep,
+        instances=instances,
         timeout=timeout,
         progress=not quiet and sys.stderr.isatty(),
     )

@@ -26,8 +26,8 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
-import requests
 import orjson
+import requests
 from azure.core.exceptions import (
     ClientAuthenticationError,
     DecodeError,

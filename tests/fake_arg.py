@@ -682,8 +682,9 @@ def estate(subscriptions: int = 3, vms: int = 10, versions: int = 3,
                     tags={},
                     properties={
                         "latestModelApplied": i % 3 != 2,
-                        "storageProfile": {"imageReference": {"id": ran, "exactVersion": ran.rsplit("/", 1)[1]},
-                                           "osDisk": {"osType": "Linux"}},
+                        "storageProfile": {
+                            "imageReference": {"id": ran, "exactVersion": ran.rsplit("/", 1)[1]},
+                            "osDisk": {"osType": "Linux"}},
                         "extended": {"instanceView": {"powerState": {"code": "PowerState/running"}}},
                     },
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from azure.core.credentials import AccessToken
@@ -625,3 +626,17 @@ def test_instance_pages_are_not_in_resources_and_a_failed_chain_keeps_none(monke
     assert [g["table"] for g in got.gaps] == ["instances"]
     assert ids(got.rows, "microsoft.compute/virtualmachinescalesets/virtualmachines") == []
     assert len(ids(got.rows, VMS)) == 2
+
+
+def test_import_accepts_the_instance_rows_the_collector_reads(tmp_path):
+    from auditor.importer import import_files
+
+    source = json.loads((Path(__file__).parent / "fixtures" / "azure"
+                         / "resource_graph_vmss_instances_model_view.json").read_text())
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({"count": 4, "data": source["resources"], "skip_token": None,
+                                "total_records": 4}))
+    snapshot = import_files([path])
+    instances = snapshot.tables["instances"]
+    assert list(instances["exact_version"]) == ["1.10.0", "1.10.0", "1.9.0"]
+    assert list(instances["power_state"]) == ["running", "running", "deallocated"]

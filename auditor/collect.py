@@ -45,7 +45,7 @@ from urllib3.util.retry import Retry
 
 from auditor import __version__
 from auditor.errors import AuditError
-from auditor.importer import _loads as parse_json
+from auditor.importer import parse_json
 from auditor.spill import RowSpill
 
 CLOUDS = {

@@ -123,10 +123,10 @@ class RowSpill:
         for offset, length in self._segments:
             block += self._read(offset, length)
             if len(block) >= BLOCK_BYTES:
-                yield _lines(bytes(block))
+                yield _lines(block)  # a bytearray, as import's blocks are: never copied
                 block = bytearray()
         if block:
-            yield _lines(bytes(block))
+            yield _lines(block)
 
     def parsed(self) -> Iterator[dict]:
         """The committed rows as objects (for small collections and tests)."""
@@ -135,7 +135,7 @@ class RowSpill:
                 yield row
 
 
-def _lines(data: bytes) -> JsonLines:
+def _lines(data: bytearray) -> JsonLines:
     def again():
         for number, line in enumerate(data.split(b"\n"), 1):
             if line:

@@ -152,7 +152,7 @@ def _scope_only_with_collect(ctx: click.Context, collect_now: bool) -> None:
     if collect_now:
         return
     names = {"subscriptions", "management_groups", "cloud", "endpoint", "deep", "marketplace",
-             "locks", "quiet", "timeout"}
+             "locks", "quiet", "timeout", "instances"}
     given = [param.opts[0] for param in ctx.command.params
              if param.name in names and ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT]
     if given:
@@ -191,6 +191,9 @@ def _scope_options(command):
         click.option("--locks", is_flag=True,
                      help="Also read each subscription's management locks (one list GET per "
                      "subscription; REP009)."),
+        click.option("--no-instances", "instances", flag_value=False, default=True,
+                     help="Leave out the instances of Uniform scale sets (for very large "
+                     "tenants: STL007 then cannot judge scale-set drift)."),
         click.option("--quiet", is_flag=True, help="No progress and no closing line on stderr."),
         click.option("--timeout", type=click.FloatRange(min=1), default=60, show_default=True,
                      help="Seconds to wait for a connection or a whole answer before retrying."),

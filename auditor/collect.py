@@ -13,34 +13,41 @@ pacer spend the per-user quota (`x-ms-user-quota-*` headers) without running int
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import random
 import re
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
+import orjson
 import requests
 from azure.core.exceptions import (
     ClientAuthenticationError,
     DecodeError,
     HttpResponseError,
+    ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
+    map_error,
 )
 from azure.core.pipeline import policies
 from azure.core.pipeline.transport import RequestsTransport
+from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 from urllib3.util.retry import Retry
 
 from auditor import __version__
 from auditor.errors import AuditError
+from auditor.importer import parse_json
+from auditor.spill import RowSpill
 
 CLOUDS = {
     "public": "https://management.azure.com",
@@ -113,6 +120,16 @@ QUERIES["role_assignments"] = (
     "properties = pack('scope', properties.scope, 'principalId', properties.principalId, "
     "'principalType', properties.principalType, 'roleDefinitionId', properties.roleDefinitionId)"
 )
+# Instances of Uniform scale sets live in `computeresources`, not `resources` (Flexible
+# members are ordinary VMs); trimmed to the model view's image, latestModelApplied and the
+# power state.
+QUERIES["instances"] = (
+    "computeresources | where type =~ 'microsoft.compute/virtualmachinescalesets/virtualmachines' "
+    "| project id, name, type, location, subscriptionId, resourceGroup, tags, "
+    "properties = pack('storageProfile', properties.storageProfile, "
+    "'latestModelApplied', properties.latestModelApplied, 'instanceId', properties.instanceId, "
+    "'extended', properties.extended)"
+)
 # Machines per subscription: lets the machine and disk queries run as several shorter chains
 # (subscription groups of about `chain_pages` pages) that together hide each page's latency.
 PLAN_QUERY = (
@@ -120,6 +137,8 @@ PLAN_QUERY = (
     "| summarize machines = count() by subscriptionId"
 )
 _PLANNED = ("virtual_machines", "os_disks")
+# Tables as large as the estate's machines: their rows go to a spill file (see spill.py).
+_SPILLED = frozenset({"virtual_machines", "os_disks", "scale_sets", "instances"})
 SUBSCRIPTIONS_QUERY = (
     "resourcecontainers | where type =~ 'microsoft.resources/subscriptions' "
     "| project id, name, type, subscriptionId"
@@ -163,15 +182,30 @@ class Scope:
 
 @dataclass
 class Collected:
-    """Raw rows in ARM shape plus the evidence of how they were collected."""
+    """Raw rows in ARM shape plus the evidence of how they were collected: the small tables'
+    rows in memory (`kept`), the machine-sized ones as JSON lines in `spill`."""
 
-    rows: list[dict]
+    kept: list[dict]
     scope: list[dict]
     queries: dict[str, str]
     gaps: list[dict]
     stats: dict
     replicated: int | None = None  # with --deep: versions whose replication status was read
     repaired: list[str] = field(default_factory=list)  # values replaced (lone surrogates)
+    spill: RowSpill | None = None
+
+    @property
+    def rows(self) -> list[dict]:
+        """Every row as an object, in id order: for small collections (tests, tools)."""
+        spilled = list(self.spill.parsed()) if self.spill is not None else []
+        return sorted(self.kept + spilled, key=lambda row: row["id"].lower())
+
+    def resources(self):
+        """What the normaliser reads: the kept rows, then the spilled ones as blocks of JSON
+        lines (the columnar path, as `import` reads a file)."""
+        yield from self.kept
+        if self.spill is not None:
+            yield from self.spill.blocks()
 
 
 class _Failure(Exception):
@@ -213,6 +247,21 @@ class _ReadOnlyPolicy(policies.SansIOHTTPPolicy):
         query_post = http.method == "POST" and path == "/providers/microsoft.resourcegraph/resources"
         if not (query_post or (http.method == "GET" and _ARM_GETS.match(path))):
             raise AuditError(f"refusing to send {http.method} {path}: image-audit is read-only")
+
+
+class _DecodePolicy(policies.ContentDecodePolicy):
+    """The SDK's JSON decoding, except for a successful answer asked for as bytes
+    (`raw_body=True`): a Resource Graph page is read by orjson and becomes JSON lines, never
+    Python's json objects and the SDK's models row by row."""
+
+    def on_request(self, request):
+        request.context["raw_body"] = request.context.options.pop("raw_body", False)
+        super().on_request(request)
+
+    def on_response(self, request, response):
+        if request.context.get("raw_body") and response.http_response.status_code == 200:
+            return
+        super().on_response(request, response)
 
 
 def paging_tolerance(total: int) -> int:
@@ -283,15 +332,11 @@ def _client_kwargs(credential, endpoint: str, session: requests.Session) -> dict
         policies.HeadersPolicy(),
         policies.UserAgentPolicy(user_agent=f"image-audit/{__version__}"),
         _ReadOnlyPolicy(),
-        policies.ContentDecodePolicy(),
+        _DecodePolicy(),
         ARMChallengeAuthenticationPolicy(credential, scope),
     ]
     transport = RequestsTransport(session=session, session_owner=False)
     return dict(base_url=endpoint, credential_scopes=[scope], policies=pipeline, transport=transport)
-
-
-def _with_headers(pipeline_response, deserialized, _):
-    return deserialized, pipeline_response.http_response.headers
 
 
 # --- pacing -----------------------------------------------------------------------------------
@@ -495,17 +540,25 @@ class _Malformed(Exception):
     pass
 
 
-def _check_plan(answer) -> None:
-    if not isinstance(answer.data, list) or not all(isinstance(r, dict) for r in answer.data):
-        raise _Malformed("a page whose data is not a list of rows")
+# Raised by the SDK for these statuses, as its own `resources` operation maps them.
+_ERROR_MAP = {401: ClientAuthenticationError, 404: ResourceNotFoundError}
 
 
-def _check_page(answer) -> None:
-    data = answer.data
+def _read_page(body: bytes, with_ids: bool) -> tuple[dict, list[str]]:
+    """A Resource Graph answer from its bytes, and the values that had to be repaired (lone
+    surrogates, numbers out of range). Each row must be an object, with an `id` unless the
+    query summarises."""
+    notes: list[str] = []
+    try:
+        document = parse_json(body, "answer", notes)
+    except orjson.JSONDecodeError as exc:
+        raise _Malformed(f"undecodable answer ({exc})") from None
+    data = document.get("data") if isinstance(document, dict) else None
     if not isinstance(data, list) or not all(
-        isinstance(row, dict) and isinstance(row.get("id"), str) for row in data
+        isinstance(row, dict) and (not with_ids or isinstance(row.get("id"), str)) for row in data
     ):
-        raise _Malformed("a page whose data is not a list of rows with an id")
+        raise _Malformed("a page whose data is not a list of rows" + (" with an id" if with_ids else ""))
+    return document, notes
 
 
 def _describe(exc: HttpResponseError) -> str:
@@ -561,6 +614,7 @@ class _Collector:
         self.repaired: list[str] = []  # values a row could not hold (lone surrogates)
         self._lock = threading.Lock()
         self._compute: dict[str, object] = {}
+        self.spill = RowSpill()
 
     def close(self) -> None:
         self.graph.close()
@@ -587,9 +641,7 @@ class _Collector:
             try:
                 result, headers = send()
                 pacer.done(ticket, headers, True)
-                if check:
-                    check(result)
-                return result
+                return check(result) if check else result
             except _Malformed as exc:
                 reason, detail = "malformed", str(exc)
             except ClientAuthenticationError as exc:
@@ -661,15 +713,45 @@ class _Collector:
             failure.detail += " (after restarting the query from its first page)"
             raise
 
+    def _post(self, request) -> tuple[bytes, object]:
+        """One Resource Graph query through the SDK client's pipeline (credential, read-only
+        guard, transport), answered as the body's bytes and the headers."""
+        from azure.mgmt.resourcegraph.operations._resource_graph_client_operations import (
+            build_resources_request,
+        )
+
+        http_request = build_resources_request(api_version=API_VERSION, content_type="application/json",
+                                               json=request.serialize())
+        response = self.graph._send_request(
+            http_request, stream=False, raw_body=True, enforce_https=self.enforce_https,
+            connection_timeout=self.settings.timeout, read_timeout=self.settings.timeout)
+        if response.status_code != 200:
+            map_error(status_code=response.status_code, response=response, error_map=_ERROR_MAP)
+            raise HttpResponseError(response=response, error_format=ARMErrorFormat)
+        return response.body(), response.headers
+
     def _pages(self, table: str, query: str, target: tuple) -> tuple[list[dict], _Failure | None]:
         """Every page of one query over one scope: $top first, then $skipToken until none.
         The rows received are compared with the largest totalRecords a page announced: a
         shortfall beyond the tolerance comes back as a failure of status `incomplete` (the
-        rows are kept); tokens that go on past the total end the chain as a gap."""
+        rows are kept); tokens that go on past the total end the chain as a gap. Rows of the
+        machine-sized tables go to the spill (committed when the chain ends, dropped when it
+        fails) and are not returned."""
+        chain = object()
+        try:
+            result = self._paged(table, query, target, chain)
+        except BaseException:
+            self.spill.drop(chain)
+            raise
+        self.spill.commit(chain)
+        return result
+
+    def _paged(self, table: str, query: str, target: tuple, chain: object):
         from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
         kind, ids = target
-        rows, token, seen = [], None, set()
+        spilled = table in _SPILLED
+        rows, token, seen, received = [], None, set(), 0
         announced = None  # the largest totalRecords any page of this chain announced
         empty = 0  # pages in a row with no rows but a $skipToken
         priority = 1 << 30  # first pages first: they start every chain and tell its length
@@ -685,40 +767,45 @@ class _Collector:
                 options=options,
             )
             try:
-                answer = self.call(
-                    lambda request=request: self.graph.resources(
-                        request, cls=_with_headers, enforce_https=self.enforce_https,
-                        connection_timeout=self.settings.timeout, read_timeout=self.settings.timeout,
-                    ),
+                answer, notes = self.call(
+                    lambda request=request: self._post(request),
                     self.pacer,
-                    _check_page if table != "plan" else _check_plan,
+                    lambda body: _read_page(body, with_ids=table != "plan"),
                     priority,
                 )
             except _Failure as failure:
                 failure.paging = bool(token)
                 raise
-            self._repair(table, answer.data)
-            rows += answer.data
-            total = answer.total_records if isinstance(answer.total_records, int) else 0
-            if isinstance(answer.total_records, int):
-                announced = max(announced or 0, answer.total_records)
-            priority = -(-max(0, total - len(rows)) // self.settings.page_size)
+            data = answer["data"]
+            if notes:
+                with self._lock:
+                    self.repaired += [f"{table}: {note}" for note in notes]
+            if spilled:
+                self.spill.page(chain, data)
+            else:
+                rows += data
+            received += len(data)
+            total = answer.get("totalRecords")
+            total = total if isinstance(total, int) and not isinstance(total, bool) else None
+            if total is not None:
+                announced = max(announced or 0, total)
+            priority = -(-max(0, (total or 0) - received) // self.settings.page_size)
             self.count("pages")
             with self._lock:
-                self.rows_by_query[table] += len(answer.data)
-            self.progress.page(table, len(answer.data), self.pacer, self.counts["throttled"])
-            token = answer.skip_token
-            if str(answer.result_truncated).lower() == "true":
+                self.rows_by_query[table] += len(data)
+            self.progress.page(table, len(data), self.pacer, self.counts["throttled"])
+            token = answer.get("$skipToken")
+            if str(answer.get("resultTruncated")).lower() == "true":
                 raise _Failure("failed", "Resource Graph truncated the result")
             if not token:
-                return rows, self._compare(table, target, announced, len(rows))
+                return rows, self._compare(table, target, announced, received)
             if token in seen:
                 raise _Failure("failed", "Resource Graph repeated a $skipToken")
-            empty = empty + 1 if not answer.data else 0
+            empty = empty + 1 if not data else 0
             if empty >= _EMPTY_PAGES or (announced is not None
-                                         and len(rows) > announced + paging_tolerance(announced)):
+                                         and received > announced + paging_tolerance(announced)):
                 raise _Failure("failed", f"Resource Graph kept handing out $skipTokens after "
-                                         f"{len(rows)} rows of {announced} (totalRecords); "
+                                         f"{received} rows of {announced} (totalRecords); "
                                          "stopped paging")
             seen.add(token)
         raise _Failure("failed", "too many pages")
@@ -737,26 +824,6 @@ class _Collector:
         return _Failure("incomplete", f"received {received} of {announced} rows that totalRecords "
                                       f"announced (short by {short}; tolerance "
                                       f"{paging_tolerance(announced)}): rows were lost while paging")
-
-    def _repair(self, table: str, rows: list) -> None:
-        """A lone surrogate (invalid Unicode) in a row would stop the whole snapshot; it is
-        replaced by U+FFFD where it stands and noted as a problem."""
-        import orjson
-
-        try:
-            orjson.dumps(rows)
-            return
-        except (TypeError, orjson.JSONEncodeError):
-            pass
-        from auditor.snapshot import repaired
-
-        for at, row in enumerate(rows):
-            found: list = []
-            rows[at] = repaired(row, "", found)
-            for path, what in found:
-                with self._lock:
-                    self.repaired.append(f"{table}: {row.get('id') if isinstance(row, dict) else at}: "
-                                         f"{path.lstrip('.')}: {what}")
 
     def chain(self, table: str, query: str, target: tuple) -> _Chain:
         """A query over one scope; a denied subscription batch is split in halves until the
@@ -1002,6 +1069,7 @@ def _check_credential(credential, endpoint: str) -> None:
 _ORDER = [
     "virtual_machines",
     "os_disks",
+    "instances",
     "scale_sets",
     "gallery_image_versions",
     "gallery_images",
@@ -1020,6 +1088,7 @@ def collect_resources(
     deep: bool = False,
     marketplace: bool = False,
     locks: bool = False,
+    instances: bool = True,
     page_size: int = PAGE_SIZE,
     batch_size: int = BATCH_SIZE,
     chain_pages: int = 10,
@@ -1030,7 +1099,8 @@ def collect_resources(
     max_wait: float = MAX_WAIT,
     progress: bool = False,
 ) -> Collected:
-    """Raw rows in ARM shape plus scope rows, gaps, query texts and request statistics."""
+    """Raw rows in ARM shape plus scope rows, gaps, query texts and request statistics.
+    `instances=False` leaves out the instances of Uniform scale sets (very large tenants)."""
     endpoint, loopback = check_endpoint(endpoint)
     if not 1 <= page_size <= 1000 or not 1 <= batch_size <= 1000:
         raise AuditError("page_size and batch_size must be between 1 and 1000")
@@ -1055,12 +1125,14 @@ def collect_resources(
             reason = gaps[0]["detail"] if gaps else "the credential can see no subscription"
             raise AuditError(f"nothing could be collected: {reason}")
         planned = _plan(collector, covers)
+        tables = [t for t in _ORDER if instances or t != "instances"]
         jobs = [
             (table, QUERIES[table], target)
-            for table in _ORDER
+            for table in tables
             for target in (planned if table in _PLANNED else covers)
         ]
         chains = collector.run(jobs)
+        collector.spill.finish()
         by_id: dict[str, dict] = {}
         for (table, _, _), chain in zip(jobs, chains, strict=True):
             for row in chain.rows:
@@ -1083,8 +1155,9 @@ def collect_resources(
             del gap["subscriptions"]
         replicated = len(_deep(collector, rows, gaps)) if deep else None
         arm_gaps: list[dict] = []
-        if marketplace or deep:
-            rows += _marketplace(collector, rows, arm_gaps)
+        if marketplace or deep:  # the machines are in the spill, read back a block at a time
+            machines = itertools.chain(rows, collector.spill.parsed())
+            rows += _marketplace(collector, machines, arm_gaps)
         if locks or deep:
             read = sorted(s for s, r in scope_rows.items()
                           if not s.startswith("/") and r["status"] != "denied")
@@ -1096,6 +1169,9 @@ def collect_resources(
                        else target).lower()
                 _mark(scope_rows.setdefault(sub, _scope_row(sub, None)), gap["table"],
                       _Failure(gap["status"], gap["detail"]))
+    except BaseException:
+        collector.spill.close()
+        raise
     finally:
         bar.stop()
         collector.close()
@@ -1109,7 +1185,7 @@ def collect_resources(
         "restarted_queries": counts["restarted_queries"],
         "quota_waits": collector.pacer.waits,
         "quota_waited_s": round(collector.pacer.waited, 3),
-        "rows": {table: collector.rows_by_query[table] for table in _ORDER},
+        "rows": {table: collector.rows_by_query[table] for table in tables},
         "paging_tolerance": PAGING_TOLERANCE,
         "paging_deltas": sorted(collector.deltas, key=lambda d: (d["table"], d["scope"], d["ids"])),
         "elapsed_s": round(time.monotonic() - started, 3),
@@ -1118,11 +1194,12 @@ def collect_resources(
     queries = {
         "subscriptions": SUBSCRIPTIONS_QUERY,
         "plan": PLAN_QUERY,
-        **{t: QUERIES[t] for t in _ORDER},
+        **{t: QUERIES[t] for t in tables},
     }
     scope_list = [scope_rows[key] for key in sorted(scope_rows)]
     gaps.sort(key=lambda g: (g["table"], g["scope"], g["ids"]))
-    return Collected(rows, scope_list, queries, gaps, stats, replicated, sorted(collector.repaired))
+    return Collected(rows, scope_list, queries, gaps, stats, replicated, sorted(collector.repaired),
+                     collector.spill)
 
 
 def _sharing_groups(collector: _Collector, rows: list[dict]) -> list[dict]:
@@ -1166,7 +1243,7 @@ def _deep(collector: _Collector, rows: list[dict], gaps: list) -> list[dict]:
 # --- --marketplace and --locks: the ARM GET phase after Resource Graph ---------------------
 
 
-def _marketplace_paths(rows: list[dict]) -> list[str]:
+def _marketplace_paths(rows: Iterable[dict]) -> list[str]:
     """One GET path per distinct location and publisher:offer:sku:version that machines
     use (for `latest`, the version the machine records in exactVersion; a `latest` without
     one is unknown and not read), asked through the first subscription that uses it."""
@@ -1196,7 +1273,7 @@ def _marketplace_paths(rows: list[dict]) -> list[str]:
     return [paths[key] for key in sorted(paths)]
 
 
-def _marketplace(collector: _Collector, rows: list[dict], gaps: list) -> list[dict]:
+def _marketplace(collector: _Collector, rows: Iterable[dict], gaps: list) -> list[dict]:
     """The GET bodies of the Marketplace versions in use (a 404 is a body saying so); a GET
     that fails, and images beyond MAX_MARKETPLACE_GETS, are gaps."""
     paths = _marketplace_paths(rows)
@@ -1275,8 +1352,13 @@ def collect(
         "deep": deep,
         "marketplace": marketplace or deep,
         "locks": locks or deep,
+        "instances_collected": options.get("instances", True),
     }
-    snapshot = build_snapshot(got.rows, collected_at=collected_at, scope=got.scope, source=source)
+    try:
+        snapshot = build_snapshot(got.resources(), collected_at=collected_at, scope=got.scope,
+                                  source=source)
+    finally:
+        got.spill.close()
     add_problems(snapshot.manifest, got.repaired)
     return snapshot
 
@@ -1320,6 +1402,7 @@ def collect_from_options(
     deep: bool = False,
     marketplace: bool = False,
     locks: bool = False,
+    instances: bool = True,
     quiet: bool = False,
     timeout: float = 60.0,
 ):
@@ -1336,6 +1419,7 @@ def collect_from_options(
         deep=deep,
         marketplace=marketplace,
         locks=locks,
+        instances=instances,
         timeout=timeout,
         progress=not quiet and sys.stderr.isatty(),
     )

@@ -27,6 +27,7 @@ from auditor.normalize import (
     DEFINITION,
     DISK,
     GALLERY,
+    INSTANCE,
     INT,
     MANAGED_IMAGE,
     ROLE_ASSIGNMENT,
@@ -70,6 +71,7 @@ _MACHINE_PROPERTIES = dict(
     extended=_struct(instanceView=_struct(powerState=_struct(code=S), hyperVGeneration=S)),
     creationData=_struct(galleryImageReference=_ID),  # a disk's
     orchestrationMode=S, virtualMachineScaleSet=_ID, overprovision=B,
+    latestModelApplied=B, instanceId=S,  # a scale set instance's
     upgradePolicy=_struct(mode=S, automaticOSUpgrade=B,
                           automaticOSUpgradePolicy=_struct(enableAutomaticOSUpgrade=B),
                           rollingUpgradePolicy=_struct(maxBatchInstancePercent=INT, maxSurge=B)),
@@ -112,7 +114,7 @@ _PROPERTIES = dict(
                                                       details=S))),
     sourceVirtualMachine=_ID,
     virtualMachineProfile=_struct(storageProfile=_STORAGE, osProfile=_OS_PROFILE, licenseType=S))
-_TOP = [("id", S), ("name", S), ("type", S), ("location", S), ("subscriptionId", S),
+_TOP = [("id", S), ("instanceId", S), ("name", S), ("type", S), ("location", S), ("subscriptionId", S),
         ("resourceGroup", S), ("managedBy", S), ("tags", _PRESENT),
         ("sku", _struct(name=S, capacity=INT)), ("plan", _struct(name=S, publisher=S, product=S))]
 # Keys only the Azure CLI's shape has at the top level: such a line is lifted by normalize.py.
@@ -126,7 +128,9 @@ _PARSE = pj.ParseOptions(explicit_schema=pa.schema(
 
 _TABLE_OF = {GALLERY: "galleries", DEFINITION: "image_definitions", VERSION: "image_versions",
             MANAGED_IMAGE: "managed_images", VM: "machines", VMSS: "machines",
-            ROLE_ASSIGNMENT: "role_assignments"}
+            ROLE_ASSIGNMENT: "role_assignments", INSTANCE: "instances"}
+# Tables as large as the estate's machines: read with the machines' few paths, left by id.
+_MACHINE_SIZED = ("machines", "instances")
 # A line's tags object, when it holds no nested braces (tag values are strings), or null.
 _TAGS = r'"tags"\s*:\s*(?:(?P<tags>\{[^{}]*\})|null)'
 _SUB_RG = r"(?i)/subscriptions/(?P<sub>[^/]+)(?:/resourcegroups/(?P<rg>[^/]+))?"
@@ -327,8 +331,8 @@ def _block(data: bytes) -> Block:
                               len(_TABLE_OF)))
     # The images and galleries' lines, read again with every path (few: a tenant has many
     # more machines and disks than images).
-    others = pc.and_(pc.is_valid(table_names),
-                     pc.invert(pc.equal(table_names, "machines").fill_null(False)))
+    others = pc.and_(pc.is_valid(table_names), pc.invert(
+        pc.is_in(table_names, value_set=pa.array(_MACHINE_SIZED)).fill_null(False)))
     full = _Fields(_read(_concat_buffer(pc.filter(lines, others)), _PARSE, pc.sum(others).as_py())
                    if _any(others) else _PARSE.explicit_schema.empty_table())
 
@@ -346,7 +350,7 @@ def _block(data: bytes) -> Block:
         mask = pc.equal(table_names, name).fill_null(False)
         if not _any(mask):
             continue
-        if name == "machines":
+        if name in _MACHINE_SIZED:
             rows = pc.filter(by_id, pc.take(mask, by_id))
             fields = raw.rows(rows)
         else:
@@ -770,6 +774,21 @@ def _machines(raw, common, rtypes, data):
                                          raw("properties.extended.instanceView.hyperVGeneration"))}}
 
 
+def _instances(raw, common, rtypes, data):
+    """normalize._Normalizer._instance."""
+    def storage(path: str) -> pa.Array:
+        return raw("properties.storageProfile." + path)
+
+    power = _true(raw("properties.extended.instanceView.powerState.code"))
+    image = _image_reference(storage, pa.nulls(len(rtypes), S))
+    return {"instances": {
+        **common, "scale_set_id": _true(_parent(common["id"], "virtualmachines")),
+        "instance_id": pc.coalesce(_true(raw("instanceId")), _true(raw("properties.instanceId"))),
+        **image, "latest_model_applied": raw("properties.latestModelApplied"),
+        "power_state": _lowered(pc.replace_substring_regex(power, r"(?s)^[^/]*/", "",
+                                                           max_replacements=1))}}
+
+
 def _upgrade_policy(raw, is_vmss: pa.Array) -> dict[str, pa.Array]:
     """normalize._Normalizer._machine's scale-set columns (null for a VM)."""
     def of_sets(values: pa.Array) -> pa.Array:
@@ -875,4 +894,5 @@ def _disks(raw: _Fields) -> pa.Table:
 
 _BUILDERS = {"galleries": _galleries, "image_definitions": _definitions,
              "image_versions": _versions, "managed_images": _managed_images,
-             "machines": _machines, "role_assignments": _role_assignments}
+             "machines": _machines, "role_assignments": _role_assignments,
+             "instances": _instances}

@@ -480,6 +480,7 @@ class Estate:
                pd.Series(machines.loc[gallery, "image_id"].unique(), dtype=object)]
         # every version a scale set's instances run, not only the lowest
         ids.append(pd.Series(self.instance_versions["version_id"].unique(), dtype=object))
+        ids.append(pd.Series(self.instance_usage["version_id"].unique(), dtype=object))
         return pd.Index(pd.concat(ids).dropna().astype(str).unique())
 
     @cached_property
@@ -496,6 +497,37 @@ class Estate:
         lists = pd.Series([list(json.loads(text)) for text in texts], dtype=object).iloc[codes]
         rows = np.repeat(running.index.to_numpy(), lists.str.len().to_numpy(dtype=np.int64))
         return pd.DataFrame({"row": rows, "version_id": lists.explode().to_numpy(dtype=object)})
+
+
+    @cached_property
+    def instance_usage(self) -> pd.DataFrame:
+        """One row per Uniform scale-set instance: the gallery version it runs, from its
+        model view (a reference naming a version, or exactVersion on a definition
+        reference; missing where Azure recorded neither: unknown, never guessed), and the
+        version its set's model gives today (`model_version_id`: the pinned version, or
+        what `latest` resolves to in the set's region)."""
+        instances = self.tables.get("instances")
+        if instances is None:
+            instances = pd.DataFrame(columns=["id", "scale_set_id", "image_id",
+                                              "image_definition_id", "image_version",
+                                              "exact_version", "latest_model_applied"])
+        version_id = instances["image_id"].astype(object).where(
+            instances["image_version"].notna()
+            & ~lowered(instances["image_version"]).eq("latest").to_numpy(dtype=bool))
+        exact = lowered(instances["exact_version"].astype(object))
+        by_exact = instances["image_definition_id"].astype(object) + "/versions/" + exact
+        version_id = version_id.where(version_id.notna(), by_exact.where(
+            exact.ne("") & exact.ne("latest") & instances["image_definition_id"].notna()))
+        usage = self.usage.set_index("machine_id")
+        sets = usage[usage["kind"] == "vmss"]
+        model = sets["version_id"].astype(object).where(
+            ~sets["unversioned"], sets["latest_version_id"].astype(object))
+        return pd.DataFrame({
+            "instance_id": instances["id"], "scale_set_id": instances["scale_set_id"],
+            "version_id": version_id.astype(object),
+            "model_version_id": lookup(instances["scale_set_id"], model),
+            "latest_model_applied": instances["latest_model_applied"].astype("boolean")},
+            index=instances.index)
 
 
 RESOLVED_FROM = ["pinned", "disk", "exact", "latest", "unresolved"]

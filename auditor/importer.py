@@ -119,7 +119,7 @@ def read_resources(path: Path, *, pages: list | None = None,
     if not data.strip():
         raise AuditError(f"{path}: empty file")
     try:
-        document = _loads(data, f"{path.name}", notes)
+        document = parse_json(data, f"{path.name}", notes)
     except orjson.JSONDecodeError as exc:
         hint = ("; it looks like UTF-16 without a byte order mark: save it as UTF-8"
                 if b"\x00" in data[:4] else "")
@@ -148,7 +148,7 @@ def _with_properties(item, path: Path, index: int):
     return item
 
 
-def _loads(data: bytes, where: str, notes: list):
+def parse_json(data: bytes, where: str, notes: list):
     """orjson, and where it refuses a number out of range or a lone surrogate (one value
     should not cost the whole file), the standard parser: such a number is read as missing,
     a lone surrogate becomes U+FFFD, and each is noted as a problem."""
@@ -253,7 +253,7 @@ def _block_resources(path: Path, first: int, block: bytes,
             continue
         where = f"{path.name} line {first + index}"
         try:
-            yield where, _loads(line, where, notes)
+            yield where, parse_json(line, where, notes)
         except orjson.JSONDecodeError:
             as_in_file = line + b"\n" if index < len(lines) - 1 else line
             try:

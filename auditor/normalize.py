@@ -40,6 +40,9 @@ ROLE_ASSIGNMENT = "microsoft.authorization/roleassignments"
 # skus/S/versions/V, whose body has no `type`) and a management lock.
 MARKETPLACE_VERSION = "microsoft.compute/publishers/artifacttypes/offers/skus/versions"
 LOCK = "microsoft.authorization/locks"
+# A Uniform scale set's instance (Resource Graph `computeresources`); a Flexible set's
+# members are ordinary VMs.
+INSTANCE = "microsoft.compute/virtualmachinescalesets/virtualmachines"
 # Azure's documented default for a version that names no storage type (API versions before
 # 2019-03-01 had none): Standard_LRS.
 DEFAULT_STORAGE_TYPE = "Standard_LRS"
@@ -115,6 +118,13 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
         # SEC: securityProfile.securityType (a scale set's in its virtualMachineProfile), and
         # a VM's generation as Resource Graph reports it (extended.instanceView).
         ("security_type", S), ("hyper_v_generation", S)]),
+    # Instances of Uniform scale sets: what each runs (its model view's imageReference, with
+    # exactVersion where Azure records it) and whether it has the set's latest model.
+    "instances": pa.schema(_COMMON + [
+        ("scale_set_id", S), ("instance_id", S), ("image_kind", S), ("image_publisher", S),
+        ("image_offer", S), ("image_sku", S), ("image_version", S), ("exact_version", S),
+        ("image_id", S), ("image_definition_id", S), ("latest_model_applied", B),
+        ("power_state", S), ("tags", S)]),
     "resource_tags": pa.schema([
         ("resource_id", S), ("resource_table", S), ("key", S), ("key_lower", S), ("value", S)]),
     "scope": pa.schema([
@@ -838,6 +848,19 @@ class _Normalizer:
             hyper_v_generation=None if is_vmss else _str(_obj(_obj(props.get("extended")).get(
                 "instanceView")).get("hyperVGeneration")))
 
+    def _instance(self, common, props, raw, tags):
+        storage = self._object(props.get("storageProfile"), "properties.storageProfile")
+        ref = self._object(storage.get("imageReference"), "storageProfile.imageReference")
+        power = _str(_obj(_obj(_obj(props.get("extended")).get("instanceView")).get("powerState"))
+                     .get("code"))
+        self.rows["instances"].add(
+            **common, scale_set_id=parent_of(common["id"], "virtualmachines") or None,
+            instance_id=_str(raw.get("instanceId")) or _str(props.get("instanceId")),
+            **_image_reference(ref, None),
+            latest_model_applied=self._read(props.get("latestModelApplied"), _bool,
+                                            "properties.latestModelApplied"),
+            power_state=power.split("/", 1)[-1].lower() if power else None, tags=tags)
+
     def _disk(self, raw):
         props = self._object(raw.get("properties"), "properties")
         gallery_ref = _obj(_obj(props.get("creationData")).get("galleryImageReference"))
@@ -917,6 +940,7 @@ class _Normalizer:
         ROLE_ASSIGNMENT: ("role_assignments", _role_assignment),
         MARKETPLACE_VERSION: ("marketplace_versions", _marketplace_version),
         LOCK: ("locks", _lock),
+        INSTANCE: ("instances", _instance),
     }
 
     def finish(self, scope: Iterable[dict] | None) -> Normalized:
@@ -1084,16 +1108,18 @@ def _memory_handed_back():
         pa.set_memory_pool(previous)
 
 
-def normalize(resources: Iterable, scope: Iterable[dict] | None = None) -> Normalized:
+def normalize(resources: Iterable, scope: Iterable[dict] | None = None,
+              columns: Callable[[bytes], object] | None = None) -> Normalized:
     """Turn raw resources (any mix of supported types, any casing) into snapshot tables.
 
     Items are resource dicts, `(where, resource)` pairs whose `where` (file and position)
     names the item in problems reported about it, or `JsonLines` blocks, normalised column by
-    column where columnar.py can, here resource by resource where it cannot.
+    column by `columns` (columnar.normalize_lines) where it can, here resource by resource
+    where it cannot or where no `columns` is given.
     """
     normalizer = _Normalizer()
     with _collector_paused(), _memory_handed_back():
-        for index, item in enumerate(_blocks_read_ahead(resources)):
+        for index, item in enumerate(_blocks_read_ahead(resources, columns)):
             if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], JsonLines):
                 lines, block = item[0], item[1].result()
                 if block is None or not normalizer.take(block):
@@ -1111,18 +1137,21 @@ def normalize(resources: Iterable, scope: Iterable[dict] | None = None) -> Norma
         return normalizer.finish(scope)
 
 
-def _blocks_read_ahead(resources: Iterable) -> Iterator:
+def _none(data: bytes) -> None:
+    """No columns: the block is read resource by resource."""
+    return None
+
+
+def _blocks_read_ahead(resources: Iterable, columns: Callable | None) -> Iterator:
     """The items in order, each `JsonLines` block paired with the future of its columns:
     pyarrow works without the interpreter lock, so blocks are normalised on every core
     while earlier ones are taken in, in order; a few at a time, so memory stays bounded."""
-    from auditor.columnar import normalize_lines  # built on this module's tables and names
-
     workers = _CORES
     with ThreadPoolExecutor(workers) as pool:
         ahead: deque = deque()
         for item in resources:
             if isinstance(item, JsonLines):
-                ahead.append((item, pool.submit(normalize_lines, item.data)))
+                ahead.append((item, pool.submit(columns or _none, item.data)))
                 if len(ahead) > workers:
                     yield ahead.popleft()
                 continue

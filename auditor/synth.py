@@ -309,12 +309,36 @@ def _machine(t: _Tenant, i: int, cases: dict) -> Iterator[dict]:
     if ref.get("publisher") == PAID[0]:
         item["plan"] = {"name": PAID[2], "publisher": PAID[0].lower(), "product": PAID[1]}
     yield item
+    if is_vmss and item["properties"].get("orchestrationMode") != "Flexible":
+        yield from _instances(item, ref, got, i)
     if got:
         owner = machine_id + ("/virtualMachines/0" if is_vmss else "")
         yield {"id": t.arm(sub, rg, "disks", f"{name}_OsDisk_1"), "name": f"{name}_OsDisk_1",
                "type": "microsoft.compute/disks", "location": region, "managedBy": owner,
                "properties": {"creationData": {"createOption": "FromImage",
                                                "galleryImageReference": {"id": got}}}}
+
+
+def _instances(scale_set: dict, ref: dict, got: str | None, i: int) -> Iterator[dict]:
+    """A Uniform set's first instances (up to three) as Resource Graph's `computeresources`
+    holds them: their model view's imageReference with exactVersion (the version their disk
+    came from, where known); in some sets one has not applied the latest model, in others the
+    model view records no image. Chosen by number, so the random stream stays as it was."""
+    exact = got.rsplit("/", 1)[-1] if got else ref.get("exactVersion") or ref.get("version")
+    for number in range(min(3, scale_set["sku"]["capacity"])):
+        properties = {"provisioningState": "Succeeded",
+                      "storageProfile": {"osDisk": {"createOption": "FromImage"}},
+                      "extended": {"instanceView": {"powerState": {"code": "PowerState/running"}}}}
+        if i % 11:
+            properties["latestModelApplied"] = not (i % 6 == 0 and number == 0)
+            properties["storageProfile"]["imageReference"] = dict(ref, exactVersion=exact) \
+                if exact else dict(ref)
+        yield {"id": f"{scale_set['id']}/virtualMachines/{number}",
+               "name": f"{scale_set['name']}_{number}",
+               "type": "microsoft.compute/virtualmachinescalesets/virtualmachines",
+               "location": scale_set["location"], "subscriptionId": scale_set["subscriptionId"],
+               "resourceGroup": scale_set["resourceGroup"], "tags": {},
+               "properties": properties}
 
 
 def _rolling_policy(props: dict, i: int) -> None:
@@ -536,10 +560,11 @@ def resources(machines: int, seed: int = 0) -> Iterator[dict]:
 
 
 def _on_managed_image(item: dict, kind: str) -> bool:
-    if f"/{kind}/" not in item["type"].lower() + "/":
+    if not item["type"].lower().endswith(f"/{kind}"):
         return False
     profile = item["properties"].get("virtualMachineProfile", item["properties"])
-    reference = profile["storageProfile"]["imageReference"].get("id", "").lower()
+    reference = ((profile.get("storageProfile") or {}).get("imageReference") or {}).get(
+        "id", "").lower()
     return "/providers/microsoft.compute/images/" in reference
 
 

@@ -1,118 +1,214 @@
-"""Collect a synthetic 100,000-VM estate from the fake Resource Graph holding the default quota
-(15 requests per 5 seconds per user), with 0, 0.3, 1 and 2 s of latency per page, and write the
-figures to bench/collect_results.md. Not part of the test suite: a run takes a few minutes.
+"""Collect a synthetic estate from the fake Resource Graph and write the figures to
+bench/collect_results.md. Not part of the test suite: a run takes minutes.
 
-    python bench/bench_collect.py [--vms 100000] [--latency 0 0.3 1 2]
+Two measurements per size, each in fresh processes (the fake server in one, the collector in
+another, so CPU time and peak memory are the collector's own):
+- quota lifted: the collector's CPU time and peak RSS, from the first request to the snapshot
+  in memory, next to `import` of the same rows as JSON lines (CPU and peak RSS);
+- quota on (15 requests per 5 s per user) with 0.3 s latency per page: elapsed time against
+  the floor (pages / 3 requests a second), requests and 429s.
+
+    python bench/bench_collect.py [--vms 100000 1000000] [--instances-per-subscription 25]
+                                  [--skip-quota]
+
+IMAGE_AUDIT_ROOT=/path/to/a/checkout measures another checkout's collector (for a before
+and after); its fake server must know `instances` when instances are asked for.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
+import os
 import platform
+import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(os.environ.get("IMAGE_AUDIT_ROOT") or Path(__file__).resolve().parent.parent)
 sys.path.insert(0, str(ROOT))
 
-from azure.core.credentials import AccessToken  # noqa: E402
-
-from auditor.collect import Scope, collect_resources  # noqa: E402
-from tests.fake_arg import FakeArg, estate  # noqa: E402
-
-QUOTA, WINDOW = 15, 5.0
+QUOTA, WINDOW, LATENCY = 15, 5.0, 0.3
+VMS_PER_SUBSCRIPTION = 250
 
 
-class Credential:
-    def get_token(self, *scopes, **kwargs):
-        return AccessToken("bench", int(time.time()) + 3600)
+def _estate(subscriptions: int, instances: int):
+    from tests.fake_arg import estate
+
+    if instances:
+        return estate(subscriptions=subscriptions, vms=VMS_PER_SUBSCRIPTION, instances=instances)
+    return estate(subscriptions=subscriptions, vms=VMS_PER_SUBSCRIPTION)
 
 
-FAULTS = [("500", 4), ("drop", 2), ("429-bare", 4)]
+def _serve(subscriptions, instances, quota, latency, pipe) -> None:
+    """The fake server, in its own process, until told to stop; then its 429 count."""
+    from tests.fake_arg import FakeArg
+
+    rows, names = _estate(subscriptions, instances)
+    with FakeArg(rows, subscriptions=names, quota=quota, window=WINDOW, latency=latency) as fake:
+        pipe.send((fake.endpoint, len(rows)))
+        pipe.recv()
+        pipe.send((fake.throttled, len(fake.log)))
 
 
-def run(rows, names, latency: float, workers: int, faults=()) -> dict:
-    with FakeArg(rows, subscriptions=names, quota=QUOTA, window=WINDOW, latency=latency) as fake:
-        for kind, times in faults:
-            fake.add_fault(kind, times=times, when=lambda body, path: "$skipToken" in str(body))
-        started = time.monotonic()
-        got = collect_resources(Scope(), credential=Credential(), endpoint=fake.endpoint, max_workers=workers)
-        elapsed = time.monotonic() - started
-        throttled = fake.throttled
-    pages = got.stats["pages"]
-    return {
-        "faults": ", ".join(f"{n} x {kind}" for kind, n in faults) or "none",
-        "latency": latency,
-        "elapsed": elapsed,
-        "floor": pages / (QUOTA / WINDOW),
-        "pages": pages,
-        "requests": got.stats["requests"],
-        "retries": sum(got.stats["retries"].values()) + got.stats["throttled"],
-        "throttled": throttled,
-        "quota_waits": got.stats["quota_waits"],
-        "rows": sum(got.stats["rows"].values()),
-        "vms": got.stats["rows"]["virtual_machines"],
-    }
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _collect(endpoint, workers, instances, pipe) -> None:
+    """The collector, in its own process: `collect` to a snapshot in memory."""
+    from azure.core.credentials import AccessToken
+
+    from auditor.collect import Scope, collect
+
+    class Credential:
+        def get_token(self, *scopes, **kwargs):
+            return AccessToken("bench", int(time.time()) + 3600)
+
+    options = {"instances": True} if instances else {}
+    cpu, started = _cpu(), time.monotonic()
+    snapshot = collect(Scope(), credential=Credential(), endpoint=endpoint, max_workers=workers,
+                       **options)
+    elapsed, cpu = time.monotonic() - started, _cpu() - cpu
+    stats = snapshot.manifest["collection"]
+    tables = {name: table.num_rows for name, table in snapshot.arrow_tables.items()}
+    pipe.send({"elapsed": elapsed, "cpu": cpu, "peak_mib": _peak_mib(), "pages": stats["pages"],
+               "requests": stats["requests"], "rows": sum(stats["rows"].values()),
+               "machines": tables["machines"], "instances": tables.get("instances", 0)})
+
+
+def _write_lines(subscriptions, instances, path, pipe) -> None:
+    """The rows the collector receives (OS disks only where made from a gallery version), as
+    JSON lines, for `import`."""
+    import orjson
+
+    rows, _ = _estate(subscriptions, instances)
+    with open(path, "wb") as handle:
+        for row in rows:
+            creation = (row.get("properties") or {}).get("creationData") or {}
+            if row["type"] == "microsoft.compute/disks" and "galleryImageReference" not in creation:
+                continue
+            handle.write(orjson.dumps(row) + b"\n")
+    pipe.send(os.path.getsize(path))
+
+
+def _import(path, pipe) -> None:
+    from auditor.importer import import_files
+
+    cpu, started = _cpu(), time.monotonic()
+    snapshot = import_files([Path(path)])
+    pipe.send({"elapsed": time.monotonic() - started, "cpu": _cpu() - cpu,
+               "peak_mib": _peak_mib(), "machines": snapshot.arrow_tables["machines"].num_rows})
+
+
+def _in_process(target, *args):
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.Process(target=target, args=(*args, child))
+    process.start()
+    result = parent.recv()
+    process.join()
+    return result
+
+
+def collect_run(subscriptions, instances, quota, latency, workers) -> dict:
+    parent, child = multiprocessing.Pipe()
+    server = multiprocessing.Process(target=_serve,
+                                     args=(subscriptions, instances, quota, latency, child))
+    server.start()
+    endpoint, resources = parent.recv()
+    result = _in_process(_collect, endpoint, workers, instances)
+    parent.send("stop")
+    result["throttled"], result["server_requests"] = parent.recv()
+    server.join()
+    result["resources"] = resources
+    result["floor"] = result["pages"] / (QUOTA / WINDOW)
+    return result
+
+
+def import_run(subscriptions, instances) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-collect-") as folder:
+        path = os.path.join(folder, "rows.jsonl")
+        size = _in_process(_write_lines, subscriptions, instances, path)
+        result = _in_process(_import, path)
+    result["bytes"] = size
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vms", type=int, default=100_000)
-    parser.add_argument("--vms-per-subscription", type=int, default=250)
-    parser.add_argument("--latency", type=float, nargs="+", default=[0.0, 0.3, 1.0, 2.0])
+    parser.add_argument("--vms", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--instances-per-subscription", type=int, default=25)
     parser.add_argument("--workers", type=int, default=16)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "collect_results.md")
+    parser.add_argument("--skip-quota", action="store_true", help="Only the quota-lifted runs.")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "collect_results.md")
     args = parser.parse_args()
-    subscriptions = math.ceil(args.vms / args.vms_per_subscription)
-    rows, names = estate(subscriptions=subscriptions, vms=args.vms_per_subscription)
-    print(f"estate: {len(rows):,} resources in {subscriptions} subscriptions", file=sys.stderr)
-    runs = [(latency, ()) for latency in args.latency] + [(0.3, FAULTS)]
-    results = []
-    for latency, faults in runs:
-        result = run(rows, names, latency, args.workers, faults)
-        results.append(result)
-        print(
-            f"latency {latency:>4} s: {result['elapsed']:6.1f} s (floor {result['floor']:.1f} s, "
-            f"{result['elapsed'] / result['floor']:.2f}x); {result['requests']} requests for "
-            f"{result['pages']} pages; {result['throttled']} x 429",
-            file=sys.stderr,
-        )
+    multiprocessing.set_start_method("spawn")
+    instances = args.instances_per_subscription
+    lifted, quota = [], []
+    for vms in args.vms:
+        subscriptions = math.ceil(vms / VMS_PER_SUBSCRIPTION)
+        got = collect_run(subscriptions, instances, 10**9, 0.0, args.workers)
+        imported = import_run(subscriptions, instances)
+        lifted.append((vms, got, imported))
+        print(f"{vms:,} VMs, quota lifted: collect {got['cpu']:.1f} s CPU, {got['peak_mib']:,.0f} "
+              f"MiB peak ({got['elapsed']:.1f} s); import {imported['cpu']:.1f} s CPU, "
+              f"{imported['peak_mib']:,.0f} MiB peak", file=sys.stderr)
+        if not args.skip_quota:
+            paced = collect_run(subscriptions, instances, QUOTA, LATENCY, args.workers)
+            quota.append((vms, paced))
+            print(f"{vms:,} VMs, quota on: {paced['elapsed']:.1f} s for a floor of "
+                  f"{paced['floor']:.1f} s; {paced['throttled']} x 429", file=sys.stderr)
     lines = [
         "# Collector benchmark",
         "",
-        f"Synthetic estate: {args.vms:,} VMs in {subscriptions} subscriptions "
-        f"({args.vms_per_subscription} each; half on a gallery version, with their OS disk), "
-        f"{len(rows):,} resources in all, collected from the fake Resource Graph "
-        f"(`tests/fake_arg.py`) holding the default quota of {QUOTA} requests per {WINDOW:g} s "
-        f"per user, with the quota headers on every answer. Latency is added by the server to "
-        f"every page. Page size 1000, subscription batches of 300, {args.workers} threads.",
+        f"Synthetic estates from `tests/fake_arg.py`: {VMS_PER_SUBSCRIPTION} VMs a subscription "
+        f"(half on a gallery version, with their OS disk), one gallery with six versions, a "
+        f"managed image and a Uniform scale set with {instances} instances "
+        "(`computeresources` rows) per subscription. The fake server runs in a process of its "
+        "own and the collector in another, so CPU time (user + system, every thread) and peak "
+        "RSS are the collector's: from the first request to the snapshot in memory. Page size "
+        f"1000, subscription batches of 300, {args.workers} threads. Measured on a shared "
+        "machine (2 cores, other work running): figures vary from run to run.",
         "",
-        "The floor is pages needed / quota rate (3 requests a second): no client can be faster "
-        "once the quota is the limit. Pages needed: 100 for the machines, 50 for the OS disks of "
-        "gallery-made machines (the disk query keeps only those), and the rest for subscription "
-        "discovery, the machine count per subscription that sizes the chains, scale sets, "
-        "galleries, image definitions, versions and managed images. Retries are those forced by "
-        "the injected faults (on paging requests); 429s counts the quota 429s the server "
-        "answered, which pacing by the headers avoids.",
+        "## Quota lifted: the collector's own cost",
         "",
-        "| latency per page | injected faults | elapsed | floor | elapsed / floor | requests sent "
-        "| pages needed | retries | 429s (quota) | rows |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "`import` is `image-audit import` of the same rows as one JSON lines file (the rows "
+        "the collector receives), in a fresh process.",
+        "",
+        "| VMs | rows collected | pages | collect CPU | collect peak RSS | collect elapsed "
+        "| import CPU | import peak RSS | collect CPU / import CPU |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in results:
+    for vms, got, imported in lifted:
         lines.append(
-            f"| {r['latency']:g} s | {r['faults']} | {r['elapsed']:.1f} s | {r['floor']:.1f} s | "
-            f"{r['elapsed'] / r['floor']:.2f}x | {r['requests']} | {r['pages']} | {r['retries']} "
-            f"| {r['throttled']} | {r['rows']:,} |"
-        )
-    lines += [
-        "",
-        f"Machine: {platform.machine()}, Python {platform.python_version()}, "
-        f"{platform.system()}; run with `python bench/bench_collect.py`.",
-        "",
-    ]
+            f"| {vms:,} | {got['rows']:,} | {got['pages']:,} | {got['cpu']:.1f} s "
+            f"| {got['peak_mib']:,.0f} MiB | {got['elapsed']:.1f} s | {imported['cpu']:.1f} s "
+            f"| {imported['peak_mib']:,.0f} MiB | {got['cpu'] / imported['cpu']:.2f}x |")
+    if quota:
+        lines += [
+            "",
+            f"## Quota on: {QUOTA} requests per {WINDOW:g} s, {LATENCY:g} s latency a page",
+            "",
+            "The floor is pages needed / quota rate (3 requests a second): no client can be "
+            "faster once the quota is the limit.",
+            "",
+            "| VMs | pages | requests sent | elapsed | floor | elapsed / floor | 429s |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for vms, r in quota:
+            lines.append(
+                f"| {vms:,} | {r['pages']:,} | {r['requests']:,} | {r['elapsed']:.1f} s "
+                f"| {r['floor']:.1f} s | {r['elapsed'] / r['floor']:.2f}x | {r['throttled']} |")
+    lines += ["", f"Machine: {platform.machine()}, Python {platform.python_version()}, "
+                  f"{platform.system()}; run with `python bench/bench_collect.py`.", ""]
     args.out.write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {args.out}", file=sys.stderr)
 

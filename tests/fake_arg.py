@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 ARG_PATH = "/providers/microsoft.resourcegraph/resources"
+INSTANCE = "microsoft.compute/virtualmachinescalesets/virtualmachines"
 VERSION_PATH = re.compile(
     r"^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.compute/galleries/[^/]+"
     r"/images/[^/]+/versions/[^/]+$"
@@ -218,7 +219,10 @@ class FakeArg:
             ]
         else:
             rows = []
-            for kind in query_types(query):
+            # Uniform scale-set instances are in `computeresources` only.
+            in_table = (lambda kind: kind == INSTANCE) if table == "computeresources" \
+                else (lambda kind: kind != INSTANCE)
+            for kind in filter(in_table, query_types(query)):
                 by_sub = self._index.get(kind, {})
                 for s in subs:
                     rows += by_sub.get(s, [])
@@ -565,10 +569,13 @@ def subscription_id(index: int) -> str:
     return f"{index:08x}-0000-4000-8000-{index:012x}"
 
 
-def estate(subscriptions: int = 3, vms: int = 10, versions: int = 3) -> tuple[list, dict]:
+def estate(subscriptions: int = 3, vms: int = 10, versions: int = 3,
+           instances: int = 0) -> tuple[list, dict]:
     """A small deterministic estate in Resource Graph row shape: per subscription one gallery
     with two image definitions and `versions` versions each, a managed image, `vms` VMs (half
-    on a pinned gallery version with their OS disk, half on a marketplace image), a scale set."""
+    on a pinned gallery version with their OS disk, half on a marketplace image), a scale set
+    with `instances` Uniform instances (`computeresources` rows: every third on an older
+    version and not on the latest model)."""
     rows, names = [], {}
     for s in range(subscriptions):
         sub = subscription_id(s + 1)
@@ -714,4 +721,23 @@ def estate(subscriptions: int = 3, vms: int = 10, versions: int = 3) -> tuple[li
                 },
             )
         )
+        scale_set = f"{vm_rg}/providers/Microsoft.Compute/virtualMachineScaleSets/ss"
+        for i in range(instances):
+            ran = version_ids[1] if i % 3 == 2 else version_ids[0]
+            rows.append(
+                dict(
+                    vm_base,
+                    id=f"{scale_set}/virtualMachines/{i}",
+                    name=f"ss_{i}",
+                    type=INSTANCE,
+                    tags={},
+                    properties={
+                        "latestModelApplied": i % 3 != 2,
+                        "storageProfile": {
+                            "imageReference": {"id": ran, "exactVersion": ran.rsplit("/", 1)[1]},
+                            "osDisk": {"osType": "Linux"}},
+                        "extended": {"instanceView": {"powerState": {"code": "PowerState/running"}}},
+                    },
+                )
+            )
     return rows, names

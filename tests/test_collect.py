@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from azure.core.credentials import AccessToken
@@ -17,7 +18,7 @@ from auditor.collect import (
     collect_resources,
     parse_timespan,
 )
-from auditor.engine import evaluate
+from auditor.engine import evaluate, load_rules
 from auditor.errors import AuditError
 from auditor.estate import Estate
 from auditor.snapshot import Snapshot, build_snapshot
@@ -718,3 +719,57 @@ def test_without_the_options_no_marketplace_or_lock_get_is_sent():
     with marketplace_fake() as fake:
         run(fake)
         assert [r for r in fake.log if r.method == "GET"] == []
+
+
+def test_uniform_instances_come_from_computeresources_and_stl007_judges_them():
+    rows, names = estate(subscriptions=2, vms=4, instances=6)
+    with FakeArg(rows, subscriptions=names, window=0.25) as fake:
+        snapshot = collect(Scope(), credential=FakeCredential(), endpoint=fake.endpoint,
+                           page_size=5, backoff=0.01)
+        queries = [r.body["query"] for r in fake.log if r.body]
+    instances = snapshot.tables["instances"]
+    assert len(instances) == 12 and set(instances["scale_set_id"].str.endswith("/ss")) == {True}
+    assert instances["latest_model_applied"].value_counts().to_dict() == {True: 8, False: 4}
+    assert sum(q.startswith("computeresources") for q in queries) == 3  # pages of 5 rows
+    assert snapshot.manifest["collection"]["rows"]["instances"] == 12
+    assert snapshot.manifest["instances_collected"] is True
+    findings = evaluate(Estate(snapshot), [r for r in load_rules() if r.id == "STL007"])
+    assert len(findings) == 2
+    assert findings.iloc[0]["message"].endswith("instances per version: 1.0.0: 4, 1.0.1: 2.")
+
+
+def test_no_instances_leaves_the_instances_query_out_and_says_so():
+    rows, names = estate(subscriptions=1, vms=2, instances=3)
+    with FakeArg(rows, subscriptions=names, window=0.25) as fake:
+        snapshot = collect(Scope(), credential=FakeCredential(), endpoint=fake.endpoint,
+                           page_size=5, backoff=0.01, instances=False)
+        queries = [r.body["query"] for r in fake.log if r.body]
+    assert snapshot.tables["instances"].empty
+    assert not any(q.startswith("computeresources") for q in queries)
+    assert snapshot.manifest["instances_collected"] is False
+    assert "instances" not in snapshot.manifest["queries"]
+
+
+def test_instance_pages_are_not_in_resources_and_a_failed_chain_keeps_none(monkeypatch):
+    rows, names = estate(subscriptions=1, vms=2, instances=7)
+    with FakeArg(rows, subscriptions=names, window=0.25) as fake:
+        fake.add_fault("500", times=50, when=lambda body, path: "computeresources" in str(body)
+                       and "$skipToken" in str(body))
+        got = run(fake, max_retries=1)
+    assert [g["table"] for g in got.gaps] == ["instances"]
+    assert ids(got.rows, "microsoft.compute/virtualmachinescalesets/virtualmachines") == []
+    assert len(ids(got.rows, VMS)) == 2
+
+
+def test_import_accepts_the_instance_rows_the_collector_reads(tmp_path):
+    from auditor.importer import import_files
+
+    source = json.loads((Path(__file__).parent / "fixtures" / "azure"
+                         / "resource_graph_vmss_instances_model_view.json").read_text())
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({"count": 4, "data": source["resources"], "skip_token": None,
+                                "total_records": 4}))
+    snapshot = import_files([path])
+    instances = snapshot.tables["instances"]
+    assert list(instances["exact_version"]) == ["1.10.0", "1.10.0", "1.9.0"]
+    assert list(instances["power_state"]) == ["running", "running", "deallocated"]

@@ -62,7 +62,7 @@ def by_resource(data: bytes):
 
 
 def by_columns(data: bytes):
-    return normalize([JsonLines(data, again=lambda: _pairs(data))])
+    return normalize([JsonLines(data, again=lambda: _pairs(data))], columns=normalize_lines)
 
 
 def assert_same(got, expected) -> None:
@@ -331,3 +331,23 @@ def lines_of_resources(draw) -> bytes:
 @given(lines_of_resources())
 def test_any_block_gives_the_tables_of_the_reference(data):
     assert_same(by_columns(data), by_resource(data))
+
+
+@pytest.mark.parametrize("name", ["resource_graph_vmss_instances_model_view.json",
+                                  "resource_graph_vmss_instances_bare.json"])
+def test_scale_set_instances_give_the_same_tables(name):
+    from pathlib import Path
+    path = Path(__file__).parent / "fixtures" / "azure" / name
+    data = json_lines(json.loads(path.read_text(encoding="utf-8"))["resources"])
+    assert normalize_lines(data) is not None
+    by_reference = by_resource(data)
+    assert_same(by_columns(data), by_reference)
+    instances = by_reference.tables["instances"].to_pylist()
+    assert instances and all(row["scale_set_id"].endswith("/ss-drift") for row in instances)
+    if "model_view" in name:
+        assert [r["exact_version"] for r in instances] == ["1.10.0", "1.10.0", "1.9.0"]
+        assert [r["latest_model_applied"] for r in instances] == [True, True, False]
+        assert instances[2]["power_state"] == "deallocated"
+    else:
+        assert {r["exact_version"] for r in instances} == {None}
+        assert {r["latest_model_applied"] for r in instances} == {None}

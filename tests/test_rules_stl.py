@@ -127,3 +127,50 @@ def test_stl006_pass_when_latest_is_supported(run_rule):
                     version("1.1.0", end_of_life="2026-10-01T00:00:00Z", exclude_from_latest=True),
                     version("1.2.0", end_of_life="2026-10-01T00:00:00Z", state="Failed"),
                     version("0.9.0", end_of_life="2026-01-01T00:00:00Z")).empty
+
+
+# --- STL007: scale-set instances drift from the model ----------------------------------------
+
+def instance_rows(name: str) -> list[dict]:
+    from pathlib import Path
+    path = Path(__file__).parent / "fixtures" / "azure" / name
+    return json.loads(path.read_text(encoding="utf-8"))["resources"]
+
+
+def test_stl007_triggers_on_instances_behind_latest_with_counts_per_version(run_rule):
+    findings = run_rule("STL007", *BASE, version("1.9.0"), version("1.10.0"),
+                        *instance_rows("resource_graph_vmss_instances_model_view.json"))
+    assert list(findings["resource_name"]) == ["ss-drift"]
+    assert findings.iloc[0]["message"] == (
+        "ss-drift: 1 of 3 instances run another version than the model gives (1.10.0) or have "
+        "not applied the latest model; instances per version: 1.10.0: 2, 1.9.0: 1.")
+
+
+def test_stl007_triggers_on_latest_model_not_applied_alone(run_rule):
+    rows = instance_rows("resource_graph_vmss_instances_model_view.json")
+    rows[3]["properties"]["storageProfile"]["imageReference"]["exactVersion"] = "1.10.0"
+    findings = run_rule("STL007", *BASE, version("1.9.0"), version("1.10.0"), *rows)
+    assert "1 of 3" in findings.iloc[0]["message"] and "1.10.0: 3" in findings.iloc[0]["message"]
+
+
+def test_stl007_pass_when_every_instance_runs_the_model(run_rule):
+    rows = instance_rows("resource_graph_vmss_instances_model_view.json")[:3]
+    assert run_rule("STL007", *BASE, version("1.9.0"), version("1.10.0"), *rows).empty
+
+
+def test_stl007_pinned_model_compares_with_the_pinned_version(run_rule):
+    rows = instance_rows("resource_graph_vmss_instances_model_view.json")
+    rows[0]["properties"]["virtualMachineProfile"]["storageProfile"]["imageReference"] = \
+        gallery_ref("base", "1.9.0")
+    rows[3]["properties"]["latestModelApplied"] = True
+    findings = run_rule("STL007", *BASE, version("1.9.0"), version("1.10.0"), *rows)
+    assert "2 of 3" in findings.iloc[0]["message"] and "(1.9.0)" in findings.iloc[0]["message"]
+
+
+def test_stl007_instances_without_a_recorded_version_are_unknown_not_a_pass_or_drift(run_rule):
+    bare = instance_rows("resource_graph_vmss_instances_bare.json")
+    assert run_rule("STL007", *BASE, version("1.10.0"), *bare).empty
+    rows = instance_rows("resource_graph_vmss_instances_model_view.json") + bare[1:2]
+    rows[-1] = dict(rows[-1], id=rows[-1]["id"].replace("/virtualMachines/0", "/virtualMachines/7"))
+    findings = run_rule("STL007", *BASE, version("1.9.0"), version("1.10.0"), *rows)
+    assert findings.iloc[0]["message"].endswith("1.10.0: 2, 1.9.0: 1, unknown: 1.")

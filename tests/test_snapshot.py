@@ -144,3 +144,24 @@ def test_a_snapshot_without_an_original_table_is_still_refused(written):
     _without_tables(written, ["machines"])
     with pytest.raises(AuditError, match="tables missing from the manifest: machines"):
         Snapshot.read(written)
+
+
+def test_a_snapshot_from_before_the_instances_table_reads_it_as_empty_and_says_so(tmp_path):
+    snapshot = snapshot_of(*compliant_estate_resources())
+    del snapshot.arrow_tables["instances"]
+    snapshot.write(tmp_path / "old")
+    loaded = Snapshot.read(tmp_path / "old")
+    assert loaded.tables["instances"].empty
+    assert list(loaded.tables["instances"].columns)[-3:] == ["latest_model_applied",
+                                                             "power_state", "tags"]
+    assert any("scale-set instances were not recorded" in p for p in loaded.manifest["problems"])
+    loaded.write(tmp_path / "again")  # written again, now with the table
+    assert Snapshot.read(tmp_path / "again").manifest["problem_count"] == 1
+
+
+def test_a_snapshot_missing_another_table_is_still_refused(tmp_path):
+    snapshot = snapshot_of(*compliant_estate_resources())
+    del snapshot.arrow_tables["machines"]
+    snapshot.write(tmp_path / "bad")
+    with pytest.raises(AuditError, match="tables missing from the manifest: machines"):
+        Snapshot.read(tmp_path / "bad")

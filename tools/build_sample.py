@@ -804,6 +804,34 @@ def sharing_and_lineage_cases() -> list[dict]:
     return [gallery_item, definition_item, version_item, machine]
 
 
+def scale_set_instances() -> list[dict]:
+    """A Uniform scale set pinned to the newest version of its definition, with its instances
+    as Resource Graph's `computeresources` table holds them: one still on the version before
+    and not on the latest model (STL007), one whose model view records no image."""
+    pinned = definition_id(0) + "/versions/" + version_name(0, newest(0))
+    scale_set = vmss("vmss-batch-uniform", "apps", "rg-batch", "westeurope", {"id": pinned}, 3,
+                     case="STL007")
+    scale_set["properties"]["orchestrationMode"] = "Uniform"
+    scale_set["properties"]["upgradePolicy"] = {"mode": "Manual"}
+    out = [scale_set]
+    runs = [newest(0), newest(0), newest(0) - 1, None]
+    for number, n in enumerate(runs):
+        properties = {"latestModelApplied": n != newest(0) - 1, "provisioningState": "Succeeded",
+                      "storageProfile": {"osDisk": {"osType": "Linux", "createOption": "FromImage"}},
+                      "extended": {"instanceView": {"powerState": {"code": "PowerState/running"}}}}
+        if n is not None:
+            properties["storageProfile"]["imageReference"] = {
+                "id": definition_id(0), "exactVersion": version_name(0, n)}
+        else:
+            del properties["latestModelApplied"]
+        out.append({"id": f"{scale_set['id']}/virtualMachines/{number}",
+                    "name": f"vmss-batch-uniform_{number}",
+                    "type": "microsoft.compute/virtualmachinescalesets/virtualmachines",
+                    "location": "westeurope", "subscriptionId": SUBS["apps"],
+                    "resourceGroup": "rg-batch", "tags": {}, "properties": properties})
+    return out
+
+
 def build() -> list[dict]:
     resources = [gallery(i) for i in range(len(GALLERIES))]
     resources += [definition(i) for i in range(len(DEFINITIONS))]
@@ -818,6 +846,7 @@ def build() -> list[dict]:
     resources += security_cases()
     resources += sharing_and_lineage_cases()
     resources += deprecation_and_lock_cases()
+    resources += scale_set_instances()
     return resources
 
 

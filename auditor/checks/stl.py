@@ -151,3 +151,32 @@ def latest_past_end_of_life(estate, params) -> pd.DataFrame:
         .groupby(level=0).agg("; ".join).rename("latest_served")
     return resources(estate, ["image_definitions"], ids=pd.Index(text.index)).join(
         text, on="id", how="inner")
+
+
+def scale_set_drift(estate, params) -> pd.DataFrame:
+    """Uniform scale sets whose instances run another version than the model gives today, or
+    have not applied the latest model; with the instances counted per version (an instance
+    whose version Azure did not record counts as unknown, never as either)."""
+    used = estate.instance_usage
+    known = used["version_id"].notna()
+    differs = known & used["model_version_id"].notna() & used["version_id"].ne(
+        used["model_version_id"])
+    drift = (differs | used["latest_model_applied"].eq(False).fillna(False)).astype(bool)
+    label = last_segment(used["version_id"].astype(object)).astype(object).where(known, "unknown")
+    frame = used.assign(drift=drift, unknown=~known, label=label)
+    per_set = frame.groupby("scale_set_id", sort=True).agg(
+        instances=("instance_id", "size"), drifted=("drift", "sum"), unknown=("unknown", "sum"))
+    per_set = per_set[per_set["drifted"] > 0]
+    counts = frame[frame["scale_set_id"].isin(per_set.index)].groupby(
+        ["scale_set_id", "label"]).size()
+    texts = {key: ", ".join(f"{version}: {n}" for version, n in group.droplevel(0).items())
+             for key, group in counts.groupby(level=0)}  # one per drifting set
+    model = used.drop_duplicates("scale_set_id").set_index("scale_set_id")["model_version_id"]
+    machines = estate.machines[["id", "name", "kind"]]
+    out = machines.merge(per_set, left_on="id", right_index=True)
+    model_version = lookup(out["id"], model)
+    return out.assign(
+        model_version=last_segment(model_version.astype(object)).astype(object)
+        .where(model_version.notna(), "unknown"),
+        versions=out["id"].map(texts), instances=out["instances"].astype(int),
+        drifted=out["drifted"].astype(int), unknown=out["unknown"].astype(int))

@@ -1,0 +1,144 @@
+"""Collected rows of the machine-sized tables, kept as JSON lines in a temporary file.
+
+A million machines as Python objects would take gigabytes; as JSON lines on disk they take
+none, and `import` reads JSON lines column by column (columnar.py). Pages are encoded and
+written by one worker thread behind a bounded queue, so the threads that page through
+Resource Graph go on with their next request while a page is converted. A query chain's
+rows count only once the chain is committed: a chain that fails, or is restarted from its
+first page, is dropped whole, and an id already committed is written once.
+"""
+
+from __future__ import annotations
+
+import queue
+import tempfile
+import threading
+from collections.abc import Iterator
+
+import orjson
+
+from auditor.importer import BLOCK_BYTES
+from auditor.normalize import JsonLines
+
+# Pages waiting to be written: at about a megabyte of rows a page, a bounded amount.
+QUEUE_PAGES = 32
+
+
+class RowSpill:
+    """A temporary file of JSON lines, written by its own thread; `page`, `commit` and
+    `drop` may be called from any thread, `blocks` and `rows` once `finish` has run."""
+
+    def __init__(self):
+        self._file = tempfile.TemporaryFile(prefix="image-audit-rows-")
+        self._queue: queue.Queue = queue.Queue(QUEUE_PAGES)
+        self._pending: dict[object, list[tuple[int, int, list[str]]]] = {}
+        self._segments: list[tuple[int, int]] = []  # committed (offset, length), in order
+        self._ids: set[str] = set()  # ids committed so far (lower case)
+        self._end = 0
+        self._error: BaseException | None = None
+        self.rows = 0
+        self._worker = threading.Thread(target=self._work, name="image-audit-spill", daemon=True)
+        self._worker.start()
+
+    def page(self, chain: object, rows: list[dict]) -> None:
+        """Rows of one page of `chain` (parsed JSON objects, each with an `id`)."""
+        self._queue.put(("page", chain, rows))
+
+    def commit(self, chain: object) -> None:
+        self._queue.put(("commit", chain, None))
+
+    def drop(self, chain: object) -> None:
+        self._queue.put(("drop", chain, None))
+
+    def finish(self) -> None:
+        """Wait until every page is written; the ids are no longer needed."""
+        if self._worker.is_alive():
+            self._queue.put(None)
+            self._worker.join()
+        self._ids = set()
+        self._pending = {}
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        if self._worker.is_alive():
+            self._queue.put(None)
+            self._worker.join()
+        self._file.close()
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain, so no producer waits forever
+            try:
+                self._handle(*item)
+            except BaseException as exc:  # noqa: BLE001 - raised again by finish()
+                self._error = exc
+
+    def _handle(self, what: str, chain: object, rows: list[dict] | None) -> None:
+        if what == "page":
+            if rows:
+                ids = [row["id"].lower().rstrip("/") for row in rows]
+                data = b"\n".join(map(orjson.dumps, rows)) + b"\n"
+                self._pending.setdefault(chain, []).append((self._write(data), len(data), ids))
+            return
+        segments = self._pending.pop(chain, [])
+        if what == "drop":
+            return
+        for offset, length, ids in segments:
+            fresh = [i not in self._ids for i in ids]
+            for key in ids:
+                self._ids.add(key)
+            if len(set(ids)) == len(ids) and all(fresh):
+                self._segments.append((offset, length))
+                self.rows += len(ids)
+                continue
+            # Rare: ids seen before (overlapping scopes, a page repeated): the segment is
+            # written again without them.
+            lines = self._read(offset, length).split(b"\n")
+            seen, kept = set(), []
+            for line, key, new in zip(lines, ids, fresh, strict=False):
+                if new and key not in seen:
+                    kept.append(line)
+                seen.add(key)
+            if kept:
+                data = b"\n".join(kept) + b"\n"
+                self._segments.append((self._write(data), len(data)))
+                self.rows += len(kept)
+
+    def _write(self, data: bytes) -> int:
+        offset = self._end
+        self._file.seek(offset)
+        self._file.write(data)
+        self._end += len(data)
+        return offset
+
+    def _read(self, offset: int, length: int) -> bytes:
+        self._file.seek(offset)
+        return self._file.read(length)
+
+    def blocks(self) -> Iterator[JsonLines]:
+        """The committed rows as blocks of whole JSON lines, as `import` reads a file."""
+        block = bytearray()
+        for offset, length in self._segments:
+            block += self._read(offset, length)
+            if len(block) >= BLOCK_BYTES:
+                yield _lines(block)  # a bytearray, as import's blocks are: never copied
+                block = bytearray()
+        if block:
+            yield _lines(block)
+
+    def parsed(self) -> Iterator[dict]:
+        """The committed rows as objects (for small collections and tests)."""
+        for block in self.blocks():
+            for _, row in block.again():
+                yield row
+
+
+def _lines(data: bytearray) -> JsonLines:
+    def again():
+        for number, line in enumerate(data.split(b"\n"), 1):
+            if line:
+                yield f"collected row {number}", orjson.loads(line)
+
+    return JsonLines(data, again=again)

@@ -750,7 +750,7 @@ def _findings_sheet(book, parts) -> None:
     write_table(book, "Findings", frame,
                 Styles(money=["monthly_cost"], links=["resource_id"], severity="severity",
                        currency=cost.currency if cost is not None else "USD",
-                       wrap={"resource_name": 22, "message": 50, "remediation": 50,
+                       wrap={"resource_name": 22, "message": 70, "remediation": 90,
                              "exemption_reason": 24, "title": 36},
                        full_text="findings.json", printed=len(front)))
 

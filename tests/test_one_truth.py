@@ -92,6 +92,28 @@ def test_counts_agree_in_every_output(run, outputs):
     severity_rows = {row[0]: row[1] for row in cells if row and row[0] in SEVERITIES}
     assert severity_rows == counts["open_by_severity"]
 
+    # JUnit (no --fail-on: every open finding fails, every exempted one is skipped)
+    from junitparser import Failure, JUnitXml, Skipped
+    cases = [case for suite in JUnitXml.fromfile(str(folder / "audit" / "findings.junit.xml"))
+             for case in suite]
+    results = [type(r) for case in cases for r in case.result]
+    assert results.count(Failure) == counts["open"]
+    assert results.count(Skipped) == counts["exempted"]
+
+    # SARIF: a result per finding (under GitHub's cap), exempted ones suppressed
+    sarif = json.loads((folder / "audit" / "findings.sarif").read_text())["runs"][0]["results"]
+    assert len(sarif) == counts["open"] + counts["exempted"]
+    assert sum(bool(r.get("suppressions")) for r in sarif) == counts["exempted"]
+
+    # report.html: the tiles a person reads
+    import lxml.html
+    page = lxml.html.fromstring((folder / "audit" / "report.html").read_bytes())
+    assert int(page.get_element_by_id("open-total").text_content()) == counts["open"]
+    assert int(page.get_element_by_id("exempted-total").text_content()) == counts["exempted"]
+    tiles = {t.get("data-severity"): int(t.find_class("count")[0].text_content())
+             for t in page.xpath("//div[@data-severity]")}
+    assert tiles == counts["open_by_severity"]
+
 
 def test_savings_agree_in_every_output(run, outputs):
     folder, printed = outputs
@@ -125,6 +147,8 @@ def test_savings_agree_in_every_output(run, outputs):
     text = (folder / "audit" / "summary.md").read_text()
     assert f"deletable now {now['monthly_cost']:,.2f} USD a month" in text
     assert f"blocked {held['monthly_cost']:,.2f} USD a month" in text
+    page = (folder / "audit" / "report.html").read_text()
+    assert f">{now['monthly_cost']:,.2f} USD<" in page
 
     # the workbook's Summary sheet
     sheet = load_workbook(folder / "audit" / "image-audit.xlsx", read_only=True)["Summary"]

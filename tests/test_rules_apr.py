@@ -131,7 +131,8 @@ def test_apr001_shared_images_need_full_ids(rules, entry):
 def test_sample_config_is_valid_and_uses_ids(rules):
     from auditor.importer import sample_config
 
-    rule = apply_config([rules["APR001"]], sample_config())[0]
+    configured = {r.id: r for r in apply_config(list(rules.values()), sample_config())}
+    rule = configured["APR001"]
     assert rule.enabled and rule.params["approved"]["gallery_ids"]
 
 

@@ -11,7 +11,6 @@ the reports show, from the same code:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +35,7 @@ from auditor.errors import AuditError
 from auditor.estate import Estate
 from auditor.exemptions import Exemptions, load_exemptions
 from auditor.importer import sample_config, sample_exemptions_path, sample_snapshot
-from auditor.report import cost_totals, coverage, summary
+from auditor.report import cost_totals, coverage, file_sha256, summary
 from auditor.snapshot import Snapshot
 
 SAMPLE = "sample"  # `audit("sample")`: the bundled fictional estate, with its policy
@@ -72,7 +71,7 @@ class Audit:
 def file_evidence(path: Path) -> dict:
     """A file the run read, as evidence: its path and SHA-256."""
     try:
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        digest = file_sha256(Path(path))
     except OSError as exc:
         raise AuditError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return {"path": str(path), "sha256": digest}
@@ -92,8 +91,7 @@ def rule_pack(config: Path | str | dict | None = None, sample: bool = False) -> 
 
 def rule_pack_hashes() -> dict[str, str]:
     """SHA-256 of each rule file, so a report names the exact rule pack that produced it."""
-    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(rules_dir().glob("*.yaml"))}
+    return {path.name: file_sha256(path) for path in sorted(rules_dir().glob("*.yaml"))}
 
 
 def parse_time(value: str | datetime | None, option: str = "as_of") -> datetime | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
@@ -61,19 +62,21 @@ def summary(findings: pd.DataFrame) -> dict:
     """The one count convention of every output: open findings (not exempted) by severity,
     most severe first, and by rule; exempted findings counted apart, never in a total of open
     findings nor in the exit code."""
-    exempted = findings["exempted"].astype(bool)
-    active, accepted = findings[~exempted], findings[exempted]
+    exempted = findings["exempted"].astype(bool).to_numpy()
+    # Counted on the two columns alone: filtering the whole frame would copy every finding's
+    # evidence, and every output asks for these counts.
+    rule_ids, severities = findings["rule_id"], findings["severity"]
 
-    def by_rule(frame: pd.DataFrame) -> dict:
-        return {k: int(v) for k, v in frame["rule_id"].value_counts().sort_index().items()}
+    def by_rule(rows: np.ndarray) -> dict:
+        return {k: int(v) for k, v in rule_ids[rows].value_counts().sort_index().items()}
 
-    by_severity = active["severity"].value_counts()
+    by_severity = severities[~exempted].value_counts()
     return {
-        "open": int(len(active)),
-        "exempted": int(len(accepted)),
+        "open": int((~exempted).sum()),
+        "exempted": int(exempted.sum()),
         "open_by_severity": {s: int(by_severity.get(s, 0)) for s in reversed(SEVERITIES)},
-        "open_by_rule": by_rule(active),
-        "exempted_by_rule": by_rule(accepted),
+        "open_by_rule": by_rule(~exempted),
+        "exempted_by_rule": by_rule(exempted),
     }
 
 
@@ -643,6 +646,15 @@ def cost_totals(cost, findings: pd.DataFrame | None, plan=None) -> pd.DataFrame:
 RUN_RECORD = "run.json"
 
 
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read a block at a time (a report can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 @contextlib.contextmanager
 def report_set(out_dir: Path, context: dict):
     """Reports written into one folder as a set that says which run made each file. The last
@@ -651,8 +663,6 @@ def report_set(out_dir: Path, context: dict):
     folder that now mixes two runs. The record lists each file this run wrote with its
     SHA-256; a file in the folder that it does not list (or whose hash differs) is not
     from this run. Yields the list to which the caller adds the paths it wrote."""
-    import hashlib
-
     record = Path(out_dir) / RUN_RECORD
     try:
         record.unlink(missing_ok=True)
@@ -661,7 +671,7 @@ def report_set(out_dir: Path, context: dict):
                          f"({exc.strerror or exc})") from exc
     written: list[Path] = []
     yield written
-    files = {Path(p).name: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in written}
+    files = {Path(p).name: file_sha256(Path(p)) for p in written}
     document = {key: context.get(key) for key in ("tool_version", "command", "snapshot",
                                                   "snapshot_sha256", "as_of")}
     text = json_without_surrogates(json.dumps({**document, "files": files}, indent=1,

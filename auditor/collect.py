@@ -47,7 +47,7 @@ from urllib3.util.retry import Retry
 from auditor import __version__
 from auditor.errors import AuditError
 from auditor.importer import parse_json
-from auditor.spill import RowSpill
+from auditor.spill import RowSpill, page_lines
 
 CLOUDS = {
     "public": "https://management.azure.com",
@@ -264,6 +264,9 @@ class _DecodePolicy(policies.ContentDecodePolicy):
         super().on_response(request, response)
 
 
+ANSWER_READ_BYTES = 1 << 20
+
+
 def paging_tolerance(total: int) -> int:
     """Rows a query chain may fall short of totalRecords without a gap (see PAGING_TOLERANCE)."""
     return max(1, int(total * PAGING_TOLERANCE))
@@ -298,7 +301,9 @@ class _WholeAnswerAdapter(requests.adapters.HTTPAdapter):
         timer.daemon = True
         timer.start()
         try:
-            response.content  # noqa: B018 - reads the whole body, under the timer
+            # The whole body, under the timer, as `response.content` would read it but a
+            # megabyte a read rather than 10 kB (a page is about one).
+            response._content = b"".join(response.iter_content(ANSWER_READ_BYTES)) or b""
         except Exception:
             response.close()
             if expired.is_set():
@@ -561,6 +566,16 @@ def _read_page(body: bytes, with_ids: bool) -> tuple[dict, list[str]]:
     return document, notes
 
 
+def _read_lines(body: bytes) -> tuple[dict, list[str]]:
+    """`_read_page` for a page of a machine-sized table: its rows as JSON lines (spill.py),
+    or as objects where only orjson and the standard parser can read the page."""
+    split = page_lines(body)
+    if split is None:
+        return _read_page(body, with_ids=True)
+    envelope, lines = split
+    return {**envelope, "data": lines}, []
+
+
 def _describe(exc: HttpResponseError) -> str:
     error = getattr(exc, "error", None)
     code = getattr(error, "code", None) or exc.reason or ""
@@ -770,7 +785,8 @@ class _Collector:
                 answer, notes = self.call(
                     lambda request=request: self._post(request),
                     self.pacer,
-                    lambda body: _read_page(body, with_ids=table != "plan"),
+                    _read_lines if spilled else (
+                        lambda body: _read_page(body, with_ids=table != "plan")),
                     priority,
                 )
             except _Failure as failure:

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -483,20 +484,18 @@ class _Rows:
         if not table.num_rows:
             return table
         order = pc.sort_indices(table, sort_keys=sort_keys(self.name))
-        # Reorder column by column, letting each unsorted column go as soon as it is copied
-        # (the peak is one table plus two copies of a column per core, not two tables: the
-        # chunks are joined first, as pyarrow would do inside `take` while still holding
-        # them); pyarrow copies without the interpreter lock, so the cores share the columns.
+        # Reorder column by column, letting each unsorted column go as soon as it is copied:
+        # the peak is the table plus two copies of one column, not two tables (the chunks are
+        # joined first, as pyarrow would do inside `take` while still holding them). One
+        # column at a time: copying is bound by memory, and a second core would add a third
+        # copy to the peak for little time.
         columns = table.columns
         del table
-
-        def reorder(index: int) -> None:
+        for index in range(len(columns)):
             column = columns[index].combine_chunks()
             columns[index] = None
             columns[index] = column.take(order)
-
-        with ThreadPoolExecutor(_CORES) as pool:
-            list(pool.map(reorder, range(len(columns))))
+            del column
         return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -522,7 +521,10 @@ class _Normalizer:
         self.problems: list[str] = []
         self.problem_count = 0
         self.where = self.arm_id = ""
-        self.disk_versions: dict[str, str] = {}
+        # The gallery version of each OS disk, by its owner: Arrow chunks (a million disks as
+        # Python objects would take hundreds of megabytes), and the pending (owner, version).
+        self.disks: list[pa.Table] = []
+        self.pending_disks: list[tuple[str, str]] = []
         self.lock_reads: dict[str, str] = {}  # subscription -> the lock list read
 
     def _note(self, problem: str) -> None:
@@ -565,11 +567,12 @@ class _Normalizer:
             self.skipped[rtype or "(no type)"] += 1
             return
         rid = arm_id.lower().rstrip("/")
-        if rid in self.seen:
+        key = id_key(rid)
+        if key in self.seen:
             self.skipped["(duplicate id)"] += 1
             self._note(f"{where}: duplicate id {arm_id}")
             return
-        self.seen.add(rid)
+        self.seen.add(key)
         self.where, self.arm_id = where, arm_id
         self.read[rtype] += 1
         if rtype == DISK:
@@ -590,18 +593,16 @@ class _Normalizer:
         """Take the rows columnar.py made of a block of resources that follow ours, as if we
         had read them; refused (False) when it holds an id we have read, so the caller reads
         the block here, resource by resource, and the duplicate is named."""
-        ids = block.ids.to_pylist()
-        if not self.seen.isdisjoint(ids):
+        keys = list(map(id_key, block.ids.to_pylist()))
+        if not self.seen.isdisjoint(keys):
             return False
-        self.seen.update(ids)
+        self.seen.update(keys)
         for name, rows in block.tables.items():
             self.rows[name].extend(rows)
         self.read.update(block.read)
         self.skipped.update(block.skipped)
-        disks = block.disks
-        for owner, version_id in zip(disks["owner"].to_pylist(), disks["version"].to_pylist(),
-                                     strict=True):
-            self._running(owner, version_id)
+        if block.disks.num_rows:
+            self.disks.append(block.disks)
         return True
 
     def _tags(self, raw, rid: str, table: str) -> str:
@@ -926,7 +927,16 @@ class _Normalizer:
 
     def _running(self, owner: str, version_id: str) -> None:
         """A machine's OS disk (one per instance of a scale set) came from `version_id`."""
-        self.disk_versions.setdefault(owner, Counter())[version_id] += 1
+        self.pending_disks.append((owner, version_id))
+        if len(self.pending_disks) >= _Rows.CHUNK_ROWS:
+            self._flush_disks()
+
+    def _flush_disks(self) -> None:
+        if self.pending_disks:
+            owners, versions = zip(*self.pending_disks, strict=True)
+            self.disks.append(pa.table({"owner": pa.array(owners, S),
+                                        "version": pa.array(versions, S)}))
+            self.pending_disks = []
 
     handlers = {
         GALLERY: ("galleries", _gallery),
@@ -954,15 +964,16 @@ class _Normalizer:
         for rows in self.rows.values():
             for problem in rows.problems:
                 self._note(problem)
-        if self.disk_versions:
+        self._flush_disks()
+        if self.disks:
             machines = tables["machines"]
-            owners = pa.array(list(self.disk_versions), type=S)
-            at = pc.index_in(machines.column("id"), value_set=owners)
-            lowest, counts = _running_versions(self.disk_versions.values())
-            for column, values in (("running_version_id", lowest), ("running_versions", counts)):
+            running = _running_versions(pa.concat_tables(self.disks))
+            self.disks = []
+            at = pc.index_in(machines.column("id"), value_set=running["owner"])
+            for column in ("running_version_id", "running_versions"):
                 index = machines.schema.get_field_index(column)
                 machines = machines.set_column(index, machines.schema.field(index),
-                                               pa.array(values, type=S).take(at))
+                                               running[column].take(at))
             tables["machines"] = machines
         return Normalized(tables=tables, read_types=self.read, skipped_types=self.skipped,
                           problems=self.problems, problem_count=self.problem_count)
@@ -1018,6 +1029,13 @@ def _health_extension(vm_profile: dict) -> str | None:
     return None
 
 
+def id_key(rid: str) -> int:
+    """A lower-cased id as a 128-bit number (two independent 64-bit string hashes): the ids
+    read are a set of a million and a half at 1M machines, a third of the memory as numbers.
+    Two ids share a key with a chance near 10^-26 at that size."""
+    return (hash(rid) << 64) ^ (hash(rid + "\0") & 0xFFFF_FFFF_FFFF_FFFF)
+
+
 def version_order(version_id: str) -> tuple:
     """A version id's sort key: MAJOR.MINOR.PATCH compared as numbers (1.10.0 after 1.9.0);
     a name of another form after every numbered one, by its text."""
@@ -1026,15 +1044,44 @@ def version_order(version_id: str) -> tuple:
     return (0, *map(int, semver.groups()), "") if semver else (1, 0, 0, 0, name)
 
 
-def _running_versions(counts: Iterable[Counter]) -> tuple[list[str], list[str]]:
-    """For each owner's OS disks: the lowest version (as numbers) and every version with its
-    instance count, as a JSON object in version order."""
-    lowest, texts = [], []
-    for versions in counts:
-        ordered = sorted(versions, key=version_order)
-        lowest.append(ordered[0])
-        texts.append(json.dumps({v: versions[v] for v in ordered}))
-    return lowest, texts
+def _running_versions(disks: pa.Table) -> pa.Table:
+    """For each owner of OS disks (`owner`, `version`: one row a disk): the lowest version (as
+    numbers) and every version with its disk count, as a JSON object in version order (the
+    text `json.dumps` gives). Column by column, by sorting (no hash table of a million
+    owners): an estate has a million disks but few versions, so only the distinct versions
+    are ordered and quoted in Python."""
+    versions = pc.unique(disks["version"])
+    names = versions.to_pylist()
+    rank = np.empty(len(names), np.int64)
+    # Ties (the same number in two definitions) go by the id's text: a rank names a version.
+    rank[sorted(range(len(names)), key=lambda i: (version_order(names[i]), names[i]))] = \
+        np.arange(len(names))
+    by_rank = versions.take(pa.array(np.argsort(rank)))
+    ranks = rank[pc.index_in(disks["version"], value_set=versions).to_numpy()]
+    order = pc.sort_indices(pa.table({"owner": disks["owner"], "rank": ranks}),
+                            [("owner", "ascending"), ("rank", "ascending")])
+    owners = disks["owner"].take(order).combine_chunks()
+    ranks = ranks[order.to_numpy()]
+    new_owner = np.r_[True, pc.not_equal(owners[1:], owners[:-1]).to_numpy(
+        zero_copy_only=False)]
+    pair = np.flatnonzero(new_owner | np.r_[True, ranks[1:] != ranks[:-1]])
+    first = new_owner[pair]  # each owner's first pair
+    owners = owners.take(pa.array(pair[first]))
+    # Each pair's `"version": count`, opened by "{" or ", " and closed by "}" after an
+    # owner's last; an owner's text is its pairs joined (most own one).
+    last = np.r_[first[1:], True]
+    counts = np.diff(np.r_[pair, len(ranks)])
+    quoted = pa.array([json.dumps(name) for name in by_rank.to_pylist()], S)
+    entries = pc.binary_join_element_wise(
+        pa.array(np.where(first, "{", ", "), S), quoted.take(pa.array(ranks[pair])), ": ",
+        pa.array(counts.astype(str), S), pa.array(np.where(last, "}", ""), S), "")
+    starts = np.flatnonzero(first)
+    if len(starts) < len(pair):
+        entries = pc.binary_join(pa.ListArray.from_arrays(
+            pa.array(np.r_[starts, len(pair)], pa.int32()), entries), "")
+    return pa.table({"owner": owners,
+                     "running_version_id": by_rank.take(pa.array(ranks[pair[first]])),
+                     "running_versions": entries})
 
 
 def _image_reference(ref: dict, vhd_uri: str | None) -> dict:

@@ -14,14 +14,66 @@ import queue
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import orjson
+import simdjson
 
 from auditor.importer import BLOCK_BYTES
-from auditor.normalize import JsonLines
+from auditor.normalize import JsonLines, id_key
 
 # Pages waiting to be written: at about a megabyte of rows a page, a bounded amount.
 QUEUE_PAGES = 32
+# A Resource Graph answer's own keys, besides its rows.
+ENVELOPE = ("totalRecords", "count", "resultTruncated", "$skipToken")
+
+
+@dataclass
+class PageLines:
+    """A page's rows as JSON lines (each row's own text, minified), and their ids."""
+
+    ids: list[str]
+    data: bytes
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+_parsers = threading.local()
+
+
+def page_lines(body: bytes) -> tuple[dict, PageLines] | None:
+    """A Resource Graph answer's envelope and its rows as JSON lines, without making a
+    Python object of any row: simdjson parses the page (several times faster than building
+    a million dicts) and hands back each row's text. None where the page is not a plain
+    object with a list of rows that each have a text `id`, or where simdjson refuses a value
+    (a lone surrogate, a number beyond 64 bits): the caller reads such a page with orjson
+    and the standard parser, which name and repair what they find."""
+    parser = getattr(_parsers, "parser", None) or simdjson.Parser()
+    _parsers.parser = parser  # one a thread: a parser's document lives until its next parse
+    try:
+        document = parser.parse(body)
+    except (ValueError, RuntimeError):
+        return None
+    rows = document.get("data") if isinstance(document, simdjson.Object) else None
+    if not isinstance(rows, simdjson.Array):
+        return None
+    ids, lines = [], []
+    for row in rows:
+        rid = row.get("id") if isinstance(row, simdjson.Object) else None
+        if not isinstance(rid, str):
+            return None
+        ids.append(rid)
+        lines.append(row.mini)
+    envelope = {key: _plain(document.get(key)) for key in ENVELOPE if key in document}
+    return envelope, PageLines(ids, b"\n".join(lines) + b"\n" if lines else b"")
+
+
+def _plain(value):
+    """An envelope value as orjson would give it (an object or list as Python's own)."""
+    if isinstance(value, (simdjson.Object, simdjson.Array)):
+        return orjson.loads(value.mini)
+    return value
 
 
 class RowSpill:
@@ -33,15 +85,16 @@ class RowSpill:
         self._queue: queue.Queue = queue.Queue(QUEUE_PAGES)
         self._pending: dict[object, list[tuple[int, int, list[str]]]] = {}
         self._segments: list[tuple[int, int]] = []  # committed (offset, length), in order
-        self._ids: set[str] = set()  # ids committed so far (lower case)
+        self._ids: set[int] = set()  # keys (normalize.id_key) of the ids committed so far
         self._end = 0
         self._error: BaseException | None = None
         self.rows = 0
         self._worker = threading.Thread(target=self._work, name="image-audit-spill", daemon=True)
         self._worker.start()
 
-    def page(self, chain: object, rows: list[dict]) -> None:
-        """Rows of one page of `chain` (parsed JSON objects, each with an `id`)."""
+    def page(self, chain: object, rows: list[dict] | PageLines) -> None:
+        """Rows of one page of `chain`: parsed JSON objects, each with an `id`, or the
+        page's JSON lines."""
         self._queue.put(("page", chain, rows))
 
     def commit(self, chain: object) -> None:
@@ -75,11 +128,14 @@ class RowSpill:
             except BaseException as exc:  # noqa: BLE001 - raised again by finish()
                 self._error = exc
 
-    def _handle(self, what: str, chain: object, rows: list[dict] | None) -> None:
+    def _handle(self, what: str, chain: object, rows: list[dict] | PageLines | None) -> None:
         if what == "page":
+            if isinstance(rows, PageLines):
+                ids, data = rows.ids, rows.data
+            elif rows:
+                ids, data = [row["id"] for row in rows], b"\n".join(map(orjson.dumps, rows)) + b"\n"
             if rows:
-                ids = [row["id"].lower().rstrip("/") for row in rows]
-                data = b"\n".join(map(orjson.dumps, rows)) + b"\n"
+                ids = [id_key(rid.lower().rstrip("/")) for rid in ids]
                 self._pending.setdefault(chain, []).append((self._write(data), len(data), ids))
             return
         segments = self._pending.pop(chain, [])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import queue
 import random
 import re
 import socket
@@ -206,6 +207,10 @@ class Collected:
         yield from self.kept
         if self.spill is not None:
             yield from self.spill.blocks()
+
+
+class _Abandoned(Exception):
+    """The collection failed: the snapshot built alongside it is not wanted."""
 
 
 class _Failure(Exception):
@@ -609,7 +614,8 @@ class _Chain:
 
 
 class _Collector:
-    def __init__(self, credential, endpoint: str, loopback: bool, settings: _Settings, progress):
+    def __init__(self, credential, endpoint: str, loopback: bool, settings: _Settings, progress,
+                 spill: RowSpill | None = None):
         from azure.mgmt.resourcegraph import ResourceGraphClient
 
         self.credential, self.endpoint, self.settings = credential, endpoint, settings
@@ -629,7 +635,7 @@ class _Collector:
         self.repaired: list[str] = []  # values a row could not hold (lone surrogates)
         self._lock = threading.Lock()
         self._compute: dict[str, object] = {}
-        self.spill = RowSpill()
+        self.spill = spill or RowSpill()
 
     def close(self) -> None:
         self.graph.close()
@@ -1114,9 +1120,11 @@ def collect_resources(
     timeout: float = 60.0,
     max_wait: float = MAX_WAIT,
     progress: bool = False,
+    spill: RowSpill | None = None,
 ) -> Collected:
     """Raw rows in ARM shape plus scope rows, gaps, query texts and request statistics.
-    `instances=False` leaves out the instances of Uniform scale sets (very large tenants)."""
+    `instances=False` leaves out the instances of Uniform scale sets (very large tenants);
+    the machine-sized rows go to `spill` (a new one if not given)."""
     endpoint, loopback = check_endpoint(endpoint)
     if not 1 <= page_size <= 1000 or not 1 <= batch_size <= 1000:
         raise AuditError("page_size and batch_size must be between 1 and 1000")
@@ -1133,7 +1141,7 @@ def collect_resources(
         max_wait=max_wait,
     )
     bar = _Progress(progress)
-    collector = _Collector(credential, endpoint, loopback, settings, bar)
+    collector = _Collector(credential, endpoint, loopback, settings, bar, spill)
     gaps: list[dict] = []
     try:
         scope_rows, covers = _discover(collector, scope, gaps)
@@ -1351,8 +1359,43 @@ def collect(
     from auditor.snapshot import add_problems, build_snapshot
 
     collected_at = datetime.now(timezone.utc)
-    got = collect_resources(scope, credential=credential, endpoint=endpoint, deep=deep,
-                            marketplace=marketplace, locks=locks, **options)
+    # The snapshot is built while the pages come in: the spill hands each block of committed
+    # machine-sized rows to a builder thread, which normalises it (pyarrow, mostly without
+    # the interpreter lock) while the collector waits for Resource Graph's quota. The small
+    # tables' rows and the scope follow once collected (`kept`); None: the collection failed.
+    spill, kept, scope_rows = RowSpill(stream=True), queue.Queue(1), []
+
+    def resources():
+        yield from spill.streamed()
+        rows = kept.get()
+        if rows is None:
+            raise _Abandoned
+        yield from rows
+
+    def build():
+        try:
+            # Ids come once: the spill writes each once, the kept rows are keyed by id.
+            return build_snapshot(resources(), collected_at=collected_at, scope=scope_rows,
+                                  unique_ids=True)
+        except BaseException:
+            spill.abandon()  # so a failed builder never holds back the pages
+            raise
+
+    with ThreadPoolExecutor(1, thread_name_prefix="image-audit-build") as pool:
+        building = pool.submit(build)
+        try:
+            got = collect_resources(scope, credential=credential, endpoint=endpoint, deep=deep,
+                                    marketplace=marketplace, locks=locks, spill=spill, **options)
+        except BaseException:
+            spill.close()
+            kept.put(None)
+            raise
+        scope_rows += got.scope
+        kept.put(got.kept)
+        try:
+            snapshot = building.result()
+        finally:
+            spill.close()
     source = {
         "source": "azure-resource-graph",
         "endpoint": endpoint.rstrip("/"),
@@ -1370,11 +1413,7 @@ def collect(
         "locks": locks or deep,
         "instances_collected": options.get("instances", True),
     }
-    try:
-        snapshot = build_snapshot(got.resources(), collected_at=collected_at, scope=got.scope,
-                                  source=source)
-    finally:
-        got.spill.close()
+    snapshot.manifest.update(source)
     add_problems(snapshot.manifest, got.repaired)
     return snapshot
 

@@ -889,7 +889,7 @@ def _disks(raw: _Fields) -> pa.Table:
     # A scale set's instance disks are managed by `<vmss id>/virtualMachines/<n>`.
     owner = pc.if_else(pc.match_substring(owner, "/virtualmachinescalesets/"),
                        pc.replace_substring_regex(owner, r"/virtualmachines/[^/]+$", ""), owner)
-    return pa.table({"owner": owner, "version": version})
+    return pa.table({"owner": owner, "version": pc.dictionary_encode(version)})
 
 
 _BUILDERS = {"galleries": _galleries, "image_definitions": _definitions,

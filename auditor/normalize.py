@@ -513,9 +513,11 @@ def _common(resource: dict, arm_id: str, rid: str) -> dict:
 
 
 class _Normalizer:
-    def __init__(self):
+    def __init__(self, unique_ids: bool = False):
         self.rows = {name: _Rows(name) for name in TABLES}
-        self.seen: set[str] = set()
+        # Keys (id_key) of the ids read, to skip a duplicate; None where the caller vouches
+        # that no id comes twice (the collector's spill writes an id once).
+        self.seen: set[int] | None = None if unique_ids else set()
         self.read: Counter = Counter()
         self.skipped: Counter = Counter()
         self.problems: list[str] = []
@@ -567,12 +569,13 @@ class _Normalizer:
             self.skipped[rtype or "(no type)"] += 1
             return
         rid = arm_id.lower().rstrip("/")
-        key = id_key(rid)
-        if key in self.seen:
-            self.skipped["(duplicate id)"] += 1
-            self._note(f"{where}: duplicate id {arm_id}")
-            return
-        self.seen.add(key)
+        if self.seen is not None:
+            key = id_key(rid)
+            if key in self.seen:
+                self.skipped["(duplicate id)"] += 1
+                self._note(f"{where}: duplicate id {arm_id}")
+                return
+            self.seen.add(key)
         self.where, self.arm_id = where, arm_id
         self.read[rtype] += 1
         if rtype == DISK:
@@ -593,10 +596,11 @@ class _Normalizer:
         """Take the rows columnar.py made of a block of resources that follow ours, as if we
         had read them; refused (False) when it holds an id we have read, so the caller reads
         the block here, resource by resource, and the duplicate is named."""
-        keys = list(map(id_key, block.ids.to_pylist()))
-        if not self.seen.isdisjoint(keys):
-            return False
-        self.seen.update(keys)
+        if self.seen is not None:
+            keys = list(map(id_key, block.ids.to_pylist()))
+            if not self.seen.isdisjoint(keys):
+                return False
+            self.seen.update(keys)
         for name, rows in block.tables.items():
             self.rows[name].extend(rows)
         self.read.update(block.read)
@@ -934,8 +938,8 @@ class _Normalizer:
     def _flush_disks(self) -> None:
         if self.pending_disks:
             owners, versions = zip(*self.pending_disks, strict=True)
-            self.disks.append(pa.table({"owner": pa.array(owners, S),
-                                        "version": pa.array(versions, S)}))
+            self.disks.append(pa.table({"owner": pa.array(owners, S), "version": pc.dictionary_encode(
+                pa.array(versions, S))}))
             self.pending_disks = []
 
     handlers = {
@@ -954,7 +958,7 @@ class _Normalizer:
     }
 
     def finish(self, scope: Iterable[dict] | None) -> Normalized:
-        self.seen = set()  # every id read: no longer needed, and freed before the tables' peak
+        self.seen = None  # every id read: no longer needed, and freed before the tables' peak
         for row in scope or ():
             self.rows["scope"].add(**{k: row.get(k) for k in TABLE_SCHEMAS["scope"].names})
         for subscription in sorted(s for s in self.lock_reads if s):
@@ -973,7 +977,7 @@ class _Normalizer:
             for column in ("running_version_id", "running_versions"):
                 index = machines.schema.get_field_index(column)
                 machines = machines.set_column(index, machines.schema.field(index),
-                                               running[column].take(at))
+                                               running[column].take(at).cast(S))
             tables["machines"] = machines
         return Normalized(tables=tables, read_types=self.read, skipped_types=self.skipped,
                           problems=self.problems, problem_count=self.problem_count)
@@ -1048,16 +1052,22 @@ def _running_versions(disks: pa.Table) -> pa.Table:
     """For each owner of OS disks (`owner`, `version`: one row a disk): the lowest version (as
     numbers) and every version with its disk count, as a JSON object in version order (the
     text `json.dumps` gives). Column by column, by sorting (no hash table of a million
-    owners): an estate has a million disks but few versions, so only the distinct versions
-    are ordered and quoted in Python."""
-    versions = pc.unique(disks["version"])
+    owners). An estate has a million disks but few versions, and most owners run one: the
+    two columns come back dictionary-encoded, each distinct version and `{"version": count}`
+    made once, so they take megabytes rather than hundreds until cast."""
+    if not pa.types.is_dictionary(disks.schema.field("version").type):
+        disks = disks.set_column(1, "version", pc.dictionary_encode(disks["version"]))
+    disks = disks.unify_dictionaries()  # one dictionary of the versions for every chunk
+    chunks = disks["version"].chunks
+    versions = chunks[0].dictionary if chunks else pa.array([], S)
     names = versions.to_pylist()
     rank = np.empty(len(names), np.int64)
     # Ties (the same number in two definitions) go by the id's text: a rank names a version.
     rank[sorted(range(len(names)), key=lambda i: (version_order(names[i]), names[i]))] = \
         np.arange(len(names))
     by_rank = versions.take(pa.array(np.argsort(rank)))
-    ranks = rank[pc.index_in(disks["version"], value_set=versions).to_numpy()]
+    names = by_rank.to_pylist()
+    ranks = rank[np.concatenate([chunk.indices.to_numpy() for chunk in chunks])]
     order = pc.sort_indices(pa.table({"owner": disks["owner"], "rank": ranks}),
                             [("owner", "ascending"), ("rank", "ascending")])
     owners = disks["owner"].take(order).combine_chunks()
@@ -1065,23 +1075,27 @@ def _running_versions(disks: pa.Table) -> pa.Table:
     new_owner = np.r_[True, pc.not_equal(owners[1:], owners[:-1]).to_numpy(
         zero_copy_only=False)]
     pair = np.flatnonzero(new_owner | np.r_[True, ranks[1:] != ranks[:-1]])
+    counts = np.diff(np.r_[pair, len(ranks)])
     first = new_owner[pair]  # each owner's first pair
     owners = owners.take(pa.array(pair[first]))
-    # Each pair's `"version": count`, opened by "{" or ", " and closed by "}" after an
-    # owner's last; an owner's text is its pairs joined (most own one).
-    last = np.r_[first[1:], True]
-    counts = np.diff(np.r_[pair, len(ranks)])
-    quoted = pa.array([json.dumps(name) for name in by_rank.to_pylist()], S)
-    entries = pc.binary_join_element_wise(
-        pa.array(np.where(first, "{", ", "), S), quoted.take(pa.array(ranks[pair])), ": ",
-        pa.array(counts.astype(str), S), pa.array(np.where(last, "}", ""), S), "")
-    starts = np.flatnonzero(first)
-    if len(starts) < len(pair):
-        entries = pc.binary_join(pa.ListArray.from_arrays(
-            pa.array(np.r_[starts, len(pair)], pa.int32()), entries), "")
-    return pa.table({"owner": owners,
-                     "running_version_id": by_rank.take(pa.array(ranks[pair[first]])),
-                     "running_versions": entries})
+    starts = np.r_[np.flatnonzero(first), len(pair)]  # each owner's pairs: starts[i]:starts[i+1]
+    alone = np.diff(starts) == 1
+    # An owner of one version: its text is that of its (version, count), made once each.
+    combos, which = np.unique(np.c_[ranks[pair[starts[:-1]]], counts[starts[:-1]]][alone],
+                              axis=0, return_inverse=True)
+    texts = [json.dumps({names[r]: int(n)}) for r, n in combos]
+    code = np.empty(len(owners), np.int64)
+    code[alone] = which.reshape(-1)
+    for at in np.flatnonzero(~alone):  # owners of several versions: few, each its own text
+        span = range(starts[at], starts[at + 1])
+        code[at] = len(texts)
+        texts.append(json.dumps({names[ranks[pair[i]]]: int(counts[i]) for i in span}))
+    return pa.table({
+        "owner": owners,
+        "running_version_id": pa.DictionaryArray.from_arrays(
+            pa.array(ranks[pair[first]].astype(np.int32)), by_rank),
+        "running_versions": pa.DictionaryArray.from_arrays(
+            pa.array(code.astype(np.int32)), pa.array(texts, S))})
 
 
 def _image_reference(ref: dict, vhd_uri: str | None) -> dict:
@@ -1156,7 +1170,8 @@ def _memory_handed_back():
 
 
 def normalize(resources: Iterable, scope: Iterable[dict] | None = None,
-              columns: Callable[[bytes], object] | None = None) -> Normalized:
+              columns: Callable[[bytes], object] | None = None,
+              unique_ids: bool = False) -> Normalized:
     """Turn raw resources (any mix of supported types, any casing) into snapshot tables.
 
     Items are resource dicts, `(where, resource)` pairs whose `where` (file and position)
@@ -1164,7 +1179,7 @@ def normalize(resources: Iterable, scope: Iterable[dict] | None = None,
     column by `columns` (columnar.normalize_lines) where it can, here resource by resource
     where it cannot or where no `columns` is given.
     """
-    normalizer = _Normalizer()
+    normalizer = _Normalizer(unique_ids)
     with _collector_paused(), _memory_handed_back():
         for index, item in enumerate(_blocks_read_ahead(resources, columns)):
             if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], JsonLines):

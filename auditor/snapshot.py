@@ -371,13 +371,16 @@ def _write_synced(path: Path, data: bytes) -> None:
 
 
 def build_snapshot(resources: Iterable, *, collected_at: datetime | None = None,
-                   scope: Iterable[dict] | None = None, source: dict | None = None) -> Snapshot:
+                   scope: Iterable[dict] | None = None, source: dict | None = None,
+                   unique_ids: bool = False) -> Snapshot:
     """Normalise raw resources into a snapshot; `source` (queries, scope asked for, gaps...)
-    goes into the manifest as given."""
+    goes into the manifest as given. `unique_ids`: the caller vouches that no id comes twice,
+    so none is looked for."""
     collected_at = collected_at or datetime.now(timezone.utc)
     if collected_at.tzinfo is None:
         collected_at = collected_at.replace(tzinfo=timezone.utc)
-    normalized = normalize(resources, scope=scope, columns=normalize_lines)
+    normalized = normalize(resources, scope=scope, columns=normalize_lines,
+                           unique_ids=unique_ids)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -6,6 +6,10 @@ written by one worker thread behind a bounded queue, so the threads that page th
 Resource Graph go on with their next request while a page is converted. A query chain's
 rows count only once the chain is committed: a chain that fails, or is restarted from its
 first page, is dropped whole, and an id already committed is written once.
+
+With `stream=True` the committed rows are also handed on, a block at a time, as they are
+committed (`streamed`), so the snapshot is built while later pages are still awaited rather
+than after the last one.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from auditor.normalize import JsonLines, id_key
 
 # Pages waiting to be written: at about a megabyte of rows a page, a bounded amount.
 QUEUE_PAGES = 32
+# Committed blocks waiting for the snapshot's builder (each BLOCK_BYTES of JSON lines).
+QUEUE_BLOCKS = 4
 # A Resource Graph answer's own keys, besides its rows.
 ENVELOPE = ("totalRecords", "count", "resultTruncated", "$skipToken")
 
@@ -80,8 +86,11 @@ class RowSpill:
     """A temporary file of JSON lines, written by its own thread; `page`, `commit` and
     `drop` may be called from any thread, `blocks` and `rows` once `finish` has run."""
 
-    def __init__(self):
+    def __init__(self, stream: bool = False):
         self._file = tempfile.TemporaryFile(prefix="image-audit-rows-")
+        # Committed rows not yet handed on, and the blocks handed on (None: the end).
+        self._ready = bytearray()
+        self._blocks: queue.Queue | None = queue.Queue(QUEUE_BLOCKS) if stream else None
         self._queue: queue.Queue = queue.Queue(QUEUE_PAGES)
         self._pending: dict[object, list[tuple[int, int, list[str]]]] = {}
         self._segments: list[tuple[int, int]] = []  # committed (offset, length), in order
@@ -89,6 +98,7 @@ class RowSpill:
         self._end = 0
         self._error: BaseException | None = None
         self.rows = 0
+        self._handing_on = stream
         self._worker = threading.Thread(target=self._work, name="image-audit-spill", daemon=True)
         self._worker.start()
 
@@ -104,20 +114,45 @@ class RowSpill:
         self._queue.put(("drop", chain, None))
 
     def finish(self) -> None:
-        """Wait until every page is written; the ids are no longer needed."""
-        if self._worker.is_alive():
-            self._queue.put(None)
-            self._worker.join()
+        """Wait until every page is written, and end the stream; the ids are no longer
+        needed."""
+        self._stop()
         self._ids = set()
         self._pending = {}
         if self._error is not None:
             raise self._error
 
     def close(self) -> None:
+        self._stop()
+        self._file.close()
+
+    def _stop(self) -> None:
         if self._worker.is_alive():
             self._queue.put(None)
             self._worker.join()
-        self._file.close()
+        if self._blocks is not None:
+            if self._handing_on:
+                if self._ready and self._error is None:
+                    self._blocks.put(_lines(self._ready))
+                self._blocks.put(None)
+            self._ready = bytearray()
+            self._blocks = None  # the end is said once
+
+    def streamed(self) -> Iterator[JsonLines]:
+        """The committed rows as blocks of JSON lines, as they are committed, until `finish`
+        (or `close`); for one consumer, which must read to the end or call `abandon`."""
+        blocks = self._blocks
+        while blocks is not None and (block := blocks.get()) is not None:
+            yield block
+
+    def abandon(self) -> None:
+        """The consumer of `streamed` has stopped: nothing more is handed on."""
+        blocks, self._handing_on = self._blocks, False
+        while blocks is not None:
+            try:
+                blocks.get_nowait()
+            except queue.Empty:
+                break
 
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
@@ -148,6 +183,7 @@ class RowSpill:
             if len(set(ids)) == len(ids) and all(fresh):
                 self._segments.append((offset, length))
                 self.rows += len(ids)
+                self._hand_on(offset, length)
                 continue
             # Rare: ids seen before (overlapping scopes, a page repeated): the segment is
             # written again without them.
@@ -161,6 +197,17 @@ class RowSpill:
                 data = b"\n".join(kept) + b"\n"
                 self._segments.append((self._write(data), len(data)))
                 self.rows += len(kept)
+                self._hand_on(*self._segments[-1])
+
+    def _hand_on(self, offset: int, length: int) -> None:
+        """A committed segment goes to the stream, a block once there is a block's worth (the
+        queue is bounded: a builder that falls behind holds back the pages, not memory)."""
+        if not self._handing_on:
+            return
+        self._ready += self._read(offset, length)
+        if len(self._ready) >= BLOCK_BYTES:
+            block, self._ready = self._ready, bytearray()
+            self._blocks.put(_lines(block))
 
     def _write(self, data: bytes) -> int:
         offset = self._end

@@ -433,6 +433,60 @@ def test_collect_gives_a_snapshot_with_the_same_table_hashes_twice(tmp_path):
     assert manifest["endpoint"] == fake.endpoint
 
 
+def test_the_snapshot_is_built_while_later_pages_are_still_awaited(monkeypatch):
+    """Blocks of committed machine rows are normalised while the collector still pages, so
+    the build's CPU overlaps the waits for quota instead of following the last page."""
+    import auditor.snapshot
+
+    monkeypatch.setattr("auditor.spill.BLOCK_BYTES", 1)
+    normalise = auditor.snapshot.normalize_lines
+    seen_at = []  # requests the server had answered when each block was normalised
+
+    with make_fake(subscriptions=4, vms=20, latency=0.02) as fake:
+        def normalize_lines(data):
+            seen_at.append(len(fake.log))
+            return normalise(data)
+
+        monkeypatch.setattr(auditor.snapshot, "normalize_lines", normalize_lines)
+        snapshot = collect(Scope(), credential=FakeCredential(), endpoint=fake.endpoint,
+                           page_size=5, batch_size=1, max_workers=2)
+        total = len(fake.log)
+    assert seen_at and min(seen_at) < total  # the first blocks came before the last page
+    streamed = build_snapshot(list(run_again(fake.resources)))
+    assert snapshot.tables["machines"]["id"].tolist() == streamed.tables["machines"]["id"].tolist()
+    assert snapshot.tables["machines"]["running_version_id"].notna().sum() == 4 * 10
+
+
+def run_again(rows):
+    """The fake's rows as the collector keeps them (OS disks only where made from a gallery
+    version)."""
+    for row in rows:
+        creation = (row.get("properties") or {}).get("creationData") or {}
+        if row["type"] != "microsoft.compute/disks" or "galleryImageReference" in creation:
+            yield row
+
+
+def test_a_builder_that_fails_ends_the_collection_with_its_error(monkeypatch):
+    def broken(data):
+        raise MemoryError("no room for the block")
+
+    monkeypatch.setattr("auditor.spill.BLOCK_BYTES", 1)
+    monkeypatch.setattr("auditor.snapshot.normalize_lines", broken)
+    with make_fake(subscriptions=3, vms=20) as fake:
+        started = time.monotonic()
+        with pytest.raises(MemoryError, match="no room"):
+            collect(Scope(), credential=FakeCredential(), endpoint=fake.endpoint, page_size=5,
+                    batch_size=1)
+    assert time.monotonic() - started < 30  # the pages were never held back by the stream
+
+
+def test_a_collection_that_fails_leaves_no_builder_waiting():
+    with make_fake(subscriptions=2, vms=5) as fake:
+        fake.add_fault("403", times=10**6)
+        with pytest.raises(AuditError, match="nothing could be collected"):
+            collect(Scope(), credential=FakeCredential(), endpoint=fake.endpoint, page_size=5)
+
+
 def test_deep_collection_adds_version_replication(tmp_path):
     with make_fake(subscriptions=1, vms=2) as fake:
         snapshot = collect(Scope(), credential=FakeCredential(), endpoint=fake.endpoint, deep=True)

@@ -267,3 +267,38 @@ def test_the_resource_graph_fake_versions_are_named_without_notes():
     snapshot = snapshot_of(*rows)
     assert sorted(set(snapshot.tables["image_versions"]["name"])) == ["1.0.0", "1.0.1"]
     assert not any("MAJOR.MINOR.PATCH" in p for p in snapshot.manifest["problems"])
+
+
+def test_running_versions_count_each_owners_versions_in_version_order():
+    """The column-by-column count of OS disks by owner and version gives what counting them
+    one by one gives: the lowest version as numbers, and `json.dumps` of every version with
+    its count, in version order (numbers before other names), whatever the chunks."""
+    import json
+    import random
+    from collections import Counter
+
+    import pyarrow as pa
+
+    from auditor.normalize import _running_versions, version_order
+
+    pick = random.Random(7)
+    names = [f"/g/images/d{d}/versions/{a}.{b}.{c}" for d in range(2) for a in (1, 2, 10)
+             for b in (0, 9) for c in (0, 1)] + ["/g/images/d/versions/latest-x",
+                                                 '/g/images/d/versions/\u00fc"x']
+    owners, versions = [], []
+    for owner in range(500):
+        for _ in range(pick.choice([1, 1, 1, 2, 5])):
+            owners.append(f"/o/{owner}")
+            versions.append(pick.choice(names))
+    expected = {}
+    for owner, version in zip(owners, versions, strict=True):
+        expected.setdefault(owner, Counter())[version] += 1
+    split = pa.concat_tables([pa.table({"owner": owners[:70], "version": versions[:70]}),
+                              pa.table({"owner": owners[70:], "version": versions[70:]})])
+    got = _running_versions(split).to_pylist()
+    assert len(got) == len(expected)
+    for row in got:
+        counts = expected[row["owner"]]
+        ordered = sorted(counts, key=lambda v: (version_order(v), v))
+        assert row["running_version_id"] == ordered[0]
+        assert row["running_versions"] == json.dumps({v: counts[v] for v in ordered})

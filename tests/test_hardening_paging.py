@@ -136,6 +136,20 @@ def test_a_lone_surrogate_in_a_collected_row_is_a_problem_not_the_end():
     assert len(snapshot.tables["machines"]) == 21
 
 
+def test_a_page_of_machines_simdjson_refuses_is_read_by_the_standard_parser():
+    """A machine-sized page is split by simdjson; one it refuses (a lone surrogate, a number
+    beyond 64 bits) is read as the other pages are, its values repaired and named."""
+    with make_fake(subscriptions=1) as fake:
+        vms = [r for r in fake.resources if r["type"] == "microsoft.compute/virtualmachines"]
+        vms[0]["tags"]["owner"] = "bad\ud800name"
+        vms[-1]["properties"]["extra"] = 2**70
+        snapshot = collect(Scope(), credential=FakeCredential(), endpoint=fake.endpoint,
+                           page_size=5, backoff=0.01)
+    assert "bad\ufffdname" in set(snapshot.tables["resource_tags"]["value"].astype(str))
+    assert any("surrogate" in p for p in snapshot.manifest["problems"])
+    assert len(snapshot.tables["machines"]) == 21
+
+
 def test_subscriptions_lost_while_listing_the_tenant_are_a_scope_row():
     with make_fake(subscriptions=12, vms=1) as fake:
         fake.add_fault("skip-ahead", when=paging("resourcecontainers"))

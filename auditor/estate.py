@@ -297,7 +297,11 @@ class Estate:
         machines = self.tables["machines"]
         if "scale_set_id" not in machines.columns:
             return pd.Series(False, index=machines.index)
-        return machines["scale_set_id"].isin(machines["id"]).fillna(False).astype(bool)
+        # In Arrow, by binary search in the sorted ids: pandas' isin of a million Arrow
+        # strings makes a Python object of each (7 s at 1M machines).
+        sets = arrow_strings(machines["scale_set_id"]).fill_null("")
+        member = _positions_in(sets, arrow_strings(machines["id"])) >= 0
+        return pd.Series(member, index=machines.index)
 
     @cached_property
     def judged_through_set(self) -> pd.Series:
@@ -613,6 +617,15 @@ def distinct_pairs(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np.
     first_code, _ = codes_of(first)
     second_code, second_values = codes_of(second)
     return distinct(first_code.astype(np.int64) * (len(second_values) + 1) + second_code + 1)
+
+
+def distinct_rows(*columns: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """`distinct` over the rows of several columns (a missing value is a value)."""
+    code = np.zeros(len(columns[0]), dtype=np.int64)
+    for column in columns:
+        column_code, values = codes_of(column)
+        _, code = distinct(code * (len(values) + 1) + column_code + 1)
+    return distinct(code)
 
 
 def _positions_in(keys: pa.Array, values: pa.Array) -> np.ndarray:

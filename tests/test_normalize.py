@@ -291,8 +291,8 @@ def test_running_versions_count_each_owners_versions_in_version_order():
             owners.append(f"/o/{owner}")
             versions.append(pick.choice(names))
     expected = {}
-    for owner, version in zip(owners, versions, strict=True):
-        expected.setdefault(owner, Counter())[version] += 1
+    for owner, version_id in zip(owners, versions, strict=True):
+        expected.setdefault(owner, Counter())[version_id] += 1
     split = pa.concat_tables([pa.table({"owner": owners[:70], "version": versions[:70]}),
                               pa.table({"owner": owners[70:], "version": versions[70:]})])
     got = _running_versions(split).to_pylist()

@@ -11,7 +11,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from auditor.estate import lowered
+from auditor.estate import distinct, distinct_rows, lowered
 
 GALLERY_KINDS = ["gallery", "shared", "community"]
 
@@ -36,49 +36,55 @@ def _column(machines: pd.DataFrame, name: str) -> pd.Series:
 
 def _upgrade_view(estate) -> pd.DataFrame:
     """Per machine: how it is judged (scale set or stand-alone VM), whether its reference
-    floats (`latest` or a definition), and what automatic OS image upgrade lacks."""
+    floats (`latest` or a definition), and what automatic OS image upgrade lacks. What
+    depends on the image reference is worked out once per distinct reference (a million
+    machines use a few thousand) and taken by code."""
     machines = estate.machines
-    kind = lowered(machines["image_kind"])
-    version = lowered(machines["image_version"])
+    reference = ["image_kind", "image_version", "image_publisher", "image_offer", "image_sku"]
+    first, code = distinct_rows(*(machines[column] for column in reference))
+    refs = machines[reference].iloc[first].reset_index(drop=True)
+    kind, version = lowered(refs["image_kind"]), lowered(refs["image_version"])
     marketplace = kind.eq("marketplace") & version.eq("latest")
     gallery = kind.isin(GALLERY_KINDS)
     floating = marketplace | (gallery & version.isin(["", "latest"]))
+    urn = (lowered(refs["image_publisher"]) + ":" + lowered(refs["image_offer"]) + ":"
+           + lowered(refs["image_sku"]))
+    listed = urn.isin(supported_marketplace_images())
+    pinned = (kind.eq("marketplace") & ~version.eq("latest")) | (gallery & ~floating)
+    shown = [refs[column].astype(object).fillna("?").astype(str) for column in reference[2:]]
+    image = np.select(
+        [kind.eq("marketplace") & ~listed, kind.eq("managed"), kind.isin(["vhd", "unknown"])],
+        ["Marketplace image " + shown[0] + ":" + shown[1] + ":" + shown[2]
+         + " is not one automatic upgrade supports",
+         "a managed image is not supported (only gallery images and the listed "
+         "Marketplace images are)",
+         "its image is not one automatic upgrade supports"], default="")
+    lacks = np.where(pinned, "its image version is pinned (automatic upgrade needs `latest`)",
+                     "")
+    lacks = np.where(lacks == "", image, np.where(image == "", lacks, lacks + "; " + image))
+    # The health text joins per distinct (reference, health) pair too.
+    health = (_column(machines, "health_probe_id").notna()
+              | _column(machines, "health_extension").notna()).to_numpy(dtype=bool)
+    pair_first, pair = distinct(code * 2 + health)
+    lacking = lacks[code[pair_first]]
+    missing = np.where(health[pair_first], lacking, np.where(
+        lacking == "", NO_HEALTH, lacking + "; " + NO_HEALTH))
     members = estate.judged_through_set.notna().to_numpy(dtype=bool)
     scale_set = lowered(machines["kind"]).eq("vmss") | _column(machines, "scale_set_id").notna()
     automatic = scale_set & _column(machines, "automatic_os_upgrade").astype("boolean") \
         .fillna(False).astype(bool)
-    urn = (lowered(machines["image_publisher"]) + ":" + lowered(machines["image_offer"]) + ":"
-           + lowered(machines["image_sku"]))
-    listed = urn.isin(supported_marketplace_images())
-    health = _column(machines, "health_probe_id").notna() \
-        | _column(machines, "health_extension").notna()
-    pinned = (kind.eq("marketplace") & ~version.eq("latest")) | (gallery & ~floating)
-    lacks = pd.DataFrame({
-        "pinned": np.where(pinned, "its image version is pinned (automatic upgrade needs "
-                                   "`latest`)", ""),
-        "image": np.select(
-            [kind.eq("marketplace") & ~listed, kind.eq("managed"), kind.isin(["vhd", "unknown"])],
-            ["Marketplace image " + machines["image_publisher"].astype(object).fillna("?")
-             .astype(str) + ":" + machines["image_offer"].astype(object).fillna("?").astype(str)
-             + ":" + machines["image_sku"].astype(object).fillna("?").astype(str)
-             + " is not one automatic upgrade supports",
-             "a managed image is not supported (only gallery images and the listed "
-             "Marketplace images are)",
-             "its image is not one automatic upgrade supports"], default=""),
-        "health": np.where(health, "", "it has neither a load balancer health probe nor the "
-                                       "Application Health extension")}, index=machines.index)
-    missing = lacks["pinned"]
-    for column in ("image", "health"):
-        missing = np.where(missing == "", lacks[column],
-                           np.where(lacks[column] == "", missing, missing + "; " + lacks[column]))
     return pd.DataFrame({
-        "marketplace": marketplace.to_numpy(dtype=bool),
-        "gallery": (gallery & floating).to_numpy(dtype=bool),
-        "external": (kind.isin(["shared", "community"]) & floating).to_numpy(dtype=bool),
+        "marketplace": marketplace.to_numpy(dtype=bool)[code],
+        "gallery": (gallery & floating).to_numpy(dtype=bool)[code],
+        "external": (kind.isin(["shared", "community"]) & floating).to_numpy(dtype=bool)[code],
         "member": members, "scale_set": scale_set.to_numpy(dtype=bool),
         "automatic": automatic.to_numpy(dtype=bool),
-        "missing": pd.Series(missing, index=machines.index).astype(object),
+        "missing": pd.Series(missing.astype(object)[pair], index=machines.index),
     }, index=machines.index)
+
+
+NO_HEALTH = ("it has neither a load balancer health probe nor the Application Health "
+             "extension")
 
 
 def _view(estate) -> pd.DataFrame:

@@ -169,8 +169,10 @@ def scale_set_drift(estate, params) -> pd.DataFrame:
     per_set = per_set[per_set["drifted"] > 0]
     counts = frame[frame["scale_set_id"].isin(per_set.index)].groupby(
         ["scale_set_id", "label"]).size()
-    texts = {key: ", ".join(f"{version}: {n}" for version, n in group.droplevel(0).items())
-             for key, group in counts.groupby(level=0)}  # one per drifting set
+    pieces = counts.index.get_level_values("label").astype(str) + ": " + counts.astype(str)
+    texts = pd.Series(pieces.to_numpy(dtype=object)).groupby(
+        counts.index.get_level_values("scale_set_id").to_numpy(dtype=object), sort=False).agg(
+        ", ".join)  # one text per drifting set, its versions in order
     model = used.drop_duplicates("scale_set_id").set_index("scale_set_id")["model_version_id"]
     machines = estate.machines[["id", "name", "kind"]]
     out = machines.merge(per_set, left_on="id", right_index=True)

@@ -30,9 +30,10 @@ def scope_not_read(estate, params) -> pd.DataFrame:
 def machine_without_lineage(estate, params) -> pd.DataFrame:
     """Machines of `image_kind` unknown: no imageReference the audit can place and no VHD
     image, as a VM made by attaching an existing OS disk has (restore, failover, a disk from
-    a snapshot or an imported VHD). Every image rule passes them by; this one says so, so a
-    clean image audit cannot hide them. A Flexible scale set that records no OS disk has no
-    model of its own: it is not a machine here, each of its members is judged on its own."""
+    a snapshot or an imported VHD). The image rules pass them by (APR001 can only call them
+    of unknown origin); this one says so, so a clean image audit cannot hide them. A Flexible
+    scale set that records no OS disk has no model of its own: it is not a machine here, each
+    of its members is judged on its own."""
     machines = estate.machines
     option = machines["os_disk_create_option"].astype(object)
     recorded = option.notna() & (option.fillna("") != "")

@@ -63,7 +63,7 @@ _STORAGE = _struct(
     source=_SOURCE, zoneResilient=B)
 _MACHINE_PROPERTIES = dict(
     storageProfile=_struct(imageReference=_REFERENCE,
-                           osDisk=_struct(osType=S, image=_URI, vhd=_URI,
+                           osDisk=_struct(osType=S, createOption=S, image=_URI, vhd=_URI,
                                           vhdContainers=pa.list_(S))),
     hardwareProfile=_struct(vmSize=S),
     licenseType=S,
@@ -754,6 +754,7 @@ def _machines(raw, common, rtypes, data):
         "vm_size": either("sku.name", "properties.hardwareProfile.vmSize"), "os_type": os_type,
         **_image_reference(storage, vhd_uri), "vhd_uri": vhd_uri,
         "os_disk_unmanaged": pc.is_valid(vhd_uri),
+        "os_disk_create_option": storage("osDisk.createOption"),
         "license_type": either("properties.virtualMachineProfile.licenseType",
                                "properties.licenseType"),
         "plan_name": raw("plan.name"), "plan_publisher": raw("plan.publisher"),

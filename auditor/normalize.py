@@ -110,6 +110,9 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
         ("image_publisher", S), ("image_offer", S), ("image_sku", S), ("image_version", S),
         ("exact_version", S), ("image_id", S), ("image_definition_id", S), ("vhd_uri", S),
         ("os_disk_unmanaged", B), ("license_type", S),
+        # COV002: the OS disk's createOption as Azure spells it (`FromImage`, `Attach`; a
+        # scale set's from its virtualMachineProfile), null where the body does not say.
+        ("os_disk_create_option", S),
         ("plan_name", S), ("plan_publisher", S), ("plan_product", S), ("power_state", S),
         ("running_version_id", S), ("tags", S),
         ("running_versions", S), ("managed_by", S), ("orchestration_mode", S),
@@ -842,6 +845,7 @@ class _Normalizer:
         self.rows["machines"].add(
             **common, kind="vmss" if is_vmss else "vm", capacity=capacity, vm_size=vm_size,
             os_type=os_type, **image, vhd_uri=vhd_uri, os_disk_unmanaged=vhd_uri is not None,
+            os_disk_create_option=_str(os_disk.get("createOption")),
             license_type=_str((vm_profile if is_vmss else props).get("licenseType")),
             plan_name=_str(plan.get("name")), plan_publisher=_str(plan.get("publisher")),
             plan_product=_str(plan.get("product")),

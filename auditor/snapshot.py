@@ -57,7 +57,7 @@ REPEATED_TEXT = {
                  "image_kind", "image_publisher", "image_offer", "image_sku", "image_version",
                  "exact_version", "image_id", "image_definition_id", "plan_name",
                  "plan_publisher", "plan_product", "power_state", "running_version_id",
-                 "security_type", "hyper_v_generation"],
+                 "security_type", "hyper_v_generation", "os_disk_create_option"],
     "resource_tags": ["resource_table", "key", "key_lower", "value"],
     "instances": ["subscription_id", "resource_group", "location", "scale_set_id", "image_kind",
                   "image_publisher", "image_offer", "image_sku", "image_version",

@@ -271,12 +271,23 @@ def _machine(t: _Tenant, i: int, cases: dict) -> Iterator[dict]:
         os_disk.update({"vhdContainers": [account]} if is_vmss
                        else {"vhd": {"uri": f"{account}/vm-{i:07d}-osdisk.vhd"}})
     storage = {"imageReference": ref, "osDisk": os_disk}
+    # A few VMs were restored onto an attached OS disk (Azure Backup, Site Recovery): no
+    # imageReference, no osProfile, createOption Attach, so no image lineage (COV002).
+    # Chosen by number, so the random stream stays as it was.
+    attached = not is_vmss and not cases and bool(ref) and i % 211 == 5
+    if attached:
+        storage = {"osDisk": {"osType": os_type, "createOption": "Attach", "managedDisk": {
+            "storageAccountType": "Premium_LRS",
+            "id": t.arm(sub, rg, "disks", f"{name}-osdisk")}}}
+        got = None
     config = "windowsConfiguration" if os_type == "Windows" else "linuxConfiguration"
     os_profile = {"computerName": name[:15], "adminUsername": "azureuser", config: {}}
     roll = rng.random()
     tags = {} if roll < 0.04 else {"environment": rng.choice(
         BAD_ENVIRONMENTS if roll < 0.06 else ENVIRONMENTS), "team": rng.choice(TEAMS)}
     tags.update(cases.get("tags", {}))
+    if attached:
+        tags["synth-case"] = "COV002"
     item = {"id": machine_id, "name": name,
             "type": "microsoft.compute/virtualmachinescalesets" if is_vmss
             else "microsoft.compute/virtualmachines",
@@ -299,6 +310,8 @@ def _machine(t: _Tenant, i: int, cases: dict) -> Iterator[dict]:
                               "extended": {"instanceView": {"powerState": {
                                   "code": f"PowerState/{power}"}}},
                               "provisioningState": "Succeeded"}
+        if attached:
+            del item["properties"]["osProfile"]
     security = SECURITY_TYPES[i % len(SECURITY_TYPES)]  # API 2025-11-01 always says
     if security:
         (item["properties"]["virtualMachineProfile"] if is_vmss
@@ -306,7 +319,7 @@ def _machine(t: _Tenant, i: int, cases: dict) -> Iterator[dict]:
     if os_type == "Windows" and i % 7 == 3:  # Azure Hybrid Benefit
         (item["properties"]["virtualMachineProfile"] if is_vmss
          else item["properties"])["licenseType"] = "Windows_Server"
-    if ref.get("publisher") == PAID[0]:
+    if ref.get("publisher") == PAID[0] and not attached:
         item["plan"] = {"name": PAID[2], "publisher": PAID[0].lower(), "product": PAID[1]}
     yield item
     if is_vmss and item["properties"].get("orchestrationMode") != "Flexible":

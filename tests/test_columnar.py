@@ -123,6 +123,12 @@ ODD_BUT_WELL_TYPED = [
     vm("community", image={"communityGalleryImageId": "/CommunityGalleries/C/Images/I"}),
     vm("managed", image={"id": rid("images", "golden") + "/"}),
     vm("odd-id", image={"id": "/subscriptions/x/unknown/thing"}),
+    # The OS disk's createOption (COV002): attached, in any casing, empty, a scale set's.
+    azure_fixture("vm_attached_os_disk_2022-11-01"),
+    vm("attach-lower", image={}, os_disk={"createOption": "attach", "osType": "Linux"}),
+    vm("empty-option", os_disk={"createOption": ""}),
+    vmss("ss-from-image") | {"properties": {"virtualMachineProfile": {"storageProfile": {
+        "imageReference": marketplace(), "osDisk": {"createOption": "FromImage"}}}}},
     vm("gal", image=gallery_ref("base", None)),
     vm("pub-only", image={"publisher": "", "offer": "o"}),
     vm("win", os_disk={"osType": None}) | {"properties": {"storageProfile": {
@@ -188,6 +194,17 @@ def test_fixture_shapes_give_the_same_tables():
     data = json_lines(ODD_BUT_WELL_TYPED)
     assert normalize_lines(data) is not None
     assert_same(by_columns(data), by_resource(data))
+
+
+def test_os_disk_create_option_is_read_alike_for_vms_and_scale_sets():
+    data = json_lines(ODD_BUT_WELL_TYPED)
+    for normalized in (by_columns(data), by_resource(data)):
+        machines = normalized.tables["machines"]
+        option = dict(zip(machines["name"].to_pylist(),
+                          machines["os_disk_create_option"].to_pylist(), strict=True))
+        assert (option["vm-restored-01"], option["attach-lower"], option["empty-option"],
+                option["ss-from-image"], option["bare"]) == ("Attach", "attach", "", "FromImage",
+                                                            None)
 
 
 def test_a_block_with_an_autoscale_setting_gives_the_reference_rows():

@@ -617,7 +617,8 @@ def retention_cases() -> list[dict]:
 def legacy_and_licensing() -> list[dict]:
     """Machines on unmanaged OS disks, as API 2017-12-01 returned them (LEG001): a VM deployed
     from a Marketplace image onto a VHD and a scale set whose OS disks live in storage
-    containers; and a VM from a third-party Marketplace image, which carries a plan (LIC001)."""
+    containers; a VM from a third-party Marketplace image, which carries a plan (LIC001); and
+    a VM restored onto an attached OS disk (COV002)."""
     web = vm("vm-classic-web-01", "apps", "rg-classic", "westeurope",
              marketplace("ubuntu"), case="LEG001", power="running", os_disk={
                  "osType": "Linux", "name": "vm-classic-web-01-osdisk", "createOption": "FromImage",
@@ -635,7 +636,25 @@ def legacy_and_licensing() -> list[dict]:
         "sku": "fortinet_fg-vm_payg_2023", "version": "7.4.3"}, case="LIC001")
     firewall["plan"] = {"name": "fortinet_fg-vm_payg_2023", "publisher": "fortinet",
                         "product": "fortinet_fortigate-vm_v5"}
-    return [web, batch, firewall] + labelled_as_marketplace()
+    return [web, batch, firewall, restored_machine()] + labelled_as_marketplace()
+
+
+def restored_machine() -> dict:
+    """A VM made by attaching an existing OS disk, as an Azure Backup restore or a Site
+    Recovery failover leaves it (COV002): `createOption` Attach, no imageReference and no
+    osProfile, so its image lineage is unknown and no image rule can judge it (APR001 calls
+    it of unknown origin)."""
+    item = vm("vm-erp-restored-01", "apps", "rg-erp-dr", "northeurope", {},
+              case="COV002,APR001")
+    properties = item["properties"]
+    del properties["osProfile"]
+    properties["storageProfile"] = {"osDisk": {
+        "osType": "Linux", "name": "vm-erp-restored-01-osdisk", "createOption": "Attach",
+        "caching": "ReadWrite", "diskSizeGB": 64, "managedDisk": {
+            "storageAccountType": "Premium_LRS",
+            "id": item["id"].replace("/virtualMachines/", "/disks/") + "-osdisk"}},
+        "dataDisks": []}
+    return item
 
 
 def labelled_as_marketplace() -> list[dict]:

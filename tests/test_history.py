@@ -11,6 +11,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import lxml.html
 import openpyxl
 import pandas as pd
 import pytest
@@ -315,6 +316,15 @@ def test_audit_with_history_writes_age_into_every_report(tmp_path, capsys):
     assert "age_days" in [c.value for c in findings_sheet[1]]
     summary = (reports / "summary.md").read_text()
     assert "Trend over 2 run(s) since 2026-11-15" in summary
+    page = lxml.html.fromstring((reports / "report.html").read_text(encoding="utf-8"))
+    rows = page.xpath('//table[@id="trend-table"]/tr')[1:]
+    cells = [[c.text_content() for c in row] for row in rows]
+    assert [row[0] for row in cells] == ["2026-11-15", "2026-12-20"]
+    assert [int(row[1]) for row in cells] == [int(r["open"]) for r in document["trend"]["runs"]]
+    assert int(cells[-1][1]) == document["summary"]["open"]  # the last row is this run
+    high = page.xpath('//table[@id="trend-table"]/tr[1]/th').index(
+        page.xpath('//table[@id="trend-table"]/tr[1]/th[text()="high"]')[0])
+    assert int(cells[-1][high]) == document["summary"]["open_by_severity"].get("high", 0)
     code, out, _ = run_cli(capsys, "history", "show", str(folder), "--since", "2026-12-01")
     assert code == 0 and "(last 1 of 1 runs)" in out and "2026-12" in out
 

@@ -108,12 +108,10 @@ def test_baseline_counts_and_trend_block(sample_run, tmp_path):
     write_reports(tmp_path, sample_run.findings, sample_run.estate.tables, sample_run.context,
                   ["json"])
     run = auditor.audit("sample", baseline=tmp_path / "findings.json")
-    trend = {"runs": [{"as_of": "2026-11-01", "open": 90, "exempted": 2,
-                       "open_by_severity": {"high": 30}}]}
-    tree = lxml.html.fromstring(render_html(report_data(run.findings, run.context, trend=trend)))
+    tree = lxml.html.fromstring(render_html(report_data(run.findings, run.context)))
     assert int(tree.get_element_by_id("baseline-existing").text_content()) == \
         run.context["baseline"]["existing"]
-    assert tree.get_element_by_id("trend-table") is not None
+    assert not tree.xpath('//*[@id="trend-table"]')  # no history, no trend
     assert tree.xpath('//select[@id="filter-status"]')
 
 

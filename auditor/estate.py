@@ -27,6 +27,7 @@ class _KeyTags:
     def __init__(self, tags: pd.DataFrame, key: str):
         self._mask = (tags["key_lower"] == key).to_numpy(dtype=bool)
         self._resource_ids = tags["resource_id"]  # filtered when asked: it is the big column
+        self._key_ids: pa.Array | None = None
         value_code, values = codes_of(tags["value"])
         self.value_code = value_code[self._mask]
         self.values = np.append(np.asarray(values, dtype=object), np.nan)  # code -1: NaN
@@ -34,19 +35,19 @@ class _KeyTags:
     def codes_for(self, ids: pd.Series, own_ids: bool) -> np.ndarray:
         """For each id, the code of its value (-1 where it has no such tag). A resource
         holding the key twice in different casings gets the first (Azure tag names are
-        case-insensitive). `own_ids`: the ids are a table's id column, distinct already."""
+        case-insensitive). `own_ids`: the ids are a table's id column, distinct already.
+        The ids are looked up in the key's rows (sorted by resource id, as resource_tags is
+        written): the cost follows the ids asked about, not the million tag rows."""
         if own_ids:
             codes, distinct = np.arange(len(ids)), ids
         else:
             codes, distinct = pd.factorize(ids)
-        resource_ids = arrow_strings(self._resource_ids).filter(pa.array(self._mask))
-        at = _positions_in(resource_ids, arrow_strings(distinct))
-        matched = np.flatnonzero(at >= 0)
-        first = np.full(len(distinct), len(at))
-        np.minimum.at(first, at[matched], matched)  # a resource's first row with the key
-        found = first < len(at)
+        if self._key_ids is None:
+            self._key_ids = arrow_strings(self._resource_ids).filter(pa.array(self._mask))
+        at = positions_in(arrow_strings(distinct), self._key_ids)  # the first row, if any
         value_of_distinct = np.full(len(distinct) + 1, -1, dtype=np.int64)
-        value_of_distinct[:-1][found] = self.value_code[first[found]]
+        found = at >= 0
+        value_of_distinct[:-1][found] = self.value_code[at[found]]
         return value_of_distinct[codes]
 
 
@@ -300,7 +301,7 @@ class Estate:
         # In Arrow, by binary search in the sorted ids: pandas' isin of a million Arrow
         # strings makes a Python object of each (7 s at 1M machines).
         sets = arrow_strings(machines["scale_set_id"]).fill_null("")
-        member = _positions_in(sets, arrow_strings(machines["id"])) >= 0
+        member = positions_in(sets, arrow_strings(machines["id"])) >= 0
         return pd.Series(member, index=machines.index)
 
     @cached_property
@@ -628,7 +629,7 @@ def distinct_rows(*columns: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return distinct(code)
 
 
-def _positions_in(keys: pa.Array, values: pa.Array) -> np.ndarray:
+def positions_in(keys: pa.Array, values: pa.Array) -> np.ndarray:
     """Where each key is in `values` (-1 where absent). Snapshot tables are sorted by id,
     so a binary search does it without hashing a million ids; anything else is hashed."""
     if values.null_count == 0 and len(values) > 1 \

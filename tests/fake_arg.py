@@ -108,8 +108,9 @@ class FakeArg:
         self.log: list[Request] = []
         self.throttled = 0
         self._lock = threading.Lock()
-        self._window_start = None
-        self._window_count = 0
+        # One quota window for Resource Graph queries and one for ARM GETs: Azure counts them
+        # apart (Resource Graph's per-user quota; ARM's own read limits).
+        self._windows = {"query": [None, 0], "get": [None, 0]}
         self._index: dict[str, dict[str, list]] = {}
         self._by_id = {}
         self._cache = {}
@@ -148,19 +149,21 @@ class FakeArg:
         self.faults.append(Fault(kind, times, when, retry_after, delay))
 
     # -- quota ------------------------------------------------------------------------------
-    def _take_quota(self):
-        """Count one request in a fixed window that starts at the first request after the
-        last one ran out; return (allowed, remaining, seconds until reset)."""
+    def _take_quota(self, kind: str = "query"):
+        """Count one request of `kind` (query or get) in a fixed window that starts at the
+        first request after the last one ran out; return (allowed, remaining, seconds until
+        reset)."""
         with self._lock:
             now = time.monotonic()
-            if self._window_start is None or now >= self._window_start + self.window:
-                self._window_start, self._window_count = now, 0
-            resets = self._window_start + self.window - now
-            if self._window_count >= self.quota:
+            window = self._windows[kind]
+            if window[0] is None or now >= window[0] + self.window:
+                window[0], window[1] = now, 0
+            resets = window[0] + self.window - now
+            if window[1] >= self.quota:
                 self.throttled += 1
                 return False, 0, resets
-            self._window_count += 1
-            return True, self.quota - self._window_count, resets
+            window[1] += 1
+            return True, self.quota - window[1], resets
 
     def _next_fault(self, body, path):
         with self._lock:
@@ -357,7 +360,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(record, 405, {"error": {"code": "MethodNotAllowed"}}, {})
         if is_query and record.params.get("api-version") != [fake.api_version]:
             return self._send(record, 400, {"error": {"code": "UnsupportedApiVersion"}}, {})
-        allowed, remaining, resets = fake._take_quota()
+        allowed, remaining, resets = fake._take_quota("query" if is_query else "get")
         headers = {}
         if fake.quota_headers:
             headers = {

@@ -201,13 +201,6 @@ class Collected:
         spilled = list(self.spill.parsed()) if self.spill is not None else []
         return sorted(self.kept + spilled, key=lambda row: row["id"].lower())
 
-    def resources(self):
-        """What the normaliser reads: the kept rows, then the spilled ones as blocks of JSON
-        lines (the columnar path, as `import` reads a file)."""
-        yield from self.kept
-        if self.spill is not None:
-            yield from self.spill.blocks()
-
 
 class _Abandoned(Exception):
     """The collection failed: the snapshot built alongside it is not wanted."""

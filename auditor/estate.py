@@ -44,7 +44,7 @@ class _KeyTags:
             codes, distinct = pd.factorize(ids)
         if self._key_ids is None:
             self._key_ids = arrow_strings(self._resource_ids).filter(pa.array(self._mask))
-        at = positions_in(arrow_strings(distinct), self._key_ids)  # the first row, if any
+        at = _positions_in(arrow_strings(distinct), self._key_ids)  # the first row, if any
         value_of_distinct = np.full(len(distinct) + 1, -1, dtype=np.int64)
         found = at >= 0
         value_of_distinct[:-1][found] = self.value_code[at[found]]
@@ -301,7 +301,7 @@ class Estate:
         # In Arrow, by binary search in the sorted ids: pandas' isin of a million Arrow
         # strings makes a Python object of each (7 s at 1M machines).
         sets = arrow_strings(machines["scale_set_id"]).fill_null("")
-        member = positions_in(sets, arrow_strings(machines["id"])) >= 0
+        member = _positions_in(sets, arrow_strings(machines["id"])) >= 0
         return pd.Series(member, index=machines.index)
 
     @cached_property
@@ -615,9 +615,7 @@ def distinct(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def distinct_pairs(first: pd.Series, second: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """`distinct` over the pairs of values of two columns (a missing value is a value)."""
-    first_code, _ = codes_of(first)
-    second_code, second_values = codes_of(second)
-    return distinct(first_code.astype(np.int64) * (len(second_values) + 1) + second_code + 1)
+    return distinct_rows(first, second)
 
 
 def distinct_rows(*columns: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -629,7 +627,7 @@ def distinct_rows(*columns: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return distinct(code)
 
 
-def positions_in(keys: pa.Array, values: pa.Array) -> np.ndarray:
+def _positions_in(keys: pa.Array, values: pa.Array) -> np.ndarray:
     """Where each key is in `values` (-1 where absent). Snapshot tables are sorted by id,
     so a binary search does it without hashing a million ids; anything else is hashed."""
     if values.null_count == 0 and len(values) > 1 \

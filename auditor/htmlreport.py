@@ -157,9 +157,9 @@ def _rule_rows(findings: pd.DataFrame, counts: dict) -> list[dict]:
 
 
 def report_data(findings: pd.DataFrame, context: dict, *, cost=None, plan=None,
-                exemptions=None, trend: dict | None = None) -> dict:
-    """Everything the page shows. `trend` (earlier runs, from a history store) is optional:
-    the page shows its section only when given."""
+                exemptions=None) -> dict:
+    """Everything the page shows. The context's `trend` (the runs of the history the audit
+    was appended to) is optional: the page shows its section only when there is one."""
     from auditor.report import summary
 
     counts = summary(findings)
@@ -177,7 +177,7 @@ def report_data(findings: pd.DataFrame, context: dict, *, cost=None, plan=None,
         "baseline": context.get("baseline"),
         "cost": cost_data(cost, findings, plan),
         "exemptions": exemption_rows(exemptions, findings, context.get("as_of")),
-        "trend": trend,
+        "trend": context.get("trend"),
         "rules": _rule_rows(findings, counts),
         "findings": findings_data(findings),
         "evidence": evidence_data(findings),
@@ -193,10 +193,9 @@ def render_html(data: dict) -> str:
 
 
 def write_html(path: Path, findings: pd.DataFrame, context: dict, *, cost=None, plan=None,
-               exemptions=None, trend: dict | None = None) -> None:
+               exemptions=None) -> None:
     """report.html at `path` (the caller makes the write atomic)."""
-    data = report_data(findings, context, cost=cost, plan=plan, exemptions=exemptions,
-                       trend=trend)
+    data = report_data(findings, context, cost=cost, plan=plan, exemptions=exemptions)
     # The JSON is ASCII; the rendered text may hold lone surrogates, which UTF-8 cannot.
     Path(path).write_text(render_html(data), encoding="utf-8", errors="backslashreplace")
 

@@ -603,7 +603,7 @@ def write_reports(out_dir: Path, findings: pd.DataFrame, tables: dict[str, pd.Da
         from auditor.htmlreport import write_html
         outputs.append((out_dir / "report.html", lambda path: [atomic_write(
             path, lambda t: write_html(t, findings, context, cost=cost, plan=plan,
-                                       exemptions=exemptions, trend=context.get("trend")))]))
+                                       exemptions=exemptions))]))
     if "md" in formats:
         def write_md(path):
             text = summary_markdown(findings, context, cost)

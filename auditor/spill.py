@@ -165,13 +165,14 @@ class RowSpill:
 
     def _handle(self, what: str, chain: object, rows: list[dict] | PageLines | None) -> None:
         if what == "page":
+            if not rows:
+                return
             if isinstance(rows, PageLines):
                 ids, data = rows.ids, rows.data
-            elif rows:
+            else:
                 ids, data = [row["id"] for row in rows], b"\n".join(map(orjson.dumps, rows)) + b"\n"
-            if rows:
-                ids = [id_key(rid.lower().rstrip("/")) for rid in ids]
-                self._pending.setdefault(chain, []).append((self._write(data), len(data), ids))
+            keys = [id_key(rid.lower().rstrip("/")) for rid in ids]
+            self._pending.setdefault(chain, []).append((self._write(data), len(data), keys))
             return
         segments = self._pending.pop(chain, [])
         if what == "drop":

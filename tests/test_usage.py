@@ -102,11 +102,11 @@ def test_positions_in_sorted_and_unsorted_values(values):
     """Tag lookups binary-search a sorted id column and hash any other; both agree."""
     import pyarrow as pa
 
-    from auditor.estate import positions_in
+    from auditor.estate import _positions_in
 
     keys = ["d", "c", "a", "z", "e", "0"]
     expected = [values.index(k) if k in values else -1 for k in keys]
-    assert list(positions_in(pa.array(keys), pa.array(values))) == expected
+    assert list(_positions_in(pa.array(keys), pa.array(values))) == expected
 
 
 def test_latest_ignores_definitions_and_regions_no_machine_uses():

@@ -7,15 +7,7 @@ import numpy as np
 import pandas as pd
 
 from auditor.checks.tag import resources
-from auditor.estate import (
-    arrow_strings,
-    distinct_pairs,
-    last_segment,
-    lookup,
-    lowered,
-    positions_in,
-    version_label,
-)
+from auditor.estate import distinct_pairs, last_segment, lookup, lowered, version_label
 
 
 def _machine_lifecycle(estate) -> pd.DataFrame:
@@ -182,14 +174,13 @@ def scale_set_drift(estate, params) -> pd.DataFrame:
         counts.index.get_level_values("scale_set_id").to_numpy(dtype=object), sort=False).agg(
         ", ".join)  # one text per drifting set, its versions in order
     model = used.drop_duplicates("scale_set_id").set_index("scale_set_id")["model_version_id"]
-    machines = estate.machines[["id", "name", "kind"]]
-    # The drifting sets' rows of the machines table, found by binary search in its sorted
-    # ids (a merge would hash a million ids for a few thousand sets), in the table's order.
-    at = positions_in(arrow_strings(pd.Series(per_set.index, dtype=object)),
-                       arrow_strings(machines["id"]))
+    # The drifting sets' machine rows, looked up by id in the estate's cached index (a merge
+    # would hash a million ids again for a few thousand sets), in the table's order.
+    at = estate.row_positions("machines", pd.Series(per_set.index, dtype=object))
     found = np.flatnonzero(at >= 0)
     found = found[np.argsort(at[found], kind="stable")]
-    out = machines.iloc[at[found]].reset_index(drop=True).assign(
+    out = estate.identity("machines", ["id", "name", "kind"]).iloc[at[found]].reset_index(
+        drop=True).assign(
         **{column: per_set[column].to_numpy()[found] for column in per_set.columns})
     model_version = lookup(out["id"], model)
     return out.assign(
